@@ -1,0 +1,1 @@
+"""Pretrained priors (generative, identity, geometry, perceptual) behind small interfaces."""
