@@ -69,8 +69,9 @@ class PerceptualDistance(Protocol):
 
 
 FuseHook = Callable[[int, Tensor], Tensor]
-"""Called by a generator with (resolution, feature map) after each resolution's block; returns the
-feature map to continue with. G2Face's identity-aware fusion and payload injection live here."""
+"""Called by a generator with (resolution, feature map) once per resolution, at that backend's
+fusion point (StyleGAN2: after the upsampling conv, before the second conv); returns the feature
+map to continue with. G2Face's identity-aware fusion and payload injection live here."""
 
 
 @runtime_checkable

@@ -1,0 +1,80 @@
+"""Weights in and out: the official G2Face / rosinality checkpoints (read with `weights_only`
+semantics), and our own safetensors files (plain tensors + the JSON config in the metadata)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from g2face.models.config import G2FaceNetConfig
+from g2face.models.g2face import G2FaceNet
+from g2face.models.generator_api import GenerativePrior
+
+OFFICIAL_PARTS = ("anonymous_net", "style_mlp", "map_2_id", "hiding_extractor")
+# Parts of the reference `anonymous_net` that are DPIM modules of G2FaceNet; the rest is the prior.
+DPIM_PARTS = ("pyramid.", "fusion_mask.", "hiding_injects.")
+
+
+def _load_official(path: str | Path) -> dict[str, Tensor]:
+    """Flat `part.key` tensors from a `.safetensors` file or a `G2Face.pth`-style {part: state} dict."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_file(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return {f"{part}.{k}": v for part in OFFICIAL_PARTS for k, v in checkpoint[part].items()}
+
+
+def official_to_g2face(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename official `G2Face.pth` keys (prefixes `anonymous_net.`, `style_mlp.`, `map_2_id.`,
+    `hiding_extractor.`) to `G2FaceNet` keys; other keys (e.g. fixture inputs) are dropped."""
+    renamed = {}
+    for key, value in state.items():
+        part, _, rest = key.partition(".")
+        if part == "anonymous_net":
+            renamed[rest if rest.startswith(DPIM_PARTS) else f"generator.{rest}"] = value
+        elif part in OFFICIAL_PARTS:
+            renamed[key] = value
+    return renamed
+
+
+def load_official_g2face(net: G2FaceNet, path: str | Path) -> G2FaceNet:
+    """Load the authors' `G2Face.pth` (or the same keys as safetensors) into a matching network."""
+    net.load_state_dict(official_to_g2face(_load_official(path)))
+    return net
+
+
+def load_rosinality_g_ema(generator: nn.Module, path: str | Path) -> nn.Module:
+    """Load the synthesis part of a rosinality StyleGAN2 training checkpoint (e.g. `550000.pt`):
+    `g_ema` without its mapping network (`style.*`) and fixed noise buffers (`noises.*`)."""
+    # The checkpoint also pickles the training `args` namespace; allow just that type.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in checkpoint["g_ema"].items() if not k.startswith(("style.", "noises."))}
+    generator.load_state_dict(state)
+    return generator
+
+
+def save_g2face(net: G2FaceNet, path: str | Path) -> None:
+    """All weights and buffers as safetensors, with the configuration as JSON metadata."""
+    state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "g2face", "config": json.dumps(net.config.to_dict())})
+
+
+def load_g2face(
+    path: str | Path, generator: GenerativePrior | None = None, device: torch.device | str = "cpu"
+) -> G2FaceNet:
+    """Rebuild a network saved by `save_g2face` (pass `generator` for priors not built from config)."""
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != "g2face":
+        raise ValueError(f"{path} is not a g2face weights file")
+    net = G2FaceNet(G2FaceNetConfig.from_dict(json.loads(meta["config"])), generator)
+    net.load_state_dict(load_file(path))
+    return net.to(device)

@@ -1,0 +1,68 @@
+"""Geometry-aware identity extraction (GIE): f_dummy maps a random z to a dummy identity; f_mlp
+maps [identity ⊕ shape ⊕ expression ⊕ pose] to the generator's W+ through three MLPs (low, mid,
+high style groups). Parameter names follow the reference (`map_2_id`, `style_low` ...)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from g2face.nn import EqualLinear, PixelNorm
+
+
+class DummyIdentityMapper(nn.Module):
+    """f_dummy: z → Linear → LReLU → Linear → LReLU → BatchNorm1d (whose statistics place the output
+    where identity embeddings live)."""
+
+    def __init__(self, z_dim: int, identity_dim: int):
+        super().__init__()
+        self.map_2_id = nn.Sequential(
+            nn.Linear(z_dim, identity_dim),
+            nn.LeakyReLU(0.2),
+            nn.Linear(identity_dim, identity_dim),
+            nn.LeakyReLU(0.2),
+            nn.BatchNorm1d(identity_dim),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.map_2_id(z)
+
+
+class StyleMLP(nn.Module):
+    """f_mlp: PixelNorm([identity ⊕ geometry]) → w_low, w_mid, w_high, each repeated over its
+    `group_sizes` style inputs → W+ [B, sum(group_sizes), style_dim]."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        style_dim: int,
+        group_sizes: tuple[int, int, int],
+        n_layers: int = 4,
+        lr_mul: float = 0.01,
+        reference_double_bias: bool = True,
+    ):
+        super().__init__()
+        if min(group_sizes) < 1:
+            raise ValueError(f"every style group needs at least one style input, got {group_sizes}")
+        self.group_sizes = group_sizes
+        self.norm = PixelNorm()
+
+        def mlp() -> nn.Sequential:
+            dims = [in_dim] + [style_dim] * n_layers
+            return nn.Sequential(
+                *(
+                    EqualLinear(
+                        a, b, lr_mul=lr_mul, activate=True, reference_double_bias=reference_double_bias
+                    )
+                    for a, b in zip(dims[:-1], dims[1:], strict=True)
+                )
+            )
+
+        self.style_low, self.style_middle, self.style_high = mlp(), mlp(), mlp()
+
+    def forward(self, identity: Tensor, geometry: Tensor) -> Tensor:
+        e_g = self.norm(torch.cat([identity, geometry], dim=1))
+        groups = (self.style_low(e_g), self.style_middle(e_g), self.style_high(e_g))
+        return torch.cat(
+            [w.unsqueeze(1).expand(-1, n, -1) for w, n in zip(groups, self.group_sizes, strict=True)], dim=1
+        )
