@@ -1,0 +1,7 @@
+"""Face detection: the `FaceDetector` interface, the YuNet backend and a drawing helper."""
+
+from g2face.detection.base import FaceDetector
+from g2face.detection.draw import draw_detections
+from g2face.detection.yunet import YuNetDetector
+
+__all__ = ["FaceDetector", "YuNetDetector", "draw_detections"]

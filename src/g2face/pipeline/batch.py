@@ -1,0 +1,86 @@
+"""Running one step over many input files, collecting a per-file outcome instead of stopping at the
+first bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from g2face.io import IMAGE_SUFFIXES, ExpandedInputs, InputFile
+from g2face.types import InputError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FileOutcome(Generic[T]):
+    """What happened to one input: `result` when it succeeded, else a one-line `error`."""
+
+    source: str
+    result: T | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class BatchReport(Generic[T]):
+    outcomes: tuple[FileOutcome[T], ...]
+
+    @property
+    def succeeded(self) -> tuple[FileOutcome[T], ...]:
+        return tuple(o for o in self.outcomes if o.ok)
+
+    @property
+    def failed(self) -> tuple[FileOutcome[T], ...]:
+        return tuple(o for o in self.outcomes if not o.ok)
+
+    def summary(self) -> str:
+        n = len(self.outcomes)
+        return f"{n} input{'s' if n != 1 else ''}: {len(self.succeeded)} done, {len(self.failed)} failed"
+
+
+def process_each(
+    inputs: ExpandedInputs,
+    handle: Callable[[InputFile], T],
+    on_outcome: Callable[[FileOutcome[T]], None] | None = None,
+) -> BatchReport[T]:
+    """Call `handle` on every input file, in order. Input problems from the expansion and
+    `InputError`s raised by `handle` become failed outcomes; any other exception is a bug and
+    propagates."""
+    outcomes: list[FileOutcome[T]] = []
+
+    def record(outcome: FileOutcome[T]) -> None:
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    for problem in inputs.problems:
+        record(FileOutcome(problem.spec, error=problem.message))
+    for item in inputs.files:
+        try:
+            record(FileOutcome(str(item.path), result=handle(item)))
+        except InputError as e:
+            record(FileOutcome(str(item.path), error=str(e)))
+    return BatchReport(tuple(outcomes))
+
+
+def names_file(target: Path) -> bool:
+    """Whether an output argument names one image file (else it is a folder mirroring the inputs)."""
+    return target.suffix.lower() in IMAGE_SUFFIXES and not target.is_dir()
+
+
+def check_output_target(target: Path, inputs: ExpandedInputs) -> None:
+    """Raise `ValueError` when `target` names one image file but several inputs were given."""
+    if names_file(target) and len(inputs.files) > 1:
+        raise ValueError(f"{target} names one file but {len(inputs.files)} images were given; name a folder")
+
+
+def output_target(target: Path, item: InputFile, suffix: str | None = None) -> Path:
+    """Where `item`'s output goes: `target` itself when it names an image file (see
+    `check_output_target`), else `target` as a folder mirroring the input tree."""
+    return target if names_file(target) else item.output_path(target, suffix)

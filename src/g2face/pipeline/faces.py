@@ -1,0 +1,108 @@
+"""The face pipeline: detect → align → transform a batch of crops → paste back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from g2face.align import DEFAULT_CROP_SIZE, align_face, paste_faces
+from g2face.detection import FaceDetector
+from g2face.io import ExpandedInputs, InputFile, read_image, write_image
+from g2face.io.tensors import crops_to_tensor, tensor_to_crops
+from g2face.pipeline.batch import BatchReport, FileOutcome, check_output_target, output_target, process_each
+from g2face.pipeline.detect import NoFaceError
+from g2face.types import FaceDetection, FaceRecord, ProcessedImage
+
+CropTransform = Callable[[Tensor], Tensor]
+"""Aligned crops [B, 3, S, S] in [-1, 1] on the pipeline's device -> processed crops, same shape."""
+
+
+class FacePipeline:
+    """Applies a crop transform to every face of an image and composites the results back.
+
+    Holds no state between calls beyond its configuration, so one instance can serve many images.
+    """
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        transform: CropTransform,
+        *,
+        crop_size: int = DEFAULT_CROP_SIZE,
+        batch_size: int = 8,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.detector = detector
+        self.transform = transform
+        self.crop_size = crop_size
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.dtype = dtype
+
+    def process(self, image: np.ndarray, detections: Sequence[FaceDetection] | None = None) -> ProcessedImage:
+        """Process every face of an RGB uint8 image (detected here unless `detections` are given),
+        pasting them back in detection order."""
+        detections = self.detector.detect(image) if detections is None else detections
+        aligned = [align_face(image, d, self.crop_size) for d in detections]
+        outputs: list[np.ndarray] = []
+        for start in range(0, len(aligned), self.batch_size):
+            chunk = aligned[start : start + self.batch_size]
+            batch = crops_to_tensor([a.crop for a in chunk], device=self.device, dtype=self.dtype)
+            with torch.inference_mode():
+                processed = self.transform(batch)
+            if processed.shape != batch.shape:
+                raise ValueError(
+                    f"transform returned {tuple(processed.shape)} for input {tuple(batch.shape)}"
+                )
+            outputs.extend(tensor_to_crops(processed))
+        records = tuple(
+            FaceRecord(i, a, out) for i, (a, out) in enumerate(zip(aligned, outputs, strict=True))
+        )
+        return ProcessedImage(paste_faces(image, outputs, aligned), records)
+
+
+@dataclass(frozen=True)
+class ProcessedFile:
+    input: Path
+    output: Path
+    faces: tuple[FaceDetection, ...]
+
+
+def process_files(
+    pipeline: FacePipeline,
+    inputs: ExpandedInputs,
+    output: Path,
+    *,
+    suffix: str | None = None,
+    force: bool = False,
+    require_face: bool = True,
+    on_outcome: Callable[[FileOutcome[ProcessedFile]], None] | None = None,
+) -> BatchReport[ProcessedFile]:
+    """Run the pipeline on every input and write each result (alpha and colour profile kept, other
+    metadata dropped) to `output`: that file for a single input named like an image, else a folder
+    mirroring the input tree, optionally with another `suffix`. Images without a face fail unless
+    `require_face` is False; failures never stop the other inputs."""
+    check_output_target(output, inputs)
+
+    def handle(item: InputFile) -> ProcessedFile:
+        loaded = read_image(item.path)
+        result = pipeline.process(loaded.rgb)
+        if require_face and not result.faces:
+            raise NoFaceError(f"{item.path}: no face found; nothing written")
+        written = write_image(
+            output_target(output, item, suffix),
+            result.image,
+            alpha=loaded.alpha,
+            icc_profile=loaded.icc_profile,
+            protected=inputs.paths,
+            force=force,
+        )
+        return ProcessedFile(item.path, written, tuple(r.detection for r in result.faces))
+
+    return process_each(inputs, handle, on_outcome)

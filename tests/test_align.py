@@ -1,0 +1,139 @@
+"""Alignment geometry, the soft mask and paste-back, on synthetic images (no detector needed)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from g2face.align import (
+    FFHQ_TEMPLATE,
+    align_face,
+    alignment_matrix,
+    estimate_similarity,
+    face_mask,
+    invert_affine,
+    paste_faces,
+    template_points,
+    transform_points,
+    warp_affine,
+)
+from g2face.types import FaceDetection
+
+
+def _similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:
+    a = np.deg2rad(angle_deg)
+    return np.array([[scale * np.cos(a), -scale * np.sin(a), tx], [scale * np.sin(a), scale * np.cos(a), ty]])
+
+
+def _detection_for(matrix_crop_to_image: np.ndarray, size: int = 256) -> FaceDetection:
+    """A detection whose landmarks are exactly the template carried into the image by `matrix`."""
+    points = transform_points(template_points(size), matrix_crop_to_image)
+    x0, y0 = points.min(0) - 20
+    x1, y1 = points.max(0) + 20
+    return FaceDetection((x0, y0, x1, y1), tuple(map(tuple, points)), 0.9)
+
+
+def test_template_is_mirror_symmetric_ffhq_layout():
+    right_eye, left_eye, nose, mouth_right, mouth_left = FFHQ_TEMPLATE
+    assert right_eye[0] < 0.5 < left_eye[0] and mouth_right[0] < 0.5 < mouth_left[0]
+    assert right_eye[1] < nose[1] < mouth_right[1]
+    np.testing.assert_allclose(right_eye[0] + left_eye[0], 1.0, atol=1e-4)
+    np.testing.assert_allclose(nose[0], 0.5, atol=1e-4)
+
+
+def test_estimate_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 500, size=(5, 2))
+    truth = _similarity(1.7, -23.0, 40.0, -12.5)
+    np.testing.assert_allclose(estimate_similarity(src, transform_points(src, truth)), truth, atol=1e-9)
+
+
+@pytest.mark.parametrize("size", [128, 256, 512])
+def test_landmarks_round_trip_through_template_and_back(size):
+    rng = np.random.default_rng(size)
+    for _ in range(20):
+        exact = _detection_for(
+            _similarity(rng.uniform(0.2, 4), rng.uniform(-60, 60), *rng.uniform(0, 900, 2)), size
+        )
+        m = alignment_matrix(exact, size)
+        assert np.abs(transform_points(exact.points, m) - template_points(size)).max() < 1e-6
+        noisy = FaceDetection(exact.box, tuple(map(tuple, exact.points + rng.normal(0, 3, (5, 2)))), 0.9)
+        m = alignment_matrix(noisy, size)
+        back = transform_points(transform_points(noisy.points, m), invert_affine(m))
+        assert np.abs(back - noisy.points).max() < 0.5
+
+
+@pytest.mark.parametrize("scale", [0.3, 0.6, 1.0, 2.5])
+def test_crop_pixels_sit_where_the_matrix_says(scale):
+    """Blobs drawn at the landmarks appear in the crop at the template points (pixel-centre
+    conventions, including the antialiased path for shrinking warps)."""
+    size = 256
+    det = _detection_for(_similarity(1 / scale, 17.0, 300.0, 250.0), size)
+    ys, xs = np.mgrid[0:1200, 0:1200]
+    sigma = 3 / scale  # 3 px in the crop
+    canvas = sum(np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)) for x, y in det.points)
+    image = np.repeat(np.rint(canvas * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    aligned = align_face(image, det, size)
+    grey = aligned.crop[:, :, 0].astype(np.float64)
+    ys, xs = np.mgrid[0:size, 0:size]
+    for tx, ty in template_points(size):
+        near = (xs - tx) ** 2 + (ys - ty) ** 2 < 12**2
+        w = grey * near
+        centroid = np.array([(w * xs).sum(), (w * ys).sum()]) / w.sum()
+        assert np.abs(centroid - (tx, ty)).max() < 0.5
+
+
+def test_warp_matches_plain_warp_affine_when_not_shrinking():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)
+    m = _similarity(1.5, 10, -5, 3)
+    expected = cv2.warpAffine(
+        image, m, (100, 70), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT_101
+    )
+    np.testing.assert_array_equal(warp_affine(image, m, (100, 70)), expected)
+
+
+def test_face_mask_is_soft_and_vanishes_at_the_border():
+    mask = face_mask(256)
+    assert mask.dtype == np.float32 and mask.shape == (256, 256)
+    assert mask.min() == 0.0 and mask.max() == 1.0
+    assert (
+        mask[128, 128] == 1.0
+        and (mask[0] == 0).all()
+        and (mask[:, 0] == 0).all()
+        and (mask[:, -1] == 0).all()
+    )
+    assert ((mask > 0) & (mask < 1)).sum() > 0.1 * (mask > 0).sum()  # a real feather, not a hard edge
+    # the template's eyes, nose and mouth are fully inside
+    for x, y in template_points(256).round().astype(int):
+        assert mask[y, x] == 1.0
+    assert not mask.flags.writeable
+
+
+def test_paste_back_changes_only_masked_pixels_and_respects_order():
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (400, 500, 3), dtype=np.uint8)
+    faces = [
+        align_face(image, _detection_for(_similarity(0.5, 0, 120, 100)), 128),
+        align_face(image, _detection_for(_similarity(0.5, 0, 150, 110)), 128),  # overlaps the first
+    ]
+    red, blue = np.zeros((128, 128, 3), np.uint8), np.zeros((128, 128, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    out = paste_faces(image, [red, blue], faces)
+    support = np.zeros(image.shape[:2], bool)
+    for face in faces:
+        support |= warp_affine(face_mask(128), face.inverse, (500, 400), interpolation=cv2.INTER_LINEAR) > 0
+    changed = (out != image).any(axis=2)
+    assert changed.any() and not (changed & ~support).any()
+    np.testing.assert_array_equal(out[~support], image[~support])
+    # the later face is on top where both masks are full
+    cx, cy = transform_points(np.array([[64.0, 72.0]]), faces[1].inverse)[0].round().astype(int)
+    assert tuple(out[cy, cx]) == (0, 0, 255)
+
+
+def test_paste_back_of_face_partly_outside_the_image():
+    image = np.full((100, 100, 3), 7, np.uint8)
+    face = align_face(image, _detection_for(_similarity(0.5, 30, -20, 40)), 128)
+    out = paste_faces(image, [np.full((128, 128, 3), 200, np.uint8)], [face])
+    assert (out == 200).any() and (out == 7).any()

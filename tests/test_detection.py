@@ -1,0 +1,89 @@
+"""YuNet detector: single portraits, group photos, small faces in big images, output conventions."""
+
+from __future__ import annotations
+
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+
+from g2face.detection import FaceDetector, YuNetDetector, draw_detections
+from g2face.detection.yunet import _tile_spans
+from g2face.io import read_image
+
+PORTRAITS = ["astronaut.png", "biden.jpg", "grace_hopper.jpg", "obama.jpg"]
+
+
+@pytest.fixture(scope="module")
+def detector() -> YuNetDetector:
+    return YuNetDetector()
+
+
+@pytest.mark.parametrize("name", PORTRAITS)
+def test_one_face_in_each_public_domain_portrait(detector, fixtures_dir, name):
+    image = read_image(fixtures_dir / name).rgb
+    faces = detector.detect(image)
+    assert len(faces) == 1
+    face = faces[0]
+    x0, y0, x1, y1 = face.box
+    right_eye, left_eye, nose, mouth_right, mouth_left = face.points
+    assert face.score > 0.7 and 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
+    assert ((face.points >= (x0, y0)) & (face.points <= (x1, y1))).all()
+    # subject's right eye and mouth corner appear on the image's left in these frontal portraits
+    assert right_eye[0] < nose[0] < left_eye[0] and mouth_right[0] < mouth_left[0]
+    assert max(right_eye[1], left_eye[1]) < nose[1] < min(mouth_right[1], mouth_left[1])
+
+
+def test_all_six_faces_in_the_group_photo(detector, shared_data):
+    path = shared_data / "wild" / "photos" / "group_t1.jpg"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    faces = detector.detect(read_image(path).rgb)
+    assert len(faces) == 6
+
+
+def test_small_faces_in_a_large_image_are_found(detector, fixtures_dir):
+    """Faces ~40 px wide in a 2600 px canvas are ~10 px at the whole-image pass: only the tiled
+    finer levels find them, and a face across a tile seam (x = 620…655 at full resolution, where
+    the first tile ends at 640) is found once."""
+    portrait = read_image(fixtures_dir / "astronaut.png").rgb
+    small = cv2.resize(portrait, (200, 200), interpolation=cv2.INTER_AREA)  # face about 40 px wide
+    canvas = np.full((1800, 2600, 3), 90, np.uint8)
+    corners = [(550, 100), (2300, 120), (1200, 800), (470, 1500), (2350, 1550)]
+    for x, y in corners:
+        canvas[y : y + 200, x : x + 200] = small
+    assert len(YuNetDetector(working_size=640).detect(cv2.resize(canvas, (640, 443)))) < len(corners)
+    faces = detector.detect(canvas)
+    assert len(faces) == len(corners)
+    centres = sorted((round((f.box[0] + f.box[2]) / 2), round((f.box[1] + f.box[3]) / 2)) for f in faces)
+    for (cx, cy), (x, y) in zip(centres, sorted(corners), strict=True):
+        assert x < cx < x + 200 and y < cy < y + 200
+
+
+def test_output_order_is_stable_and_by_score(detector, fixtures_dir):
+    portrait = cv2.resize(
+        read_image(fixtures_dir / "astronaut.png").rgb, (256, 256), interpolation=cv2.INTER_AREA
+    )
+    pair = np.hstack([portrait, portrait[:, ::-1]])
+    first, second = detector.detect(pair), detector.detect(pair)
+    assert len(first) == 2 and first == second
+    assert first[0].score >= first[1].score
+
+
+def test_tile_spans_cover_with_overlap():
+    for length in (100, 640, 641, 1280, 3001):
+        spans = _tile_spans(length, 640, 128)
+        assert spans[0][0] == 0 and spans[-1][1] == length
+        assert all(stop - start <= 640 for start, stop in spans)
+        assert all(a_stop - b_start >= 128 for (_, a_stop), (b_start, _) in itertools.pairwise(spans))
+
+
+def test_protocol_input_checks_and_drawing(detector, fixtures_dir):
+    assert isinstance(detector, FaceDetector)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        detector.detect(np.zeros((10, 10), np.uint8))
+    assert detector.detect(np.zeros((64, 64, 3), np.uint8)) == []
+    image = read_image(fixtures_dir / "astronaut.png").rgb
+    drawn = draw_detections(image, detector.detect(image))
+    assert drawn.shape == image.shape and (drawn != image).any() and image is not drawn
