@@ -17,6 +17,8 @@ _COMMANDS = {
     "weights": "g2face.cli.weights:weights",
     "detect": "g2face.cli.detect:detect",
     "keygen": "g2face.cli.keygen:keygen",
+    "eval": "g2face.cli.evaluate:evaluate",
+    "bench": "g2face.cli.evaluate:bench",
 }
 
 

@@ -1,0 +1,90 @@
+"""Secret + salt -> per-image master key -> cipher key, MAC key and dummy-identity seed.
+
+Each payload header names a KDF parameter set by a 4-bit id so costs can rise in later releases
+while old images stay readable. Passwords go through scrypt (memory-hard); a key file already
+holds 256 random bits, so HKDF with the salt is enough to give every image its own key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from g2face.payload.errors import UnsupportedPayloadError
+from g2face.payload.secret import Secret
+
+MASTER_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """One versioned KDF parameter set; `id` is what the payload header stores."""
+
+    id: int
+    algorithm: Literal["hkdf-sha256", "scrypt"]
+    log2_n: int = 0
+    r: int = 0
+    p: int = 0
+
+    def derive(self, material: bytes, salt: bytes) -> bytes:
+        if self.algorithm == "scrypt":
+            kdf = Scrypt(salt=salt, length=MASTER_KEY_BYTES, n=2**self.log2_n, r=self.r, p=self.p)
+        else:
+            kdf = HKDF(hashes.SHA256(), MASTER_KEY_BYTES, salt=salt, info=b"g2face key file v1")
+        return kdf.derive(material)
+
+    def __str__(self) -> str:
+        if self.algorithm == "scrypt":
+            return f"scrypt(N=2^{self.log2_n}, r={self.r}, p={self.p})"
+        return self.algorithm
+
+
+# Only ever append: an id, once released, means these parameters forever. Header ids are
+# looked up here, so an untrusted image cannot ask for an arbitrary (denial-of-service) cost.
+KDF_PARAMETER_SETS: dict[int, KdfParams] = {
+    0: KdfParams(0, "hkdf-sha256"),
+    # 64 MiB, ~130 ms on the 2-core development machine (docs/payload-format.md).
+    1: KdfParams(1, "scrypt", log2_n=16, r=8, p=1),
+}
+KEY_FILE_KDF_ID = 0
+PASSWORD_KDF_ID = 1
+
+
+def default_kdf_id(secret: Secret) -> int:
+    return KEY_FILE_KDF_ID if secret.kind == "key" else PASSWORD_KDF_ID
+
+
+def kdf_params(kdf_id: int) -> KdfParams:
+    try:
+        return KDF_PARAMETER_SETS[kdf_id]
+    except KeyError:
+        raise UnsupportedPayloadError(
+            f"payload uses KDF parameter set {kdf_id}, unknown to this g2face release "
+            f"(known: {sorted(KDF_PARAMETER_SETS)}); upgrade g2face to read it"
+        ) from None
+
+
+def master_key(secret: Secret, salt: bytes, kdf_id: int) -> bytes:
+    params = kdf_params(kdf_id)
+    return secret.derive(kdf_id, salt, params.derive)
+
+
+def _expand(master: bytes, length: int, info: str) -> bytes:
+    return HKDFExpand(hashes.SHA256(), length, info.encode()).derive(master)
+
+
+def payload_keys(master: bytes, format_version: int, embedding_dim: int) -> tuple[bytes, bytes]:
+    """(ChaCha20 key, HMAC key): independent subkeys, bound to the format and layout."""
+    both = _expand(master, 64, f"g2face payload v{format_version} dim={embedding_dim} cipher+mac")
+    return both[:32], both[32:]
+
+
+def dummy_seed(master: bytes, face_index: int) -> int:
+    """A 64-bit seed for the dummy identity of face `face_index`, reproducible from key and salt."""
+    if face_index < 0:
+        raise ValueError("face_index must be >= 0")
+    return int.from_bytes(_expand(master, 8, f"g2face dummy identity v1 face={face_index}"), "big")
