@@ -1,0 +1,167 @@
+"""`g2face bench`: time (and peak memory of) every stage of anonymize/recover at batch 1 and 8, and
+the whole face pipeline on a 12-megapixel photo with several faces."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from g2face.align import align_face, paste_faces
+from g2face.detection.base import FaceDetector
+from g2face.evaluation.methods import Anonymizer, is_reversible
+from g2face.io import read_image
+from g2face.io.tensors import crops_to_tensor, tensor_to_crops
+
+
+@dataclass(frozen=True)
+class Timing:
+    subject: str
+    stage: str
+    batch: int
+    ms_per_item: float
+    """Median over repeats, per face (per photo for the photo stages)."""
+    peak_memory_mb: float
+    """CUDA: peak allocated during the stage; CPU: the process's peak resident set so far."""
+    device: str
+    threads: int
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    fn()  # warm-up: first calls allocate and pick kernels
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def group_photo(faces: Sequence[np.ndarray], size: tuple[int, int] = (4000, 3000)) -> np.ndarray:
+    """A `size` (width, height) photo — 12 MP by default — with the given portraits tiled across a grey
+    background, each a quarter of the height, so detection sees several faces at once."""
+    width, height = size
+    canvas = np.full((height, width, 3), 110, np.uint8)
+    side = height // 4
+    for i, face in enumerate(faces):
+        row, col = divmod(i, max(1, width // (side + side // 2)))
+        x, y = col * (side + side // 2) + side // 4, row * (side + side // 4) + side // 4
+        if y + side <= height and x + side <= width:
+            canvas[y : y + side, x : x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def bench_photo(path: Path) -> np.ndarray:
+    """A photo file as it is, or a folder of portraits tiled into a 12 MP group photo."""
+    if path.is_file():
+        return read_image(path).rgb
+    portraits = sorted(p for p in path.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if not portraits:
+        raise ValueError(f"{path}: no .jpg or .png portraits to tile")
+    return group_photo([read_image(p).rgb for p in portraits])
+
+
+@torch.no_grad()
+def bench(
+    methods: Sequence[Anonymizer],
+    detector: FaceDetector,
+    photo: np.ndarray,
+    *,
+    device: str = "cpu",
+    batches: Sequence[int] = (1, 8),
+    repeats: int = 3,
+) -> list[Timing]:
+    dev = torch.device(device)
+    threads = torch.get_num_threads()
+    out: list[Timing] = []
+
+    def record(subject: str, stage: str, batch: int, seconds: float, items: int) -> None:
+        out.append(Timing(subject, stage, batch, 1e3 * seconds / items, _peak_mb(dev), str(dev), threads))
+
+    detections = detector.detect(photo)
+    if not detections:
+        raise ValueError("the benchmark photo has no detectable face")
+    record("pipeline", "detect", 1, _time(lambda: detector.detect(photo), dev, repeats), 1)
+    aligned = [align_face(photo, d) for d in detections]
+    record(
+        "pipeline",
+        "align",
+        len(aligned),
+        _time(lambda: [align_face(photo, d) for d in detections], dev, repeats),
+        len(aligned),
+    )
+    crops = [a.crop for a in aligned]
+    record(
+        "pipeline",
+        "paste",
+        len(aligned),
+        _time(lambda: paste_faces(photo, crops, aligned), dev, repeats),
+        len(aligned),
+    )
+    for method in methods:
+        for batch in batches:
+            x = crops_to_tensor([crops[i % len(crops)] for i in range(batch)], device=dev)
+            seeds = list(range(batch))
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            record(
+                method.name,
+                "anonymize",
+                batch,
+                _time(lambda m=method, x=x, s=seeds: m.anonymize(x, s), dev, repeats),
+                batch,
+            )
+            if is_reversible(method):
+                y = method.anonymize(x, seeds)
+                record(
+                    method.name,
+                    "recover",
+                    batch,
+                    _time(lambda m=method, y=y: m.recover(y, m.password), dev, repeats),
+                    batch,
+                )
+
+        def whole_photo(m: Anonymizer = method) -> np.ndarray:
+            faces = [align_face(photo, d) for d in detector.detect(photo)]
+            y = m.anonymize(crops_to_tensor([f.crop for f in faces], device=dev), list(range(len(faces))))
+            return paste_faces(photo, list(tensor_to_crops(y)), faces)
+
+        megapixels = photo.shape[0] * photo.shape[1] / 1e6
+        record(
+            method.name,
+            f"photo ({megapixels:.0f} MP, {len(detections)} faces)",
+            1,
+            _time(whole_photo, dev, repeats),
+            1,
+        )
+    return out
+
+
+def environment(device: str) -> dict:
+    return {
+        "device": device if device == "cpu" else torch.cuda.get_device_name(torch.device(device)),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def as_rows(timings: Sequence[Timing]) -> list[dict]:
+    return [asdict(t) for t in timings]
