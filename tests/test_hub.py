@@ -15,18 +15,22 @@ from g2face.cli import cli
 PAYLOAD = b"fake model bytes " * 1000
 
 
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _make_asset(wheelhouse: Path, payload: bytes = PAYLOAD, wheel_sha: str | None = None) -> hub.Asset:
     wheelhouse.mkdir(parents=True, exist_ok=True)
     wheel = wheelhouse / "fakepkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("fakepkg/models/net.onnx", payload)
-    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    sha = _sha(wheel.read_bytes())
     return hub.Asset(
         name="fake",
         description="a fake asset for tests",
         licence="MIT",
         provider=hub.PypiWheel("fakepkg", "1.0", wheel_sha or sha),
-        members=(hub.WheelMember("fakepkg/models/net.onnx", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD)),),
+        members=(hub.WheelMember("fakepkg/models/net.onnx", _sha(PAYLOAD), len(PAYLOAD)),),
     )
 
 
@@ -110,7 +114,9 @@ def test_converted_file_is_cached_and_rebuilt_when_corrupted(home, tmp_path):
 
 
 def test_registry_entries_are_complete():
-    assert {"yunet", "sface", "face-landmarker", "mobilestylegan", "hed-vgg16", "facenet-casia"} <= set(hub.ASSETS)
+    assert {"yunet", "sface", "face-landmarker", "mobilestylegan", "hed-vgg16", "facenet-casia"} <= set(
+        hub.ASSETS
+    )
     for a in hub.ASSETS.values():
         assert len(a.provider.sha256) == 64 and a.licence and a.description
         for m in a.members:

