@@ -14,6 +14,8 @@ from g2face import __version__
 
 # command name -> "module:attribute" of its click command
 _COMMANDS = {
+    "anonymize": "g2face.cli.anonymize:anonymize",
+    "recover": "g2face.cli.anonymize:recover",
     "weights": "g2face.cli.weights:weights",
     "detect": "g2face.cli.detect:detect",
     "keygen": "g2face.cli.keygen:keygen",

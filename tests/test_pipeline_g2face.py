@@ -1,0 +1,152 @@
+"""G2FacePipeline and `g2face anonymize/recover` on real photos with the tiny random model.
+
+The tiny model's extractor is untrained, so full round trips swap in a perfect payload channel:
+these tests check detection → model → paste-back → files → CLI plumbing, not model quality.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from g2face.align import face_mask
+from g2face.cli import cli
+from g2face.io import read_image
+from g2face.models.checkpoints import save_g2face
+from g2face.models.zoo import build_model, tiny_config
+from g2face.payload import PayloadNotFoundError, Secret
+from g2face.pipeline.g2face import G2FacePipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> G2FacePipeline:
+    return G2FacePipeline(build_model(tiny_config()))
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory):
+    path = tmp_path_factory.mktemp("key") / "key"
+    Secret.generate_key_file(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, pipeline):
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_g2face(pipeline.model.net, path)
+    return path
+
+
+def _photo(fixtures_dir) -> np.ndarray:
+    return read_image(fixtures_dir / "grace_hopper.jpg").rgb
+
+
+def test_anonymize_changes_only_the_face(pipeline, key, fixtures_dir):
+    image = _photo(fixtures_dir)
+    out = pipeline.anonymize(image, Secret.from_key_file(key))
+    assert len(out.faces) == 1 and out.image.shape == image.shape
+    changed = np.any(out.image != image, axis=2)
+    assert changed.any()
+    box = out.faces[0].detection.box
+    ys, xs = np.nonzero(changed)
+    # every changed pixel lies near the detected face (the mask covers about the face box)
+    w, h = box[2] - box[0], box[3] - box[1]
+    assert xs.min() > box[0] - w and xs.max() < box[2] + w
+    assert ys.min() > box[1] - h and ys.max() < box[3] + h
+
+
+def test_seed_makes_anonymization_reproducible(pipeline, key, fixtures_dir):
+    image, secret = _photo(fixtures_dir), Secret.from_key_file(key)
+    a = pipeline.anonymize(image, secret, seed=3)
+    b = pipeline.anonymize(image, secret, seed=3)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert a.faces[0].dummy_seed == 3
+
+
+def test_recover_through_a_perfect_channel(pipeline, key, fixtures_dir, monkeypatch):
+    image, secret = _photo(fixtures_dir), Secret.from_key_file(key)
+    carried = {}
+    original_anonymize = pipeline.model.anonymize
+
+    def remember(*args, **kwargs):
+        out = original_anonymize(*args, **kwargs)
+        carried["bits"] = out.bits
+        return out
+
+    monkeypatch.setattr(pipeline.model, "anonymize", remember)
+    anon = pipeline.anonymize(image, secret)
+    monkeypatch.setattr(pipeline.model, "read_payload_logits", lambda crops: (carried["bits"] * 2 - 1) * 8)
+    detections = [f.detection for f in anon.faces]
+    rec = pipeline.recover(anon.image, secret, detections=detections)
+    assert rec.verified and rec.faces[0].error is None
+    wrong = pipeline.recover(anon.image, Secret.from_password("not it"), detections=detections)
+    assert not wrong.verified and wrong.faces[0].error is None
+
+
+def test_image_without_payload_is_left_alone(pipeline, key, fixtures_dir):
+    image = _photo(fixtures_dir)
+    rec = pipeline.recover(image, Secret.from_key_file(key))
+    assert isinstance(rec.faces[0].error, PayloadNotFoundError)
+    assert not rec.verified
+    np.testing.assert_array_equal(rec.image, image)
+
+
+def test_cli_anonymize_writes_png_without_metadata(tmp_path, key, weights, fixtures_dir):
+    src = tmp_path / "in.jpg"
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    Image.open(fixtures_dir / "grace_hopper.jpg").save(src, exif=exif)
+    assert Image.open(src).getexif()
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["anonymize", str(src), "-o", str(out), "--model", str(weights), "--key-file", str(key)]
+    )
+    assert result.exit_code == 0, result.output
+    written = out / "in.png"
+    assert "1 face anonymized" in result.output and written.is_file()
+    assert not Image.open(written).getexif()
+
+
+def test_cli_recover_refuses_an_image_without_payload(tmp_path, key, weights, fixtures_dir):
+    out = tmp_path / "rec.png"
+    result = CliRunner().invoke(
+        cli,
+        ["recover", str(fixtures_dir / "obama.jpg"), "-o", str(out), "--model", str(weights)]
+        + ["--key-file", str(key)],
+    )
+    assert result.exit_code == 1
+    assert "no g2face payload" in result.output and not out.exists()
+
+
+def test_cli_unknown_model_is_a_clear_error(tmp_path, key, fixtures_dir):
+    result = CliRunner().invoke(
+        cli,
+        ["anonymize", str(fixtures_dir / "obama.jpg"), "-o", str(tmp_path / "o.png"), "--model", "nope"]
+        + ["--key-file", str(key)],
+    )
+    assert result.exit_code == 1 and "no model named 'nope'" in result.output
+
+
+def test_cli_without_a_secret_fails_clearly(tmp_path, weights, fixtures_dir, monkeypatch):
+    monkeypatch.delenv("G2FACE_PASSWORD", raising=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "anonymize",
+            str(fixtures_dir / "obama.jpg"),
+            "-o",
+            str(tmp_path / "o.png"),
+            "--model",
+            str(weights),
+        ],
+    )
+    assert result.exit_code == 2 and "no password given" in result.output
+
+
+def test_tiny_model_output_is_finite(pipeline):
+    x = torch.zeros(1, 3, pipeline.model.image_size, pipeline.model.image_size)
+    assert torch.isfinite(pipeline.model.net.extract(x)).all()
+    assert face_mask(pipeline.model.image_size).max() == pytest.approx(1.0)
