@@ -1,0 +1,24 @@
+"""Staged training of G2Face (DESIGN.md §6): bank → gie → payload → e2e, each resumable."""
+
+from g2face.training.api import describe, train
+from g2face.training.config import (
+    STAGES,
+    StageConfig,
+    TrainConfig,
+    config_from_dict,
+    dump_config,
+    load_config,
+)
+from g2face.training.engine import StageResult
+
+__all__ = [
+    "STAGES",
+    "StageConfig",
+    "StageResult",
+    "TrainConfig",
+    "config_from_dict",
+    "describe",
+    "dump_config",
+    "load_config",
+    "train",
+]
