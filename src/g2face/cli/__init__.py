@@ -20,6 +20,8 @@ _COMMANDS = {
     "detect": "g2face.cli.detect:detect",
     "keygen": "g2face.cli.keygen:keygen",
     "eval": "g2face.cli.evaluate:evaluate",
+    "train": "g2face.cli.train:train",
+    "data": "g2face.cli.data:data",
     "bench": "g2face.cli.evaluate:bench",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def load_rosinality_g_ema(generator: nn.Module, path: str | Path) -> nn.Module:
 def save_g2face(net: G2FaceNet, path: str | Path) -> None:
     """All weights and buffers as safetensors, with the configuration as JSON metadata."""
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "g2face", "config": json.dumps(net.config.to_dict())})
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    save_file(state, str(tmp), metadata={"format": "g2face", "config": json.dumps(net.config.to_dict())})
+    os.replace(tmp, path)  # never leave a half-written weights file under the real name
 
 
 def load_g2face(

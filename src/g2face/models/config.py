@@ -141,5 +141,18 @@ TINY = G2FaceNetConfig(
 )
 """Random tiny network for tests: 32 px, 8 styles (4 low / 2 mid / 2 high), 96 payload bits."""
 
-PRESETS: dict[str, G2FaceNetConfig] = {"tiny": TINY, "paper": PAPER}
-"""Named configurations; the lite backend registers its own entry where its generator is built."""
+LITE = G2FaceNetConfig(
+    name="lite",
+    prior="mobilestylegan",
+    stylegan2=None,
+    n_bits=1296,  # PayloadCodec(embedding_dim=128).n_bits: the SFace identity, encrypted and coded
+    inject_resolutions=(8, 16, 32, 64, 128),
+    gie=GIEConfig(identity_dim=128, geometry_dim=40 + 52 + 3),
+    # A wider receptive field than the reference's 9 px, so bits survive JPEG's 8x8 blocks.
+    extractor=ExtractorConfig(width=128, dilations=(1, 2, 4, 8)),
+)
+"""The embedded default: MobileStyleGAN (16 styles: 5 low / 6 mid / 5 high), SFace-128 identity,
+MediaPipe geometry (40 shape + 52 blendshapes + 3 pose angles), 1296 payload bits."""
+
+PRESETS: dict[str, G2FaceNetConfig] = {"tiny": TINY, "lite": LITE, "paper": PAPER}
+"""Named configurations."""

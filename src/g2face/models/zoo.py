@@ -1,4 +1,5 @@
-"""Named models: build a G2FaceModel from a configuration name, or load one from a weights file.
+"""Named models: the priors each configuration family uses, untrained models for training and
+tests, and trained models loaded from weights files.
 
 A weights file is what `save_g2face` writes (safetensors with the network configuration as
 metadata); the configuration name inside it says which priors (identity, geometry, generator) the
@@ -7,40 +8,111 @@ network was trained with, so loading rebuilds exactly those.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from torch import nn
 
 from g2face.models.anonymizer import G2FaceModel
 from g2face.models.checkpoints import load_g2face
 from g2face.models.config import PRESETS, G2FaceNetConfig
 from g2face.models.g2face import G2FaceNet
+from g2face.models.stylegan2 import StyleGAN2Synthesis
 from g2face.payload import PayloadCodec
+from g2face.priors.base import GenerativePrior, GeometryEncoder, IdentityEncoder, PerceptualDistance, freeze
 
 PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 """Trained weights shipped inside the package, `<name>.safetensors` (with a model card)."""
 
 
 class ModelNotAvailableError(RuntimeError):
-    """A named model whose weights are not available here."""
+    """A named model or prior family whose weights are not available here."""
 
 
-def _priors(config: G2FaceNetConfig, seed: int = 0):
-    """(identity encoder, geometry encoder) for the configuration's family of priors."""
-    if config.name == "tiny":
-        from g2face.priors.tiny import TinyGeometryEncoder, TinyIdentityEncoder
+@dataclass(frozen=True)
+class Priors:
+    """Frozen priors of one family. `generator` is the pretrained prior as shipped; a G2Face
+    network fine-tunes a copy of it (`trainable_generator`)."""
 
-        geo_dim = config.gie.geometry_dim - 3
-        return (
-            TinyIdentityEncoder(config.gie.identity_dim, seed=seed),
-            TinyGeometryEncoder(shape_dim=geo_dim // 2, expression_dim=geo_dim - geo_dim // 2, seed=seed + 1),
-        )
-    raise ModelNotAvailableError(f"no offline priors are wired for the {config.name!r} configuration yet")
+    generator: GenerativePrior
+    identity: IdentityEncoder
+    geometry: GeometryEncoder
+    perceptual: PerceptualDistance | None
+
+    def trainable_generator(self) -> nn.Module:
+        """A copy of the generator with its fine-tunable parameters marked trainable."""
+        if hasattr(self.generator, "trainable_copy"):
+            return self.generator.trainable_copy()
+        twin = copy.deepcopy(self.generator)
+        twin.train()
+        twin.requires_grad_(True)
+        return twin
+
+    def to(self, device: torch.device | str) -> Priors:
+        for prior in (self.generator, self.identity, self.geometry, self.perceptual):
+            if isinstance(prior, nn.Module):
+                prior.to(device)
+        return self
+
+
+def _tiny_priors(config: G2FaceNetConfig, seed: int) -> Priors:
+    from g2face.priors.tiny import TinyGeometryEncoder, TinyIdentityEncoder, TinyPerceptual
+
+    if config.stylegan2 is None:
+        raise ValueError(f"tiny priors need a StyleGAN2 configuration, {config.name!r} has none")
+    geo = config.gie.geometry_dim - 3
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = freeze(StyleGAN2Synthesis(config.stylegan2))
+    return Priors(
+        generator=generator,
+        identity=TinyIdentityEncoder(config.gie.identity_dim, seed=seed),
+        geometry=TinyGeometryEncoder(shape_dim=geo // 2, expression_dim=geo - geo // 2, seed=seed + 1),
+        perceptual=TinyPerceptual(seed=seed + 2),
+    )
+
+
+def _lite_priors(perceptual: bool) -> Priors:
+    """The offline priors, fetched through the asset hub on first use."""
+    from g2face.priors.lpips_hed import LpipsHED
+    from g2face.priors.mediapipe_geometry import MediaPipeGeometry
+    from g2face.priors.mobilestylegan import load_mobilestylegan
+    from g2face.priors.sface import SFaceEncoder
+
+    generator = load_mobilestylegan()
+    return Priors(
+        generator,
+        SFaceEncoder(crop_size=generator.output_resolution),
+        MediaPipeGeometry(),
+        LpipsHED() if perceptual else None,
+    )
+
+
+def build_priors(name: str, config: G2FaceNetConfig, seed: int = 0, *, perceptual: bool = True) -> Priors:
+    """The priors of a family: `tiny` (random stand-ins, for tests) or `lite` (offline assets).
+    Inference needs no perceptual distance (`perceptual=False` skips loading it)."""
+    if name == "tiny":
+        return _tiny_priors(config, seed)
+    if name == "lite":
+        return _lite_priors(perceptual)
+    raise ModelNotAvailableError(
+        f"priors {name!r} cannot be built yet (the paper priors' weight loaders are a later issue); "
+        "known: tiny, lite"
+    )
 
 
 def codec_for(config: G2FaceNetConfig) -> PayloadCodec:
-    return PayloadCodec(embedding_dim=config.gie.identity_dim)
+    codec = PayloadCodec(embedding_dim=config.gie.identity_dim)
+    if codec.n_bits != config.n_bits:
+        raise ValueError(
+            f"configuration {config.name!r} carries {config.n_bits} bits; its codec {codec.n_bits}"
+        )
+    return codec
 
 
 def tiny_config() -> G2FaceNetConfig:
@@ -51,11 +123,11 @@ def tiny_config() -> G2FaceNetConfig:
 
 def build_model(config: G2FaceNetConfig, *, seed: int = 0) -> G2FaceModel:
     """An untrained model (random new parts) of a configuration: for training and tests."""
+    priors = build_priors(config.name, config, seed, perceptual=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = G2FaceNet(config)
-    identity, geometry = _priors(config, seed)
-    return G2FaceModel(net.eval(), identity, geometry, codec_for(config))
+        net = G2FaceNet(config, None if config.stylegan2 else priors.trainable_generator())
+    return G2FaceModel(net.eval(), priors.identity, priors.geometry, codec_for(config))
 
 
 def _weights_file(name_or_path: str | Path) -> Path:
@@ -76,6 +148,16 @@ def _weights_file(name_or_path: str | Path) -> Path:
 
 def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> G2FaceModel:
     """A trained model: a packaged name (e.g. "g2face-lite") or a weights file from training."""
-    net = load_g2face(_weights_file(name_or_path), device=device)
-    identity, geometry = _priors(net.config)
-    return G2FaceModel(net.eval(), identity, geometry, codec_for(net.config)).to(device)
+    path = _weights_file(name_or_path)
+    config = G2FaceNetConfig.from_dict(_saved_config(path))
+    priors = build_priors(config.name, config, perceptual=False)
+    net = load_g2face(path, None if config.stylegan2 else priors.trainable_generator(), device=device)
+    return G2FaceModel(net.eval(), priors.identity, priors.geometry, codec_for(config)).to(device)
+
+
+def _saved_config(path: Path) -> dict:
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != "g2face" or "config" not in meta:
+        raise ModelNotAvailableError(f"{path} is not a g2face model weights file")
+    return json.loads(meta["config"])

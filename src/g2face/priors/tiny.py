@@ -56,3 +56,22 @@ class TinyGeometryEncoder(nn.Module):
         return Geometry(
             shape=shape, expression=torch.sigmoid(expression), pose=30 * torch.tanh(pose), landmarks=landmarks
         )
+
+
+class TinyPerceptual(nn.Module):
+    """Squared distance of unit-normalised random conv features: LPIPS-like in form only."""
+
+    name = "tiny-perceptual (random features)"
+
+    def __init__(self, seed: int = 2):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 8, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(8, 8, 3, 2, 1)
+            )
+        freeze(self)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        fa, fb = (F.normalize(self.features(x), dim=1) for x in (a, b))
+        return (fa - fb).pow(2).sum(1).mean((1, 2))
