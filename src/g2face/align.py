@@ -73,7 +73,7 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
 
 
-def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """2×3 matrix of `outer ∘ inner`."""
     return outer[:, :2] @ inner + np.hstack([np.zeros((2, 2)), outer[:, 2:]])
 
@@ -107,7 +107,7 @@ def warp_affine(
             fx, fy = new_w / (x1 - x0), new_h / (y1 - y0)
             # resized pixel r covers source x0 + (r + 0.5) / f - 0.5 (OpenCV's pixel-centre convention)
             to_src = np.array([[1 / fx, 0, x0 + 0.5 / fx - 0.5], [0, 1 / fy, y0 + 0.5 / fy - 0.5]])
-            src, matrix = small, _compose(matrix, to_src)
+            src, matrix = small, compose_affine(matrix, to_src)
     return cv2.warpAffine(src, matrix, (width, height), flags=interpolation, borderMode=border)
 
 
