@@ -50,11 +50,10 @@ def evaluate(config_path, methods, data, out, limit, protocols, device, no_geome
     click.echo(f"wrote {config.out / 'report.md'} and {config.out / 'metrics.json'}")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--methods", default="none,blur,pixelate,box", show_default=True, help=_METHODS_HELP)
 @click.option(
     "--photo",
-    required=True,
     type=click.Path(exists=True, path_type=Path),
     help="A photo to time the whole pipeline on, or a folder of portraits to tile into a 12 MP group photo.",
 )
@@ -66,9 +65,17 @@ def evaluate(config_path, methods, data, out, limit, protocols, device, no_geome
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the table as JSON.",
 )
-def bench(methods, photo, device, repeats, json_path) -> None:
+@click.pass_context
+def bench(ctx, methods, photo, device, repeats, json_path) -> None:
     """Milliseconds per face (batch 1 and 8) and peak memory of every stage, and of the whole
-    pipeline on a 12-megapixel photo with several faces."""
+    pipeline on a 12-megapixel photo with several faces (needs --photo).
+
+    `g2face bench priors` times the pretrained priors instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if photo is None:
+        raise click.UsageError("--photo is required (a photo, or a folder of portraits to tile)")
     from g2face.detection.yunet import YuNetDetector
     from g2face.evaluation.bench import as_rows, bench_photo, environment
     from g2face.evaluation.bench import bench as run_bench
@@ -91,3 +98,40 @@ def bench(methods, photo, device, repeats, json_path) -> None:
         click.echo(f"{t.subject:10} {t.stage:32} {t.batch:5d} {t.ms_per_item:9.1f} {t.peak_memory_mb:8.0f}")
     if json_path is not None:
         json_path.write_text(json.dumps({"environment": env, "timings": as_rows(timings)}, indent=1))
+
+
+@bench.command("priors")
+@click.option("--only", help="Comma-separated subset of the priors (default: all).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's default).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the table as JSON.",
+)
+def bench_priors_command(only, device, repeats, threads, json_path) -> None:
+    """Forward and forward+backward ms per image at batch 1 and 8, and peak memory, per prior."""
+    from dataclasses import asdict
+
+    from g2face.evaluation.bench_priors import PRIORS, bench_priors
+
+    try:
+        rows = bench_priors(
+            only.split(",") if only else PRIORS, device=device, repeats=repeats, threads=threads
+        )
+    except KeyError as e:
+        raise click.UsageError(str(e).strip('"')) from None
+    click.echo(
+        f"{'prior':20} {'batch':>5} {'fwd ms/img':>11} {'fwd+bwd ms/img':>15} {'peak MB':>8} {'params M':>9}"
+    )
+    for r in rows:
+        both = "-" if r.forward_backward_ms is None else f"{r.forward_backward_ms:.1f}"
+        timing = f"{r.forward_ms:11.1f} {both:>15}"
+        click.echo(f"{r.prior:20} {r.batch:5d} {timing} {r.peak_rss_mb:8.0f} {r.parameters_m:9.2f}")
+    click.echo(
+        f"device {rows[0].device}, {rows[0].threads} threads; facenet-casia is evaluation-only (no backward)"
+    )
+    if json_path is not None:
+        json_path.write_text(json.dumps([asdict(r) for r in rows], indent=1))
