@@ -62,3 +62,8 @@ def test_schedule_warms_up_then_decays():
     assert [lr_factor(s, stage) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_factor(14, stage) == pytest.approx(0.5)
     assert lr_factor(24, stage) == pytest.approx(0.25)
+
+
+def test_e2e_batch_of_one_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match="e2e.batch_size must be at least 2"):
+        config_from_dict({"stages": {"e2e": {"batch_size": 1}}})

@@ -68,6 +68,12 @@ class TrainConfig:
     losses: LossWeights = field(default_factory=LossWeights)
     distortion: DistortionConfig = field(default_factory=DistortionConfig)
 
+    def __post_init__(self) -> None:
+        e2e = self.stages.get("e2e")
+        # f_dummy ends in BatchNorm1d, which trains on batch statistics: one face is no statistic.
+        if e2e is not None and e2e.batch_size < 2:
+            raise ValueError("stages.e2e.batch_size must be at least 2 (f_dummy's BatchNorm needs a batch)")
+
     def stage(self, name: str) -> StageConfig:
         if name not in STAGES:
             raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
