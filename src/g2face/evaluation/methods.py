@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from g2face.payload import Secret
+
 FACE_FRACTION = 0.5
 """Width of the face relative to the crop side in the FFHQ framing (the eye centres are a quarter
 of the crop apart, and a face is about twice as wide as that); baselines size their effect by it."""
@@ -109,11 +111,44 @@ class SolidBox:
         return fill.view(1, 3, 1, 1).expand_as(crops).clone()
 
 
+class G2FaceMethod:
+    """A trained G2Face model (a packaged name or a weights file from `g2face train`), protecting
+    every face with one evaluation password."""
+
+    def __init__(
+        self,
+        model: str = "g2face-lite",
+        password: str = "g2face-evaluation",
+        device: str = "cpu",
+        name: str = "g2face",
+    ):
+        from g2face.models.zoo import load_model
+
+        self.name, self.password = name, password
+        self.model = load_model(model, device=device)
+        self._secrets: dict[str, Secret] = {}
+
+    def _secret(self, password: str) -> Secret:
+        # One Secret per password keeps its per-salt key cache (scrypt runs once per payload salt).
+        return self._secrets.setdefault(password, Secret.from_password(password))
+
+    def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor:
+        return self.model.anonymize(crops, self._secret(self.password), seeds=list(seeds)).images
+
+    def recover(self, crops: Tensor, password: str) -> Recovered:
+        out = self.model.recover(crops, self._secret(password))
+        n_bits = self.model.codec.n_bits
+        # Raw bit errors are known exactly where the code corrected them; NaN where it could not.
+        errors = [float("nan") if c is None else c / n_bits for c in out.bit_errors_corrected]
+        return Recovered(out.images, torch.tensor(out.verified), torch.tensor(errors))
+
+
 METHODS: dict[str, Callable[..., Anonymizer]] = {
     "none": NoAnonymization,
     "blur": GaussianBlur,
     "pixelate": Pixelate,
     "box": SolidBox,
+    "g2face": G2FaceMethod,
 }
 """Method name -> factory taking the method's options as keyword arguments."""
 

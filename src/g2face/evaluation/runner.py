@@ -523,6 +523,8 @@ class Evaluation:
         ):
             v = cache.stack(keys, f)[found]
             label = f.removeprefix("perceptual.")
+            if f == "bit_errors":  # known only where the code could correct them (NaN elsewhere)
+                v = v[np.isfinite(v)]
             out.append(Metric(variant, method, label, float(v.mean()) if len(v) else float("nan"), len(v)))
         for rec in self.tk.recognizers:
             white = rec.name in self.config.white_box
