@@ -244,3 +244,22 @@ def test_discriminator_scores_any_batch_and_passes_gradients_to_images(batch):
     assert scores.shape == (batch, 1)
     (grad,) = torch.autograd.grad(scores.sum(), images, create_graph=True)  # R1 needs this
     assert grad.abs().sum() > 0
+
+
+def test_slim_encoder_widths_are_projected_to_the_generator():
+    import dataclasses
+
+    from g2face.models.config import TINY, G2FaceNetConfig
+    from g2face.models.g2face import G2FaceNet
+
+    config = dataclasses.replace(TINY, encoder_widths=(4, 4, 8, 8))
+    assert G2FaceNetConfig.from_dict(config.to_dict()) == config
+    torch.manual_seed(0)
+    net = G2FaceNet(config)
+    assert [block.conv2.conv.out_channels for block in net.pyramid] == [4, 4, 8, 8]
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    y = net(x, torch.randn(2, 16), torch.randn(2, 12), torch.randint(0, 2, (2, config.n_bits)).float())
+    assert y.shape == x.shape
+    y.square().mean().backward()
+    for module in (net.pyramid, net.face_projection):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters() if p.dim() > 1)

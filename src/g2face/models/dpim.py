@@ -43,14 +43,17 @@ class ResidualBlock(nn.Module):
 
 class FaceEncoder(nn.ModuleList):
     """E_face: block 0 runs at the input resolution, each next block halves it; one feature map per
-    generator fusion resolution, with the generator's channel count there."""
+    generator fusion resolution, with `widths` channels (from the top resolution down; default: the
+    generator's channel count there)."""
 
-    def __init__(self, channels: dict[int, int]):
+    def __init__(self, channels: dict[int, int], widths: tuple[int, ...] | None = None):
         resolutions = sorted(channels, reverse=True)
         expected = [resolutions[0] // 2**i for i in range(len(resolutions))]
         if resolutions != expected:
             raise ValueError(f"fusion resolutions must halve contiguously, got {resolutions}")
-        widths = [3] + [channels[r] for r in resolutions]
+        if widths is not None and len(widths) != len(resolutions):
+            raise ValueError(f"need one encoder width per fusion resolution {resolutions}, got {widths}")
+        widths = [3] + list(widths or [channels[r] for r in resolutions])
         super().__init__(
             ResidualBlock(c_in, c_out, downsample=i > 0)
             for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))

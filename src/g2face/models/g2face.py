@@ -42,7 +42,16 @@ class G2FaceNet(nn.Module):
             raise ValueError(
                 f"inject resolutions {sorted(unknown)} are not fusion resolutions {sorted(channels)}"
             )
-        self.pyramid = FaceEncoder(channels)
+        self.pyramid = FaceEncoder(channels, config.encoder_widths)
+        # A slim encoder's features are lifted to the generator's channels before fusion.
+        self.face_projection = (
+            None
+            if config.encoder_widths is None
+            else nn.ModuleList(
+                nn.Conv2d(w, channels[r], 1)
+                for r, w in zip(self.pyramid.resolutions, config.encoder_widths, strict=True)
+            )
+        )
         self.fusion_mask = nn.ModuleList(
             FusionMask((3 if r in config.inject_resolutions else 2) * channels[r], channels[r])
             for r in self.pyramid.resolutions
@@ -85,6 +94,10 @@ class G2FaceNet(nn.Module):
         if bits[0].numel() != self.config.n_bits:
             raise ValueError(f"expected {self.config.n_bits} payload bits per image, got {bits[0].numel()}")
         faces = self.pyramid(x)
+        if self.face_projection is not None:
+            faces = {
+                r: p(faces[r]) for r, p in zip(self.pyramid.resolutions, self.face_projection, strict=True)
+            }
         injections = {r: 2 * j for j, r in enumerate(sorted(self.config.inject_resolutions))}
         masks = dict(zip(self.pyramid.resolutions, self.fusion_mask, strict=True))
 
