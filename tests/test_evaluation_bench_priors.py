@@ -24,6 +24,17 @@ def test_bench_priors_times_forward_and_backward(tmp_path):
         assert r["peak_rss_mb"] > 0 and 9 < r["parameters_m"] < 11
 
 
+def test_every_prior_runs_at_batch_one(tmp_path):
+    out = tmp_path / "priors.json"
+    args = ["bench", "priors", "--batches", "1", "--repeats", "1", "--threads", "1", "--json", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = {r["prior"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"mobilestylegan-256", "sface", "facenet-casia", "mediapipe-geometry", "lpips_hed"}
+    assert rows["facenet-casia"]["forward_backward_ms"] is None  # evaluation only: never differentiated
+    assert all(r["forward_ms"] > 0 for r in rows.values())
+
+
 def test_bench_priors_refuses_unknown_names():
     result = CliRunner().invoke(cli, ["bench", "priors", "--only", "stylegan9"])
     assert result.exit_code == 2 and "unknown prior" in result.output

@@ -105,21 +105,27 @@ def bench(ctx, methods, photo, device, repeats, json_path) -> None:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's default).")
+@click.option("--batches", default="1,8", show_default=True, help="Comma-separated batch sizes.")
 @click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the table as JSON.",
 )
-def bench_priors_command(only, device, repeats, threads, json_path) -> None:
+def bench_priors_command(only, device, repeats, threads, batches, json_path) -> None:
     """Forward and forward+backward ms per image at batch 1 and 8, and peak memory, per prior."""
     from dataclasses import asdict
 
     from g2face.evaluation.bench_priors import PRIORS, bench_priors
 
     try:
+        sizes = tuple(int(b) for b in batches.split(","))
         rows = bench_priors(
-            only.split(",") if only else PRIORS, device=device, repeats=repeats, threads=threads
+            only.split(",") if only else PRIORS,
+            batches=sizes,
+            device=device,
+            repeats=repeats,
+            threads=threads,
         )
     except KeyError as e:
         raise click.UsageError(str(e).strip('"')) from None

@@ -37,7 +37,8 @@ def _builders() -> dict[str, Callable[[str], tuple[nn.Module, Callable[[int], tu
         from g2face.priors.mobilestylegan import load_mobilestylegan
 
         g = load_mobilestylegan(256, device=device, progress=False)
-        return g, lambda b: (g.sample_wplus(b, seed=0, psi=0.7).to(device),), lambda out: out.mean()
+        wplus = lambda b: (g.sample_wplus(b, seed=0, truncation_psi=0.7).to(device),)  # noqa: E731
+        return g, wplus, lambda out: out.mean()
 
     def sface(device):
         from g2face.priors.sface import SFaceEncoder
