@@ -150,3 +150,16 @@ def test_tiny_model_output_is_finite(pipeline):
     x = torch.zeros(1, 3, pipeline.model.image_size, pipeline.model.image_size)
     assert torch.isfinite(pipeline.model.net.extract(x)).all()
     assert face_mask(pipeline.model.image_size).max() == pytest.approx(1.0)
+
+
+def test_cli_refuses_inputs_that_would_write_the_same_output(tmp_path, key, weights, fixtures_dir):
+    import shutil
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(fixtures_dir / "obama.jpg", tmp_path / folder / "x.jpg")
+    out = tmp_path / "out"
+    args = ["anonymize", str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"), "-o", str(out)]
+    result = CliRunner().invoke(cli, args + ["--model", str(weights), "--key-file", str(key)])
+    assert result.exit_code == 2 and "would both be written to" in result.output
+    assert not out.exists()

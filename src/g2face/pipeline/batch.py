@@ -74,10 +74,20 @@ def names_file(target: Path) -> bool:
     return target.suffix.lower() in IMAGE_SUFFIXES and not target.is_dir()
 
 
-def check_output_target(target: Path, inputs: ExpandedInputs) -> None:
-    """Raise `ValueError` when `target` names one image file but several inputs were given."""
+def check_output_target(target: Path, inputs: ExpandedInputs, suffix: str | None = None) -> None:
+    """Raise `ValueError` when `target` names one image file but several inputs were given, or when
+    two inputs would write the same output (e.g. `a/x.jpg` and `b/x.jpg` given as files)."""
     if names_file(target) and len(inputs.files) > 1:
         raise ValueError(f"{target} names one file but {len(inputs.files)} images were given; name a folder")
+    planned: dict[Path, Path] = {}
+    for item in inputs.files:
+        out = output_target(target, item, suffix)
+        if out in planned:
+            raise ValueError(
+                f"{planned[out]} and {item.path} would both be written to {out}; "
+                "pass their common folder instead, or process them in separate runs"
+            )
+        planned[out] = item.path
 
 
 def output_target(target: Path, item: InputFile, suffix: str | None = None) -> Path:

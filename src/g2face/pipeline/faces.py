@@ -88,7 +88,7 @@ def process_files(
     metadata dropped) to `output`: that file for a single input named like an image, else a folder
     mirroring the input tree, optionally with another `suffix`. Images without a face fail unless
     `require_face` is False; failures never stop the other inputs."""
-    check_output_target(output, inputs)
+    check_output_target(output, inputs, suffix)
 
     def handle(item: InputFile) -> ProcessedFile:
         loaded = read_image(item.path)

@@ -169,7 +169,7 @@ def _process_files(
     force: bool,
     on_outcome: Callable[[FileOutcome[FileResult]], None] | None,
 ) -> BatchReport[FileResult]:
-    check_output_target(output, inputs)
+    check_output_target(output, inputs, suffix)
 
     def handle(item: InputFile) -> FileResult:
         loaded = read_image(item.path)
