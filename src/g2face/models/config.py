@@ -18,13 +18,11 @@ def _levels(size: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class StyleGAN2Config:
-    """Rosinality-layout StyleGAN2 synthesis network (mapping network dropped)."""
+class _Pyramid:
+    """A network with one channel width per resolution level, from 4 px up to `size`."""
 
     size: int = 256
-    style_dim: int = 512
     channels: tuple[int, ...] = (512, 512, 512, 512, 512, 256, 128)
-    blur_taps: tuple[int, ...] = (1, 3, 3, 1)
 
     def __post_init__(self) -> None:
         if len(self.channels) != len(_levels(self.size)):
@@ -33,6 +31,14 @@ class StyleGAN2Config:
     @property
     def resolutions(self) -> tuple[int, ...]:
         return _levels(self.size)
+
+
+@dataclass(frozen=True)
+class StyleGAN2Config(_Pyramid):
+    """Rosinality-layout StyleGAN2 synthesis network (mapping network dropped)."""
+
+    style_dim: int = 512
+    blur_taps: tuple[int, ...] = (1, 3, 3, 1)
 
     @property
     def n_styles(self) -> int:
@@ -75,18 +81,8 @@ class ExtractorConfig:
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
-    size: int = 256
-    channels: tuple[int, ...] = (512, 512, 512, 512, 512, 256, 128)
+class DiscriminatorConfig(_Pyramid):
     stddev_group: int = 4
-
-    def __post_init__(self) -> None:
-        if len(self.channels) != len(_levels(self.size)):
-            raise ValueError(f"need one width per resolution {_levels(self.size)}, got {self.channels}")
-
-    @property
-    def resolutions(self) -> tuple[int, ...]:
-        return _levels(self.size)
 
 
 @dataclass(frozen=True)
