@@ -12,14 +12,13 @@ and mouth corner first, i.e. the subject's right).
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from g2face import hub
-from g2face.detection.yunet import _cuda_available
+from g2face.detection.base import opencv_dnn_target
 from g2face.types import FaceDetection
 
 _STRIDE = 4  # input pixels per output cell
@@ -48,14 +47,11 @@ class CenterFaceDetector:
         self.nms_threshold = nms_threshold
         self.working_size = working_size
         self._net = cv2.dnn.readNetFromONNX(str(model_path or hub.asset_path("centerface")))
-        self.device = "cpu"
-        if device.startswith("cuda"):
-            if _cuda_available():
-                self._net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
-                self._net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA)
-                self.device = "cuda"
-            else:
-                warnings.warn("this OpenCV build has no CUDA; CenterFace runs on the CPU", stacklevel=2)
+        backend, target = opencv_dnn_target(device, "CenterFace")
+        self.device = "cuda" if target == cv2.dnn.DNN_TARGET_CUDA else "cpu"
+        if self.device == "cuda":  # setting the CPU target only makes OpenCV 5 log a warning
+            self._net.setPreferableBackend(backend)
+            self._net.setPreferableTarget(target)
         self._outputs = self._net.getUnconnectedOutLayersNames()
 
     def detect(self, image: np.ndarray) -> list[FaceDetection]:

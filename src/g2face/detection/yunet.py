@@ -12,20 +12,16 @@ inner tile edge are dropped; detections from all calls are merged by non-maximum
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from g2face import hub
+from g2face.detection.base import opencv_dnn_target
 from g2face.types import FaceDetection
 
 _EDGE_MARGIN = 2.0  # px: a box this close to a tile's inner edge is a cut face, found whole elsewhere
-
-
-def _cuda_available() -> bool:
-    return hasattr(cv2, "cuda") and cv2.cuda.getCudaEnabledDeviceCount() > 0
 
 
 def _tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
@@ -68,12 +64,7 @@ class YuNetDetector:
         self.working_size = working_size
         self.tile_overlap = tile_overlap
         self.level_step = level_step
-        backend, target = cv2.dnn.DNN_BACKEND_DEFAULT, cv2.dnn.DNN_TARGET_CPU
-        if device.startswith("cuda"):
-            if _cuda_available():
-                backend, target = cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA
-            else:
-                warnings.warn("this OpenCV build has no CUDA; YuNet runs on the CPU", stacklevel=2)
+        backend, target = opencv_dnn_target(device, "YuNet")
         self.device = "cuda" if target == cv2.dnn.DNN_TARGET_CUDA else "cpu"
         path = str(model_path or hub.asset_path("yunet"))
         # OpenCV 5's graph engine logs a harmless warning about targets on every create.
