@@ -71,14 +71,19 @@ def save_g2face(net: G2FaceNet, path: str | Path) -> None:
     os.replace(tmp, path)  # never leave a half-written weights file under the real name
 
 
+def read_g2face_config(path: str | Path) -> G2FaceNetConfig:
+    """The network configuration stored in a file written by `save_g2face` (header only)."""
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != "g2face" or "config" not in meta:
+        raise ValueError(f"{path} is not a g2face weights file")
+    return G2FaceNetConfig.from_dict(json.loads(meta["config"]))
+
+
 def load_g2face(
     path: str | Path, generator: GenerativePrior | None = None, device: torch.device | str = "cpu"
 ) -> G2FaceNet:
     """Rebuild a network saved by `save_g2face` (pass `generator` for priors not built from config)."""
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != "g2face":
-        raise ValueError(f"{path} is not a g2face weights file")
-    net = G2FaceNet(G2FaceNetConfig.from_dict(json.loads(meta["config"])), generator)
+    net = G2FaceNet(read_g2face_config(path), generator)
     net.load_state_dict(load_file(path))
     return net.to(device)

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import nn
 
 from g2face.models.anonymizer import G2FaceModel
-from g2face.models.checkpoints import load_g2face
+from g2face.models.checkpoints import load_g2face, read_g2face_config
 from g2face.models.config import PRESETS, G2FaceNetConfig
 from g2face.models.g2face import G2FaceNet
 from g2face.models.stylegan2 import StyleGAN2Synthesis
@@ -149,15 +147,10 @@ def _weights_file(name_or_path: str | Path) -> Path:
 def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> G2FaceModel:
     """A trained model: a packaged name (e.g. "g2face-lite") or a weights file from training."""
     path = _weights_file(name_or_path)
-    config = G2FaceNetConfig.from_dict(_saved_config(path))
+    try:
+        config = read_g2face_config(path)
+    except ValueError as e:
+        raise ModelNotAvailableError(str(e)) from None
     priors = build_priors(config.name, config, perceptual=False)
     net = load_g2face(path, None if config.stylegan2 else priors.trainable_generator(), device=device)
     return G2FaceModel(net.eval(), priors.identity, priors.geometry, codec_for(config)).to(device)
-
-
-def _saved_config(path: Path) -> dict:
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != "g2face" or "config" not in meta:
-        raise ModelNotAvailableError(f"{path} is not a g2face model weights file")
-    return json.loads(meta["config"])
