@@ -133,3 +133,26 @@ def test_cli_weights_list_and_path(home, tmp_path, monkeypatch):
     assert result.exit_code == 0 and result.output.strip().endswith("net.onnx")
     result = runner.invoke(cli, ["weights", "fetch", "nosuch"])
     assert result.exit_code != 0 and "unknown asset" in result.output
+
+
+def test_a_cached_converted_prior_needs_no_source_asset(home, monkeypatch):
+    """A cache holding only converted files (e.g. carried to an offline machine) is enough."""
+    from g2face.priors import lpips_hed, mediapipe_geometry, mobilestylegan, sface
+
+    def no_source(*args, **kwargs):
+        raise AssertionError("the source asset was asked for")
+
+    monkeypatch.setattr(hub, "fetch", no_source)
+    monkeypatch.setattr(hub, "asset_path", no_source)
+    cases = [
+        ("sface", "sface_fp32.safetensors", sface.sface_weights_path),
+        ("hed-vgg16", "lpips_hed.safetensors", lpips_hed.lpips_hed_weights_path),
+        ("face-landmarker", "face_landmarker.safetensors", mediapipe_geometry.converted_weights_path),
+        ("mobilestylegan", "mobilestylegan.safetensors", mobilestylegan.weights_path),
+    ]
+    for asset, filename, locate in cases:
+        target = hub.cache_dir() / "converted" / asset / "v1" / filename
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"converted weights")
+        target.with_name(filename + ".sha256").write_text(hashlib.sha256(b"converted weights").hexdigest())
+        assert locate() == target

@@ -156,3 +156,63 @@ def test_resume_continues_step_counter_and_rng(banked, tmp_path):
     ]
     assert steps == [1, 2, 3, 4]
     assert sorted((tmp_path / "killed" / "e2e" / "samples").glob("e2e_grid_*.png"))
+
+
+def test_a_time_budget_stops_checkpoints_and_a_later_call_continues(banked, tmp_path):
+    _copy_bank(banked, tmp_path)
+    first = STAGE_CLASSES["payload"](tiny_config(), CPU, tmp_path).run(progress=False, max_seconds=0)
+    assert first.step == 1  # the step that ran past the budget is the last one
+    assert ckpt.latest_checkpoint(tmp_path / "payload" / "checkpoints").step == 1
+    assert list((tmp_path / "payload" / "samples").glob("payload_grid_0000001.png"))
+    assert STAGE_CLASSES["payload"](tiny_config(), CPU, tmp_path).run(progress=False).step == 4
+
+
+def test_bank_time_budget_keeps_finished_batches(tmp_path):
+    config = tiny_config()
+    result = STAGE_CLASSES["bank"](config, CPU, tmp_path).run(steps=12, progress=False, max_seconds=0)
+    assert result.metrics["batches"] == 1 and len(list((tmp_path / "bank").glob("batch_*"))) == 1
+    STAGE_CLASSES["bank"](config, CPU, tmp_path).run(steps=12, progress=False)
+    assert len(load_bank(tmp_path / "bank", torch.device("cpu"))["w"]) == 12
+
+
+def test_init_from_an_exported_model_starts_from_its_weights(banked, tmp_path):
+    _copy_bank(banked, tmp_path / "a")
+    STAGE_CLASSES["gie"](tiny_config(), CPU, tmp_path / "a").run(steps=2, progress=False)
+    exported = tmp_path / "a" / "model.safetensors"
+    stage = STAGE_CLASSES["e2e"](tiny_config(), CPU, tmp_path / "b")
+    stage.init_from = exported
+    stage.setup()
+    stage.initialise()
+    saved = STAGE_CLASSES["gie"](tiny_config(), CPU, tmp_path / "a")
+    saved.setup()
+    saved.initialise()
+    mine, theirs = stage.net.state_dict(), saved.ema.module.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_init_from_a_different_configuration_is_refused(banked, tmp_path):
+    import dataclasses
+
+    from g2face.models.checkpoints import save_g2face
+    from g2face.models.config import PRESETS
+    from g2face.models.g2face import G2FaceNet
+    from g2face.training.engine import IncompatibleWeightsError
+
+    other = G2FaceNet(dataclasses.replace(PRESETS["tiny"], n_bits=64))
+    save_g2face(other, tmp_path / "other.safetensors")
+    stage = STAGE_CLASSES["e2e"](tiny_config(), CPU, tmp_path / "run")
+    stage.init_from = tmp_path / "other.safetensors"
+    stage.setup()
+    with pytest.raises(IncompatibleWeightsError, match="differs"):
+        stage.initialise()
+
+
+def test_gie_starts_at_the_banks_average_latent(banked, tmp_path):
+    _copy_bank(banked, tmp_path)
+    stage = make_stage("gie", tmp_path)
+    mean_w = stage.bank["w"].mean(0)
+    with torch.no_grad():
+        wplus = stage.net.styles(stage.bank["identity"], stage.bank["geometry"])
+    spread = (stage.bank["w"] - mean_w).square().mean()
+    # starting error ≈ the bank's own spread around its mean, not a random point of W
+    assert (wplus - mean_w).square().mean() < 0.1 * spread

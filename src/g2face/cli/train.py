@@ -36,6 +36,16 @@ STAGES = ("bank", "gie", "payload", "e2e")
 )
 @click.option("--device", help="cpu, cuda, cuda:1 … (overrides the config).")
 @click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop and checkpoint after this much wall-clock time; a later call continues.",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start a stage that has no checkpoint yet from an exported model file (model.safetensors).",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Print the resolved configuration and parameter counts, then stop."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -46,6 +56,8 @@ def train(
     steps: int | None,
     data: str | None,
     device: str | None,
+    max_minutes: float | None,
+    init_from: Path | None,
     dry_run: bool,
     quiet: bool,
 ) -> None:
@@ -62,7 +74,18 @@ def train(
         click.echo(training.describe(config, stage))
         return
     folder = run_dir or Path(config.runs_dir) / (config_path.stem if config_path else config.model)
-    result = training.train(config, stage, folder, steps=steps, progress=not quiet)
+    try:
+        result = training.train(
+            config,
+            stage,
+            folder,
+            steps=steps,
+            progress=not quiet,
+            max_minutes=max_minutes,
+            init_from=init_from,
+        )
+    except training.IncompatibleWeightsError as e:
+        raise click.BadParameter(str(e), param_hint="--init-from") from None
     if result.step:
         click.echo(f"{stage}: step {result.step}, {result.seconds_per_step:.3f} s/step, run folder {folder}")
 

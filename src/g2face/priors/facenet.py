@@ -268,11 +268,10 @@ def convert_facenet(pb_path: Path, out_path: Path) -> None:
 
 
 def facenet_weights_path() -> Path:
-    pb = hub.asset_path("facenet-casia")
     return hub.converted_path(
         "facenet-casia",
         "facenet_casia.safetensors",
-        build=lambda out: convert_facenet(pb, out),
+        build=lambda out: convert_facenet(hub.asset_path("facenet-casia"), out),
         tag=CONVERTER_TAG,
     )
 

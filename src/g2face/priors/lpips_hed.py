@@ -112,10 +112,11 @@ def convert_lpips_hed(hed_h5: Path, heads_pth: Path, out_path: Path) -> None:
 
 
 def lpips_hed_weights_path() -> Path:
-    hed, heads = hub.asset_path("hed-vgg16"), hub.asset_path("lpips-vgg-heads")
     return hub.converted_path(
         "hed-vgg16",
         "lpips_hed.safetensors",
-        build=lambda out: convert_lpips_hed(hed, heads, out),
+        build=lambda out: convert_lpips_hed(
+            hub.asset_path("hed-vgg16"), hub.asset_path("lpips-vgg-heads"), out
+        ),
         tag=CONVERTER_TAG,
     )

@@ -351,9 +351,11 @@ def build_converted_weights(task_path: Path, out_path: Path) -> None:
 
 def converted_weights_path() -> Path:
     """Cached safetensors of the converted networks (built from the verified asset on first use)."""
-    task = hub.asset_path(ASSET)
     return hub.converted_path(
-        ASSET, CONVERTED_FILE, lambda out: build_converted_weights(task, out), tag=CONVERTER_TAG
+        ASSET,
+        CONVERTED_FILE,
+        lambda out: build_converted_weights(hub.asset_path(ASSET), out),
+        tag=CONVERTER_TAG,
     )
 
 

@@ -400,11 +400,10 @@ def weights_path(progress: bool = True) -> Path:
     """Converted weights in the asset cache (fetching and converting on first use)."""
     from g2face import hub
 
-    folder = hub.fetch("mobilestylegan", progress=progress)
     return hub.converted_path(
         "mobilestylegan",
         "mobilestylegan.safetensors",
-        build=lambda out: convert_ir(folder, out),
+        build=lambda out: convert_ir(hub.fetch("mobilestylegan", progress=progress), out),
         tag=CONVERTER_TAG,
     )
 

@@ -144,9 +144,11 @@ def convert_sface(onnx_path: Path, out_path: Path) -> None:
 
 
 def sface_weights_path() -> Path:
-    onnx_path = hub.asset_path("sface")
     return hub.converted_path(
-        "sface", "sface_fp32.safetensors", build=lambda out: convert_sface(onnx_path, out), tag=CONVERTER_TAG
+        "sface",
+        "sface_fp32.safetensors",
+        build=lambda out: convert_sface(hub.asset_path("sface"), out),
+        tag=CONVERTER_TAG,
     )
 
 
@@ -202,9 +204,11 @@ def fold_quantized_onnx(onnx_path: Path, out_path: Path) -> None:
 
 def sface_reference_onnx_path() -> Path:
     """The folded fp32 ONNX of SFace (for OpenCV FaceRecognizerSF / onnxruntime parity)."""
-    onnx_path = hub.asset_path("sface")
     return hub.converted_path(
-        "sface", "sface_folded_fp32.onnx", build=lambda out: fold_quantized_onnx(onnx_path, out), tag="v1"
+        "sface",
+        "sface_folded_fp32.onnx",
+        build=lambda out: fold_quantized_onnx(hub.asset_path("sface"), out),
+        tag="v1",
     )
 
 

@@ -9,10 +9,11 @@ from g2face.training.config import (
     dump_config,
     load_config,
 )
-from g2face.training.engine import StageResult
+from g2face.training.engine import IncompatibleWeightsError, StageResult
 
 __all__ = [
     "STAGES",
+    "IncompatibleWeightsError",
     "StageConfig",
     "StageResult",
     "TrainConfig",

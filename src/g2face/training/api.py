@@ -16,13 +16,23 @@ from g2face.training.stages import STAGE_CLASSES
 
 
 def train(
-    config: TrainConfig, stage: str, run_dir: Path, steps: int | None = None, progress: bool = True
+    config: TrainConfig,
+    stage: str,
+    run_dir: Path,
+    steps: int | None = None,
+    progress: bool = True,
+    max_minutes: float | None = None,
+    init_from: Path | None = None,
 ) -> StageResult:
-    """Run (or resume) one stage in `run_dir`; under torchrun every process calls this."""
+    """Run (or resume) one stage in `run_dir`; under torchrun every process calls this.
+    `max_minutes` stops (and checkpoints) after that much wall-clock time; `init_from` starts a stage
+    that has no checkpoint yet from an exported model file instead of the previous stage."""
     config.stage(stage)
     env = setup(config.device)
     try:
-        return STAGE_CLASSES[stage](config, env, Path(run_dir)).run(steps, progress)
+        runner = STAGE_CLASSES[stage](config, env, Path(run_dir))
+        runner.init_from = None if init_from is None else Path(init_from)
+        return runner.run(steps, progress, None if max_minutes is None else 60 * max_minutes)
     finally:
         teardown()
 

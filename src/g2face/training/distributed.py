@@ -54,6 +54,15 @@ def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str,
     return dict(zip(values, (stacked / dist.get_world_size()).tolist(), strict=True))
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on at least one (so all ranks leave a loop together)."""
+    if not is_distributed():
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's `obj`, in rank order (just [obj] without a process group)."""
     if not is_distributed():

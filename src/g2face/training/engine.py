@@ -20,17 +20,24 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from g2face.models.checkpoints import save_g2face
+from g2face.models.checkpoints import read_g2face_config, save_g2face
 from g2face.models.config import PRESETS, G2FaceNetConfig
 from g2face.models.g2face import G2FaceNet
 from g2face.models.zoo import Priors, build_priors
 from g2face.training import checkpoint as ckpt
 from g2face.training.config import STAGES, StageConfig, TrainConfig
-from g2face.training.distributed import DistEnv, gather_objects, is_distributed, mean_over_ranks
+from g2face.training.distributed import (
+    DistEnv,
+    any_rank,
+    gather_objects,
+    is_distributed,
+    mean_over_ranks,
+)
 from g2face.training.runlog import RunLog
 from g2face.training.schedule import make_optimizer
 from g2face.training.sources import DatasetFaces, GeneratedFaces
@@ -73,6 +80,10 @@ def sync_from_rank0(module: nn.Module, buffers_only: bool = False) -> None:
         dist.broadcast(t.data, src=0)
 
 
+class IncompatibleWeightsError(ValueError):
+    """An --init-from model whose network configuration is not the run's."""
+
+
 class Stage:
     """One resumable training stage. Subclasses set `name`, build their optimisers in `setup`, and
     implement `train_step` (one optimiser step over `grad_accumulation` micro-batches) and `samples`."""
@@ -102,6 +113,7 @@ class Stage:
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
         self.extra_modules: dict[str, nn.Module] = {}
         self.step = 0
+        self.init_from: Path | None = None  # exported model to start from when nothing resumes
         self.amp = config.amp and self.device.type == "cuda"
         self.faces = (
             DatasetFaces(Path(config.data), self.net.image_size, config.seed)
@@ -139,14 +151,28 @@ class Stage:
         if own is not None:
             self.load(own)
             return
+        if self.init_from is not None:
+            # An exported model (e.g. from another machine, where only weights travelled): this
+            # stage starts from its weights with a fresh optimiser.
+            found = read_g2face_config(self.init_from)
+            if found != self.model_config:
+                raise IncompatibleWeightsError(
+                    f"{self.init_from} holds a {found.name!r} network that differs from this run's "
+                    f"{self.model_config.name!r} configuration"
+                )
+            self.net.load_state_dict(load_file(str(self.init_from)))
+        else:
+            self.load_earlier_stage()
+        sync_from_rank0(self.net)
+        self.ema.module.load_state_dict(self.net.state_dict())
+        torch.manual_seed(self.config.seed * 1000 + self.env.rank + 1)  # per-rank noise, dummies, distortions
+
+    def load_earlier_stage(self) -> None:
         for earlier in reversed(STAGES[: STAGES.index(self.name)]):
             found = ckpt.latest_checkpoint(self.run_dir / earlier / "checkpoints")
             if found is not None:
                 ckpt.load_module_weights(found.weights, {"net": self.net})
-                break
-        sync_from_rank0(self.net)
-        self.ema.module.load_state_dict(self.net.state_dict())
-        torch.manual_seed(self.config.seed * 1000 + self.env.rank + 1)  # per-rank noise, dummies, distortions
+                return
 
     def weights_digest(self) -> str:
         """sha256 of every weight and buffer, to prove that all ranks hold the same model."""
@@ -223,8 +249,13 @@ class Stage:
         sync_from_rank0(self.net, buffers_only=True)
         self.ema.update_parameters(self.net)
 
-    def run(self, steps: int | None = None, progress: bool = True) -> StageResult:
-        """Train up to `steps` (default: the stage's length) and checkpoint; resumes if it can."""
+    def run(
+        self, steps: int | None = None, progress: bool = True, max_seconds: float | None = None
+    ) -> StageResult:
+        """Train up to `steps` (default: the stage's length) and checkpoint; resumes if it can.
+        With `max_seconds`, stop at the first step that ends past that wall-clock budget (counted
+        from here), checkpoint, and return: a later call continues where this one stopped."""
+        deadline = None if max_seconds is None else time.perf_counter() + max_seconds
         self.setup()
         self.initialise()
         total = self.stage.steps if steps is None else steps
@@ -255,8 +286,13 @@ class Stage:
                     )
                 if self.env.is_main and (self.step % self.config.sample_every == 0 or self.step == total):
                     log.image_grid(self.step, self.samples())
-                if self.step % self.config.checkpoint_every == 0 or self.step == total:
+                out_of_time = deadline is not None and any_rank(time.perf_counter() > deadline, self.device)
+                if self.step % self.config.checkpoint_every == 0 or self.step == total or out_of_time:
                     self.save()
+                if out_of_time:
+                    if self.env.is_main and self.step % self.config.sample_every and self.step != total:
+                        log.image_grid(self.step, self.samples())
+                    break
         finally:
             bar.close()
             log.close()

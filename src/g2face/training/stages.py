@@ -54,7 +54,9 @@ class BankStage(Stage):
     def setup(self) -> None:
         pass
 
-    def run(self, steps: int | None = None, progress: bool = True) -> StageResult:
+    def run(
+        self, steps: int | None = None, progress: bool = True, max_seconds: float | None = None
+    ) -> StageResult:
         total = self.stage.steps if steps is None else steps
         batch = self.stage.batch_size
         n_batches = math.ceil(total / batch)
@@ -62,6 +64,7 @@ class BankStage(Stage):
         self.folder.mkdir(parents=True, exist_ok=True)
         todo = [i for i in mine if not (self.folder / f"batch_{i:06d}.safetensors").is_file()]
         generator, started = self.priors.generator, time.perf_counter()
+        done = 0
         for index in tqdm(todo, desc="bank", unit="batch", disable=not (progress and self.env.is_main)):
             n = min(batch, total - index * batch)
             with torch.no_grad(), self.autocast():
@@ -78,8 +81,11 @@ class BankStage(Stage):
             path = self.folder / f"batch_{index:06d}.safetensors"
             save_file({k: v.float().cpu().contiguous() for k, v in record.items()}, str(path) + ".tmp")
             Path(str(path) + ".tmp").replace(path)
-        seconds = (time.perf_counter() - started) / max(1, len(todo))
-        return StageResult(self.name, self.folder, total, {"batches": float(len(todo))}, seconds)
+            done += 1
+            if max_seconds is not None and time.perf_counter() - started > max_seconds:
+                break  # every finished batch is on disk; a later call renders the rest
+        seconds = (time.perf_counter() - started) / max(1, done)
+        return StageResult(self.name, self.folder, total, {"batches": float(done)}, seconds)
 
 
 def load_bank(folder: Path, device: torch.device) -> dict[str, Tensor]:
@@ -99,6 +105,8 @@ class GIEStage(Stage):
         self.bank = load_bank(self.run_dir / "bank", self.device)
         self.bank["geometry"] = torch.cat([self.bank["shape"], self.bank["expression"], self.bank["pose"]], 1)
         self.calibrate_dummy()
+        # From scratch, f_mlp starts at the bank's average latent (a resumed run overwrites this).
+        self.net.style_mlp.start_at(self.bank["w"].mean(0))
         self.add_optimizer([([self.net.style_mlp], 1.0)])
 
     @torch.no_grad()
