@@ -32,6 +32,9 @@ def setup(device: str = "auto") -> DistEnv:
     if target.type == "cuda" and target.index is None:
         target = torch.device("cuda", local_rank)
         torch.cuda.set_device(target)
+    if target.type == "cuda":
+        # TF32 matrix products: most of bf16's speed for runs with amp off (the priors stay float32).
+        torch.set_float32_matmul_precision("high")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
     return DistEnv(rank, world_size, target)

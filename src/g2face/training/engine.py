@@ -280,6 +280,8 @@ class Stage:
                 )
                 if self.step % self.config.log_every == 0 or self.step == total:
                     metrics = mean_over_ranks(metrics, self.device)
+                    if self.device.type == "cuda":  # to size batches for the next run
+                        metrics["max_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                     log.scalars(self.step, metrics)
                     bar.set_postfix(
                         {k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "bit_acc", "lr")}
