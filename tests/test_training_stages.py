@@ -216,3 +216,9 @@ def test_gie_starts_at_the_banks_average_latent(banked, tmp_path):
     spread = (stage.bank["w"] - mean_w).square().mean()
     # starting error ≈ the bank's own spread around its mean, not a random point of W
     assert (wplus - mean_w).square().mean() < 0.1 * spread
+    # inputs standardised with the bank's statistics, so no part of e_g drowns the others
+    inputs = torch.cat([stage.bank["identity"], stage.bank["geometry"]], 1)
+    mlp = stage.net.style_mlp
+    standardized = (inputs - mlp.input_mean) / mlp.input_std
+    assert torch.allclose(standardized.mean(0), torch.zeros(inputs.shape[1]), atol=1e-4)
+    assert torch.allclose(standardized.std(0), torch.ones(inputs.shape[1]), atol=1e-3)

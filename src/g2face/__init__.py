@@ -1,2 +1,3 @@
 """g2face: reversible face anonymization."""
+
 __version__ = "0.1.0"

@@ -19,6 +19,9 @@ from g2face.models.g2face import G2FaceNet
 from g2face.models.generator_api import GenerativePrior
 
 OFFICIAL_PARTS = ("anonymous_net", "style_mlp", "map_2_id", "hiding_extractor")
+# Buffers of G2FaceNet that the reference does not have (f_mlp's input standardisation); loading an
+# official checkpoint keeps their defaults, which make them identity transforms.
+EXTENSION_KEYS = ("style_mlp.input_mean", "style_mlp.input_std")
 # Parts of the reference `anonymous_net` that are DPIM modules of G2FaceNet; the rest is the prior.
 DPIM_PARTS = ("pyramid.", "fusion_mask.", "hiding_injects.")
 
@@ -47,7 +50,10 @@ def official_to_g2face(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def load_official_g2face(net: G2FaceNet, path: str | Path) -> G2FaceNet:
     """Load the authors' `G2Face.pth` (or the same keys as safetensors) into a matching network."""
-    net.load_state_dict(official_to_g2face(_load_official(path)))
+    state = official_to_g2face(_load_official(path))
+    defaults = net.state_dict()
+    state.update({key: defaults[key] for key in EXTENSION_KEYS if key not in state})
+    net.load_state_dict(state)
     return net
 
 

@@ -59,6 +59,18 @@ class StyleMLP(nn.Module):
             )
 
         self.style_low, self.style_middle, self.style_high = mlp(), mlp(), mlp()
+        # Per-dimension standardisation of [identity ⊕ geometry] before the PixelNorm. The identity
+        # transform by default (as the reference); set from data by `standardize_inputs`, because
+        # the lite priors' parts differ in scale (unit-norm identity, pose in degrees), and the
+        # PixelNorm would otherwise let the largest part drown the identity.
+        self.register_buffer("input_mean", torch.zeros(in_dim))
+        self.register_buffer("input_std", torch.ones(in_dim))
+
+    @torch.no_grad()
+    def standardize_inputs(self, inputs: Tensor, min_std: float = 1e-3) -> None:
+        """Set the input standardisation from samples [N, in_dim] of [identity ⊕ geometry]."""
+        self.input_mean.copy_(inputs.mean(0))
+        self.input_std.copy_(inputs.std(0).clamp_min(min_std))
 
     @torch.no_grad()
     def start_at(self, w: Tensor, weight_gain: float = 0.1) -> None:
@@ -75,7 +87,8 @@ class StyleMLP(nn.Module):
             last.weight.mul_(weight_gain)
 
     def forward(self, identity: Tensor, geometry: Tensor) -> Tensor:
-        e_g = self.norm(torch.cat([identity, geometry], dim=1))
+        e_g = torch.cat([identity, geometry], dim=1)
+        e_g = self.norm((e_g - self.input_mean.to(e_g)) / self.input_std.to(e_g))
         groups = (self.style_low(e_g), self.style_middle(e_g), self.style_high(e_g))
         return torch.cat(
             [w.unsqueeze(1).expand(-1, n, -1) for w, n in zip(groups, self.group_sizes, strict=True)], dim=1

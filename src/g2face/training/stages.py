@@ -105,7 +105,9 @@ class GIEStage(Stage):
         self.bank = load_bank(self.run_dir / "bank", self.device)
         self.bank["geometry"] = torch.cat([self.bank["shape"], self.bank["expression"], self.bank["pose"]], 1)
         self.calibrate_dummy()
-        # From scratch, f_mlp starts at the bank's average latent (a resumed run overwrites this).
+        # From scratch, f_mlp standardises its inputs with the bank's statistics and starts at the
+        # bank's average latent (a resumed run overwrites both).
+        self.net.style_mlp.standardize_inputs(torch.cat([self.bank["identity"], self.bank["geometry"]], 1))
         self.net.style_mlp.start_at(self.bank["w"].mean(0))
         self.add_optimizer([([self.net.style_mlp], 1.0)])
 
