@@ -135,7 +135,7 @@ def main() -> None:
     (args.out / "gie_metrics.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = [
         "| set | output | SFace cos (white-box) | FaceNet cos | FaceNet match @FAR1e-3 "
-        "| |Δ yaw/pitch/roll| ° | blendshape L1 |",
+        "| mean abs Δ yaw/pitch/roll (°) | blendshape L1 |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():

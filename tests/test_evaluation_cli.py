@@ -62,3 +62,32 @@ def test_cli_reports_bad_arguments(tmp_path):
     assert result.exit_code == 2 and "missing data, out" in result.output
     result = runner.invoke(bench_command, ["--photo", str(tmp_path)], catch_exceptions=False)
     assert result.exit_code == 2 and "no .jpg or .png portraits" in result.output
+
+
+def test_bench_breaks_a_g2face_model_down_into_parts():
+    import torch
+
+    from g2face.evaluation.bench import g2face_parts
+    from g2face.models.zoo import build_model, tiny_config
+
+    model = build_model(tiny_config())
+    x = torch.rand(1, 3, model.image_size, model.image_size) * 2 - 1
+    parts = g2face_parts(model, x, torch.device("cpu"), repeats=1)
+    assert {
+        "identity encoder",
+        "geometry encoder",
+        "E_face",
+        "payload encode (scrypt + cipher + ECC)",
+    } <= set(parts)
+    assert all(seconds > 0 for seconds in parts.values())
+
+
+def test_bench_refuses_a_missing_model(tmp_path):
+    photo = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(photo)
+    result = CliRunner().invoke(
+        bench_command, ["--photo", str(photo), "--model", str(tmp_path / "none.safetensors")]
+    )
+    assert result.exit_code == 2 and "--model" in result.output

@@ -57,6 +57,10 @@ def evaluate(config_path, methods, data, out, limit, protocols, device, no_geome
     type=click.Path(exists=True, path_type=Path),
     help="A photo to time the whole pipeline on, or a folder of portraits to tile into a 12 MP group photo.",
 )
+@click.option(
+    "--model",
+    help="Weights of the g2face method (a packaged name or a `g2face train` file); adds it to --methods.",
+)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option(
@@ -66,7 +70,7 @@ def evaluate(config_path, methods, data, out, limit, protocols, device, no_geome
     help="Also write the table as JSON.",
 )
 @click.pass_context
-def bench(ctx, methods, photo, device, repeats, json_path) -> None:
+def bench(ctx, methods, photo, model, device, repeats, json_path) -> None:
     """Milliseconds per face (batch 1 and 8) and peak memory of every stage, and of the whole
     pipeline on a 12-megapixel photo with several faces (needs --photo).
 
@@ -80,12 +84,18 @@ def bench(ctx, methods, photo, device, repeats, json_path) -> None:
     from g2face.evaluation.bench import as_rows, bench_photo, environment
     from g2face.evaluation.bench import bench as run_bench
     from g2face.evaluation.settings import parse_methods
+    from g2face.models.zoo import ModelNotAvailableError
     from g2face.types import InputError
 
+    spec: list = [m.strip() for m in methods.split(",") if m.strip()]
+    if model is not None:
+        spec = [m for m in spec if m != "g2face"] + [{"g2face": {"model": model, "device": device}}]
     try:
-        anonymizers = parse_methods(methods)
+        anonymizers = parse_methods(spec)
     except KeyError as e:
         raise click.UsageError(str(e).strip('"')) from None
+    except ModelNotAvailableError as e:
+        raise click.BadParameter(str(e), param_hint="--model") from None
     try:
         image = bench_photo(photo)
     except (ValueError, InputError) as e:
@@ -93,9 +103,9 @@ def bench(ctx, methods, photo, device, repeats, json_path) -> None:
     timings = run_bench(anonymizers, YuNetDetector(device=device), image, device=device, repeats=repeats)
     env = environment(device)
     click.echo(f"device {env['device']}, {env['threads']} threads, torch {env['torch']}")
-    click.echo(f"{'subject':10} {'stage':32} {'batch':>5} {'ms/item':>9} {'peak MB':>8}")
+    click.echo(f"{'subject':10} {'stage':42} {'batch':>5} {'ms/item':>9} {'peak MB':>8}")
     for t in timings:
-        click.echo(f"{t.subject:10} {t.stage:32} {t.batch:5d} {t.ms_per_item:9.1f} {t.peak_memory_mb:8.0f}")
+        click.echo(f"{t.subject:10} {t.stage:42} {t.batch:5d} {t.ms_per_item:9.1f} {t.peak_memory_mb:8.0f}")
     if json_path is not None:
         json_path.write_text(json.dumps({"environment": env, "timings": as_rows(timings)}, indent=1))
 

@@ -13,12 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch import Tensor
 
 from g2face.align import align_face, paste_faces
 from g2face.detection.base import FaceDetector
 from g2face.evaluation.methods import Anonymizer, is_reversible
 from g2face.io import read_image
 from g2face.io.tensors import crops_to_tensor, tensor_to_crops
+from g2face.models.anonymizer import G2FaceModel
+from g2face.payload import Secret
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,31 @@ def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+@torch.no_grad()
+def g2face_parts(model: G2FaceModel, x: Tensor, device: torch.device, repeats: int) -> dict[str, float]:
+    """Where one face's anonymization spends its time (seconds per part, batch of `x`)."""
+    secret = Secret.from_password("g2face-bench")
+    embedding = model.identity(x).float().cpu().numpy()[0]
+    geometry = model.geometry(x).as_vector()
+    identity = model.identity(x)
+    wplus = model.net.styles(identity, geometry)
+    bits = torch.zeros(len(x), model.net.config.n_bits, device=device)
+    # A fresh salt per face means one scrypt per face: the codec's cost is mostly the KDF.
+    return {
+        "identity encoder": _time(lambda: model.identity(x), device, repeats),
+        "payload encode (scrypt + cipher + ECC)": _time(
+            lambda: model.codec.encode(embedding, secret), device, repeats
+        ),
+        "geometry encoder": _time(lambda: model.geometry(x), device, repeats),
+        "f_mlp": _time(lambda: model.net.styles(identity, geometry), device, repeats),
+        "E_face": _time(lambda: model.net.pyramid(x), device, repeats),
+        "synthesis (E_face + fusion + generator)": _time(
+            lambda: model.net.synthesize(x, wplus, bits), device, repeats
+        ),
+        "payload read (E_p, recover)": _time(lambda: model.net.extract(x), device, repeats),
+    }
 
 
 def group_photo(faces: Sequence[np.ndarray], size: tuple[int, int] = (4000, 3000)) -> np.ndarray:
@@ -137,6 +165,12 @@ def bench(
                     _time(lambda m=method, y=y: m.recover(y, m.password), dev, repeats),
                     batch,
                 )
+
+        model = getattr(method, "model", None)
+        if isinstance(model, G2FaceModel):
+            x = crops_to_tensor([crops[0]], device=dev)
+            for part, seconds in g2face_parts(model, x, dev, repeats).items():
+                record(method.name, f"anonymize: {part}", 1, seconds, 1)
 
         def whole_photo(m: Anonymizer = method) -> np.ndarray:
             faces = [align_face(photo, d) for d in detector.detect(photo)]
