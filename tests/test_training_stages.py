@@ -222,3 +222,12 @@ def test_gie_starts_at_the_banks_average_latent(banked, tmp_path):
     standardized = (inputs - mlp.input_mean) / mlp.input_std
     assert torch.allclose(standardized.mean(0), torch.zeros(inputs.shape[1]), atol=1e-4)
     assert torch.allclose(standardized.std(0), torch.ones(inputs.shape[1]), atol=1e-3)
+
+
+def test_gie_holds_out_part_of_the_bank_and_logs_its_loss(tmp_path):
+    STAGE_CLASSES["bank"](tiny_config(), CPU, tmp_path).run(steps=40, progress=False)
+    stage = STAGE_CLASSES["gie"](tiny_config(), CPU, tmp_path)
+    stage.run(steps=2, progress=False)
+    assert stage.n_train == 38
+    rows = [json.loads(line) for line in (tmp_path / "gie" / "metrics.jsonl").read_text().splitlines()]
+    assert all("val_loss" in row and row["val_loss"] > 0 for row in rows)

@@ -110,6 +110,13 @@ class GIEStage(Stage):
         self.net.style_mlp.standardize_inputs(torch.cat([self.bank["identity"], self.bank["geometry"]], 1))
         self.net.style_mlp.start_at(self.bank["w"].mean(0))
         self.add_optimizer([([self.net.style_mlp], 1.0)])
+        # The last 5 % of the bank (≥ 20 samples) is never trained on: `val_loss` tells fitting
+        # from memorising.
+        self.n_train = len(self.bank["w"]) - len(self.bank["w"]) // 20
+
+    def _regression_loss(self, net, pick: Tensor) -> Tensor:
+        wplus = net.styles(self.bank["identity"][pick], self.bank["geometry"][pick])
+        return F.mse_loss(wplus.float(), broadcast_w(net.generator, self.bank["w"][pick]))
 
     @torch.no_grad()
     def calibrate_dummy(self, batches: int = 8) -> None:
@@ -129,14 +136,18 @@ class GIEStage(Stage):
         total = 0.0
         accumulation = self.config.grad_accumulation
         for _ in range(accumulation):
-            pick = torch.randint(len(self.bank["w"]), (self.stage.batch_size,), device="cpu").to(self.device)
+            pick = torch.randint(self.n_train, (self.stage.batch_size,), device="cpu").to(self.device)
             with self.autocast():
-                wplus = self.net.styles(self.bank["identity"][pick], self.bank["geometry"][pick])
-                loss = F.mse_loss(wplus.float(), broadcast_w(self.net.generator, self.bank["w"][pick]))
+                loss = self._regression_loss(self.net, pick)
             (loss / accumulation).backward()
             total += loss.item() / accumulation
         self.optimizer_step(self.optimizers[0])
-        return {"loss": total}
+        metrics = {"loss": total}
+        if (self.step + 1) % self.config.log_every == 0 and self.n_train < len(self.bank["w"]):
+            held_out = torch.arange(self.n_train, len(self.bank["w"]), device=self.device)
+            with torch.no_grad(), self.autocast():
+                metrics["val_loss"] = self._regression_loss(self.net, held_out).item()
+        return metrics
 
     @torch.no_grad()
     def samples(self) -> list[Tensor]:
