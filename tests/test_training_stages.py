@@ -231,3 +231,15 @@ def test_gie_holds_out_part_of_the_bank_and_logs_its_loss(tmp_path):
     assert stage.n_train == 38
     rows = [json.loads(line) for line in (tmp_path / "gie" / "metrics.jsonl").read_text().splitlines()]
     assert all("val_loss" in row and row["val_loss"] > 0 for row in rows)
+
+
+def test_ema_warms_up_so_short_runs_export_what_they_trained():
+    from g2face.training.engine import warmup_ema
+
+    update = warmup_ema(0.999)
+    averaged, current = [torch.zeros(3)], [torch.ones(3)]
+    update(averaged, current, torch.tensor(1))
+    assert torch.allclose(averaged[0], torch.full((3,), 1 - 2 / 11))  # decay (1 + 1) / (10 + 1)
+    late = [torch.zeros(3)]
+    update(late, current, torch.tensor(100_000))
+    assert torch.allclose(late[0], torch.full((3,), 0.001))  # the configured decay once warmed up

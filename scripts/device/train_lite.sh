@@ -5,7 +5,7 @@
 #   run(command="bash scripts/device/train_lite.sh unpack-a", carry=[".device/a"], timeout_s=240)
 #   run(command="bash scripts/device/train_lite.sh train",    carry=[".device/b"], timeout_s=590)
 #
-# `train` runs bank → gie → payload → e2e, each for a wall-clock budget (minutes, overridable:
+# `train` runs bank → gie → payload → e2e, each up to a wall-clock budget (minutes, overridable:
 # BANK_MIN GIE_MIN PAYLOAD_MIN E2E_MIN), then returns through $OUT: the EMA model in fp16 shards of
 # ≤ 15 MiB, and logs.tar.gz (configs, metrics.jsonl, last image grids). INIT_FROM=<model file in the
 # repo> makes the payload and e2e stages start from an earlier session's model instead.
@@ -46,7 +46,7 @@ train)
   train() { python3 -m g2face.cli.train --config "$CONFIG" --run-dir "$RUN" --device "$DEVICE" --quiet "$@"; }
   status=0
   {
-    log "bank";    train --stage bank    --max-minutes "${BANK_MIN:-1}"
+    log "bank";    train --stage bank    --max-minutes "${BANK_MIN:-1.5}"
     log "gie";     train --stage gie     --max-minutes "${GIE_MIN:-1}"
     log "payload"; train --stage payload --max-minutes "${PAYLOAD_MIN:-2.5}" "${data[@]}" "${init[@]}"
     log "e2e";     train --stage e2e     --max-minutes "${E2E_MIN:-3.5}" "${data[@]}"

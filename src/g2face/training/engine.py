@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from g2face.models.checkpoints import read_g2face_config, save_g2face
@@ -80,6 +80,24 @@ def sync_from_rank0(module: nn.Module, buffers_only: bool = False) -> None:
         dist.broadcast(t.data, src=0)
 
 
+def warmup_ema(decay: float):
+    """EMA update (a `multi_avg_fn` of AveragedModel) whose decay ramps up as
+    min(decay, (1 + n) / (10 + n)) over the first n updates: a short run's averaged model, the one
+    exported, then follows training instead of staying near the initial weights."""
+
+    @torch.no_grad()
+    def update(averaged: list[Tensor], current: list[Tensor], n_averaged: Tensor) -> None:
+        n = float(n_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - d)
+        else:  # integer buffers (BatchNorm counters)
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(a * d + c * (1 - d))
+
+    return update
+
+
 class IncompatibleWeightsError(ValueError):
     """An --init-from model whose network configuration is not the run's."""
 
@@ -106,9 +124,7 @@ class Stage:
         # what of the generator may train (a prior can keep parts frozen, e.g. its mapping network)
         self.generator_trainable = {n for n, p in self.net.generator.named_parameters() if p.requires_grad}
         self.net.requires_grad_(False)
-        self.ema = AveragedModel(
-            self.net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
-        )
+        self.ema = AveragedModel(self.net, multi_avg_fn=warmup_ema(config.ema_decay), use_buffers=True)
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
         self.extra_modules: dict[str, nn.Module] = {}
