@@ -77,7 +77,7 @@ def test_bench_breaks_a_g2face_model_down_into_parts():
         "identity encoder",
         "geometry encoder",
         "E_face",
-        "payload encode (scrypt + cipher + ECC)",
+        "payload encode (scrypt+cipher+ECC)",
     } <= set(parts)
     assert all(seconds > 0 for seconds in parts.values())
 

@@ -22,6 +22,7 @@ from g2face.io import read_image
 from g2face.io.tensors import crops_to_tensor, tensor_to_crops
 from g2face.models.anonymizer import G2FaceModel
 from g2face.payload import Secret
+from g2face.pipeline.g2face import default_batch_size
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,13 @@ def g2face_parts(model: G2FaceModel, x: Tensor, device: torch.device, repeats: i
     # A fresh salt per face means one scrypt per face: the codec's cost is mostly the KDF.
     return {
         "identity encoder": _time(lambda: model.identity(x), device, repeats),
-        "payload encode (scrypt + cipher + ECC)": _time(
+        "payload encode (scrypt+cipher+ECC)": _time(
             lambda: model.codec.encode(embedding, secret), device, repeats
         ),
         "geometry encoder": _time(lambda: model.geometry(x), device, repeats),
         "f_mlp": _time(lambda: model.net.styles(identity, geometry), device, repeats),
         "E_face": _time(lambda: model.net.pyramid(x), device, repeats),
-        "synthesis (E_face + fusion + generator)": _time(
+        "synthesis (E_face+fusion+generator)": _time(
             lambda: model.net.synthesize(x, wplus, bits), device, repeats
         ),
         "payload read (E_p, recover)": _time(lambda: model.net.extract(x), device, repeats),
@@ -174,8 +175,13 @@ def bench(
 
         def whole_photo(m: Anonymizer = method) -> np.ndarray:
             faces = [align_face(photo, d) for d in detector.detect(photo)]
-            y = m.anonymize(crops_to_tensor([f.crop for f in faces], device=dev), list(range(len(faces))))
-            return paste_faces(photo, list(tensor_to_crops(y)), faces)
+            step = default_batch_size(dev)  # as the pipeline batches faces
+            out = []
+            for start in range(0, len(faces), step):
+                chunk = faces[start : start + step]
+                x = crops_to_tensor([f.crop for f in chunk], device=dev)
+                out.extend(tensor_to_crops(m.anonymize(x, list(range(start, start + len(chunk))))))
+            return paste_faces(photo, out, faces)
 
         megapixels = photo.shape[0] * photo.shape[1] / 1e6
         record(
