@@ -65,8 +65,8 @@ def _secret(secret: Secret | str) -> Secret:
 
 
 def default_batch_size(device: torch.device) -> int:
-    """Faces per forward pass. On a CPU one at a time is fastest (lite, 2 cores: 805 ms per face at
-    batch 1, 1,281 at batch 8: the generator's 512 px features outgrow the caches)."""
+    """Faces per forward pass. On a CPU one at a time is fastest (lite, 2 cores: 444 ms per face at
+    batch 1, 1,012 at batch 8: the generator's 512 px features outgrow the caches)."""
     return 8 if device.type == "cuda" else 1
 
 
