@@ -68,13 +68,9 @@ def load_rosinality_g_ema(generator: nn.Module, path: str | Path) -> nn.Module:
     return generator
 
 
-def save_g2face(net: G2FaceNet, path: str | Path, dtype: torch.dtype | None = None) -> None:
-    """All weights and buffers as safetensors, with the configuration as JSON metadata. `dtype`
-    (e.g. torch.float16 for shipped weights) applies to floating-point tensors; loading casts back."""
-    state = {
-        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
-        for k, v in net.state_dict().items()
-    }
+def save_g2face(net: G2FaceNet, path: str | Path) -> None:
+    """All weights and buffers as safetensors, with the configuration as JSON metadata."""
+    state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
     save_file(state, str(tmp), metadata={"format": "g2face", "config": json.dumps(net.config.to_dict())})

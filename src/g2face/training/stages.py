@@ -110,7 +110,7 @@ class GIEStage(Stage):
         self.net.style_mlp.standardize_inputs(torch.cat([self.bank["identity"], self.bank["geometry"]], 1))
         self.net.style_mlp.start_at(self.bank["w"].mean(0))
         self.add_optimizer([([self.net.style_mlp], 1.0)])
-        # The last 5 % of the bank (≥ 20 samples) is never trained on: `val_loss` tells fitting
+        # The last 5 % of the bank (none below 20 samples) is never trained on: `val_loss` tells fitting
         # from memorising.
         self.n_train = len(self.bank["w"]) - len(self.bank["w"]) // 20
 
