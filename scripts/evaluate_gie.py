@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from g2face.data import AlignedFaceDataset
 from g2face.data.prepare import read_manifest
+from g2face.evaluation.report import save_grid
+from g2face.io.tensors import tensor_to_crops
 from g2face.models.zoo import load_model
 from g2face.priors.facenet import FaceNetEncoder
 from g2face.training.sources import broadcast_w, sample_w
@@ -36,8 +37,12 @@ def _batches(x: torch.Tensor, size: int):
 
 
 @torch.no_grad()
-def measure(model, facenet, faces: torch.Tensor, labels: list[str], seed: int, batch: int) -> dict:
+def measure(
+    model, facenet, faces: torch.Tensor, labels: list[str], seed: int, batch: int, keep: int = 6
+) -> tuple[dict, tuple[torch.Tensor, torch.Tensor]]:
+    """The metrics of one set, and the first `keep` (recon, anon) images for the picture."""
     net, generator = model.net, model.net.generator
+    kept: tuple[list, list] = ([], [])
     rows: dict[str, list] = {k: [] for k in ("recon", "anon", "id_x", "fn_x", "fn_r", "fn_a")}
     geo: dict[str, list] = {k: [] for k in ("pose_x", "pose_r", "pose_a", "exp_x", "exp_r", "exp_a")}
     z_gen = torch.Generator().manual_seed(seed)
@@ -46,6 +51,8 @@ def measure(model, facenet, faces: torch.Tensor, labels: list[str], seed: int, b
         z = torch.randn(len(x), net.config.gie.z_dim, generator=z_gen)
         recon = generator(net.styles(identity, geometry.as_vector())).clamp(-1, 1)
         anon = generator(net.styles(net.dummy_identity(z), geometry.as_vector())).clamp(-1, 1)
+        kept[0].append(recon)
+        kept[1].append(anon)
         for name, image in (("x", x), ("recon", recon), ("anon", anon)):
             g = model.geometry(image)
             geo[f"pose_{name[0]}"].append(g.pose)
@@ -77,16 +84,7 @@ def measure(model, facenet, faces: torch.Tensor, labels: list[str], seed: int, b
             "pose_abs_err_deg": [float(v) for v in (cat[f"pose_{c}"] - cat["pose_x"]).abs().mean(0)],
             "blendshape_l1": float((cat[f"exp_{c}"] - cat["exp_x"]).abs().mean()),
         }
-    return result
-
-
-def _grid(columns: list[torch.Tensor], path: Path, size: int = 192) -> None:
-    rows = []
-    for i in range(len(columns[0])):
-        cells = [F.interpolate(c[i : i + 1], size=(size, size), mode="area") for c in columns]
-        rows.append(torch.cat(cells, dim=3))
-    image = ((torch.cat(rows, dim=2)[0].permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).byte().numpy()
-    Image.fromarray(image).save(path)
+    return result, (torch.cat(kept[0])[:keep], torch.cat(kept[1])[:keep])
 
 
 def main() -> None:
@@ -113,7 +111,7 @@ def main() -> None:
         samples = torch.cat(
             [generator(broadcast_w(generator, c)).clamp(-1, 1) for c in _batches(w, args.batch)]
         )
-    results["generator samples"] = measure(
+    results["generator samples"], (recon, anon) = measure(
         model, facenet, samples, [str(i) for i in range(args.n)], args.seed, args.batch
     )
     if args.data is not None:
@@ -122,16 +120,12 @@ def main() -> None:
         dataset = AlignedFaceDataset(args.data, size=model.image_size)
         crops = torch.stack([dataset[i] for i in picks])
         labels = [records[i].identity or f"#{i}" for i in picks]
-        results["real crops"] = measure(model, facenet, crops, labels, args.seed, args.batch)
+        results["real crops"], _ = measure(model, facenet, crops, labels, args.seed, args.batch)
 
-    with torch.no_grad():
-        x = samples[:6]
-        net = model.net
-        identity, geometry = model.identity(x), model.geometry(x).as_vector()
-        z = torch.randn(len(x), net.config.gie.z_dim, generator=torch.Generator().manual_seed(args.seed))
-        recon = generator(net.styles(identity, geometry)).clamp(-1, 1)
-        anon = generator(net.styles(net.dummy_identity(z), geometry)).clamp(-1, 1)
-    _grid([x, recon, anon], args.out / "gie_samples.png")
+    columns = {"generator sample": samples[: len(recon)], "recon": recon, "anon": anon}
+    save_grid(
+        args.out / "gie_samples.png", {k: list(tensor_to_crops(v)) for k, v in columns.items()}, cell=192
+    )
     (args.out / "gie_metrics.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = [
         "| set | output | SFace cos (white-box) | FaceNet cos | FaceNet match @FAR1e-3 "

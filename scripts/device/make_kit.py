@@ -18,7 +18,6 @@ this script builds them). FaceNet is evaluation-only and never travels.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import shutil
@@ -35,6 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from g2face.data.prepare import HEADER, MANIFEST, read_manifest
 from g2face.hub import cache_dir
+from g2face.hub.store import sha256_file
 from g2face.priors import lpips_hed, mediapipe_geometry, mobilestylegan, sface
 
 MiB = 1024 * 1024
@@ -61,7 +61,7 @@ def _copy(source: Path, home: Path, half: bool = True) -> Path:
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     save_file(tensors, str(target), metadata=metadata)
-    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    digest = sha256_file(target)
     target.with_name(target.name + ".sha256").write_text(digest + "\n")
     return target
 

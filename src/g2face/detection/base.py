@@ -20,11 +20,11 @@ class FaceDetector(Protocol):
         ...
 
 
-def opencv_dnn_target(device: str, detector: str) -> tuple[int, int]:
-    """(backend, target) for OpenCV DNN: CUDA when asked for and this OpenCV build has it, else the
-    CPU with a warning (PyPI's OpenCV wheels have no CUDA)."""
+def opencv_dnn_target(device: str, detector: str) -> tuple[int, int, str]:
+    """(backend, target, device actually used: "cuda" or "cpu") for OpenCV DNN: CUDA when asked for
+    and this OpenCV build has it, else the CPU with a warning (PyPI's OpenCV wheels have no CUDA)."""
     if device.startswith("cuda"):
         if hasattr(cv2, "cuda") and cv2.cuda.getCudaEnabledDeviceCount() > 0:
-            return cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA
+            return cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA, "cuda"
         warnings.warn(f"this OpenCV build has no CUDA; {detector} runs on the CPU", stacklevel=3)
-    return cv2.dnn.DNN_BACKEND_DEFAULT, cv2.dnn.DNN_TARGET_CPU
+    return cv2.dnn.DNN_BACKEND_DEFAULT, cv2.dnn.DNN_TARGET_CPU, "cpu"

@@ -47,8 +47,7 @@ class CenterFaceDetector:
         self.nms_threshold = nms_threshold
         self.working_size = working_size
         self._net = cv2.dnn.readNetFromONNX(str(model_path or hub.asset_path("centerface")))
-        backend, target = opencv_dnn_target(device, "CenterFace")
-        self.device = "cuda" if target == cv2.dnn.DNN_TARGET_CUDA else "cpu"
+        backend, target, self.device = opencv_dnn_target(device, "CenterFace")
         if self.device == "cuda":  # setting the CPU target only makes OpenCV 5 log a warning
             self._net.setPreferableBackend(backend)
             self._net.setPreferableTarget(target)

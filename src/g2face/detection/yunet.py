@@ -64,8 +64,7 @@ class YuNetDetector:
         self.working_size = working_size
         self.tile_overlap = tile_overlap
         self.level_step = level_step
-        backend, target = opencv_dnn_target(device, "YuNet")
-        self.device = "cuda" if target == cv2.dnn.DNN_TARGET_CUDA else "cpu"
+        backend, target, self.device = opencv_dnn_target(device, "YuNet")
         path = str(model_path or hub.asset_path("yunet"))
         # OpenCV 5's graph engine logs a harmless warning about targets on every create.
         level = cv2.utils.logging.getLogLevel()

@@ -62,9 +62,9 @@ def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float
 def g2face_parts(model: G2FaceModel, x: Tensor, device: torch.device, repeats: int) -> dict[str, float]:
     """Where one face's anonymization spends its time (seconds per part, batch of `x`)."""
     secret = Secret.from_password("g2face-bench")
-    embedding = model.identity(x).float().cpu().numpy()[0]
-    geometry = model.geometry(x).as_vector()
     identity = model.identity(x)
+    embedding = identity.float().cpu().numpy()[0]
+    geometry = model.geometry(x).as_vector()
     wplus = model.net.styles(identity, geometry)
     bits = torch.zeros(len(x), model.net.config.n_bits, device=device)
     # A fresh salt per face means one scrypt per face: the codec's cost is mostly the KDF.

@@ -14,7 +14,6 @@ batch 4: 1,387 (trim/pad only) → 419. The price: freed memory stays with the p
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -30,12 +29,11 @@ def tune_cpu_allocator() -> bool:
     call more than once; the environment variable G2FACE_MALLOC=system turns it off."""
     if os.environ.get(OPT_OUT, "").lower() == "system" or not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
+        # The running process's own symbols (libc is loaded): no library search, which would spawn
+        # `ldconfig` on every import.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
         return False
     # mallopt returns 1 on success (glibc); other C libraries may lack the options and return 0
     return all(
