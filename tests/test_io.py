@@ -175,7 +175,7 @@ def test_glob_keeps_paths_relative_to_its_root(tmp_path):
 
 def test_crop_tensor_round_trip_is_exact():
     torch = pytest.importorskip("torch")
-    from g2face.io.tensors import crops_to_tensor, tensor_to_crops
+    from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 
     crops = np.random.default_rng(3).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     t = crops_to_tensor(crops)

@@ -14,7 +14,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from g2face.types import AlignedFace, FaceDetection
+from g2face.types import AlignedFace, FaceDetection, Footprint
 
 DEFAULT_CROP_SIZE = 256
 
@@ -186,3 +186,103 @@ def paste_faces(
         blended = region[inside].astype(np.float32) * (1 - w) + pasted[inside] * w
         region[inside] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
+
+
+def _laplacian_blend(base: np.ndarray, top: np.ndarray, weight: np.ndarray, levels: int) -> np.ndarray:
+    """Multi-band blend (Burt & Adelson): each frequency band of `top` over `base` with the weight
+    blurred to that band's scale, so coarse colour differences fade over a wide band and fine
+    detail switches over a narrow one. Float32 arrays [H, W, C] and [H, W]."""
+    gauss_w, lap_base, lap_top = [weight], [], []
+    cur_b, cur_t = base, top
+    for _ in range(levels):
+        down_b, down_t = cv2.pyrDown(cur_b), cv2.pyrDown(cur_t)
+        size = (cur_b.shape[1], cur_b.shape[0])
+        lap_base.append(cur_b - cv2.pyrUp(down_b, dstsize=size))
+        lap_top.append(cur_t - cv2.pyrUp(down_t, dstsize=size))
+        gauss_w.append(cv2.pyrDown(gauss_w[-1]))
+        cur_b, cur_t = down_b, down_t
+    w = gauss_w[-1][..., None]
+    out = cur_b * (1 - w) + cur_t * w
+    for lb, lt, gw in zip(reversed(lap_base), reversed(lap_top), reversed(gauss_w[:-1]), strict=True):
+        out = cv2.pyrUp(out, dstsize=(lb.shape[1], lb.shape[0]))
+        g = gw[..., None]
+        out = out + lb * (1 - g) + lt * g
+    return out
+
+
+def _box_corners(box: np.ndarray) -> np.ndarray:
+    """The 4 corners of a box [[x0, y0], [x1, y1]]."""
+    return np.array([box[0], [box[1, 0], box[0, 1]], [box[0, 0], box[1, 1]], box[1]])
+
+
+def blend_faces(
+    image: np.ndarray,
+    crops: Sequence[np.ndarray],
+    faces: Sequence[AlignedFace],
+    masks: Sequence[np.ndarray],
+    *,
+    band_width: float = 0.08,
+) -> tuple[np.ndarray, list[Footprint]]:
+    """Composite crops into a copy of `image` with per-face soft masks (crop coordinates) and a
+    multi-band blend done at the image's own resolution.
+
+    `band_width` (in crop widths) sets how many pyramid levels the blend uses. Pixels where the
+    warped mask is 0 are copied unchanged; the footprints say which pixels may differ.
+    """
+    if not len(crops) == len(faces) == len(masks):
+        raise ValueError(f"{len(crops)} crops, {len(faces)} faces, {len(masks)} masks")
+    out = image.copy()
+    height, width = image.shape[:2]
+    footprints: list[Footprint] = []
+    for crop, face, mask in zip(crops, faces, masks, strict=True):
+        size = crop.shape[0]
+        if crop.shape != (size, size, 3) or crop.dtype != np.uint8 or mask.shape != (size, size):
+            raise ValueError(
+                f"crop must be uint8 [S, S, 3] with a mask [S, S], got {crop.shape} {mask.shape}"
+            )
+        rows, cols = np.nonzero(mask > 0)
+        if len(rows) == 0:
+            footprints.append(Footprint(0, 0, np.zeros((0, 0), bool)))
+            continue
+        support = np.array([[cols.min(), rows.min()], [cols.max() + 1, rows.max() + 1]], dtype=np.float64)
+        corners = transform_points(
+            np.array(
+                [support[0], [support[1, 0], support[0, 1]], [support[0, 0], support[1, 1]], support[1]]
+            ),
+            face.inverse,
+        )
+        x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+        x1 = min(int(np.ceil(corners[:, 0].max())) + 2, width)
+        y1 = min(int(np.ceil(corners[:, 1].max())) + 2, height)
+        if x1 <= x0 or y1 <= y0:
+            footprints.append(Footprint(0, 0, np.zeros((0, 0), bool)))
+            continue
+        to_region = face.inverse - np.array([[0, 0, x0], [0, 0, y0]])
+        region_size = (x1 - x0, y1 - y0)
+        weight = warp_affine(
+            mask.astype(np.float32),
+            to_region,
+            region_size,
+            interpolation=cv2.INTER_LINEAR,
+            border=cv2.BORDER_CONSTANT,
+        )
+        inside = weight > 0
+        if not inside.any():
+            footprints.append(Footprint(0, 0, np.zeros((0, 0), bool)))
+            continue
+        pasted = warp_affine(crop, to_region, region_size).astype(np.float32)
+        region = out[y0:y1, x0:x1]
+        scale = float(np.sqrt(abs(np.linalg.det(face.inverse[:, :2]))))  # image px per crop px
+        band_px = band_width * size * scale
+        levels = int(np.clip(np.floor(np.log2(max(band_px, 1.0))), 0, 6))
+        base = region.astype(np.float32)
+        # Outside the mask the blend's top layer is the original itself, so the low bands only carry
+        # the face's own colour outward; the result is then faded in with the (steepened) mask, so it
+        # meets the untouched pixels continuously.
+        top = np.where(inside[..., None], pasted, base)
+        blended = _laplacian_blend(base, top, weight, levels)
+        fade = np.clip(weight * 4, 0, 1)[..., None]
+        result = base + (blended - base) * fade
+        region[inside] = np.clip(np.rint(result[inside]), 0, 255).astype(np.uint8)
+        footprints.append(Footprint(int(x0), int(y0), inside))
+    return out, footprints

@@ -76,12 +76,30 @@ class AlignedFace:
 
 
 @dataclass(frozen=True, eq=False)
+class Footprint:
+    """The pixels of an image that pasting one face may have changed: a box's top-left corner and a
+    boolean mask [h, w] inside it (empty when the face lay outside the image)."""
+
+    x0: int
+    y0: int
+    mask: np.ndarray
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        h, w = self.mask.shape
+        return (self.x0, self.y0, self.x0 + w, self.y0 + h)
+
+
+@dataclass(frozen=True, eq=False)
 class FaceRecord:
-    """What a pipeline did to one face: where it was, how it was aligned, and the crop it pasted back."""
+    """What a pipeline did to one face: where it was, how it was aligned, the crop it pasted back
+    with its soft mask (crop coordinates), and the image pixels that paste touched."""
 
     index: int
     aligned: AlignedFace
     output_crop: np.ndarray
+    mask: np.ndarray | None = None
+    footprint: Footprint | None = None
 
     @property
     def detection(self) -> FaceDetection:

@@ -19,8 +19,8 @@ from g2face.align import align_face, paste_faces
 from g2face.detection.base import FaceDetector
 from g2face.evaluation.methods import Anonymizer, is_reversible
 from g2face.io import read_image
-from g2face.io.tensors import crops_to_tensor, tensor_to_crops
 from g2face.models.anonymizer import G2FaceModel
+from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import Secret
 from g2face.pipeline.g2face import default_batch_size
 

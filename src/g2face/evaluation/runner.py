@@ -46,7 +46,7 @@ from g2face.evaluation.protocols import (
     verification,
 )
 from g2face.io import read_image
-from g2face.io.tensors import crops_to_tensor, tensor_to_crops
+from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.priors.base import GeometryEncoder, IdentityEncoder, PerceptualDistance
 from g2face.types import AlignedFace, FaceDetection
 

@@ -1,6 +1,6 @@
 """Image input and output: decoding any common image, atomic metadata-free writing, input expansion.
 
-Crop ↔ tensor conversion lives in `g2face.io.tensors`, imported on its own so that code which only
+Crop ↔ tensor conversion lives in `g2face.nn.crops` (models use it too), so that code which only
 reads and writes images (e.g. `g2face detect`) never pays for importing torch."""
 
 from g2face.io.images import (

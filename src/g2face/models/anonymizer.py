@@ -11,35 +11,21 @@ another person, never the original.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from g2face.models.base import AnonymizedFaces, RecoveredFaces
 from g2face.models.g2face import G2FaceNet
 from g2face.payload import PayloadCodec, PayloadError, Secret
 from g2face.priors.base import GeometryEncoder, IdentityEncoder
 
 
-@dataclass(frozen=True)
-class AnonymizedFaces:
-    images: Tensor  # [B, 3, S, S] in [-1, 1]
-    bits: Tensor  # [B, n_bits] payload carried by each face, {0, 1}
-    salts: tuple[bytes, ...]  # per face, in clear inside the payload
-    dummy_seeds: tuple[int, ...]  # the seed of each face's dummy identity
-
-
-@dataclass(frozen=True)
-class RecoveredFaces:
-    images: Tensor  # [B, 3, S, S] in [-1, 1]; unrelated faces where not verified
-    verified: tuple[bool, ...]  # the secret was right and the payload intact
-    errors: tuple[PayloadError | None, ...]  # a face without a readable payload: why
-    bit_errors_corrected: tuple[int | None, ...]
-    embeddings: Tensor  # [B, D] the decoded identities
-
-
 class G2FaceModel(nn.Module):
+    """The learned path: DPIM fuses inside the generator and E_p reads the payload back."""
+
+    payload_in_crops = True
+
     def __init__(
         self, net: G2FaceNet, identity: IdentityEncoder, geometry: GeometryEncoder, codec: PayloadCodec
     ):
@@ -105,6 +91,13 @@ class G2FaceModel(nn.Module):
         return AnonymizedFaces(images, bits, tuple(e.salt for e in encoded), tuple(seeds))
 
     @torch.no_grad()
+    def render_identities(self, crops: Tensor, identities: Tensor) -> tuple[Tensor, None]:
+        no_payload = torch.zeros(
+            crops.shape[0], self.net.config.n_bits, device=crops.device, dtype=crops.dtype
+        )
+        return self._render(crops, identities.to(crops), no_payload, noise_seed=0), None
+
+    @torch.no_grad()
     def read_payload_logits(self, crops: Tensor) -> Tensor:
         return self.net.extract(crops)
 
@@ -132,8 +125,5 @@ class G2FaceModel(nn.Module):
                 corrected.append(decoded.bit_errors_corrected)
             errors.append(error)
         identity = torch.from_numpy(np.stack(embeddings)).to(crops.device, crops.dtype)
-        no_payload = torch.zeros(
-            crops.shape[0], self.net.config.n_bits, device=crops.device, dtype=crops.dtype
-        )
-        images = self._render(crops, identity, no_payload, noise_seed=0)
+        images, _ = self.render_identities(crops, identity)
         return RecoveredFaces(images, tuple(verified), tuple(errors), tuple(corrected), identity)

@@ -93,3 +93,47 @@ def load_g2face(
     net = G2FaceNet(read_g2face_config(path), generator)
     net.load_state_dict(load_file(path))
     return net.to(device)
+
+
+FUSION_FORMAT = "g2face-fusion"
+GIE_PREFIXES = ("map_2_id.", "style_mlp.")
+
+
+def weights_format(path: str | Path) -> str | None:
+    """The `format` recorded in a g2face weights file ("g2face" or "g2face-fusion"), or None."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("format")
+    except Exception as e:  # safetensors raises its own error types for files that are not safetensors
+        raise ValueError(f"{path} is not a safetensors weights file ({e})") from None
+
+
+def save_fusion_model(
+    state: Mapping[str, Tensor], settings: Mapping[str, object], path: str | Path, half: bool = True
+) -> None:
+    """A geometric-fusion model: the GIE tensors of a trained network (`map_2_id.*`, `style_mlp.*`;
+    other keys are dropped) and its settings (GIE config, prior family, fusion settings) as JSON.
+    Weight matrices are stored in float16 when `half` (buffers and norms stay float32)."""
+    tensors = {}
+    for key, value in state.items():
+        if not key.startswith(GIE_PREFIXES):
+            continue
+        value = value.detach().cpu().contiguous()
+        is_weight_matrix = value.ndim == 2 and value.is_floating_point()
+        tensors[key] = value.half() if half and is_weight_matrix else value
+    if not any(k.startswith("style_mlp.") for k in tensors):
+        raise ValueError("no GIE tensors (style_mlp.*) in the given state")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    save_file(tensors, str(tmp), metadata={"format": FUSION_FORMAT, "config": json.dumps(dict(settings))})
+    os.replace(tmp, path)
+
+
+def load_fusion_model(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+    """The GIE tensors (float32) and settings of a file written by `save_fusion_model`."""
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != FUSION_FORMAT or "config" not in meta:
+        raise ValueError(f"{path} is not a g2face geometric-fusion weights file")
+    tensors = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
+    return tensors, json.loads(meta["config"])

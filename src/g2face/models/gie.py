@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from g2face.models.config import GIEConfig
 from g2face.nn import EqualLinear, PixelNorm
 
 
@@ -93,3 +94,28 @@ class StyleMLP(nn.Module):
         return torch.cat(
             [w.unsqueeze(1).expand(-1, n, -1) for w, n in zip(groups, self.group_sizes, strict=True)], dim=1
         )
+
+
+class GIE(nn.Module):
+    """f_dummy and f_mlp on their own, for renderers that use the generator without DPIM (the
+    geometric-fusion default). Parameter names match `G2FaceNet`'s (`map_2_id.*`, `style_mlp.*`), so
+    the GIE part of a trained network's weights loads here unchanged."""
+
+    def __init__(self, config: GIEConfig, style_dim: int, group_sizes: tuple[int, int, int]):
+        super().__init__()
+        self.config = config
+        self.map_2_id = DummyIdentityMapper(config.z_dim, config.identity_dim)
+        self.style_mlp = StyleMLP(
+            config.identity_dim + config.geometry_dim,
+            style_dim,
+            group_sizes,
+            config.n_layers,
+            config.lr_mul,
+            config.reference_double_bias,
+        )
+
+    def dummy_identity(self, z: Tensor) -> Tensor:
+        return self.map_2_id(z)
+
+    def styles(self, identity: Tensor, geometry: Tensor) -> Tensor:
+        return self.style_mlp(identity, geometry)

@@ -17,9 +17,21 @@ import torch
 from torch import nn
 
 from g2face.models.anonymizer import G2FaceModel
-from g2face.models.checkpoints import load_g2face, read_g2face_config
-from g2face.models.config import PRESETS, G2FaceNetConfig
+from g2face.models.base import FaceAnonymizer
+from g2face.models.checkpoints import (
+    FUSION_FORMAT,
+    GIE_PREFIXES,
+    load_fusion_model,
+    load_g2face,
+    read_g2face_config,
+    weights_format,
+)
+from g2face.models.config import PRESETS, G2FaceNetConfig, GIEConfig
+from g2face.models.fusion import FusionSettings
+from g2face.models.fusion_anonymizer import CandidateSettings, FusionAnonymizer
 from g2face.models.g2face import G2FaceNet
+from g2face.models.generator_api import style_group_sizes
+from g2face.models.gie import GIE
 from g2face.models.stylegan2 import StyleGAN2Synthesis
 from g2face.payload import PayloadCodec
 from g2face.priors.base import GenerativePrior, GeometryEncoder, IdentityEncoder, PerceptualDistance, freeze
@@ -144,10 +156,75 @@ def _weights_file(name_or_path: str | Path) -> Path:
     )
 
 
-def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> G2FaceModel:
-    """A trained model: a packaged name (e.g. "g2face-lite") or a weights file from training."""
+def fusion_settings(
+    gie: GIEConfig,
+    priors: str,
+    fusion: FusionSettings | None = None,
+    candidates: CandidateSettings | None = None,
+) -> dict:
+    """The JSON settings stored with a geometric-fusion model (what `load_model` rebuilds it from)."""
+    return {
+        "name": "g2face-lite" if priors == "lite" else f"fusion-{priors}",
+        "priors": priors,
+        "gie": dataclasses.asdict(gie),
+        "fusion": dataclasses.asdict(fusion or FusionSettings()),
+        "candidates": dataclasses.asdict(candidates or CandidateSettings()),
+    }
+
+
+def build_fusion_anonymizer(
+    state: dict[str, torch.Tensor],
+    settings: dict,
+    *,
+    priors: Priors | None = None,
+    fusion: FusionSettings | None = None,
+    candidates: CandidateSettings | None = None,
+) -> FusionAnonymizer:
+    """A geometric-fusion anonymizer from GIE tensors and stored settings; `fusion` / `candidates`
+    override the stored ones (e.g. a user's `--warp` or `--candidates`)."""
+    gie_config = GIEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["gie"].items()})
+    if priors is None:
+        if settings["priors"] != "lite":
+            raise ModelNotAvailableError(f"geometric fusion with {settings['priors']!r} priors is not built")
+        priors = _lite_priors(perceptual=False)
+    generator = priors.generator
+    groups = style_group_sizes(
+        generator.style_resolutions(), gie_config.low_max_resolution, gie_config.mid_max_resolution
+    )
+    gie = GIE(gie_config, generator.style_dim, groups)
+    # A learned network's weights file holds the GIE too: take just its part.
+    gie.load_state_dict({k: v.float() for k, v in state.items() if k.startswith(GIE_PREFIXES)})
+    stored_fusion = settings.get("fusion", {})
+    fusion = fusion or FusionSettings(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in stored_fusion.items()}
+    )
+    candidates = candidates or CandidateSettings(**settings.get("candidates", {}))
+    return FusionAnonymizer(
+        gie.eval(),
+        generator,
+        priors.identity,
+        priors.geometry,
+        PayloadCodec(embedding_dim=gie_config.identity_dim),
+        fusion=fusion,
+        candidates=candidates,
+    )
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    fusion: FusionSettings | None = None,
+    candidates: CandidateSettings | None = None,
+) -> FaceAnonymizer:
+    """A trained anonymizer: a packaged name (e.g. "g2face-lite") or a weights file — a learned
+    G2Face network written by training, or a geometric-fusion model (GIE weights + settings)."""
     path = _weights_file(name_or_path)
     try:
+        kind = weights_format(path)
+        if kind == FUSION_FORMAT:
+            state, settings = load_fusion_model(path)
+            return build_fusion_anonymizer(state, settings, fusion=fusion, candidates=candidates).to(device)
         config = read_g2face_config(path)
     except ValueError as e:
         raise ModelNotAvailableError(str(e)) from None

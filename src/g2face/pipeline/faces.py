@@ -10,16 +10,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from g2face.align import DEFAULT_CROP_SIZE, align_face, paste_faces
+from g2face.align import DEFAULT_CROP_SIZE, align_face, blend_faces, face_mask
 from g2face.detection import FaceDetector
 from g2face.io import ExpandedInputs, InputFile, read_image, write_image
-from g2face.io.tensors import crops_to_tensor, tensor_to_crops
+from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.pipeline.batch import BatchReport, FileOutcome, check_output_target, output_target, process_each
 from g2face.pipeline.detect import NoFaceError
 from g2face.types import FaceDetection, FaceRecord, ProcessedImage
 
-CropTransform = Callable[[Tensor], Tensor]
-"""Aligned crops [B, 3, S, S] in [-1, 1] on the pipeline's device -> processed crops, same shape."""
+CropTransform = Callable[[Tensor], "Tensor | tuple[Tensor, np.ndarray | None]"]
+"""Aligned crops [B, 3, S, S] in [-1, 1] on the pipeline's device -> processed crops, same shape,
+optionally with per-face soft masks float32 [B, S, S] saying where each replaces the original
+(without masks: the default face ellipse)."""
 
 
 class FacePipeline:
@@ -51,20 +53,28 @@ class FacePipeline:
         detections = self.detector.detect(image) if detections is None else detections
         aligned = [align_face(image, d, self.crop_size) for d in detections]
         outputs: list[np.ndarray] = []
+        masks: list[np.ndarray] = []
         for start in range(0, len(aligned), self.batch_size):
             chunk = aligned[start : start + self.batch_size]
             batch = crops_to_tensor([a.crop for a in chunk], device=self.device, dtype=self.dtype)
             with torch.inference_mode():
                 processed = self.transform(batch)
+            chunk_masks = None
+            if isinstance(processed, tuple):
+                processed, chunk_masks = processed
             if processed.shape != batch.shape:
                 raise ValueError(
                     f"transform returned {tuple(processed.shape)} for input {tuple(batch.shape)}"
                 )
             outputs.extend(tensor_to_crops(processed))
+            default = face_mask(self.crop_size)
+            masks.extend(chunk_masks if chunk_masks is not None else [default] * len(chunk))
+        composed, footprints = blend_faces(image, outputs, aligned, masks)
         records = tuple(
-            FaceRecord(i, a, out) for i, (a, out) in enumerate(zip(aligned, outputs, strict=True))
+            FaceRecord(i, a, out, m, f)
+            for i, (a, out, m, f) in enumerate(zip(aligned, outputs, masks, footprints, strict=True))
         )
-        return ProcessedImage(paste_faces(image, outputs, aligned), records)
+        return ProcessedImage(composed, records)
 
 
 @dataclass(frozen=True)

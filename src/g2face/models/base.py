@@ -1,0 +1,65 @@
+"""What every face anonymizer of g2face provides, whichever way it renders (DESIGN.md §5–6).
+
+Two realisations exist: the learned G2Face network (`G2FaceModel`: DPIM fuses inside the
+generator, the payload travels inside the network) and the geometric-fusion default
+(`FusionAnonymizer`: GIE renders, the mesh lays the face onto the original, carriers of the
+pipeline carry the payload). The pipeline, the evaluation and the CLI only use this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from torch import Tensor
+
+from g2face.payload import PayloadError, Secret
+
+
+@dataclass(frozen=True, eq=False)
+class AnonymizedFaces:
+    images: Tensor  # [B, 3, S, S] in [-1, 1]
+    bits: Tensor  # [B, n_bits] the encoded payload of each face (codec frame), {0, 1}
+    salts: tuple[bytes, ...]  # per face, in clear inside the payload
+    dummy_seeds: tuple[int, ...]  # the seed of each face's dummy identity
+    masks: np.ndarray | None = None
+    """float32 [B, S, S] in [0, 1]: where each crop replaces the original (None: the default face
+    ellipse of `g2face.align.face_mask`)."""
+    similarities: tuple[float, ...] | None = None
+    """Identity cosine of each anonymized face to its original (the anonymizer's own recognizer)."""
+
+
+@dataclass(frozen=True, eq=False)
+class RecoveredFaces:
+    images: Tensor  # [B, 3, S, S] in [-1, 1]; unrelated faces where not verified
+    verified: tuple[bool, ...]  # the secret was right and the payload intact
+    errors: tuple[PayloadError | None, ...]  # a face without a readable payload: why
+    bit_errors_corrected: tuple[int | None, ...]
+    embeddings: Tensor  # [B, D] the decoded identities
+    masks: np.ndarray | None = None  # as in AnonymizedFaces
+
+
+@runtime_checkable
+class FaceAnonymizer(Protocol):
+    """Aligned crops [B, 3, S, S] in [-1, 1] → anonymized crops, and back."""
+
+    image_size: int
+    payload_in_crops: bool
+    """True when `anonymize` itself hides the payload in the crops it returns (learned E_p path);
+    False when the caller must carry `AnonymizedFaces.bits` (in-pixel carrier, container)."""
+
+    def anonymize(
+        self,
+        crops: Tensor,
+        secret: Secret,
+        *,
+        seeds: list[int] | None = None,
+        salts: list[bytes] | None = None,
+        face_offset: int = 0,
+    ) -> AnonymizedFaces: ...
+
+    def render_identities(self, crops: Tensor, identities: Tensor) -> tuple[Tensor, np.ndarray | None]:
+        """Anonymized crops and the original identities [B, D] (decoded from a payload) → the
+        faces rendered back with those identities, and their masks (None: the default ellipse)."""
+        ...

@@ -1,0 +1,214 @@
+"""Geometric fusion (DESIGN.md §6): put a rendered face onto an aligned original crop with the
+MediaPipe mesh of both, instead of the learned IFF masks.
+
+All functions work on one aligned crop at a time in crop pixels (numpy + OpenCV):
+
+1. `fit_render_to_original`: the similarity that lays the rendered face's mesh onto the original's
+   (least squares over the stable, expression-insensitive mesh points).
+2. `mesh_warp`: moves the rendered face part of the way (`strength`) towards the original's mesh.
+   Strength 1 copies the original's facial layout, which carries identity; 0 keeps the rendered
+   face's own proportions. A smooth displacement field, zero away from the face.
+3. `transfer_colour`: Lab mean/std of the rendered skin matched to the original's, and the
+   original's low-frequency shading (directional light) applied to the rendered face.
+4. `face_region_mask`: the soft region that is replaced: the hull of the original's mesh, grown a
+   little so the outline and jaw line (which carry identity) are replaced too, feathered.
+The image-level multi-band blend that pastes the result into the photo is `g2face.align.blend_faces`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.interpolate import griddata
+
+from g2face.align import estimate_similarity, transform_points
+
+NUM_MESH_POINTS = 468  # landmarks beyond these are the irises, which follow gaze
+
+# Mesh landmarks that move little with expression: eye corners, nose bridge and tip, the face's
+# sides, forehead; used to lay one face onto another.
+STABLE_POINTS = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 234, 454, 10, 151, 9, 8, 127, 356, 98, 327)
+
+# Landmarks of the skin used for colour statistics: cheeks and forehead, away from eyes, brows,
+# lips and the hairline.
+SKIN_POINTS = (
+    50, 101, 118, 117, 123, 187, 205, 36, 280, 330, 347, 346, 352, 411, 425, 266,  # cheeks
+    151, 108, 337, 9, 107, 336,  # forehead
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """Knobs of the geometric fusion, in units of the face's width where they are lengths."""
+
+    warp_strength: float = 0.5
+    """0: the rendered face keeps its own proportions; 1: warped fully onto the original's mesh."""
+    mask_grow: float = 0.04
+    """The replaced region extends this far beyond the original's mesh hull."""
+    mask_feather: float = 0.06
+    """Width of the soft edge of the replaced region."""
+    shading_sigma: float = 0.12
+    """Scale of the original's shading transferred onto the rendered face."""
+    colour_std_range: tuple[float, float] = (0.7, 1.4)
+    """Bounds of the per-channel contrast change of the colour transfer."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.warp_strength <= 1:
+            raise ValueError(f"warp_strength must be in [0, 1], got {self.warp_strength}")
+        if self.mask_feather <= 0 or self.mask_grow < -0.1:
+            raise ValueError("mask_feather must be > 0 and mask_grow >= -0.1")
+
+
+def face_width(points: np.ndarray) -> float:
+    """Width of a face from its mesh landmarks [N, 2] (crop pixels): the span of the mesh in x."""
+    mesh = points[:NUM_MESH_POINTS]
+    return float(mesh[:, 0].max() - mesh[:, 0].min())
+
+
+def fit_render_to_original(render_points: np.ndarray, original_points: np.ndarray) -> np.ndarray:
+    """2×3 similarity taking rendered-crop pixels onto original-crop pixels (stable mesh points)."""
+    idx = list(STABLE_POINTS)
+    return estimate_similarity(render_points[idx, :2], original_points[idx, :2])
+
+
+def mesh_warp(image: np.ndarray, points: np.ndarray, target: np.ndarray, strength: float) -> np.ndarray:
+    """Warp `image` so its mesh landmarks `points` [N, 2] move `strength` of the way to `target`.
+
+    The displacement is interpolated linearly inside the mesh and falls to zero on a ring one face
+    width around it, so the warp stays local and smooth.
+    """
+    if strength <= 0:
+        return image
+    size = image.shape[0]
+    mesh_src = points[:NUM_MESH_POINTS, :2]
+    mesh_dst = mesh_src + strength * (target[:NUM_MESH_POINTS, :2] - mesh_src)
+    centre = mesh_dst.mean(0)
+    ring_radius = face_width(mesh_dst) * 1.1
+    angles = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    ring = centre + ring_radius * np.stack([np.cos(angles), np.sin(angles)], 1)
+    corners = np.array([[-size, -size], [2 * size, -size], [-size, 2 * size], [2 * size, 2 * size]], float)
+    anchors = np.concatenate([mesh_dst, ring, corners])
+    # Backward map: an output pixel at a destination point reads the source point it came from.
+    shifts = np.concatenate([mesh_src - mesh_dst, np.zeros((len(ring) + len(corners), 2))])
+    coarse = 64
+    grid = (np.arange(coarse) + 0.5) * size / coarse - 0.5
+    gx, gy = np.meshgrid(grid, grid)
+    field = griddata(anchors, shifts, (gx, gy), method="linear", fill_value=0.0).astype(np.float32)
+    dense = cv2.resize(field, (size, size), interpolation=cv2.INTER_CUBIC)
+    xs, ys = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
+    return cv2.remap(
+        image, xs + dense[..., 0], ys + dense[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
+
+
+def _polygon_mask(points: np.ndarray, size: int) -> np.ndarray:
+    hull = cv2.convexHull(np.round(points * 16).astype(np.int32))
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_AA, shift=4)
+    return mask.astype(np.float32) / 255
+
+
+def face_region_mask(points: np.ndarray, size: int, settings: FusionSettings) -> np.ndarray:
+    """Soft mask [size, size] in [0, 1] of the region replaced: the original's mesh hull grown by
+    `mask_grow` face widths, with a smooth edge `mask_feather` wide that stays inside the grown hull."""
+    mesh = points[:NUM_MESH_POINTS, :2]
+    width = face_width(mesh)
+    centre = mesh.mean(0)
+    grown = centre + (mesh - centre) * (1 + 2 * settings.mask_grow)
+    hard = _polygon_mask(grown, size)
+    feather = max(1.0, settings.mask_feather * width)
+    # Distance inside the hull, eased to 1 over the feather width: 0 on and outside the hull.
+    inside = cv2.distanceTransform((hard > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    t = np.clip(inside / feather, 0, 1)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def skin_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """Binary mask of cheek and forehead skin (for colour statistics)."""
+    mask = np.zeros((size, size), np.uint8)
+    width = face_width(points)
+    radius = max(2, int(round(0.06 * width)))
+    for i in SKIN_POINTS:
+        x, y = points[i, :2]
+        cv2.circle(mask, (int(round(x)), int(round(y))), radius, 1, -1)
+    return mask.astype(bool)
+
+
+def _masked_blur(channel: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of `channel` that only averages where `weight` > 0 (normalised convolution)."""
+    num = cv2.GaussianBlur(channel * weight, (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)
+    return num / np.maximum(den, 1e-3)
+
+
+def transfer_colour(
+    render: np.ndarray,
+    original: np.ndarray,
+    render_skin: np.ndarray,
+    original_skin: np.ndarray,
+    region: np.ndarray,
+    width: float,
+    settings: FusionSettings,
+) -> np.ndarray:
+    """The rendered crop (uint8 RGB) recoloured so its skin has the original's Lab statistics and
+    its lightness follows the original's low-frequency shading inside `region`."""
+    lab_r = cv2.cvtColor(render, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
+    if render_skin.sum() < 16 or original_skin.sum() < 16:
+        return render
+    lo, hi = settings.colour_std_range
+    out = lab_r.copy()
+    for c in range(3):
+        mr, sr = lab_r[..., c][render_skin].mean(), lab_r[..., c][render_skin].std() + 1e-3
+        mo, so = lab_o[..., c][original_skin].mean(), lab_o[..., c][original_skin].std() + 1e-3
+        out[..., c] = (lab_r[..., c] - mr) * np.clip(so / sr, lo, hi) + mo
+    # Shading: the original's large-scale lightness variation (where the light comes from) replaces
+    # the rendered face's, measured over the replaced region only so hair and background do not count.
+    sigma = max(1.0, settings.shading_sigma * width)
+    weight = (region > 0.5).astype(np.float32)
+    if weight.sum() > 16:
+        light_o = _masked_blur(lab_o[..., 0], weight, sigma)
+        light_r = _masked_blur(out[..., 0], weight, sigma)
+        out[..., 0] += (light_o - light_r) * region
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+@dataclass(frozen=True, eq=False)
+class FusedFace:
+    crop: np.ndarray  # uint8 [S, S, 3]: the rendered face laid onto the original crop's frame
+    mask: np.ndarray  # float32 [S, S] in [0, 1]: where it replaces the original
+    preview: np.ndarray  # uint8 [S, S, 3]: crop alpha-blended into the original (for scoring)
+
+
+def fuse_face(
+    original: np.ndarray,
+    original_points: np.ndarray,
+    render: np.ndarray,
+    render_points: np.ndarray,
+    settings: FusionSettings,
+) -> FusedFace:
+    """Lay a rendered face (uint8 crop + its mesh landmarks in pixels) onto an original crop."""
+    size = original.shape[0]
+    matrix = fit_render_to_original(render_points, original_points)
+    aligned = cv2.warpAffine(
+        render, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
+    aligned_points = transform_points(render_points[:, :2], matrix)
+    warped = mesh_warp(aligned, aligned_points, original_points, settings.warp_strength)
+    moved = aligned_points + settings.warp_strength * (original_points[:, :2] - aligned_points)
+    region = face_region_mask(original_points, size, settings)
+    width = face_width(original_points)
+    coloured = transfer_colour(
+        warped,
+        original,
+        skin_mask(moved, size),
+        skin_mask(original_points, size),
+        region,
+        width,
+        settings,
+    )
+    alpha = region[..., None]
+    preview = np.clip(np.rint(original * (1 - alpha) + coloured * alpha), 0, 255).astype(np.uint8)
+    return FusedFace(coloured, region, preview)

@@ -1,0 +1,187 @@
+"""FusionAnonymizer: the shipped CPU default (DESIGN.md §6) — GIE renders a keyed dummy identity
+at the original's pose and expression, and geometric fusion lays it onto the original crop.
+
+    e_id = E_fr(X);  V = codec.encode(e_id, secret)            (carried by the pipeline's carriers)
+    for k in candidates:  d_k = f_dummy(z(key, salt, face, k));  Y_k = G(f_mlp(d_k, geo₀(X)))
+                          F_k = fuse(Y_k onto X)                 (mesh alignment, colour, mask)
+    keep the F_k that E_fr finds least like X (the paper's away-from-original term, at inference)
+    recover: Ŷ = fuse(G(f_mlp(e_id', geo₀(Y))) onto Y)
+
+geo₀ is the geometry with the identity shape coefficients set to the average face: the original's
+facial proportions carry identity (DESIGN.md §6 measured it), the rendered face keeps its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from g2face.models.base import AnonymizedFaces
+from g2face.models.fusion import FusedFace, FusionSettings, fuse_face
+from g2face.models.gie import GIE
+from g2face.nn.crops import crops_to_tensor, tensor_to_crops
+from g2face.payload import PayloadCodec, Secret
+from g2face.priors.base import GenerativePrior, Geometry, GeometryEncoder, IdentityEncoder
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    """How dummies are chosen among keyed candidates."""
+
+    count: int = 4
+    """Candidates rendered per face; the one least similar to the original (after fusion) is kept."""
+    max_similarity: float = 0.3
+    """A fused candidate whose identity cosine to the original exceeds this is rejected; while every
+    candidate is rejected, `count` more are drawn (up to `max_rounds` rounds)."""
+    max_rounds: int = 2
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.max_rounds < 1:
+            raise ValueError("count and max_rounds must be >= 1")
+
+
+def candidate_seed(dummy_seed: int, index: int) -> int:
+    """The seed of candidate `index` of a face whose keyed dummy seed is `dummy_seed`; candidate 0
+    is the dummy seed itself."""
+    if index == 0:
+        return dummy_seed
+    digest = hashlib.blake2b(f"{dummy_seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+class FusionAnonymizer(nn.Module):
+    payload_in_crops = False
+
+    def __init__(
+        self,
+        gie: GIE,
+        generator: GenerativePrior,
+        identity: IdentityEncoder,
+        geometry: GeometryEncoder,
+        codec: PayloadCodec,
+        *,
+        fusion: FusionSettings | None = None,
+        candidates: CandidateSettings | None = None,
+    ):
+        super().__init__()
+        if identity.embedding_dim != codec.embedding_dim or identity.embedding_dim != gie.config.identity_dim:
+            raise ValueError(
+                f"identity dims differ: encoder {identity.embedding_dim}, codec {codec.embedding_dim}, "
+                f"GIE {gie.config.identity_dim}"
+            )
+        self.gie, self.generator, self.identity, self.geometry, self.codec = (
+            gie,
+            generator,
+            identity,
+            geometry,
+            codec,
+        )
+        self.fusion = fusion or FusionSettings()
+        self.candidates = candidates or CandidateSettings()
+        self.eval()
+
+    @property
+    def image_size(self) -> int:
+        return self.generator.output_resolution
+
+    def _device(self) -> torch.device:
+        return next(self.gie.parameters()).device
+
+    def _average_shape(self, geometry: Geometry) -> Tensor:
+        """[shape ⊕ expression ⊕ pose] with the shape set to the average face GIE was trained on."""
+        n_shape = geometry.shape.shape[1]
+        mean_shape = self.gie.style_mlp.input_mean[
+            self.gie.config.identity_dim : self.gie.config.identity_dim + n_shape
+        ]
+        shape = mean_shape.to(geometry.shape).expand_as(geometry.shape)
+        return torch.cat([shape, geometry.expression, geometry.pose], dim=1)
+
+    def _dummies(self, seeds: list[int], dtype: torch.dtype) -> Tensor:
+        dim = self.gie.config.z_dim
+        z = [torch.randn(dim, generator=torch.Generator().manual_seed(s % 2**63)) for s in seeds]
+        return self.gie.dummy_identity(torch.stack(z).to(self._device(), dtype))
+
+    def _render(self, identities: Tensor, geometry_vector: Tensor) -> Tensor:
+        return self.generator(self.gie.styles(identities, geometry_vector)).clamp(-1, 1)
+
+    def _fuse(self, original: np.ndarray, original_points: np.ndarray, renders: Tensor) -> list[FusedFace]:
+        size = self.image_size
+        points = (self.geometry(renders).landmarks[..., :2] * size - 0.5).cpu().numpy()
+        crops = tensor_to_crops(renders)
+        return [
+            fuse_face(original, original_points, c, p, self.fusion)
+            for c, p in zip(crops, points, strict=True)
+        ]
+
+    def _similarity(self, reference: Tensor, faces: list[np.ndarray]) -> Tensor:
+        embedded = self.identity(crops_to_tensor(faces, device=reference.device, dtype=reference.dtype))
+        return embedded @ reference
+
+    @torch.no_grad()
+    def anonymize(
+        self,
+        crops: Tensor,
+        secret: Secret,
+        *,
+        seeds: list[int] | None = None,
+        salts: list[bytes] | None = None,
+        face_offset: int = 0,
+    ) -> AnonymizedFaces:
+        n = crops.shape[0]
+        if salts is not None and len(salts) != n or seeds is not None and len(seeds) != n:
+            raise ValueError("give one salt and one seed per face")
+        embeddings = self.identity(crops)
+        encoded = [
+            self.codec.encode(e, secret, salt=None if salts is None else salts[i], face_index=face_offset + i)
+            for i, e in enumerate(embeddings.float().cpu().numpy())
+        ]
+        seeds = [e.dummy_seed for e in encoded] if seeds is None else list(seeds)
+        geometry = self.geometry(crops)
+        vectors = self._average_shape(geometry)
+        size = self.image_size
+        originals = tensor_to_crops(crops)
+        original_points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
+        chosen_crops, chosen_masks, scores = [], [], []
+        settings = self.candidates
+        for i in range(n):
+            best: tuple[float, FusedFace] | None = None
+            for round_ in range(settings.max_rounds):
+                indices = range(round_ * settings.count, (round_ + 1) * settings.count)
+                dummies = self._dummies([candidate_seed(seeds[i], k) for k in indices], crops.dtype)
+                renders = self._render(dummies, vectors[i : i + 1].expand(len(dummies), -1))
+                fused = self._fuse(originals[i], original_points[i], renders)
+                similarity = self._similarity(embeddings[i], [f.preview for f in fused])
+                k = int(similarity.argmin())
+                if best is None or float(similarity[k]) < best[0]:
+                    best = (float(similarity[k]), fused[k])
+                if best[0] <= settings.max_similarity:
+                    break
+            assert best is not None
+            scores.append(best[0])
+            chosen_crops.append(best[1].crop)
+            chosen_masks.append(best[1].mask)
+        images = crops_to_tensor(chosen_crops, device=crops.device, dtype=crops.dtype)
+        bits = torch.from_numpy(np.stack([e.bits for e in encoded])).to(crops.device, crops.dtype)
+        return AnonymizedFaces(
+            images,
+            bits,
+            tuple(e.salt for e in encoded),
+            tuple(seeds),
+            masks=np.stack(chosen_masks),
+            similarities=tuple(scores),
+        )
+
+    @torch.no_grad()
+    def render_identities(self, crops: Tensor, identities: Tensor) -> tuple[Tensor, np.ndarray]:
+        geometry = self.geometry(crops)
+        renders = self._render(identities.to(crops), self._average_shape(geometry))
+        size = self.image_size
+        originals = tensor_to_crops(crops)
+        points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
+        fused = [self._fuse(originals[i], points[i], renders[i : i + 1])[0] for i in range(crops.shape[0])]
+        images = crops_to_tensor([f.crop for f in fused], device=crops.device, dtype=crops.dtype)
+        return images, np.stack([f.mask for f in fused])
