@@ -7,6 +7,7 @@ importing torch.
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import click
 
@@ -43,6 +44,14 @@ class _LazyGroup(click.Group):
 def cli() -> None:
     """Reversible face anonymization: replace every face with a realistic different identity
     that keeps pose, expression, lighting and background; recover it with the password."""
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as users see them: `warning: <message>`, one line, no source location."""
+    from g2face.io import printable  # imported here: `g2face --help` stays light
+
+    return f"warning: {printable(str(message))}\n"
 
 
 def main() -> None:
