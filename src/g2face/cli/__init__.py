@@ -28,6 +28,14 @@ _COMMANDS = {
 
 
 class _LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        from g2face.hub import HubError
+
+        try:
+            return super().invoke(ctx)
+        except HubError as e:  # the cache folder itself is unusable, whichever command met it
+            raise click.ClickException(str(e)) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 
