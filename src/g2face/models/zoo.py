@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from g2face.models.anonymizer import G2FaceModel
-from g2face.models.checkpoints import load_g2face, read_g2face_config
+from g2face.models.checkpoints import WeightsFileError, load_g2face, read_g2face_config
 from g2face.models.config import PRESETS, G2FaceNetConfig
 from g2face.models.g2face import G2FaceNet
 from g2face.models.stylegan2 import StyleGAN2Synthesis
@@ -149,8 +149,9 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") 
     path = _weights_file(name_or_path)
     try:
         config = read_g2face_config(path)
-    except ValueError as e:
-        raise ModelNotAvailableError(str(e)) from None
-    priors = build_priors(config.name, config, perceptual=False)
-    net = load_g2face(path, None if config.stylegan2 else priors.trainable_generator(), device=device)
-    return G2FaceModel(net.eval(), priors.identity, priors.geometry, codec_for(config)).to(device)
+        codec = codec_for(config)
+        priors = build_priors(config.name, config, perceptual=False)
+        net = load_g2face(path, None if config.stylegan2 else priors.trainable_generator(), device=device)
+    except (WeightsFileError, ValueError) as e:  # one line each; a bad file is not a bug
+        raise ModelNotAvailableError(f"cannot load model {path}: {e}") from None
+    return G2FaceModel(net.eval(), priors.identity, priors.geometry, codec).to(device)
