@@ -179,7 +179,9 @@ def test_tampered_files_with_the_same_size_and_mtime_are_refused_before_use(home
     monkeypatch.setattr(hub.store, "_HASHED", {})  # a new process: nothing hashed yet
     assert hub.is_cached("fake")  # a listing trusts the stamp...
     rebuilt = []
-    path = hub.converted_path(asset, "w.safetensors", lambda out: rebuilt.append(out.write_bytes(PAYLOAD)), tag="v1")
+    path = hub.converted_path(
+        asset, "w.safetensors", lambda out: rebuilt.append(out.write_bytes(PAYLOAD)), tag="v1"
+    )
     assert rebuilt and path.read_bytes() == PAYLOAD  # ...a use does not: rebuilt
     assert hub.asset_path("fake", progress=False).read_bytes() == PAYLOAD  # re-extracted
 

@@ -10,8 +10,8 @@ import warnings
 
 import pytest
 from click.testing import CliRunner
-from conftest import fill
 
+from conftest import fill
 from g2face.cli.keygen import keygen
 from g2face.payload import (
     PASSWORD_ENV,

@@ -31,10 +31,13 @@ class _LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         from g2face.hub import HubError
 
+        previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
         try:
             return super().invoke(ctx)
         except HubError as e:  # the cache folder itself is unusable, whichever command met it
             raise click.ClickException(str(e)) from None
+        finally:
+            warnings.formatwarning = previous
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -52,7 +55,6 @@ class _LazyGroup(click.Group):
 def cli() -> None:
     """Reversible face anonymization: replace every face with a realistic different identity
     that keeps pose, expression, lighting and background; recover it with the password."""
-    warnings.formatwarning = _one_line_warning
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

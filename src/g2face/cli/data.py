@@ -35,7 +35,11 @@ def data() -> None:
     help="Skip faces whose box side is smaller (pixels).",
 )
 @click.option(
-    "--max-faces", default=1, show_default=True, type=click.IntRange(min=1), help="Largest faces kept per image."
+    "--max-faces",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest faces kept per image.",
 )
 @click.option("--limit", type=click.IntRange(min=0), help="Only the first N images (sorted by path).")
 @click.option(

@@ -104,7 +104,9 @@ def read_manifest(folder: Path) -> list[CropRecord]:
             try:
                 records.append(CropRecord(**json.loads(line)))
             except (ValueError, TypeError):
-                raise ValueError(f"{path}: line {number} is not a crop record; the manifest is damaged") from None
+                raise ValueError(
+                    f"{path}: line {number} is not a crop record; the manifest is damaged"
+                ) from None
     return records
 
 

@@ -11,6 +11,7 @@ should be, files of another user) are one-line `HubError`s.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

@@ -116,7 +116,9 @@ def _upright(im: Image.Image, path: Path) -> Image.Image:
             warnings.simplefilter("ignore")  # Pillow's multi-line notes on the same damage
             return ImageOps.exif_transpose(im)
     except Exception:  # noqa: BLE001 - any failure while parsing untrusted metadata
-        _metadata_warning(path, "damaged EXIF data ignored; the image is used as stored (orientation may be wrong)")
+        _metadata_warning(
+            path, "damaged EXIF data ignored; the image is used as stored (orientation may be wrong)"
+        )
         return im
 
 
@@ -217,7 +219,9 @@ def check_output_free(path: str | Path, *, protected: Iterable[str | Path] = (),
                 raise OutputExistsError(
                     f"{path}: refusing to overwrite an input; choose another output or use --force"
                 )
-    raise OutputExistsError(f"{path}: exists; refusing to overwrite it (use --force, or choose another output)")
+    raise OutputExistsError(
+        f"{path}: exists; refusing to overwrite it (use --force, or choose another output)"
+    )
 
 
 def _write_problem(path: Path, e: OSError) -> ImageWriteError:

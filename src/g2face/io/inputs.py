@@ -87,7 +87,9 @@ class _Walk:
 
         def unreadable(e: OSError) -> None:
             self.problems.append(
-                InputProblem(spec, f"{e.filename}: cannot list this folder ({e.strerror}); its images are skipped")
+                InputProblem(
+                    spec, f"{e.filename}: cannot list this folder ({e.strerror}); its images are skipped"
+                )
             )
 
         found = []
@@ -145,7 +147,9 @@ def expand_inputs(specs: Iterable[str | Path]) -> ExpandedInputs:
             elif path.is_dir():
                 found = walk.images_below(path, spec)
                 if not found:
-                    problems.append(InputProblem(spec, f"{spec}: folder has no images (looked for {suffixes})"))
+                    problems.append(
+                        InputProblem(spec, f"{spec}: folder has no images (looked for {suffixes})")
+                    )
                 for p in found:
                     add(p, p.relative_to(path))
             elif _GLOB_CHARS & set(spec):

@@ -117,7 +117,11 @@ def load_g2face(
     missing = sorted(expected.keys() - state.keys())
     unexpected = sorted(state.keys() - expected.keys())
     misshapen = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
-    for problem, keys in (("missing", missing), ("unexpected", unexpected), ("of the wrong shape", misshapen)):
+    for problem, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("of the wrong shape", misshapen),
+    ):
         if keys:
             shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
             raise WeightsFileError(f"{path}: tensors {problem} for its configuration: {shown}")

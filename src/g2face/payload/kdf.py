@@ -84,7 +84,9 @@ def check_kdf(secret: Secret, kdf_id: int, *, new_payload: bool) -> KdfParams:
     params = kdf_params(kdf_id)
     if params.secret_kind != secret.kind:
         if new_payload:
-            raise KdfPolicyError(f"KDF parameter set {kdf_id} ({params}) is for {params.secret_kind}s, not a {secret.kind}")
+            raise KdfPolicyError(
+                f"KDF parameter set {kdf_id} ({params}) is for {params.secret_kind}s, not a {secret.kind}"
+            )
         sealed_with = "a key file" if params.secret_kind == "key" else "a password"
         raise KdfPolicyError(
             f"this payload was sealed with {sealed_with} (KDF {params}), not a {secret.kind}: "

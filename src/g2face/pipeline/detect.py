@@ -8,7 +8,13 @@ from pathlib import Path
 
 from g2face.detection import FaceDetector, draw_detections
 from g2face.io import ExpandedInputs, InputFile, read_image, write_image
-from g2face.pipeline.batch import BatchReport, FileOutcome, check_output_target, free_output_target, process_each
+from g2face.pipeline.batch import (
+    BatchReport,
+    FileOutcome,
+    check_output_target,
+    free_output_target,
+    process_each,
+)
 from g2face.types import FaceDetection, InputError
 
 
