@@ -117,6 +117,12 @@ def test_write_failures_are_one_line_and_leave_no_temp_file(tmp_path, rgb, monke
     assert not list(tmp_path.iterdir())
 
 
+def test_an_output_folder_that_is_a_file(tmp_path, rgb):
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ImageWriteError, match="cannot create the folder .*a file stands where a folder"):
+        write_image(tmp_path / "taken" / "out.png", rgb)
+
+
 def test_full_and_read_only_file_systems(small_filesystem, rgb):
     full = small_filesystem(64)
     fill(full)

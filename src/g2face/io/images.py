@@ -224,15 +224,17 @@ def check_output_free(path: str | Path, *, protected: Iterable[str | Path] = (),
     )
 
 
-def _write_problem(path: Path, e: OSError) -> ImageWriteError:
+def _write_problem(path: Path, e: OSError, doing: str = "cannot write") -> ImageWriteError:
     hints = {
+        errno.EEXIST: "a file stands where a folder is needed; choose another output",
+        errno.ENOTDIR: "a file stands where a folder is needed; choose another output",
         errno.EACCES: "permission denied; check the folder's permissions or choose another output",
         errno.EPERM: "not permitted (a file or folder of another user?); choose another output",
         errno.ENOSPC: "no space left on the device; free some space or choose another output",
         errno.EDQUOT: "disk quota exceeded; free some space or choose another output",
         errno.EROFS: "read-only file system; choose another output",
     }
-    return ImageWriteError(f"{path}: cannot write: {hints.get(e.errno, e.strerror or str(e))}")
+    return ImageWriteError(f"{path}: {doing}: {hints.get(e.errno, e.strerror or str(e))}")
 
 
 class _Terminated(BaseException):
@@ -284,6 +286,9 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object], *, replace: b
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _write_problem(path, e, f"cannot create the folder {path.parent}") from None
+    try:
         with _signals_raise():
             # os.open with 0o666 lets the umask decide the final permissions, as for any new file
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
