@@ -205,3 +205,17 @@ def test_cache_problems_are_one_line_hub_errors(home, tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["weights", "list"])
     assert result.exit_code == 1 and "which is a file" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_read_only_shared_cache_is_still_used(home, tmp_path, monkeypatch):
+    asset = _make_asset(tmp_path / "wheels")
+    monkeypatch.setitem(hub.ASSETS, "fake", asset)
+    path = hub.asset_path("fake", progress=False)
+    path.with_name(path.name + ".stamp.json").unlink()
+    monkeypatch.setattr(hub.store, "_HASHED", {})
+
+    def read_only(target, data):
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(hub.store, "_atomic_write_bytes", read_only)
+    assert hub.asset_path("fake", progress=False) == path  # verified by its hash; no stamp written

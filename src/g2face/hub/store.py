@@ -11,6 +11,7 @@ should be, files of another user) are one-line `HubError`s.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -123,9 +124,11 @@ def _stamp_path(path: Path) -> Path:
 
 
 def _write_stamp(path: Path, sha256: str) -> None:
+    """Best effort: a stamp only speeds up listings, and a shared cache may be read-only to us."""
     st = path.stat()
     stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
-    _atomic_write_bytes(_stamp_path(path), json.dumps(stamp).encode())
+    with contextlib.suppress(OSError):
+        _atomic_write_bytes(_stamp_path(path), json.dumps(stamp).encode())
 
 
 def _stamp_matches(path: Path, sha256: str) -> bool:
