@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from g2face.data import AlignedFaceDataset
 from g2face.data.prepare import read_manifest
 from g2face.evaluation.report import save_grid
-from g2face.nn.crops import tensor_to_crops
 from g2face.models.zoo import load_model
+from g2face.nn.crops import tensor_to_crops
 from g2face.priors.facenet import FaceNetEncoder
 from g2face.training.sources import broadcast_w, sample_w
 

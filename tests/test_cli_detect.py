@@ -64,7 +64,7 @@ BAD = {
 
 
 @pytest.mark.parametrize("kind", sorted(BAD))
-def test_bad_input_alone_fails_with_one_line_and_writes_nothing(tmp_path, kind):
+def test_bad_input_alone_fails_with_one_line_and_writes_only_the_report(tmp_path, kind):
     bad = _make_bad(kind, tmp_path)
     before = _files(tmp_path)
     result = _run(bad, "--json", tmp_path / "out.json", "--draw", tmp_path / "drawn.png")
@@ -73,7 +73,9 @@ def test_bad_input_alone_fails_with_one_line_and_writes_nothing(tmp_path, kind):
     assert len(errors) == 1 and BAD[kind] in errors[0] and str(bad) in errors[0]
     assert "1 input: 0 done, 1 failed" in result.stderr
     assert result.stdout == ""
-    assert _files(tmp_path) == before
+    assert _files(tmp_path) == sorted([*before, "out.json"])
+    document = json.loads((tmp_path / "out.json").read_text())
+    assert document["images"] == [] and BAD[kind] in document["failed"][0]["error"]
 
 
 def test_bad_inputs_do_not_stop_good_ones(tmp_path, portrait):

@@ -80,8 +80,11 @@ def test_cli_prepare_aligned(tmp_path, fixtures_dir):
     result = CliRunner().invoke(
         data_cli, ["prepare", str(src), str(tmp_path / "out"), "--aligned", "--size", "32"]
     )
-    assert result.exit_code == 0, result.output
+    # the one unreadable source is listed in one line and makes the exit status 1
+    assert result.exit_code == 1, result.output
     assert "2 crops from 3 images" in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.jpg: cannot decode" in errors[0]
 
 
 @pytest.mark.data

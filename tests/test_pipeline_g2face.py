@@ -17,7 +17,7 @@ from g2face.cli import cli
 from g2face.io import read_image
 from g2face.models.checkpoints import save_g2face
 from g2face.models.zoo import build_model, tiny_config
-from g2face.payload import PayloadNotFoundError, Secret
+from g2face.payload import KdfPolicyError, PayloadNotFoundError, Secret
 from g2face.pipeline.g2face import G2FacePipeline
 
 
@@ -82,8 +82,11 @@ def test_recover_through_a_perfect_channel(pipeline, key, fixtures_dir, monkeypa
     detections = [f.detection for f in anon.faces]
     rec = pipeline.recover(anon.image, secret, detections=detections)
     assert rec.verified and rec.faces[0].error is None
-    wrong = pipeline.recover(anon.image, Secret.from_password("not it"), detections=detections)
+    wrong = pipeline.recover(anon.image, Secret(bytes(32), "key"), detections=detections)
     assert not wrong.verified and wrong.faces[0].error is None
+    # a password for a key file's payload: refused with a message saying what to give instead
+    other_kind = pipeline.recover(anon.image, Secret.from_password("not it"), detections=detections)
+    assert isinstance(other_kind.faces[0].error, KdfPolicyError) and not other_kind.verified
 
 
 def test_image_without_payload_is_left_alone(pipeline, key, fixtures_dir):

@@ -7,6 +7,7 @@ importing torch.
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import click
 
@@ -27,6 +28,17 @@ _COMMANDS = {
 
 
 class _LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        from g2face.hub import HubError
+
+        previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+        try:
+            return super().invoke(ctx)
+        except HubError as e:  # the cache folder itself is unusable, whichever command met it
+            raise click.ClickException(str(e)) from None
+        finally:
+            warnings.formatwarning = previous
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 
@@ -43,6 +55,13 @@ class _LazyGroup(click.Group):
 def cli() -> None:
     """Reversible face anonymization: replace every face with a realistic different identity
     that keeps pose, expression, lighting and background; recover it with the password."""
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as users see them: `warning: <message>`, one line, no source location."""
+    from g2face.io import printable  # imported here: `g2face --help` stays light
+
+    return f"warning: {printable(str(message))}\n"
 
 
 def main() -> None:

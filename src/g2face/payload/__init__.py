@@ -8,11 +8,13 @@ Bit layout and measured figures: docs/payload-format.md.
 from g2face.payload import kdf
 from g2face.payload.codec import FORMAT_VERSION, DecodedPayload, EncodedPayload, PayloadCodec
 from g2face.payload.errors import (
+    KdfPolicyError,
     PayloadError,
     PayloadNotFoundError,
     SecretError,
     SecretExposureWarning,
     UnsupportedPayloadError,
+    WeakPasswordWarning,
 )
 from g2face.payload.kdf import KDF_PARAMETER_SETS, KdfParams
 from g2face.payload.secret import PASSWORD_ENV, Secret, resolve_secret
@@ -24,6 +26,7 @@ __all__ = [
     "DecodedPayload",
     "EncodedPayload",
     "KdfParams",
+    "KdfPolicyError",
     "PayloadCodec",
     "PayloadError",
     "PayloadNotFoundError",
@@ -31,6 +34,7 @@ __all__ = [
     "SecretError",
     "SecretExposureWarning",
     "UnsupportedPayloadError",
+    "WeakPasswordWarning",
     "kdf",
     "resolve_secret",
 ]

@@ -92,6 +92,7 @@ class PayloadCodec:
 
     def dummy_seed(self, secret: Secret, salt: bytes, face_index: int = 0, kdf_id: int | None = None) -> int:
         kdf_id = kdf.default_kdf_id(secret) if kdf_id is None else kdf_id
+        kdf.check_kdf(secret, kdf_id, new_payload=False)
         return kdf.dummy_seed(kdf.master_key(secret, salt, kdf_id), face_index)
 
     def frame(self, embedding: np.ndarray, secret: Secret, salt: bytes, kdf_id: int) -> bytes:
@@ -117,7 +118,7 @@ class PayloadCodec:
         if len(salt) != SALT_BYTES:
             raise ValueError(f"salt must be {SALT_BYTES} bytes, got {len(salt)}")
         kdf_id = kdf.default_kdf_id(secret) if kdf_id is None else kdf_id
-        kdf.kdf_params(kdf_id)
+        kdf.check_kdf(secret, kdf_id, new_payload=True)
         bits = self.ecc.encode(self.frame(embedding, secret, salt, kdf_id))
         seed = kdf.dummy_seed(kdf.master_key(secret, salt, kdf_id), face_index)
         return EncodedPayload(bits=bits, salt=salt, kdf_id=kdf_id, dummy_seed=seed)
@@ -126,8 +127,9 @@ class PayloadCodec:
         """`probs`: (n_bits,) P(bit = 1) from the extractor; hard 0/1 bits work too.
 
         Returns an unverified, unrelated embedding for a wrong secret or a payload damaged
-        beyond repair; raises PayloadNotFoundError when there is no payload, and
-        UnsupportedPayloadError for a newer format or KDF parameter set.
+        beyond repair; raises PayloadNotFoundError when there is no payload (or the bits are NaN),
+        UnsupportedPayloadError for a newer format or KDF parameter set, and KdfPolicyError when
+        the payload's KDF is not for this kind of secret (a key file's payload and a password).
         """
         probs = np.asarray(probs, dtype=np.float64)
         if probs.shape != (self.n_bits,):
@@ -135,7 +137,12 @@ class PayloadCodec:
                 f"expected {self.n_bits} payload bits for a {self.embedding_dim}-d v{self.version} "
                 f"payload, got shape {probs.shape}: truncated, or another layout"
             )
-        if not (np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1):
+        if np.isnan(probs).any():
+            raise PayloadNotFoundError(
+                f"the extractor returned NaN for {int(np.isnan(probs).sum())} of {self.n_bits} payload "
+                "bits: no payload can be read (a damaged image, or damaged model weights)"
+            )
+        if probs.min() < 0 or probs.max() > 1:
             raise ValueError("decode() takes probabilities in [0, 1]; use decode_logits() for logits")
         try:
             result = self.ecc.decode(probs)
@@ -150,7 +157,9 @@ class PayloadCodec:
                     "beyond what the error-correcting code can repair"
                 )
             version = self.version  # the tag is within tolerance; its stray bit is noise
-            if kdf_id not in kdf.KDF_PARAMETER_SETS:
+            known = kdf.KDF_PARAMETER_SETS.get(kdf_id)
+            # an unrepaired header cannot say which kind of secret sealed it: a mismatch is damage
+            if known is None or known.secret_kind != secret.kind:
                 raise PayloadNotFoundError("a g2face payload too damaged to read (KDF field unreadable)")
         elif magic != MAGIC:
             raise PayloadNotFoundError("no g2face payload found (the decoded header has no g2face magic)")
@@ -159,6 +168,7 @@ class PayloadCodec:
                 f"payload format version {version} is not supported by this g2face release "
                 f"(reads version {self.version}); upgrade g2face"
             )
+        kdf.check_kdf(secret, kdf_id, new_payload=False)
         header, ciphertext, tag = frame[:HEADER_BYTES], frame[HEADER_BYTES:-MAC_BYTES], frame[-MAC_BYTES:]
         salt = header[2:]
         _, cipher_key, mac_key = self._keys(secret, salt, kdf_id)
@@ -173,7 +183,8 @@ class PayloadCodec:
         )
 
     def decode_logits(self, logits: np.ndarray, secret: Secret) -> DecodedPayload:
-        """Like `decode`, from the extractor's logits (log P(1)/P(0))."""
+        """Like `decode`, from the extractor's logits (log P(1)/P(0)); ±inf means certain, NaN
+        raises PayloadNotFoundError."""
         logits = np.asarray(logits, dtype=np.float64)
         return self.decode(0.5 * (1 + np.tanh(0.5 * logits)), secret)
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from g2face.payload.errors import UnsupportedPayloadError
+from g2face.payload.errors import KdfPolicyError, UnsupportedPayloadError
 from g2face.payload.secret import Secret
 
 MASTER_KEY_BYTES = 32
@@ -29,6 +29,13 @@ class KdfParams:
     log2_n: int = 0
     r: int = 0
     p: int = 0
+    retired: bool = False
+    """Still read (old images stay recoverable) but never used for a new payload."""
+
+    @property
+    def secret_kind(self) -> Literal["key", "password"]:
+        """The kind of secret this set is for: HKDF does no stretching, so only random keys."""
+        return "key" if self.algorithm == "hkdf-sha256" else "password"
 
     def derive(self, material: bytes, salt: bytes) -> bytes:
         if self.algorithm == "scrypt":
@@ -47,11 +54,13 @@ class KdfParams:
 # looked up here, so an untrusted image cannot ask for an arbitrary (denial-of-service) cost.
 KDF_PARAMETER_SETS: dict[int, KdfParams] = {
     0: KdfParams(0, "hkdf-sha256"),
-    # 64 MiB, ~130 ms on the 2-core development machine (docs/payload-format.md).
-    1: KdfParams(1, "scrypt", log2_n=16, r=8, p=1),
+    # 64 MiB, ~130 ms on the 2-core development machine; below OWASP's current guidance.
+    1: KdfParams(1, "scrypt", log2_n=16, r=8, p=1, retired=True),
+    # OWASP Password Storage Cheat Sheet (2024): N=2^17, r=8, p=1. 128 MiB (docs/payload-format.md).
+    2: KdfParams(2, "scrypt", log2_n=17, r=8, p=1),
 }
 KEY_FILE_KDF_ID = 0
-PASSWORD_KDF_ID = 1
+PASSWORD_KDF_ID = 2
 
 
 def default_kdf_id(secret: Secret) -> int:
@@ -66,6 +75,29 @@ def kdf_params(kdf_id: int) -> KdfParams:
             f"payload uses KDF parameter set {kdf_id}, unknown to this g2face release "
             f"(known: {sorted(KDF_PARAMETER_SETS)}); upgrade g2face to read it"
         ) from None
+
+
+def check_kdf(secret: Secret, kdf_id: int, *, new_payload: bool) -> KdfParams:
+    """The parameter set `kdf_id`, if `secret` may use it: the set must be meant for this kind of
+    secret (a password under HKDF could be guessed at hash speed), and a new payload may not use a
+    retired set. Raises `KdfPolicyError` (or `UnsupportedPayloadError` for an unknown id)."""
+    params = kdf_params(kdf_id)
+    if params.secret_kind != secret.kind:
+        if new_payload:
+            raise KdfPolicyError(
+                f"KDF parameter set {kdf_id} ({params}) is for {params.secret_kind}s, not a {secret.kind}"
+            )
+        sealed_with = "a key file" if params.secret_kind == "key" else "a password"
+        raise KdfPolicyError(
+            f"this payload was sealed with {sealed_with} (KDF {params}), not a {secret.kind}: "
+            f"give {sealed_with} instead"
+        )
+    if new_payload and params.retired:
+        raise KdfPolicyError(
+            f"KDF parameter set {kdf_id} ({params}) is retired (read for old images only); "
+            f"new payloads use {default_kdf_id(secret)}"
+        )
+    return params
 
 
 def master_key(secret: Secret, salt: bytes, kdf_id: int) -> bytes:

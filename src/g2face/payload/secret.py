@@ -7,10 +7,13 @@ memory-hard KDF once.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import math
 import os
 import secrets
 import stat
+import string
 import sys
 import unicodedata
 import warnings
@@ -19,11 +22,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from g2face.payload.errors import SecretError, SecretExposureWarning
+from g2face.payload.errors import SecretError, SecretExposureWarning, WeakPasswordWarning
 
 KEY_FILE_BYTES = 32
 PASSWORD_ENV = "G2FACE_PASSWORD"
 _CACHE_SIZE = 64
+# Below these, a password is reported as weak (not refused: the choice is the user's).
+MIN_PASSWORD_LENGTH = 8
+MIN_DISTINCT_CHARACTERS = 5
+MIN_PASSWORD_BITS = 40
 
 
 class Secret:
@@ -66,14 +73,27 @@ class Secret:
 
     @classmethod
     def generate_key_file(cls, path: str | os.PathLike) -> Secret:
-        """Write 32 random bytes to a new file readable by its owner only (never overwrites)."""
+        """Write 32 random bytes to a new file readable by its owner only (never overwrites).
+
+        The key is written to a temporary file, fsync'd, then hard-linked to `path`, which fails if
+        `path` exists: a full disk or a crash never leaves a short key file under the real name."""
+        path = Path(path)
         key = secrets.token_bytes(KEY_FILE_BYTES)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(key)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+            _fsync_folder(path.parent)
         except FileExistsError:
             raise SecretError(f"{path} exists; refusing to overwrite a key") from None
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
+        except OSError as e:
+            raise SecretError(f"cannot write key file {path}: {e.strerror or e}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
         return cls(key, "key")
 
     def derive(self, kdf_id: int, salt: bytes, kdf: Callable[[bytes, bytes], bytes]) -> bytes:
@@ -113,6 +133,7 @@ def resolve_secret(
     warns (`SecretExposureWarning`): it ends up in shell history and process listings. `confirm`
     asks twice (for anonymizing, where a typo would lock the faces away for good). `interactive`
     defaults to whether stdin is a terminal; without one and without any source, it fails clearly.
+    A weak password (`password_weakness`) is accepted with a `WeakPasswordWarning`.
     """
     given = [
         n for n, v in (("key file", key_file), ("password", password), ("password file", password_file)) if v
@@ -128,11 +149,12 @@ def resolve_secret(
             SecretExposureWarning,
             stacklevel=2,
         )
-        return Secret.from_password(password)
+        return _warn_if_weak(Secret.from_password(password), password)
     if password_file:
-        return Secret.from_password(_read_password_file(Path(password_file)))
+        text = _read_password_file(Path(password_file))
+        return _warn_if_weak(Secret.from_password(text), text)
     if env.get(PASSWORD_ENV):
-        return Secret.from_password(env[PASSWORD_ENV])
+        return _warn_if_weak(Secret.from_password(env[PASSWORD_ENV]), env[PASSWORD_ENV])
     if interactive is None:
         interactive = sys.stdin is not None and sys.stdin.isatty()
     if not interactive or prompt is None:
@@ -144,7 +166,45 @@ def resolve_secret(
         raise SecretError("empty password")
     if confirm and prompt("Repeat password: ") != first:
         raise SecretError("the passwords do not match")
-    return Secret.from_password(first)
+    return _warn_if_weak(Secret.from_password(first), first)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a new directory entry durable (not supported everywhere, e.g. on Windows)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def password_weakness(password: str) -> str | None:
+    """Why `password` is easy to guess offline, or None. A rough estimate: length, distinct
+    characters, and length × log2(size of the character classes used) in bits."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"only {len(password)} character{'s' if len(password) != 1 else ''}"
+    if len(set(password)) < MIN_DISTINCT_CHARACTERS:
+        return f"only {len(set(password))} different characters"
+    classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
+    alphabet = sum(len(c) for c in classes if any(ch in c for ch in password))
+    if any(not any(ch in c for c in classes) for ch in password):
+        alphabet += 33  # punctuation, space, anything else
+    if len(password) * math.log2(alphabet) < MIN_PASSWORD_BITS:
+        return "too few kinds of characters for its length"
+    return None
+
+
+def _warn_if_weak(secret: Secret, password: str) -> Secret:
+    weakness = password_weakness(password)
+    if weakness:
+        warnings.warn(
+            f"weak password ({weakness}): whoever has an anonymized image can try passwords "
+            f"offline; prefer 12+ varied characters, or a key file from `g2face keygen`",
+            WeakPasswordWarning,
+            stacklevel=3,
+        )
+    return secret
 
 
 def _read_password_file(path: Path) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from g2face.io import IMAGE_SUFFIXES, ExpandedInputs, InputFile
+from g2face.io import IMAGE_SUFFIXES, ExpandedInputs, InputFile, check_output_free
 from g2face.types import InputError
 
 T = TypeVar("T")
@@ -50,8 +50,9 @@ def process_each(
     on_outcome: Callable[[FileOutcome[T]], None] | None = None,
 ) -> BatchReport[T]:
     """Call `handle` on every input file, in order. Input problems from the expansion and
-    `InputError`s raised by `handle` become failed outcomes; any other exception is a bug and
-    propagates."""
+    `InputError`s raised by `handle` become failed outcomes. Any other exception is a bug, but one
+    input must not take the rest of the batch down with it: it becomes a failed outcome whose
+    one-line error says "internal error" (tests look for that phrase). Interrupts propagate."""
     outcomes: list[FileOutcome[T]] = []
 
     def record(outcome: FileOutcome[T]) -> None:
@@ -66,6 +67,9 @@ def process_each(
             record(FileOutcome(str(item.path), result=handle(item)))
         except InputError as e:
             record(FileOutcome(str(item.path), error=str(e)))
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            message = f"{item.path}: internal error ({type(e).__name__}: {e}); please report it"
+            record(FileOutcome(str(item.path), error=" ".join(message.split())))
     return BatchReport(tuple(outcomes))
 
 
@@ -94,3 +98,14 @@ def output_target(target: Path, item: InputFile, suffix: str | None = None) -> P
     """Where `item`'s output goes: `target` itself when it names an image file (see
     `check_output_target`), else `target` as a folder mirroring the input tree."""
     return target if names_file(target) else item.output_path(target, suffix)
+
+
+def free_output_target(
+    target: Path, item: InputFile, inputs: ExpandedInputs, suffix: str | None = None, *, force: bool = False
+) -> Path:
+    """`output_target(target, item, suffix)`, after checking that nothing is there yet (unless
+    `force`): call it before the expensive work on `item`, so an existing output fails the input
+    at once (`OutputExistsError`, an `InputError`) instead of after the model ran."""
+    out = output_target(target, item, suffix)
+    check_output_free(out, protected=inputs.paths, force=force)
+    return out

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from g2face.detection import FaceDetector, draw_detections
 from g2face.io import ExpandedInputs, InputFile, read_image, write_image
-from g2face.pipeline.batch import BatchReport, FileOutcome, check_output_target, output_target, process_each
+from g2face.pipeline.batch import (
+    BatchReport,
+    FileOutcome,
+    check_output_target,
+    free_output_target,
+    process_each,
+)
 from g2face.types import FaceDetection, InputError
 
 
@@ -45,21 +51,23 @@ def detect_files(
     """Detect faces in every input. An image without faces is a failure (`NoFaceError`).
 
     With `draw`, each image is written with its detections drawn: to `draw` itself for a single
-    input named like an image file, else mirrored under the folder `draw`. Inputs are never
-    overwritten unless `force`. A file-like `draw` with several inputs raises `ValueError` upfront.
+    input named like an image file, else mirrored under the folder `draw`. Existing files (inputs
+    included) are never overwritten unless `force`: such an input fails before it is read. A
+    file-like `draw` with several inputs raises `ValueError` upfront.
     """
     if draw is not None:
         check_output_target(draw, inputs)
 
     def handle(item: InputFile) -> DetectionReport:
+        drawing_path = None if draw is None else free_output_target(draw, item, inputs, force=force)
         loaded = read_image(item.path)
         faces = tuple(detector.detect(loaded.rgb))
         if not faces:
             raise NoFaceError(f"{item.path}: no face found; faces smaller than about 10 px are not detected")
         drawing = None
-        if draw is not None:
+        if drawing_path is not None:
             drawing = write_image(
-                output_target(draw, item),
+                drawing_path,
                 draw_detections(loaded.rgb, faces),
                 protected=inputs.paths,
                 force=force,
@@ -70,9 +78,11 @@ def detect_files(
     return process_each(inputs, handle, on_outcome)
 
 
-def detections_json(report: BatchReport[DetectionReport]) -> dict:
-    """The JSON document `g2face detect --json` writes: one entry per image, and the failures."""
+def detections_json(report: BatchReport[DetectionReport], notices: tuple[str, ...] = ()) -> dict:
+    """The JSON document `g2face detect --json` writes: one entry per image, the failures and the
+    notices (e.g. files of an unreadable format that a folder scan left out)."""
     return {
         "images": [o.result.to_dict() for o in report.succeeded],
         "failed": [{"input": o.source, "error": o.error} for o in report.failed],
+        **({"notices": list(notices)} if notices else {}),
     }

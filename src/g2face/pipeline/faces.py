@@ -14,7 +14,13 @@ from g2face.align import DEFAULT_CROP_SIZE, align_face, blend_faces, face_mask
 from g2face.detection import FaceDetector
 from g2face.io import ExpandedInputs, InputFile, read_image, write_image
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
-from g2face.pipeline.batch import BatchReport, FileOutcome, check_output_target, output_target, process_each
+from g2face.pipeline.batch import (
+    BatchReport,
+    FileOutcome,
+    check_output_target,
+    free_output_target,
+    process_each,
+)
 from g2face.pipeline.detect import NoFaceError
 from g2face.types import FaceDetection, FaceRecord, ProcessedImage
 
@@ -94,25 +100,20 @@ def process_files(
     require_face: bool = True,
     on_outcome: Callable[[FileOutcome[ProcessedFile]], None] | None = None,
 ) -> BatchReport[ProcessedFile]:
-    """Run the pipeline on every input and write each result (alpha and colour profile kept, other
-    metadata dropped) to `output`: that file for a single input named like an image, else a folder
-    mirroring the input tree, optionally with another `suffix`. Images without a face fail unless
-    `require_face` is False; failures never stop the other inputs."""
+    """Run the pipeline on every input and write each result (alpha kept, in sRGB, no metadata) to
+    `output`: that file for a single input named like an image, else a folder mirroring the input
+    tree, optionally with another `suffix`. Images without a face fail unless `require_face` is
+    False; an existing output fails its input before any work unless `force`; failures never stop
+    the other inputs."""
     check_output_target(output, inputs, suffix)
 
     def handle(item: InputFile) -> ProcessedFile:
+        target = free_output_target(output, item, inputs, suffix, force=force)
         loaded = read_image(item.path)
         result = pipeline.process(loaded.rgb)
         if require_face and not result.faces:
             raise NoFaceError(f"{item.path}: no face found; nothing written")
-        written = write_image(
-            output_target(output, item, suffix),
-            result.image,
-            alpha=loaded.alpha,
-            icc_profile=loaded.icc_profile,
-            protected=inputs.paths,
-            force=force,
-        )
+        written = write_image(target, result.image, alpha=loaded.alpha, protected=inputs.paths, force=force)
         return ProcessedFile(item.path, written, tuple(r.detection for r in result.faces))
 
     return process_each(inputs, handle, on_outcome)
