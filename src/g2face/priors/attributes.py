@@ -324,12 +324,20 @@ class WideResNetAgeGender(nn.Module):
         self.gender = nn.Linear(features, 2, bias=False)
         self.age = nn.Linear(features, 101, bias=False)
 
+    def features(self, bgr: Tensor) -> Tensor:
+        """Everything before the pooling head: [B, 512, 16, 16]."""
+        return F.relu(self.bn(self.blocks(self.conv1(bgr))))
+
     def forward(self, bgr: Tensor) -> tuple[Tensor, Tensor]:
-        x = F.relu(self.bn(self.blocks(self.conv1(bgr))))
-        # Keras AveragePooling2D(8, strides=1, padding="same") averages over the valid pixels only.
-        x = F.avg_pool2d(_same_pad(x, 8, 1), 8, 1) / F.avg_pool2d(_same_pad(torch.ones_like(x[:1, :1]), 8, 1), 8, 1)
-        flat = x.permute(0, 2, 3, 1).flatten(1)  # Keras flattens channels-last
+        flat = same_average_pool(self.features(bgr), 8).permute(0, 2, 3, 1).flatten(1)  # Keras: channels-last
         return self.gender(flat), self.age(flat)
+
+
+def same_average_pool(x: Tensor, kernel: int) -> Tensor:
+    """TensorFlow's AveragePooling2D(kernel, strides=1, padding="same"): each output averages the
+    valid input pixels of its window only (the padding is not counted)."""
+    valid = _same_pad(torch.ones_like(x[:1, :1]), kernel, 1)
+    return F.avg_pool2d(_same_pad(x, kernel, 1), kernel, 1) / F.avg_pool2d(valid, kernel, 1)
 
 
 def _wrn_keras_layers() -> dict[str, str]:
@@ -353,7 +361,12 @@ def convert_wideresnet(h5_path: Path, out_path: Path) -> None:
     """yu4u's Keras 2 weights file -> safetensors state dict of `WideResNetAgeGender`."""
     import h5py
 
-    bn_names = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
+    bn_names = {
+        "weight": "gamma",
+        "bias": "beta",
+        "running_mean": "moving_mean",
+        "running_var": "moving_variance",
+    }
     sd: dict[str, np.ndarray] = {}
     with h5py.File(h5_path, "r") as f:
         group = f["model_weights"]
@@ -375,7 +388,9 @@ def _load_wrn(net: nn.Module, sd: dict[str, Tensor]) -> None:
     missing, unexpected = net.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # not stored: eval only
     if missing or unexpected:
-        raise ValueError(f"WideResNet weights do not fit the module: missing {missing}, unexpected {unexpected}")
+        raise ValueError(
+            f"WideResNet weights do not fit the module: missing {missing}, unexpected {unexpected}"
+        )
 
 
 def wideresnet_weights_path() -> Path:
@@ -414,6 +429,8 @@ class WideResNetAgeGenderEstimator(nn.Module):
         freeze(self.to(device, dtype))
 
     def forward(self, crops: Tensor) -> Attributes:
-        bgr = ((crops.flip(1) + 1) * 127.5)
+        bgr = (crops.flip(1) + 1) * 127.5
         gender_logits, age_logits = self.net(self.to_input(bgr))
-        return Attributes(age=age_logits.softmax(1) @ self.class_years, male_probability=gender_logits.softmax(1)[:, 1])
+        return Attributes(
+            age=age_logits.softmax(1) @ self.class_years, male_probability=gender_logits.softmax(1)[:, 1]
+        )
