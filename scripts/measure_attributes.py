@@ -90,8 +90,12 @@ def main() -> int:
     retest = compare_attributes(crops, flipped, estimators, geometry)
     figures["flip_retest"] = retest.summary()
     ita = skin_tones(geometry, crops)
-    figures["ita"] = {"mean": float(ita.mean()), "std": float(ita.std()), "min": float(ita.min()),
-                      "max": float(ita.max())}  # fmt: skip
+    toned = ita[~np.isnan(ita)]
+    figures["ita"] = {
+        "faces": len(toned),
+        "greyscale": int(np.isnan(ita).sum()),
+        **{stat: float(getattr(np, stat)(toned)) for stat in ("mean", "std", "min", "max")},
+    }
 
     print(json.dumps(figures, indent=2))
     if args.out:

@@ -100,6 +100,10 @@ def test_ita_ignores_highlights_and_shadows(obama_landmarks):
     assert abs(skin_tone_ita(crop, obama_landmarks) - clean) < 0.5
 
 
+def test_greyscale_photo_has_no_skin_tone(obama_landmarks):
+    assert np.isnan(skin_tone_ita(np.full((256, 256, 3), 150, np.uint8), obama_landmarks))
+
+
 def test_cheek_mask_covers_one_cheek_on_each_side(obama_landmarks):
     mask = cheek_mask(256, obama_landmarks)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8))

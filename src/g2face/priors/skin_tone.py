@@ -26,6 +26,10 @@ TRIM_FRACTION = 0.1
 """Each end of the cheek pixels' L* range dropped before averaging: specular highlights at the top,
 shadows, stubble and stray hair at the bottom."""
 
+MIN_CHROMA = 1.0
+"""Below this cheek chroma (sqrt(a*^2 + b*^2)) the photo is taken as colourless (greyscale), where
+b* is noise and ITA meaningless; skin in colour photos has a chroma above 10."""
+
 _SUBPIXEL_BITS = 4
 
 
@@ -50,8 +54,10 @@ def cheek_mask(size: int, landmarks: np.ndarray) -> np.ndarray:
     return mask.astype(bool)
 
 
-def cheek_lab(crop: np.ndarray, landmarks: np.ndarray, trim: float = TRIM_FRACTION) -> tuple[float, float]:
-    """Trimmed-mean (L*, b*) of the cheek pixels of an RGB uint8 crop [S, S, 3]."""
+def cheek_lab(
+    crop: np.ndarray, landmarks: np.ndarray, trim: float = TRIM_FRACTION
+) -> tuple[float, float, float]:
+    """Trimmed-mean (L*, a*, b*) of the cheek pixels of an RGB uint8 crop [S, S, 3]."""
     if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3 or crop.shape[0] != crop.shape[1]:
         raise ValueError(f"crop must be a square RGB uint8 image [S, S, 3], got {crop.dtype} {crop.shape}")
     mask = cheek_mask(crop.shape[0], landmarks)
@@ -60,10 +66,14 @@ def cheek_lab(crop: np.ndarray, landmarks: np.ndarray, trim: float = TRIM_FRACTI
     lab = cv2.cvtColor(crop.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[mask]
     low, high = np.quantile(lab[:, 0], [trim, 1 - trim])
     kept = lab[(lab[:, 0] >= low) & (lab[:, 0] <= high)]
-    return float(kept[:, 0].mean()), float(kept[:, 2].mean())
+    lightness, a_star, b_star = kept.mean(axis=0)
+    return float(lightness), float(a_star), float(b_star)
 
 
 def skin_tone_ita(crop: np.ndarray, landmarks: np.ndarray, trim: float = TRIM_FRACTION) -> float:
     """Individual Typology Angle (degrees) of the cheeks of an RGB uint8 face crop [S, S, 3], given
-    its MediaPipe landmarks [>= 468, 2 or 3] in unit crop coordinates."""
-    return ita_degrees(*cheek_lab(crop, landmarks, trim))
+    its MediaPipe landmarks [>= 468, 2 or 3] in unit crop coordinates; NaN for a greyscale photo."""
+    lightness, a_star, b_star = cheek_lab(crop, landmarks, trim)
+    if np.hypot(a_star, b_star) < MIN_CHROMA:
+        return float("nan")
+    return ita_degrees(lightness, b_star)
