@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -13,6 +14,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from g2face.io.blocks import BLOCK_FORMATS, add_block, find_block
 from g2face.types import InputError
 
 IMAGE_SUFFIXES = frozenset(
@@ -56,7 +58,9 @@ class LoadedImage:
     """An image as g2face works on it: upright RGB uint8 [H, W, 3].
 
     `alpha` ([H, W] uint8) is kept apart, or None when the image is opaque. `icc_profile` is the
-    colour profile, for callers that want colours managed in the output; no other metadata is kept.
+    colour profile, for callers that want colours managed in the output; `block` the g2face block
+    (the recovery container, `g2face.io.blocks`) of a PNG, JPEG or WebP file, or None. No other
+    metadata is kept.
     """
 
     rgb: np.ndarray
@@ -64,6 +68,7 @@ class LoadedImage:
     path: Path
     format: str
     icc_profile: bytes | None = None
+    block: bytes | None = None
 
 
 def _to_rgb(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -96,6 +101,7 @@ def read_image(path: str | Path) -> LoadedImage:
             icc = im.info.get("icc_profile")
             upright = ImageOps.exif_transpose(im)
             rgb, alpha = _to_rgb(upright)
+        block = find_block(path.read_bytes()) if fmt in BLOCK_FORMATS | _JPEG_FORMATS else None
     except UnidentifiedImageError:
         with open(path, "rb") as f:
             damaged = f.read(8).startswith(_MAGIC)
@@ -116,7 +122,7 @@ def read_image(path: str | Path) -> LoadedImage:
         ) from None
     if rgb.size == 0:
         raise ImageReadError(f"{path}: image has no pixels")
-    return LoadedImage(rgb=rgb, alpha=alpha, path=path, format=fmt, icc_profile=icc)
+    return LoadedImage(rgb=rgb, alpha=alpha, path=path, format=fmt, icc_profile=icc, block=block)
 
 
 def output_format(path: str | Path) -> str:
@@ -167,14 +173,20 @@ def write_image(
     protected: Iterable[str | Path] = (),
     force: bool = False,
     quality: int = 95,
+    block: bytes | None = None,
 ) -> Path:
     """Write RGB uint8 [H, W, 3] (plus optional alpha) atomically, in the format of the suffix.
 
-    No EXIF, XMP, GPS or comments are written; `icc_profile` only when given. A path that is one
+    No EXIF, XMP, GPS or comments are written; `icc_profile` only when given; `block` (the recovery
+    container) is spliced into the encoded file (PNG, JPEG or WebP only). A path that is one
     of `protected` (the run's inputs) is refused unless `force`.
     """
     path = Path(path)
     fmt = output_format(path)
+    if block is not None and fmt not in BLOCK_FORMATS:
+        raise ImageWriteError(
+            f"{path}: {fmt} files cannot carry the recovery container; use .png, .jpg or .webp"
+        )
     _check_not_input(path, protected, force)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected RGB uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
@@ -186,7 +198,12 @@ def write_image(
         options |= {"quality": quality, "subsampling": 0}  # 4:4:4 keeps faces' fine colour detail
     elif fmt == "WEBP":
         options |= {"quality": quality}
-    return _atomic_write(path, lambda f: image.save(f, format=fmt, **options))
+    if block is None:
+        return _atomic_write(path, lambda f: image.save(f, format=fmt, **options))
+    encoded = io.BytesIO()
+    image.save(encoded, format=fmt, **options)
+    with_block = add_block(encoded.getvalue(), fmt, block)
+    return _atomic_write(path, lambda f: f.write(with_block))
 
 
 def write_json(

@@ -207,7 +207,8 @@ def open_container(blob: bytes, secret: Secret) -> OpenedContainer:
             "the recovery container was altered or damaged after anonymizing (authentication failed)"
         ) from None
     image_shape = (height, width, channels)
-    return OpenedContainer(image_shape=image_shape, regions=_decode_regions(plaintext, n_regions, image_shape))
+    regions = _decode_regions(plaintext, n_regions, image_shape)
+    return OpenedContainer(image_shape=image_shape, regions=regions)
 
 
 def restore_regions(image: np.ndarray, opened: OpenedContainer) -> np.ndarray:
