@@ -48,7 +48,7 @@ _WEBP_LOSSLESS = 1
 _PNG = 2
 _WEBP_MAX_SIDE = 16383
 # lossless quality is effort, not fidelity; `exact` keeps the RGB under transparent pixels
-_WEBP_OPTIONS = {"lossless": True, "quality": 50, "method": 4, "exact": True}
+_WEBP_OPTIONS = {"lossless": True, "quality": 50, "method": 3, "exact": True}
 _CODEC_FORMATS = {_WEBP_LOSSLESS: "WEBP", _PNG: "PNG"}
 _MODES = {3: "RGB", 4: "RGBA"}
 
