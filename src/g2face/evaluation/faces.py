@@ -14,7 +14,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from g2face.align import DEFAULT_CROP_SIZE, align_face, paste_faces, transform_points, warp_affine
+from g2face.align import (
+    DEFAULT_CROP_SIZE,
+    align_face,
+    blend_faces,
+    paste_faces,
+    transform_points,
+    warp_affine,
+)
 from g2face.detection.base import FaceDetector
 from g2face.types import AlignedFace, FaceDetection
 
@@ -77,8 +84,12 @@ class FaceFinder:
         return warp_affine(image, matrix, (self.crop_size, self.crop_size))
 
     @staticmethod
-    def paste(photo: Photo, crop: np.ndarray) -> np.ndarray:
-        return paste_faces(photo.image, [crop], [photo.face])
+    def paste(photo: Photo, crop: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The crop put back into the photo: through the method's own mask when it has one (the
+        geometric-fusion default), else the default face ellipse."""
+        if mask is None:
+            return paste_faces(photo.image, [crop], [photo.face])
+        return blend_faces(photo.image, [crop], [photo.face], [mask])[0]
 
 
 # --- distortions a published image meets -------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -30,9 +31,10 @@ of the crop apart, and a face is about twice as wide as that); baselines size th
 class Anonymizer(Protocol):
     name: str
 
-    def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor:
+    def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor | tuple[Tensor, np.ndarray]:
         """Anonymize a batch; `seeds` (one per face) make stochastic methods reproducible per face,
-        independently of how faces are batched."""
+        independently of how faces are batched. A method may also return per-face masks
+        float32 [B, S, S] saying where its crops replace the original (default: the face ellipse)."""
         ...
 
 
@@ -132,8 +134,9 @@ class G2FaceMethod:
         # One Secret per password keeps its per-salt key cache (scrypt runs once per payload salt).
         return self._secrets.setdefault(password, Secret.from_password(password))
 
-    def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor:
-        return self.model.anonymize(crops, self._secret(self.password), seeds=list(seeds)).images
+    def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor | tuple[Tensor, np.ndarray]:
+        out = self.model.anonymize(crops, self._secret(self.password), seeds=list(seeds))
+        return out.images if out.masks is None else (out.images, out.masks)
 
     def recover(self, crops: Tensor, password: str) -> Recovered:
         out = self.model.recover(crops, self._secret(password))

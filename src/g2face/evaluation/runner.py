@@ -197,9 +197,13 @@ class Evaluation:
         crops = crops_to_tensor([p.face.crop for p in photos]).to(self.device)
         seeds = [self.seed_of(p.key) + seed_offset for p in photos]
         with self._timed(method.name, "model", len(photos)):
-            out = tensor_to_crops(method.anonymize(crops, seeds))
+            result = method.anonymize(crops, seeds)
+        masks = [None] * len(photos)
+        if isinstance(result, tuple):  # a method that says where its crops replace the original
+            result, masks = result
+        out = tensor_to_crops(result)
         with self._timed(method.name, "paste", len(photos)):
-            images = [self.tk.finder.paste(p, c) for p, c in zip(photos, out, strict=True)]
+            images = [self.tk.finder.paste(p, c, m) for p, c, m in zip(photos, out, masks, strict=True)]
         self.megapixels[method.name] += sum(p.image.shape[0] * p.image.shape[1] for p in photos) / 1e6
         return images
 

@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError, features
 
+from g2face.io.blocks import BLOCK_FORMATS, add_block, find_block
 from g2face.types import InputError
 
 IMAGE_SUFFIXES = frozenset(
@@ -75,6 +76,8 @@ class LoadedImage:
     `alpha` ([H, W] uint8) is kept apart, or None when the image is opaque. Colours are converted
     to sRGB on reading and no metadata is kept, so `icc_profile` is always None; it remains only so
     that callers which pass it on to `write_image` keep working (deprecated, to be removed).
+    `block` is the g2face block (the recovery container, `g2face.io.blocks`) of a PNG, JPEG or
+    WebP file, or None.
     """
 
     rgb: np.ndarray
@@ -82,6 +85,7 @@ class LoadedImage:
     path: Path
     format: str
     icc_profile: bytes | None = None
+    block: bytes | None = None
 
 
 def _to_rgb(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -163,6 +167,7 @@ def read_image(path: str | Path) -> LoadedImage:
             im.load()
             fmt = im.format or path.suffix.lstrip(".").upper()
             rgb, alpha = _to_rgb(_to_srgb(_upright(im, path), path))
+        block = find_block(path.read_bytes()) if fmt in BLOCK_FORMATS | _JPEG_FORMATS else None
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -192,7 +197,7 @@ def read_image(path: str | Path) -> LoadedImage:
         ) from None
     if rgb.size == 0:
         raise ImageReadError(f"{path}: image has no pixels")
-    return LoadedImage(rgb=rgb, alpha=alpha, path=path, format=fmt)
+    return LoadedImage(rgb=rgb, alpha=alpha, path=path, format=fmt, block=block)
 
 
 def output_format(path: str | Path) -> str:
@@ -335,11 +340,13 @@ def write_image(
     protected: Iterable[str | Path] = (),
     force: bool = False,
     quality: int = 95,
+    block: bytes | None = None,
 ) -> Path:
     """Write sRGB uint8 [H, W, 3] (plus optional alpha) atomically, in the format of the suffix.
 
     No EXIF, XMP, GPS, comments or colour profile are written (`icc_profile` is deprecated and
-    ignored: `read_image` already converts to sRGB). An existing file is never overwritten unless
+    ignored: `read_image` already converts to sRGB); `block` (the recovery container) is spliced
+    into the encoded file (PNG, JPEG or WebP only). An existing file is never overwritten unless
     `force`; the message names it as an input when it is one of `protected`.
     """
     path = Path(path)
@@ -349,6 +356,10 @@ def write_image(
             "write_image(icc_profile=...) is ignored: outputs carry no colour profile (sRGB)",
             DeprecationWarning,
             stacklevel=2,
+        )
+    if block is not None and fmt not in BLOCK_FORMATS:
+        raise ImageWriteError(
+            f"{path}: {fmt} files cannot carry the recovery container; use .png, .jpg or .webp"
         )
     check_output_free(path, protected=protected, force=force)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -361,7 +372,12 @@ def write_image(
         options |= {"quality": quality, "subsampling": 0}  # 4:4:4 keeps faces' fine colour detail
     elif fmt == "WEBP":
         options |= {"quality": quality}
-    return _atomic_write(path, lambda f: image.save(f, format=fmt, **options), replace=force)
+    if block is None:
+        return _atomic_write(path, lambda f: image.save(f, format=fmt, **options), replace=force)
+    encoded = io.BytesIO()
+    image.save(encoded, format=fmt, **options)
+    with_block = add_block(encoded.getvalue(), fmt, block)
+    return _atomic_write(path, lambda f: f.write(with_block), replace=force)
 
 
 def write_json(

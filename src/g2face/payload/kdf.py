@@ -120,3 +120,11 @@ def dummy_seed(master: bytes, face_index: int) -> int:
     if face_index < 0:
         raise ValueError("face_index must be >= 0")
     return int.from_bytes(_expand(master, 8, f"g2face dummy identity v1 face={face_index}"), "big")
+
+
+def container_keys(master: bytes, format_version: int) -> tuple[bytes, bytes]:
+    """(AEAD key, key-check value) of the exact-recovery container: labels distinct from the payload's,
+    so the container never shares a key with a payload even if both used one salt."""
+    aead_key = _expand(master, 32, f"g2face container v{format_version} aead")
+    check = _expand(master, 4, f"g2face container v{format_version} key check")
+    return aead_key, check
