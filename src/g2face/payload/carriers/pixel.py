@@ -58,7 +58,46 @@ _CROP_PER_EYE_MOUTH = 1 / 0.2571
 _MASK_SEMI_AXES = (0.37, 0.43)
 _ELLIPSE_RATIO = _MASK_SEMI_AXES[1] / _MASK_SEMI_AXES[0]
 _LOGIT_SCALE = 4.0
+# Amplitude gains tried per coefficient when the image was resized (see `_gains`).
+_GAINS = np.arange(0.6, 1.1001, 0.01)
+# Relative per-axis scale corrections tried around a resize factor (see `_refine_scale`).
+_SCALE_REFINEMENT = 1 + np.arange(-6, 7) * 0.001
 _FIT_RADIUS = 10  # blocks around the anchor that score a phase / scale: a 168 px square
+
+
+def _resampled_luma(
+    image: np.ndarray, scale_yx: np.ndarray, origin: np.ndarray, size: np.ndarray
+) -> np.ndarray:
+    """Luminance of original-scale pixels origin + [0, size) (y, x); NaN outside the image. Original
+    pixel p sits at image pixel s·(p + ½) − ½ (the pixel-centre convention of Pillow and OpenCV)."""
+    height, width = image.shape[:2]
+    if (scale_yx == 1.0).all():
+        luma = np.full(tuple(size), np.nan)
+        ys, xs = max(origin[0], 0), max(origin[1], 0)
+        ye, xe = min(origin[0] + size[0], height), min(origin[1] + size[1], width)
+        if ye > ys and xe > xs:
+            luma[ys - origin[0] : ye - origin[0], xs - origin[1] : xe - origin[1]] = (
+                image[ys:ye, xs:xe].astype(np.float64) @ _LUMA
+            )
+        return luma
+    sy, sx = scale_yx
+    to_image = np.array([[sx, 0, sx * (origin[1] + 0.5) - 0.5], [0, sy, sy * (origin[0] + 0.5) - 0.5]])
+    # only the part of the image the window maps to: a whole-image conversion costs more than the warp
+    corners = np.array([[0, 0, 1], [size[1], size[0], 1]]) @ to_image.T
+    x0, y0 = np.clip(np.floor(corners[0]).astype(int) - 4, 0, [width, height])
+    x1, y1 = np.clip(np.ceil(corners[1]).astype(int) + 4, 0, [width, height])
+    if x1 <= x0 or y1 <= y0:
+        return np.full(tuple(size), np.nan)
+    source = image[y0:y1, x0:x1].astype(np.float32) @ _LUMA.astype(np.float32)
+    to_image[:, 2] -= (x0, y0)
+    return cv2.warpAffine(
+        source,
+        to_image,
+        (int(size[1]), int(size[0])),
+        flags=cv2.INTER_LANCZOS4 | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=np.nan,
+    ).astype(np.float64)
 
 
 class FaceTooSmallError(PayloadError):
@@ -83,7 +122,7 @@ class PixelCapacity:
 @dataclass(frozen=True)
 class PixelReadCandidate:
     logits: np.ndarray  # (n_bits,) float64, log P(1)/P(0) up to a scale; 0 = nothing read
-    scale: float  # image size / original size assumed
+    scale: tuple[float, float]  # (y, x) image size / original size assumed
     phase: tuple[int, int]  # (y, x) of the block grid, in original-scale pixels
     shift: tuple[int, int]  # (y, x) anchor-block offset from the re-detected one
     lattice_fit: float  # mean QIM lattice fit of the blocks at this scale and phase, in [-1, 1]
@@ -201,7 +240,9 @@ class DctQimCarrier:
         used[inside] = whole[blocks[inside, 0], blocks[inside, 1]]
         return blocks[used], self._byte_of_cell(len(cells))[used]
 
-    def capacity(self, image_shape: tuple[int, ...], detection: FaceDetection, allowed: np.ndarray) -> PixelCapacity:
+    def capacity(
+        self, image_shape: tuple[int, ...], detection: FaceDetection, allowed: np.ndarray
+    ) -> PixelCapacity:
         blocks, byte_index = self._plan(image_shape, detection.points, np.asarray(allowed, bool))
         return PixelCapacity(len(blocks), self.n_bytes, len(np.unique(byte_index)))
 
@@ -238,7 +279,9 @@ class DctQimCarrier:
         for _ in range(4):
             out = self._add_coefficients(out, local, targets - coef)
             carried = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-            coef = _block_dct(carried.astype(np.float64) @ _LUMA)[local[:, 0], local[:, 1]][:, self._rows, self._cols]
+            coef = _block_dct(carried.astype(np.float64) @ _LUMA)[local[:, 0], local[:, 1]][
+                :, self._rows, self._cols
+            ]
             if np.abs(targets - coef).max() < self.step / 16:
                 break
         # Pixels of unused blocks were never changed, so they round back to themselves exactly.
@@ -282,36 +325,44 @@ class DctQimCarrier:
         fit = np.cos(2 * phase).mean(-1)
         return -np.cos(phase), np.clip(fit, 0, 1)
 
-    def _luma_window(self, image: np.ndarray, detection: FaceDetection, scale: float, shifts: int):
+    def _luma_window(
+        self, image: np.ndarray, detection: FaceDetection, scale: tuple[float, float], shifts: int
+    ):
         """Luminance around the face resampled to the original scale, as (window, origin (y, x),
-        anchor (x, y), cells), the window's origin a multiple of 8 in original pixels."""
+        anchor (x, y), cells), the window's origin a multiple of 8 in original pixels.
+        `scale`: (y, x) image size / original size."""
+        scale_yx = np.asarray(scale, dtype=np.float64)
         anchor, crop = face_anchor(detection.points)
-        anchor, crop = (anchor + 0.5) / scale - 0.5, crop / scale
+        anchor, crop = (anchor + 0.5) / scale_yx[::-1] - 0.5, crop / scale_yx.mean()
         radius = int(np.ceil(max(_MASK_SEMI_AXES) * crop / BLOCK / _ELLIPSE_RATIO)) + 1
         cells = _spiral(radius)
         reach = (np.abs(cells).max(0) + shifts + 2) * BLOCK  # (y, x)
         origin = ((anchor[::-1] - reach) // BLOCK * BLOCK).astype(int)
         size = 2 * reach + 2 * BLOCK
-        height, width = image.shape[:2]
-        if scale == 1.0:
-            luma = np.full(size, np.nan)
-            ys, xs = max(origin[0], 0), max(origin[1], 0)
-            ye, xe = min(origin[0] + size[0], height), min(origin[1] + size[1], width)
-            if ye > ys and xe > xs:
-                luma[ys - origin[0] : ye - origin[0], xs - origin[1] : xe - origin[1]] = (
-                    image[ys:ye, xs:xe].astype(np.float64) @ _LUMA
+        return _resampled_luma(image, scale_yx, origin, size), origin, anchor, cells
+
+    def _refine_scale(
+        self, image: np.ndarray, detection: FaceDetection, scale: float, phase: tuple[int, int]
+    ) -> tuple[float, float]:
+        """(y, x) scales near `scale` that fit the lattice best, one axis at a time: an output size
+        rounded to whole pixels makes the two differ by up to 0.5 px over the image, which is
+        enough to blur the coefficients (measured: 20 % bit errors at 0.75× vs 5 % refined)."""
+        anchor, _ = face_anchor(detection.points)
+        best = [scale, scale]
+        for axis in (1, 0):
+            fits = {}
+            for factor in _SCALE_REFINEMENT:
+                trial = list(best)
+                trial[axis] = scale * factor
+                centre = (anchor[::-1] + 0.5) / np.array(trial) - 0.5
+                origin = ((centre // BLOCK - _FIT_RADIUS) * BLOCK).astype(int)
+                luma = _resampled_luma(
+                    image, np.array(trial), origin, np.full(2, (2 * _FIT_RADIUS + 2) * BLOCK)
                 )
-        else:
-            # window pixel (x, y) is original pixel origin + (x, y), i.e. image pixel s·(o + x + ½) − ½
-            to_image = np.array(
-                [[scale, 0, scale * (origin[1] + 0.5) - 0.5], [0, scale, scale * (origin[0] + 0.5) - 0.5]]
-            )
-            source = (image.astype(np.float32) @ _LUMA.astype(np.float32)).astype(np.float32)
-            luma = cv2.warpAffine(
-                source, to_image, (int(size[1]), int(size[0])),
-                flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan,
-            ).astype(np.float64)
-        return luma, origin, anchor, cells
+                coef, valid = self._grid(luma, phase)
+                fits[trial[axis]] = float(self._soft_blocks(coef[valid])[1].mean()) if valid.any() else 0.0
+            best[axis] = max(fits, key=fits.get)
+        return float(best[0]), float(best[1])
 
     def _grid(self, luma: np.ndarray, phase: tuple[int, int]):
         py, px = phase
@@ -321,6 +372,17 @@ class DctQimCarrier:
         coef = _block_dct(np.nan_to_num(blocks))[..., self._rows, self._cols]
         valid = ~np.isnan(blocks).reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).any(axis=(1, 3))
         return coef, valid
+
+    def _gains(self, coef: np.ndarray, valid: np.ndarray, centre_block: np.ndarray) -> np.ndarray:
+        """Per coefficient, the gain that puts the blocks near the anchor best on the lattice:
+        resampling filters attenuate each frequency differently, and QIM reads amplitudes."""
+        by, bx = np.nonzero(valid)
+        near = (np.abs(by - centre_block[0]) <= _FIT_RADIUS) & (np.abs(bx - centre_block[1]) <= _FIT_RADIUS)
+        sample = coef[by[near], bx[near]]  # (n, 8)
+        if not len(sample):
+            return np.ones(len(self.coefficients))
+        phase = 4 * np.pi * (_GAINS[:, None, None] * sample[None] - self._dither) / self.step
+        return _GAINS[np.cos(phase).mean(1).argmax(0)]
 
     def _phase_fits(self, luma: np.ndarray, centre_block: np.ndarray) -> dict[tuple[int, int], float]:
         """Mean lattice fit, for every grid phase, of the blocks within `_FIT_RADIUS` of the anchor."""
@@ -341,39 +403,52 @@ class DctQimCarrier:
         scales: Sequence[float] = (1.0,),
         max_shift: int = 2,
         phases_per_scale: int = 2,
+        max_scales: int = 2,
     ) -> Iterator[PixelReadCandidate]:
         """Candidate soft bits for the payload of the face `detection` (re-detected in `image`).
 
-        For each scale (image / original size), the `phases_per_scale` grid phases whose blocks
-        fit the QIM lattice best; for each, anchor-block shifts up to `max_shift` blocks, nearest
-        first. Scales are visited best lattice fit first. Copies are summed per bit.
+        Of `scales` (image / original size), the `max_scales` whose blocks fit the QIM lattice best,
+        best first, each refined per axis; for each, the `phases_per_scale` best grid phases; for
+        each, anchor-block shifts up to `max_shift` blocks, nearest first. Copies are summed per bit.
         """
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
         shifts = sorted(
-            itertools.product(range(-max_shift, max_shift + 1), repeat=2), key=lambda s: (s[0] ** 2 + s[1] ** 2, s)
+            itertools.product(range(-max_shift, max_shift + 1), repeat=2),
+            key=lambda s: (s[0] ** 2 + s[1] ** 2, s),
         )
-        windows = []
+        coarse = []
         for scale in scales:
-            luma, origin, anchor, cells = self._luma_window(image, detection, float(scale), max_shift)
-            centre = ((anchor[::-1] - origin) // BLOCK).astype(int)
-            fits = self._phase_fits(luma, centre)
+            luma, origin, anchor, cells = self._luma_window(image, detection, (scale, scale), max_shift)
+            fits = self._phase_fits(luma, ((anchor[::-1] - origin) // BLOCK).astype(int))
+            coarse.append((max(fits.values()), float(scale), fits, (luma, origin, anchor, cells)))
+        coarse.sort(key=lambda w: -w[0])
+        windows = []
+        for _, scale, fits, (luma, origin, anchor, cells) in coarse[:max_scales]:
+            scale_yx = (scale, scale)
+            if scale != 1.0:
+                scale_yx = self._refine_scale(image, detection, scale, max(fits, key=fits.get))
+                luma, origin, anchor, cells = self._luma_window(image, detection, scale_yx, max_shift)
+                fits = self._phase_fits(luma, ((anchor[::-1] - origin) // BLOCK).astype(int))
             best = sorted(fits, key=fits.get, reverse=True)[:phases_per_scale]
             # a runner-up far below the best is the JPEG grid or noise, not a second candidate
             best = [p for p in best if fits[p] >= 0.5 * fits[best[0]]]
-            windows.append((fits[best[0]], float(scale), luma, origin, anchor, cells, best, fits))
-        windows.sort(key=lambda w: -w[0])
-        for _, scale, luma, origin, anchor, cells, best, fits in windows:
+            windows.append((scale_yx, luma, origin, anchor, cells, best, fits))
+        for scale, luma, origin, anchor, cells, best, fits in windows:
             byte_of_cell = self._byte_of_cell(len(cells))
             for phase in best:
                 coef, valid = self._grid(luma, phase)
+                anchor_block = ((anchor[::-1] - origin - np.array(phase)) // BLOCK).astype(int)
+                if scale != (1.0, 1.0):
+                    coef = coef * self._gains(coef, valid, anchor_block)
                 soft, weight = self._soft_blocks(coef)
                 weighted = np.where(valid[..., None], soft * weight[..., None], 0.0)
-                anchor_block = ((anchor[::-1] - origin - np.array(phase)) // BLOCK).astype(int)
                 for shift in shifts:
                     blocks = cells + anchor_block + np.array(shift)
-                    inside = (blocks >= 0).all(1) & (blocks[:, 0] < coef.shape[0]) & (blocks[:, 1] < coef.shape[1])
+                    inside = (
+                        (blocks >= 0).all(1) & (blocks[:, 0] < coef.shape[0]) & (blocks[:, 1] < coef.shape[1])
+                    )
                     logits = np.zeros((self.n_bytes, 8))
                     np.add.at(logits, byte_of_cell[inside], weighted[blocks[inside, 0], blocks[inside, 1]])
                     yield PixelReadCandidate(
