@@ -25,7 +25,6 @@ from g2face.align import face_mask_in_image
 from g2face.detection import YuNetDetector
 from g2face.payload import PayloadCodec, PayloadError, Secret
 from g2face.payload.carriers.pixel import (
-    RESIZE_SCALES,
     DctQimCarrier,
     FaceTooSmallError,
     face_anchor,
@@ -64,11 +63,11 @@ def crop_10_percent(image: np.ndarray) -> np.ndarray:
 
 
 CONDITIONS = {
-    "png": (png, (1.0,)),
-    "strip_jpeg90": (lambda im: jpeg(im, 90), (1.0,)),
-    "jpeg75": (lambda im: jpeg(im, 75), (1.0,)),
-    "resize0.75": (lambda im: png(resize(im, 0.75)), (1.0, *RESIZE_SCALES)),
-    "crop10": (lambda im: png(crop_10_percent(im)), (1.0,)),
+    "png": png,
+    "strip_jpeg90": lambda im: jpeg(im, 90),
+    "jpeg75": lambda im: jpeg(im, 75),
+    "resize0.75": lambda im: png(resize(im, 0.75)),
+    "crop10": lambda im: png(crop_10_percent(im)),
 }
 
 
@@ -147,13 +146,12 @@ def measure(args) -> dict:
                 )
                 conditions = CONDITIONS if (width in args.full_sizes and dim == 128) else ("strip_jpeg90",)
                 for name in conditions:
-                    attack, scales = CONDITIONS[name]
-                    attacked = attack(out)
+                    attacked = CONDITIONS[name](out)
                     found = largest_face(detector, attacked)
                     start = time.perf_counter()
                     decoded = None
                     if found is not None:
-                        decoded = read_payload(attacked, found, codec, secret, carrier, scales=scales)
+                        decoded = read_payload(attacked, found, codec, secret, carrier)
                     ok = bool(
                         decoded is not None and decoded.verified and decoded.embedding @ embedding > 0.99
                     )
