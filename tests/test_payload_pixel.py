@@ -96,6 +96,15 @@ def test_crop_by_a_non_multiple_of_8_decodes(carrying, detector, codec, secret):
     assert _recovers(cropped, detector, codec, secret, embedding)
 
 
+def test_resized_to_three_quarters_decodes(carrying, detector, codec, secret):
+    _, out, _, _, embedding = carrying
+    height, width = out.shape[:2]
+    smaller = np.asarray(
+        Image.fromarray(out).resize((round(0.75 * width), round(0.75 * height)), Image.BICUBIC)
+    )
+    assert _recovers(smaller, detector, codec, secret, embedding)
+
+
 def test_wrong_secret_never_verifies(carrying, detector, codec):
     _, out, _, _, _ = carrying
     face = detector.detect(out)[0]
