@@ -139,6 +139,20 @@ def face_mask(size: int = DEFAULT_CROP_SIZE) -> np.ndarray:
     return _face_mask(size)
 
 
+def face_mask_in_image(
+    image_shape: tuple[int, ...], detection: FaceDetection, size: int = DEFAULT_CROP_SIZE
+) -> np.ndarray:
+    """The weight `paste_faces` blends this face's crop with, in image coordinates: float32 [H, W].
+
+    `mask == 1` is the core that the pasted crop replaces entirely; `mask > 0` every pixel it touches.
+    """
+    height, width = image_shape[:2]
+    to_image = invert_affine(alignment_matrix(detection, size))
+    return cv2.warpAffine(
+        face_mask(size), to_image, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
+
+
 def paste_faces(
     image: np.ndarray,
     crops: Sequence[np.ndarray],

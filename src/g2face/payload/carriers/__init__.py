@@ -2,6 +2,9 @@
 
 `container`: the exact-recovery container, the original pixels of every anonymized region,
 encrypted and authenticated, stored as a byte block beside the pixels (docs/container-format.md).
+`pixel`: the in-pixel payload, the codec's encrypted identity frame written into the face's own
+8×8 luminance DCT blocks, found again blindly after metadata stripping and recompression
+(docs/pixel-payload.md).
 """
 
 from g2face.payload.carriers.container import (
@@ -17,9 +20,12 @@ from g2face.payload.carriers.container import (
     restore_regions,
     seal_regions,
 )
+from g2face.payload.carriers.pixel import DctQimCarrier, FaceTooSmallError, read_payload
 
 __all__ = [
     "ContainerError",
+    "DctQimCarrier",
+    "FaceTooSmallError",
     "ImageMismatchError",
     "NotAContainerError",
     "OpenedContainer",
@@ -28,6 +34,7 @@ __all__ = [
     "UnsupportedContainerError",
     "WrongSecretError",
     "open_container",
+    "read_payload",
     "restore_regions",
     "seal_regions",
 ]
