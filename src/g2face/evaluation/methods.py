@@ -10,21 +10,16 @@ is reversible) and one entry in `METHODS`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from g2face.models.classic import GaussianBlur, Pixelate, SolidBox
 from g2face.payload import Secret
-
-FACE_FRACTION = 0.5
-"""Width of the face relative to the crop side in the FFHQ framing (the eye centres are a quarter
-of the crop apart, and a face is about twice as wide as that); baselines size their effect by it."""
 
 
 @runtime_checkable
@@ -66,51 +61,6 @@ class NoAnonymization:
 
     def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor:
         return crops.clone()
-
-
-class GaussianBlur:
-    """Gaussian blur with σ a fraction of the face width (default: a tenth)."""
-
-    name = "blur"
-
-    def __init__(self, sigma_fraction: float = 0.1):
-        self.sigma_fraction = sigma_fraction
-
-    def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor:
-        sigma = self.sigma_fraction * FACE_FRACTION * crops.shape[-1]
-        radius = min(math.ceil(3 * sigma), crops.shape[-1] - 1)  # reflect padding needs radius < size
-        x = torch.arange(-radius, radius + 1, dtype=crops.dtype, device=crops.device)
-        kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-        kernel = (kernel / kernel.sum()).expand(crops.shape[1], 1, -1)
-        out = F.pad(crops, (radius, radius, radius, radius), mode="reflect")
-        out = F.conv2d(out, kernel.unsqueeze(2), groups=crops.shape[1])  # horizontal pass
-        return F.conv2d(out, kernel.unsqueeze(3), groups=crops.shape[1])  # vertical pass
-
-
-class Pixelate:
-    """Mosaic of square blocks, `blocks_per_face` of them across the face (default 8)."""
-
-    name = "pixelate"
-
-    def __init__(self, blocks_per_face: int = 8):
-        self.blocks_per_face = blocks_per_face
-
-    def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor:
-        grid = max(1, round(self.blocks_per_face / FACE_FRACTION))
-        return F.interpolate(F.adaptive_avg_pool2d(crops, grid), size=crops.shape[-2:], mode="nearest")
-
-
-class SolidBox:
-    """The face replaced by one colour (RGB in [0, 1]; default black)."""
-
-    name = "box"
-
-    def __init__(self, colour: tuple[float, float, float] = (0.0, 0.0, 0.0)):
-        self.colour = colour
-
-    def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor:
-        fill = torch.tensor(self.colour, dtype=crops.dtype, device=crops.device) * 2 - 1
-        return fill.view(1, 3, 1, 1).expand_as(crops).clone()
 
 
 class G2FaceMethod:

@@ -1,7 +1,15 @@
-"""G2FacePipeline: anonymize and recover every face of whole photos with a G2FaceModel.
+"""G2FacePipeline: anonymize and recover every face of whole photos with any `FaceAnonymizer`.
 
-detect → align to the model's crop → anonymize (payload embedded) or recover (payload read) →
-paste back with the soft mask. Everything outside the face masks stays bit-identical.
+Anonymize: detect → align → anonymizer (crops, masks, the encrypted identity of each face) →
+multi-band paste → recovery carriers:
+* the in-pixel payload: each face's encrypted identity frame in its own 8×8 DCT blocks (survives
+  metadata stripping and JPEG; identity-level recovery), for anonymizers that do not hide the
+  payload themselves (the learned model's E_p path does);
+* the exact-recovery container: the original pixels of every changed region, encrypted, as a block
+  inside the output file (exact recovery while the file is kept as written).
+Recover: the container if present and intact → else, per face, the in-pixel (or in-network)
+payload → the original identity rendered back at the anonymized face's pose and expression.
+Pixels outside every face's paste mask are never changed.
 """
 
 from __future__ import annotations
@@ -9,45 +17,82 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from g2face.align import paste_faces
+from g2face.align import align_face, blend_faces
 from g2face.detection import FaceDetector, YuNetDetector
 from g2face.io import ExpandedInputs, InputFile, read_image, write_image
-from g2face.models.anonymizer import G2FaceModel
+from g2face.models.base import AnonymizedFaces, FaceAnonymizer
+from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadError, Secret
-from g2face.pipeline.batch import BatchReport, FileOutcome, check_output_target, output_target, process_each
+from g2face.payload.carriers import (
+    ContainerError,
+    DctQimCarrier,
+    FaceTooSmallError,
+    Region,
+    WrongSecretError,
+    open_container,
+    read_payload,
+    restore_regions,
+    seal_regions,
+)
+from g2face.pipeline.batch import (
+    BatchReport,
+    FileOutcome,
+    check_output_target,
+    free_output_target,
+    process_each,
+)
 from g2face.pipeline.detect import NoFaceError
 from g2face.pipeline.faces import FacePipeline
-from g2face.types import FaceDetection, InputError
+from g2face.types import FaceDetection, Footprint, InputError
+
+RecoveryPath = Literal["exact", "identity"]
+
+
+@dataclass(frozen=True)
+class CarrierSettings:
+    """Which recovery carriers anonymize writes."""
+
+    container: bool = True
+    """The exact-recovery container (needs an output format that can hold it: PNG, JPEG, WebP)."""
+    pixel_payload: bool = True
+    """The in-pixel identity payload (for anonymizers that do not carry it themselves)."""
 
 
 @dataclass(frozen=True)
 class AnonymizedFace:
     detection: FaceDetection
     dummy_seed: int
+    footprint: Footprint
+    pixel_payload: bool  # whether the face's own pixels carry its encrypted identity
+    similarity: float | None = None  # identity cosine to the original (the anonymizer's recognizer)
 
 
 @dataclass(frozen=True)
 class RecoveredFace:
-    detection: FaceDetection
+    detection: FaceDetection | None  # None for a region restored from the container
     verified: bool
-    error: PayloadError | None  # set when this face carries no readable payload (left as it was)
+    error: PayloadError | None  # why this face was not recovered (left as it was)
+    path: RecoveryPath | None = None  # how it was recovered: exact pixels or the identity rendered back
 
 
 @dataclass(frozen=True, eq=False)
 class AnonymizedImage:
     image: np.ndarray
     faces: tuple[AnonymizedFace, ...]
+    container: bytes | None = None  # the exact-recovery container, to store with the image
 
 
 @dataclass(frozen=True, eq=False)
 class RecoveredImage:
     image: np.ndarray
     faces: tuple[RecoveredFace, ...]
+    container_error: ContainerError | None = None  # why the container was not used, if there was one
 
     @property
     def verified(self) -> bool:
@@ -76,25 +121,43 @@ class G2FacePipeline:
 
     def __init__(
         self,
-        model: G2FaceModel,
+        model: FaceAnonymizer,
         detector: FaceDetector | None = None,
         *,
         batch_size: int | None = None,
         device: str | torch.device = "cpu",
+        carriers: CarrierSettings | None = None,
     ):
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model
+        if isinstance(model, torch.nn.Module):
+            model.to(self.device).eval()
         self.detector = detector if detector is not None else YuNetDetector()
         self.batch_size = batch_size or default_batch_size(self.device)
+        self.carriers = carriers or CarrierSettings()
+        self.pixel_carrier = DctQimCarrier(model.codec.n_bits) if not model.payload_in_crops else None
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = "g2face-lite", *, device: str = "cpu", **kwargs):
-        """A pipeline around a named model of the zoo or a weights file written by training."""
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path = "g2face-lite",
+        *,
+        device: str = "cpu",
+        method: str = "g2face",
+        **kwargs,
+    ):
+        """A pipeline around a named model of the zoo or a weights file written by training;
+        `method` blur / pixelate / box keeps that model's carriers and recovery renderer but
+        anonymizes with the classic filter ("reversible blur")."""
+        from g2face.models.classic import ClassicAnonymizer
         from g2face.models.zoo import load_model
 
-        return cls(load_model(name_or_path, device=device), device=device, **kwargs)
+        model = load_model(name_or_path, device=device)
+        if method != "g2face":
+            model = ClassicAnonymizer(method, model)
+        return cls(model, device=device, **kwargs)
 
-    def _faces(self, transform: Callable[[Tensor], Tensor]) -> FacePipeline:
+    def _faces(self, transform) -> FacePipeline:
         return FacePipeline(
             self.detector,
             transform,
@@ -103,35 +166,128 @@ class G2FacePipeline:
             device=self.device,
         )
 
+    # ----------------------------------------------------------------------------- anonymize
+
     def anonymize(
         self,
         image: np.ndarray,
         secret: Secret | str,
         *,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
         detections: Sequence[FaceDetection] | None = None,
     ) -> AnonymizedImage:
-        """Replace every face of an RGB uint8 image. `seed` fixes the dummy identities (face i gets
-        seed + i); by default they come from the secret and each face's random salt."""
+        """Replace every face of an RGB uint8 image. The dummy identities come from the secret and
+        each face's random salt, unless `seeds` (one per face) or `seed` (face i gets seed + i) fix
+        them (a video track keeps its fake identity that way)."""
         secret = _secret(secret)
-        seeds: list[int] = []
+        if detections is None:
+            detections = self.detector.detect(image)
+        if seeds is not None and len(seeds) != len(detections):
+            raise ValueError(f"{len(seeds)} seeds for {len(detections)} faces")
+        outputs: list[AnonymizedFaces] = []
 
-        def transform(batch: Tensor) -> Tensor:
-            offset = len(seeds)
-            fixed = None if seed is None else [seed + offset + i for i in range(batch.shape[0])]
+        def transform(batch: Tensor):
+            offset = sum(len(o.salts) for o in outputs)
+            n = batch.shape[0]
+            fixed = None
+            if seeds is not None:
+                fixed = list(seeds[offset : offset + n])
+            elif seed is not None:
+                fixed = [seed + offset + i for i in range(n)]
             out = self.model.anonymize(batch, secret, seeds=fixed, face_offset=offset)
-            seeds.extend(out.dummy_seeds)
-            return out.images
+            outputs.append(out)
+            return out.images, out.masks
 
         result = self._faces(transform).process(image, detections)
-        faces = tuple(AnonymizedFace(r.detection, s) for r, s in zip(result.faces, seeds, strict=True))
-        return AnonymizedImage(result.image, faces)
+        composed = result.image
+        bits = [b for o in outputs for b in o.bits.cpu().numpy().astype(np.uint8)]
+        dummy_seeds = [s for o in outputs for s in o.dummy_seeds]
+        similarities = [s for o in outputs for s in (o.similarities or [None] * len(o.salts))]
+        carried = [False] * len(result.faces)
+        if self.pixel_carrier is not None and self.carriers.pixel_payload:
+            for i, record in enumerate(result.faces):
+                allowed = _full_mask(record.footprint, composed.shape[:2])
+                try:
+                    composed = self.pixel_carrier.embed(composed, record.detection, allowed, bits[i])
+                except FaceTooSmallError:
+                    continue  # the container still carries this face
+                carried[i] = True
+        container = None
+        regions = [
+            Region.from_image(image, r.footprint.mask, r.footprint.x0, r.footprint.y0)
+            for r in result.faces
+            if r.footprint is not None and r.footprint.mask.any()
+        ]
+        if self.carriers.container and regions:
+            container = seal_regions(regions, secret, image.shape)
+        faces = tuple(
+            AnonymizedFace(r.detection, s, r.footprint, c, sim)
+            for r, s, c, sim in zip(result.faces, dummy_seeds, carried, similarities, strict=True)
+        )
+        return AnonymizedImage(composed, faces, container)
+
+    # ------------------------------------------------------------------------------- recover
 
     def recover(
-        self, image: np.ndarray, secret: Secret | str, *, detections: Sequence[FaceDetection] | None = None
+        self,
+        image: np.ndarray,
+        secret: Secret | str,
+        *,
+        container: bytes | None = None,
+        detections: Sequence[FaceDetection] | None = None,
     ) -> RecoveredImage:
-        """Recover every anonymized face of an image; faces without a payload are left as they are."""
+        """Recover every anonymized face of an image. With the file's `container` (intact, right
+        secret) the original pixels come back exactly; a wrong secret is reported as unverified and
+        nothing is rendered. Otherwise each face's payload is read from its pixels and the original
+        identity rendered back; faces without a payload are left as they are."""
         secret = _secret(secret)
+        container_error: ContainerError | None = None
+        if container is not None:
+            try:
+                opened = open_container(container, secret)
+                restored = restore_regions(image, opened)
+            except WrongSecretError as e:
+                return RecoveredImage(image.copy(), (RecoveredFace(None, False, None, None),), e)
+            except ContainerError as e:
+                container_error = e  # tampered or resized: fall back to the in-pixel payload
+            else:
+                faces = tuple(RecoveredFace(None, True, None, "exact") for _ in opened.regions)
+                return RecoveredImage(restored, faces)
+        if detections is None:
+            detections = self.detector.detect(image)
+        if self.model.payload_in_crops:
+            restored, faces = self._recover_in_crops(image, secret, detections)
+        else:
+            restored, faces = self._recover_from_pixels(image, secret, detections)
+        return RecoveredImage(restored, faces, container_error)
+
+    def _recover_from_pixels(self, image, secret, detections):
+        decoded = [read_payload(image, d, self.model.codec, secret, self.pixel_carrier) for d in detections]
+        faces, render, identities = [], [], []
+        for d, payload in zip(detections, decoded, strict=True):
+            if payload is None:
+                faces.append(RecoveredFace(d, False, PayloadError("no payload found in this face"), None))
+                continue
+            faces.append(RecoveredFace(d, payload.verified, None, "identity" if payload.verified else None))
+            if payload.verified:  # an unverified identity is another person's: never rendered
+                render.append(d)
+                identities.append(payload.embedding.astype(np.float32))
+        if not render:
+            return image.copy(), tuple(faces)
+        aligned = [align_face(image, d, self.model.image_size) for d in render]
+        crops = crops_to_tensor([a.crop for a in aligned], device=self.device)
+        with torch.inference_mode():
+            images, masks = self.model.render_identities(crops, torch.from_numpy(np.stack(identities)))
+        outputs = tensor_to_crops(images)
+        if masks is None:
+            from g2face.align import face_mask
+
+            masks = [face_mask(self.model.image_size)] * len(render)
+        restored, _ = blend_faces(image, list(outputs), aligned, list(masks))
+        return restored, tuple(faces)
+
+    def _recover_in_crops(self, image, secret, detections):
         verified: list[bool] = []
         errors: list[PayloadError | None] = []
 
@@ -144,11 +300,22 @@ class G2FacePipeline:
         result = self._faces(transform).process(image, detections)
         # Paste only faces that carried a payload: the others keep their original pixels exactly.
         kept = [r for r, e in zip(result.faces, errors, strict=True) if e is None]
-        restored = paste_faces(image, [r.output_crop for r in kept], [r.aligned for r in kept])
-        faces = tuple(
-            RecoveredFace(r.detection, v, e) for r, v, e in zip(result.faces, verified, errors, strict=True)
+        restored, _ = blend_faces(
+            image, [r.output_crop for r in kept], [r.aligned for r in kept], [r.mask for r in kept]
         )
-        return RecoveredImage(restored, faces)
+        faces = tuple(
+            RecoveredFace(r.detection, v, e, "identity" if v and e is None else None)
+            for r, v, e in zip(result.faces, verified, errors, strict=True)
+        )
+        return restored, faces
+
+
+def _full_mask(footprint: Footprint | None, shape: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    if footprint is not None and footprint.mask.size:
+        x0, y0, x1, y1 = footprint.box
+        mask[y0:y1, x0:x1] = footprint.mask
+    return mask
 
 
 # ------------------------------------------------------------------------------------ many files
@@ -160,37 +327,8 @@ class FileResult:
     output: Path | None  # None when nothing was written
     faces: int
     verified: bool | None = None  # recovery only
-
-
-ImageStep = Callable[[InputFile, np.ndarray], tuple[np.ndarray, int, bool | None]]
-"""(input, RGB image) -> (output image, number of faces, verified or None); raises InputError."""
-
-
-def _process_files(
-    step: ImageStep,
-    inputs: ExpandedInputs,
-    output: Path,
-    *,
-    suffix: str | None,
-    force: bool,
-    on_outcome: Callable[[FileOutcome[FileResult]], None] | None,
-) -> BatchReport[FileResult]:
-    check_output_target(output, inputs, suffix)
-
-    def handle(item: InputFile) -> FileResult:
-        loaded = read_image(item.path)
-        image, n_faces, verified = step(item, loaded.rgb)
-        written = write_image(
-            output_target(output, item, suffix),
-            image,
-            alpha=loaded.alpha,
-            icc_profile=loaded.icc_profile,
-            protected=inputs.paths,
-            force=force,
-        )
-        return FileResult(item.path, written, n_faces, verified)
-
-    return process_each(inputs, handle, on_outcome)
+    paths: tuple[str | None, ...] = ()  # recovery only: per face, "exact", "identity" or None
+    details: dict | None = None  # what the JSON report says about this input
 
 
 def anonymize_files(
@@ -205,15 +343,38 @@ def anonymize_files(
     on_outcome: Callable[[FileOutcome[FileResult]], None] | None = None,
 ) -> BatchReport[FileResult]:
     """Anonymize every input into `output` (a file for one input, else a mirrored folder).
-    PNG by default: lossless, so the payload arrives intact."""
+    PNG by default: lossless, so the in-pixel payload arrives intact. A photo without a face is
+    passed through unchanged (and reported with 0 faces)."""
+    check_output_target(output, inputs, suffix)
 
-    def step(item: InputFile, rgb: np.ndarray) -> tuple[np.ndarray, int, None]:
-        result = pipeline.anonymize(rgb, secret, seed=seed)
-        if not result.faces:
-            raise NoFaceError(f"{item.path}: no face found; nothing written")
-        return result.image, len(result.faces), None
+    def handle(item: InputFile) -> FileResult:
+        target = free_output_target(output, item, inputs, suffix, force=force)
+        loaded = read_image(item.path)
+        result = pipeline.anonymize(loaded.rgb, secret, seed=seed)
+        written = write_image(
+            target,
+            result.image,
+            alpha=loaded.alpha,
+            protected=inputs.paths,
+            force=force,
+            block=result.container,
+        )
+        details = {
+            "faces": [
+                {
+                    **f.detection.to_dict(),
+                    "action": "anonymized",
+                    "dummy_seed": f.dummy_seed,
+                    "identity_similarity": None if f.similarity is None else round(f.similarity, 4),
+                    "carriers": (["pixel"] if f.pixel_payload else [])
+                    + (["container"] if result.container else []),
+                }
+                for f in result.faces
+            ]
+        }
+        return FileResult(item.path, written, len(result.faces), details=details)
 
-    return _process_files(step, inputs, output, suffix=suffix, force=force, on_outcome=on_outcome)
+    return process_each(inputs, handle, on_outcome)
 
 
 def recover_files(
@@ -229,18 +390,46 @@ def recover_files(
 ) -> BatchReport[FileResult]:
     """Recover every input. An image whose faces do not verify (wrong secret, damaged payload) is a
     failure and nothing is written for it, unless `allow_unverified`."""
+    check_output_target(output, inputs, suffix)
 
-    def step(item: InputFile, rgb: np.ndarray) -> tuple[np.ndarray, int, bool]:
-        result = pipeline.recover(rgb, secret)
+    def handle(item: InputFile) -> FileResult:
+        target = free_output_target(output, item, inputs, suffix, force=force)
+        loaded = read_image(item.path)
+        result = pipeline.recover(loaded.rgb, secret, container=loaded.block)
+        if isinstance(result.container_error, WrongSecretError):
+            raise UnverifiedRecoveryError(f"{item.path}: {result.container_error}; nothing written")
         if not result.faces:
             raise NoFaceError(f"{item.path}: no face found; nothing written")
         if all(f.error is not None for f in result.faces):
-            raise InputError(f"{item.path}: {result.faces[0].error}; nothing written")
+            note = f" (container: {result.container_error})" if result.container_error else ""
+            raise InputError(f"{item.path}: {result.faces[0].error}{note}; nothing written")
         if not result.verified and not allow_unverified:
             raise UnverifiedRecoveryError(
                 f"{item.path}: recovery not verified (wrong password or key, or a damaged image); "
                 "nothing written (--allow-unverified writes it anyway)"
             )
-        return result.image, len(result.faces), result.verified
+        written = write_image(target, result.image, alpha=loaded.alpha, protected=inputs.paths, force=force)
+        details = {
+            "container": "used"
+            if any(f.path == "exact" for f in result.faces)
+            else (str(result.container_error) if result.container_error else "absent"),
+            "faces": [
+                {
+                    **({} if f.detection is None else f.detection.to_dict()),
+                    "verified": f.verified,
+                    "path": f.path,
+                    "error": None if f.error is None else str(f.error),
+                }
+                for f in result.faces
+            ],
+        }
+        return FileResult(
+            item.path,
+            written,
+            len(result.faces),
+            result.verified,
+            tuple(f.path for f in result.faces),
+            details,
+        )
 
-    return _process_files(step, inputs, output, suffix=suffix, force=force, on_outcome=on_outcome)
+    return process_each(inputs, handle, on_outcome)
