@@ -153,6 +153,24 @@ def _describe_anonymized(r) -> str:
     is_flag=True,
     help="Leave out the in-pixel identity payload (recovery then needs the container).",
 )
+@click.option(
+    "--attributes",
+    type=click.Choice(["keep", "free"]),
+    default="keep",
+    show_default=True,
+    help="keep: the fake person has the original's apparent gender and age; free: any.",
+)
+@click.option(
+    "--candidates",
+    type=click.IntRange(1, 32),
+    help="Fake faces rendered per face to choose from (more: more anonymous, slower) [model default: 4].",
+)
+@click.option(
+    "--warp",
+    type=click.FloatRange(0, 1),
+    help="How far the fake face is warped onto the original's face shape, 0..1; higher keeps the "
+    "expression closer but copies more of the original's facial geometry [model default: 0.5].",
+)
 @_secret_options
 def anonymize(
     inputs,
@@ -166,6 +184,9 @@ def anonymize(
     seed,
     no_container,
     no_pixel_payload,
+    attributes,
+    candidates,
+    warp,
     secret_sources,
 ) -> None:
     """Replace every face in INPUTS with a realistic face of another identity.
@@ -180,7 +201,16 @@ def anonymize(
         raise click.UsageError("--no-container with --no-pixel-payload leaves nothing to recover from")
     secret = _resolve(secret_sources, confirm=True)
     carriers = CarrierSettings(container=not no_container, pixel_payload=not no_pixel_payload)
-    pipeline = _pipeline(model, device, method=method, carriers=carriers)
+    options: dict = {"attributes": attributes}
+    if candidates is not None:
+        from g2face.models.fusion_anonymizer import CandidateSettings
+
+        options["candidates"] = CandidateSettings(count=candidates)
+    if warp is not None:
+        from g2face.models.fusion import FusionSettings
+
+        options["fusion"] = FusionSettings(warp_strength=warp)
+    pipeline = _pipeline(model, device, method=method, carriers=carriers, model_options=options)
     _run(
         lambda expanded, show: anonymize_files(
             pipeline, expanded, output, secret, seed=seed, suffix=f".{fmt}", force=force, on_outcome=show

@@ -5,6 +5,7 @@ at the original's pose and expression, and geometric fusion lays it onto the ori
     for k in candidates:  d_k = f_dummy(z(key, salt, face, k));  Y_k = G(f_mlp(d_k, geo₀(X)))
                           F_k = fuse(Y_k onto X)                 (mesh alignment, colour, mask)
     keep the F_k that E_fr finds least like X (the paper's away-from-original term, at inference)
+    among those whose apparent gender and age match X's (attribute estimator, when given)
     recover: Ŷ = fuse(G(f_mlp(e_id', geo₀(Y))) onto Y)
 
 geo₀ is the geometry with the identity shape coefficients set to the average face: the original's
@@ -25,6 +26,7 @@ from g2face.models.fusion import FusedFace, FusionSettings, fuse_face
 from g2face.models.gie import GIE
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
+from g2face.priors.attributes import AttributeEstimator
 from g2face.priors.base import GenerativePrior, Geometry, GeometryEncoder, IdentityEncoder
 
 
@@ -38,10 +40,30 @@ class CandidateSettings:
     """A fused candidate whose identity cosine to the original exceeds this is rejected; while every
     candidate is rejected, `count` more are drawn (up to `max_rounds` rounds)."""
     max_rounds: int = 2
+    gender_weight: float = 1.0
+    """Penalty per unit of |P(male) difference| between a candidate and the original."""
+    age_weight: float = 0.02
+    """Penalty per year of age difference beyond `age_tolerance`."""
+    age_tolerance: float = 4.0
 
     def __post_init__(self) -> None:
         if self.count < 1 or self.max_rounds < 1:
             raise ValueError("count and max_rounds must be >= 1")
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    similarity: float  # identity cosine to the original (lower = more anonymous)
+    gender_gap: float = 0.0  # |P(male) candidate - P(male) original|
+    age_gap: float = 0.0  # |age candidate - age original|, years
+
+    def cost(self, settings: CandidateSettings) -> float:
+        age_excess = max(0.0, self.age_gap - settings.age_tolerance)
+        return self.similarity + settings.gender_weight * self.gender_gap + settings.age_weight * age_excess
+
+    def acceptable(self, settings: CandidateSettings) -> bool:
+        """Different enough from the original, and of the same apparent gender."""
+        return self.similarity <= settings.max_similarity and self.gender_gap < 0.5
 
 
 def candidate_seed(dummy_seed: int, index: int) -> int:
@@ -66,7 +88,10 @@ class FusionAnonymizer(nn.Module):
         *,
         fusion: FusionSettings | None = None,
         candidates: CandidateSettings | None = None,
+        attributes: AttributeEstimator | None = None,
     ):
+        """`attributes`: an apparent age/gender estimator; when given, dummies are chosen to keep
+        the original's apparent gender and age (`--attributes keep`)."""
         super().__init__()
         if identity.embedding_dim != codec.embedding_dim or identity.embedding_dim != gie.config.identity_dim:
             raise ValueError(
@@ -82,6 +107,7 @@ class FusionAnonymizer(nn.Module):
         )
         self.fusion = fusion or FusionSettings()
         self.candidates = candidates or CandidateSettings()
+        self.attributes = attributes
         self.eval()
 
     @property
@@ -117,9 +143,19 @@ class FusionAnonymizer(nn.Module):
             for c, p in zip(crops, points, strict=True)
         ]
 
-    def _similarity(self, reference: Tensor, faces: list[np.ndarray]) -> Tensor:
-        embedded = self.identity(crops_to_tensor(faces, device=reference.device, dtype=reference.dtype))
-        return embedded @ reference
+    def _scores(
+        self, reference: Tensor, reference_attributes, faces: list[np.ndarray]
+    ) -> list[CandidateScore]:
+        crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
+        similarity = (self.identity(crops) @ reference).tolist()
+        if self.attributes is None or reference_attributes is None:
+            return [CandidateScore(s) for s in similarity]
+        found = self.attributes(crops)
+        male, age = reference_attributes
+        return [
+            CandidateScore(s, abs(float(p) - male), abs(float(a) - age))
+            for s, p, a in zip(similarity, found.male_probability, found.age, strict=True)
+        ]
 
     @torch.no_grad()
     def anonymize(
@@ -145,25 +181,34 @@ class FusionAnonymizer(nn.Module):
         size = self.image_size
         originals = tensor_to_crops(crops)
         original_points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
+        reference_attributes = [None] * n
+        if self.attributes is not None:
+            found = self.attributes(crops)
+            reference_attributes = [
+                (float(p), float(a)) for p, a in zip(found.male_probability, found.age, strict=True)
+            ]
         chosen_crops, chosen_masks, scores = [], [], []
         settings = self.candidates
         for i in range(n):
-            best: tuple[float, FusedFace] | None = None
+            pool: list[tuple[CandidateScore, FusedFace]] = []
             for round_ in range(settings.max_rounds):
                 indices = range(round_ * settings.count, (round_ + 1) * settings.count)
                 dummies = self._dummies([candidate_seed(seeds[i], k) for k in indices], crops.dtype)
                 renders = self._render(dummies, vectors[i : i + 1].expand(len(dummies), -1))
                 fused = self._fuse(originals[i], original_points[i], renders)
-                similarity = self._similarity(embeddings[i], [f.preview for f in fused])
-                k = int(similarity.argmin())
-                if best is None or float(similarity[k]) < best[0]:
-                    best = (float(similarity[k]), fused[k])
-                if best[0] <= settings.max_similarity:
+                found = self._scores(embeddings[i], reference_attributes[i], [f.preview for f in fused])
+                pool.extend(zip(found, fused, strict=True))
+                if any(score.acceptable(settings) for score, _ in pool):
                     break
-            assert best is not None
-            scores.append(best[0])
-            chosen_crops.append(best[1].crop)
-            chosen_masks.append(best[1].mask)
+            # Among acceptable candidates the cheapest; if none is, the least similar (anonymity first).
+            acceptable = [c for c in pool if c[0].acceptable(settings)]
+            if acceptable:
+                score, face = min(acceptable, key=lambda c: c[0].cost(settings))
+            else:
+                score, face = min(pool, key=lambda c: c[0].similarity)
+            scores.append(score.similarity)
+            chosen_crops.append(face.crop)
+            chosen_masks.append(face.mask)
         images = crops_to_tensor(chosen_crops, device=crops.device, dtype=crops.dtype)
         bits = torch.from_numpy(np.stack([e.bits for e in encoded])).to(crops.device, crops.dtype)
         return AnonymizedFaces(

@@ -180,9 +180,13 @@ def build_fusion_anonymizer(
     priors: Priors | None = None,
     fusion: FusionSettings | None = None,
     candidates: CandidateSettings | None = None,
+    attributes: str = "keep",
 ) -> FusionAnonymizer:
     """A geometric-fusion anonymizer from GIE tensors and stored settings; `fusion` / `candidates`
-    override the stored ones (e.g. a user's `--warp` or `--candidates`)."""
+    override the stored ones (e.g. a user's `--warp` or `--candidates`). `attributes` "keep"
+    chooses dummies of the original's apparent gender and age (dlib-cydral estimator), "free" not."""
+    if attributes not in ("keep", "free"):
+        raise ValueError(f"attributes must be 'keep' or 'free', got {attributes!r}")
     gie_config = GIEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["gie"].items()})
     if priors is None:
         if settings["priors"] != "lite":
@@ -200,6 +204,11 @@ def build_fusion_anonymizer(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in stored_fusion.items()}
     )
     candidates = candidates or CandidateSettings(**settings.get("candidates", {}))
+    estimator = None
+    if attributes == "keep":
+        from g2face.priors.attributes import DlibAgeGenderEstimator
+
+        estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
     return FusionAnonymizer(
         gie.eval(),
         generator,
@@ -208,6 +217,7 @@ def build_fusion_anonymizer(
         PayloadCodec(embedding_dim=gie_config.identity_dim),
         fusion=fusion,
         candidates=candidates,
+        attributes=estimator,
     )
 
 
@@ -217,6 +227,7 @@ def load_model(
     device: str | torch.device = "cpu",
     fusion: FusionSettings | None = None,
     candidates: CandidateSettings | None = None,
+    attributes: str = "keep",
 ) -> FaceAnonymizer:
     """A trained anonymizer: a packaged name (e.g. "g2face-lite") or a weights file — a learned
     G2Face network written by training, or a geometric-fusion model (GIE weights + settings)."""
@@ -225,7 +236,9 @@ def load_model(
         kind = weights_format(path)
         if kind == FUSION_FORMAT:
             state, settings = load_fusion_model(path)
-            return build_fusion_anonymizer(state, settings, fusion=fusion, candidates=candidates).to(device)
+            return build_fusion_anonymizer(
+                state, settings, fusion=fusion, candidates=candidates, attributes=attributes
+            ).to(device)
         config = read_g2face_config(path)
         codec = codec_for(config)
         priors = build_priors(config.name, config, perceptual=False)

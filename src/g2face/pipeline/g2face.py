@@ -144,15 +144,17 @@ class G2FacePipeline:
         *,
         device: str = "cpu",
         method: str = "g2face",
+        model_options: dict | None = None,
         **kwargs,
     ):
         """A pipeline around a named model of the zoo or a weights file written by training;
         `method` blur / pixelate / box keeps that model's carriers and recovery renderer but
-        anonymizes with the classic filter ("reversible blur")."""
+        anonymizes with the classic filter ("reversible blur"). `model_options` go to
+        `g2face.models.zoo.load_model` (fusion / candidate settings, attributes)."""
         from g2face.models.classic import ClassicAnonymizer
         from g2face.models.zoo import load_model
 
-        model = load_model(name_or_path, device=device)
+        model = load_model(name_or_path, device=device, **(model_options or {}))
         if method != "g2face":
             model = ClassicAnonymizer(method, model)
         return cls(model, device=device, **kwargs)
