@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from g2face.evaluation import methods as mt
+from g2face.models.classic import FACE_FRACTION
 
 
 def _crops(size: int = 64, batch: int = 2) -> torch.Tensor:
@@ -43,7 +44,7 @@ def test_blur_sigma_is_a_fraction_of_the_face():
 def test_pixelate_makes_eight_blocks_across_the_face():
     x = _crops(size=256, batch=1)
     y = mt.Pixelate().anonymize(x, [0])
-    block = int(256 * mt.FACE_FRACTION / 8)  # 16 px
+    block = int(256 * FACE_FRACTION / 8)  # 16 px
     tile = y[..., :block, :block]
     assert torch.allclose(tile, tile[..., :1, :1].expand_as(tile))
     torch.testing.assert_close(tile[..., 0, 0], x[..., :block, :block].mean(dim=(-2, -1)))

@@ -1,0 +1,137 @@
+"""Geometric fusion (models/fusion.py) and the multi-band paste (align.blend_faces) on synthetic
+meshes and images: no model assets needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
+from g2face.models.fusion import (
+    NUM_MESH_POINTS,
+    FusionSettings,
+    face_region_mask,
+    fit_render_to_original,
+    fuse_face,
+    mesh_warp,
+    transfer_colour,
+)
+from g2face.models.fusion_anonymizer import CandidateScore, CandidateSettings, candidate_seed
+from g2face.types import AlignedFace, FaceDetection
+
+SIZE = 128
+
+
+def _mesh(centre=(64.0, 70.0), radius=(30.0, 38.0), seed=0) -> np.ndarray:
+    """A stand-in mesh: 468 points filling an ellipse (+10 iris points), in crop pixels."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, 2 * np.pi, NUM_MESH_POINTS + 10)
+    r = np.sqrt(rng.uniform(0, 1, NUM_MESH_POINTS + 10))
+    r[:36] = 1.0  # an outline
+    x = centre[0] + radius[0] * r * np.cos(angle)
+    y = centre[1] + radius[1] * r * np.sin(angle)
+    return np.stack([x, y, np.zeros_like(x)], 1)
+
+
+def _image(seed: int, colour=(150, 110, 90)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.full((SIZE, SIZE, 3), colour, np.float64) + rng.normal(0, 12, (SIZE, SIZE, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_region_mask_is_soft_inside_the_grown_hull_and_zero_far_away():
+    points = _mesh()
+    mask = face_region_mask(points, SIZE, FusionSettings())
+    assert mask.dtype == np.float32 and mask.min() == 0 and mask.max() == 1
+    assert mask[70, 64] == 1  # the middle of the face
+    assert mask[2, 2] == 0 and mask[125, 125] == 0  # far from it
+    assert 0 < np.mean((mask > 0) & (mask < 1)) < 0.2  # a feathered edge, not a hard cut
+
+
+def test_warp_strength_zero_is_the_identity_and_one_moves_points_onto_the_target():
+    image = _image(0)
+    source = _mesh(seed=1)
+    assert mesh_warp(image, source, source + 3, 0.0) is image
+    # A pure translation of every mesh point moves the face by that much inside the mesh.
+    stripes = np.zeros((SIZE, SIZE, 3), np.uint8)
+    stripes[:, ::8] = 255
+    moved = mesh_warp(stripes, source, source + np.array([2.0, 0.0, 0.0]), 1.0)
+    centre_row = moved[70, 50:80, 0].astype(int)
+    expected = np.roll(stripes[70, :, 0], 2)[50:80].astype(int)
+    assert np.mean(np.abs(centre_row - expected)) < 40
+
+
+def test_fit_lays_a_scaled_and_shifted_mesh_back_onto_the_original():
+    original = _mesh()
+    render = original.copy()
+    render[:, :2] = (original[:, :2] - 64) * 0.8 + 60
+    matrix = fit_render_to_original(render, original)
+    expected = estimate_similarity(render[:, :2], original[:, :2])
+    np.testing.assert_allclose(matrix, expected, atol=1e-6)
+    assert abs(np.linalg.det(matrix[:, :2]) - 1 / 0.8**2) < 1e-6
+
+
+def test_colour_transfer_moves_the_render_skin_towards_the_original():
+    points = _mesh()
+    original, render = _image(0, (180, 130, 110)), _image(1, (110, 80, 60))
+    skin = np.zeros((SIZE, SIZE), bool)
+    skin[55:85, 45:85] = True
+    region = face_region_mask(points, SIZE, FusionSettings())
+    out = transfer_colour(render, original, skin, skin, region, 60.0, FusionSettings())
+    before = np.abs(render[skin].mean(0) - original[skin].mean(0)).sum()
+    after = np.abs(out[skin].mean(0).astype(float) - original[skin].mean(0)).sum()
+    assert after < before / 4
+
+
+def test_fuse_face_returns_crop_mask_and_a_preview_that_keeps_the_outside():
+    original, render = _image(0), _image(3, (90, 140, 200))
+    fused = fuse_face(original, _mesh(), render, _mesh(seed=5, centre=(62, 72)), FusionSettings())
+    assert fused.crop.shape == original.shape and fused.mask.shape == (SIZE, SIZE)
+    outside = fused.mask == 0
+    assert np.array_equal(fused.preview[outside], original[outside])
+
+
+def _aligned(image: np.ndarray, scale: float, offset: tuple[float, float]) -> AlignedFace:
+    matrix = np.array([[scale, 0, -offset[0] * scale], [0, scale, -offset[1] * scale]])
+    det = FaceDetection((0, 0, 1, 1), ((0, 0),) * 5, 1.0)
+    return AlignedFace(crop=np.zeros((SIZE, SIZE, 3), np.uint8), matrix=matrix, inverse=invert_affine(matrix),
+                       detection=det)  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
+def test_blend_faces_changes_only_pixels_inside_the_footprint(scale):
+    image = _image(7, (40, 90, 160))
+    image = np.tile(image, (3, 3, 1))  # 384 x 384
+    face = _aligned(image, scale, (100.0, 120.0))
+    crop = np.full((SIZE, SIZE, 3), 250, np.uint8)
+    mask = face_mask(SIZE)
+    out, footprints = blend_faces(image, [crop], [face], [mask])
+    (fp,) = footprints
+    changed = np.any(out != image, axis=2)
+    inside = np.zeros(changed.shape, bool)
+    x0, y0, x1, y1 = fp.box
+    inside[y0:y1, x0:x1] = fp.mask
+    assert changed.any()
+    assert not (changed & ~inside).any()  # nothing changed outside the footprint
+    # The middle of the face is the crop's.
+    cy, cx = (np.array([0.56, 0.5]) * SIZE / scale + np.array([120.0, 100.0])).astype(int)
+    assert out[cy, cx].min() > 200
+
+
+def test_candidate_seeds_are_stable_and_distinct():
+    seeds = [candidate_seed(123, k) for k in range(8)]
+    assert seeds[0] == 123 and len(set(seeds)) == 8
+    assert seeds == [candidate_seed(123, k) for k in range(8)]
+    assert all(0 <= s < 2**63 for s in seeds)
+
+
+def test_candidate_scores_prefer_a_different_person_of_the_same_apparent_gender():
+    settings = CandidateSettings()
+    same_gender = CandidateScore(similarity=0.1, gender_gap=0.05, age_gap=3)
+    other_gender = CandidateScore(similarity=0.0, gender_gap=0.9, age_gap=3)
+    too_similar = CandidateScore(similarity=0.6, gender_gap=0.0, age_gap=0)
+    assert same_gender.acceptable(settings)
+    assert not other_gender.acceptable(settings) and not too_similar.acceptable(settings)
+    assert same_gender.cost(settings) < other_gender.cost(settings)
+    older = CandidateScore(similarity=0.1, gender_gap=0.05, age_gap=20)
+    assert older.cost(settings) > same_gender.cost(settings)
