@@ -20,9 +20,10 @@ from g2face.detection.base import FaceDetector
 from g2face.evaluation.methods import Anonymizer, is_reversible
 from g2face.io import read_image
 from g2face.models.anonymizer import G2FaceModel
+from g2face.models.fusion_anonymizer import FusionAnonymizer
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import Secret
-from g2face.pipeline.g2face import default_batch_size
+from g2face.pipeline.g2face import G2FacePipeline, default_batch_size
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,40 @@ def g2face_parts(model: G2FaceModel, x: Tensor, device: torch.device, repeats: i
         ),
         "payload read (E_p, recover)": _time(lambda: model.net.extract(x), device, repeats),
     }
+
+
+def fusion_parts(model: FusionAnonymizer, x: Tensor, device: torch.device, repeats: int) -> dict[str, float]:
+    """Milliseconds of each part of one face's anonymization by the geometric-fusion default."""
+    from g2face.nn.crops import tensor_to_crops as to_crops
+
+    secret = Secret.from_password("g2face-benchmark")
+    identity = model.identity(x)
+    embedding = identity[0].float().cpu().numpy()
+    geometry = model.geometry(x)
+    vector = model._average_shape(geometry)
+    dummy = model._dummies([1], x.dtype)
+    wplus = model.gie.styles(dummy, vector)
+    render = model.generator(wplus).clamp(-1, 1)
+    original = to_crops(x)[0]
+    points = (geometry.landmarks[0, :, :2] * model.image_size - 0.5).cpu().numpy()
+    parts = {
+        "identity encoder (SFace)": _time(lambda: model.identity(x), device, repeats),
+        "payload encode (KDF + cipher + ECC, password)": _time(
+            lambda: model.codec.encode(embedding, secret), device, repeats
+        ),
+        "geometry (MediaPipe)": _time(lambda: model.geometry(x), device, repeats),
+        "GIE (f_dummy + f_mlp)": _time(
+            lambda: model.gie.styles(model._dummies([1], x.dtype), vector), device, repeats
+        ),
+        "generator (per candidate)": _time(lambda: model.generator(wplus), device, repeats),
+        "fusion incl. render mesh (per candidate)": _time(
+            lambda: model._fuse(original, points, render), device, repeats
+        ),
+    }
+    if model.attributes is not None:
+        parts["attributes (per candidate)"] = _time(lambda: model.attributes(x), device, repeats)
+    parts[f"candidates rendered per face: {model.candidates.count}"] = 0.0
+    return parts
 
 
 def group_photo(faces: Sequence[np.ndarray], size: tuple[int, int] = (4000, 3000)) -> np.ndarray:
@@ -173,7 +208,15 @@ def bench(
             for part, seconds in g2face_parts(model, x, dev, repeats).items():
                 record(method.name, f"anonymize: {part}", 1, seconds, 1)
 
-        def whole_photo(m: Anonymizer = method) -> np.ndarray:
+        if isinstance(model, FusionAnonymizer):
+            x = crops_to_tensor([crops[0]], device=dev)
+            for part, seconds in fusion_parts(model, x, dev, repeats).items():
+                record(method.name, f"anonymize: {part}", 1, seconds, 1)
+
+        def whole_photo(m: Anonymizer = method, model=model) -> np.ndarray:
+            if model is not None:  # the real thing: detection, model, paste, both recovery carriers
+                pipeline = G2FacePipeline(model, detector, device=dev)
+                return pipeline.anonymize(photo, m._secret(m.password)).image
             faces = [align_face(photo, d) for d in detector.detect(photo)]
             step = default_batch_size(dev)  # as the pipeline batches faces
             out = []

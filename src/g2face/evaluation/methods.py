@@ -51,7 +51,9 @@ class ReversibleAnonymizer(Anonymizer, Protocol):
 
 
 def is_reversible(method: Anonymizer) -> bool:
-    return isinstance(method, ReversibleAnonymizer)
+    """Whether the method recovers faces from crops alone (the geometric-fusion default recovers
+    from whole images through its carriers instead: scripts/evaluate_recovery.py measures that)."""
+    return isinstance(method, ReversibleAnonymizer) and getattr(method, "recovers_from_crops", True)
 
 
 class NoAnonymization:
@@ -78,6 +80,7 @@ class G2FaceMethod:
 
         self.name, self.password = name, password
         self.model = load_model(model, device=device)
+        self.recovers_from_crops = self.model.payload_in_crops
         self._secrets: dict[str, Secret] = {}
 
     def _secret(self, password: str) -> Secret:
