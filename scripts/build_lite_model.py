@@ -21,7 +21,9 @@ from g2face.models.zoo import fusion_settings
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("gie_export", type=Path, help="model.safetensors of a GIE training run")
     parser.add_argument("out", type=Path)
     parser.add_argument("--warp", type=float, default=FusionSettings.warp_strength)

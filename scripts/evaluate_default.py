@@ -1,0 +1,163 @@
+"""What `g2face eval` cannot see of the geometric-fusion default: recovery through the image-level
+carriers, and apparent attributes. On LFW genuine pairs (A1, A2 = two photos of one person):
+
+* anonymity: FaceNet-CASIA (never a loss) and SFace (white-box) of anonymized A1 vs A2;
+* two keys, same face: FaceNet match of the two anonymized versions of A1;
+* recovery, perfect channel: A1's true SFace identity rendered back into the anonymized photo;
+* recovery, published: the anonymized PNG stripped of its container and re-encoded as JPEG q90,
+  then `recover` (in-pixel payload → identity rendered back); verified rate and FaceNet match;
+* exact: the container restores A1 bit for bit;
+* attributes: apparent gender kept and age error with wrn-imdbwiki (never used by the anonymizer)
+  and dlib-cydral (the one it chooses dummies with: white-box), and cheek ITA difference.
+Thresholds: FAR 1e-3 from impostor pairs of distinct people's original photos in the same set.
+
+    python scripts/evaluate_default.py --data ../shared/data --pairs 150 --out runs/eval-default
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from g2face.align import align_face, blend_faces
+from g2face.detection import YuNetDetector
+from g2face.evaluation.attributes import compare_attributes
+from g2face.evaluation.metrics import threshold_at_far
+from g2face.evaluation.protocols import read_lfw_pairs
+from g2face.io import read_image
+from g2face.nn.crops import crops_to_tensor, tensor_to_crops
+from g2face.payload import Secret
+from g2face.pipeline.g2face import G2FacePipeline
+from g2face.priors.attributes import DlibAgeGenderEstimator, WideResNetAgeGenderEstimator
+from g2face.priors.facenet import FaceNetEncoder
+from g2face.priors.mediapipe_geometry import MediaPipeGeometry
+from g2face.priors.sface import SFaceEncoder
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def _main_face(detector, image):
+    faces = detector.detect(image)
+    if not faces:
+        return None
+    h, w = image.shape[:2]
+    return min(
+        faces, key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - w / 2, (f.box[1] + f.box[3]) / 2 - h / 2)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--pairs", type=int, default=150, help="genuine LFW pairs (spread over the folds)")
+    parser.add_argument("--model", default="g2face-lite")
+    parser.add_argument("--attributes", choices=["keep", "free"], default="keep")
+    parser.add_argument("--out", type=Path, default=Path("runs/eval-default"))
+    args = parser.parse_args()
+    if not (args.data / "lfw" / "pairs.txt").is_file():
+        raise SystemExit(f"no LFW under {args.data}: pass --data pointing at the shared data folder")
+    args.out.mkdir(parents=True, exist_ok=True)
+    lfw = read_lfw_pairs(args.data)
+    genuine = [(a, b) for a, b, same in zip(lfw.first, lfw.second, lfw.same, strict=True) if same]
+    step = max(1, len(genuine) // args.pairs)
+    pairs = genuine[::step][: args.pairs]
+
+    torch.set_grad_enabled(False)
+    detector = YuNetDetector()
+    pipeline = G2FacePipeline.from_pretrained(args.model, model_options={"attributes": args.attributes})
+    facenet, sface = FaceNetEncoder(), SFaceEncoder()
+    key_a, key_b = Secret(b"A" * 32, "key"), Secret(b"B" * 32, "key")
+    size = 256
+    rows = []
+    started = time.perf_counter()
+    for n, pair in enumerate(pairs):
+        a1 = read_image(args.data / pair[0]).rgb
+        a2 = read_image(args.data / pair[1]).rgb
+        f1, f2 = _main_face(detector, a1), _main_face(detector, a2)
+        if f1 is None or f2 is None:
+            continue
+        anon = pipeline.anonymize(a1, key_a, detections=[f1])
+        anon_b = pipeline.anonymize(a1, key_b, detections=[f1])
+        exact = pipeline.recover(anon.image, key_a, container=anon.container)
+        published = _jpeg(anon.image, 90)
+        back = pipeline.recover(published, key_a)
+        crops = {
+            "original": align_face(a1, f1, size).crop,
+            "other": align_face(a2, f2, size).crop,
+            "anonymized": align_face(anon.image, f1, size).crop,
+            "anonymized_b": align_face(anon_b.image, f1, size).crop,
+        }
+        # Perfect channel: the true identity rendered back into the anonymized photo.
+        x = crops_to_tensor([crops["anonymized"]])
+        truth = sface(crops_to_tensor([crops["original"]]))
+        rendered, masks = pipeline.model.render_identities(x, truth)
+        aligned = align_face(anon.image, f1, size)
+        perfect, _ = blend_faces(anon.image, list(tensor_to_crops(rendered)), [aligned], list(masks))
+        crops["recovered_perfect"] = align_face(perfect, f1, size).crop
+        verified = bool(back.faces) and any(f.verified for f in back.faces)
+        crops["recovered_q90"] = align_face(back.image, f1, size).crop if verified else crops["anonymized"]
+        batch = crops_to_tensor(list(crops.values()))
+        emb_f = dict(zip(crops, facenet(batch).numpy(), strict=True))
+        emb_s = dict(zip(crops, sface(batch).numpy(), strict=True))
+        rows.append(
+            {
+                "pair": list(pair),
+                "facenet": {k: float(emb_f[k] @ emb_f["other"]) for k in crops if k != "other"},
+                "facenet_keys": float(emb_f["anonymized"] @ emb_f["anonymized_b"]),
+                "sface": {k: float(emb_s[k] @ emb_s["other"]) for k in crops if k != "other"},
+                "exact": bool(np.array_equal(exact.image, a1)),
+                "verified_q90": verified,
+                "emb_original_facenet": emb_f["original"].tolist(),
+                "emb_original_sface": emb_s["original"].tolist(),
+                "crops": {k: v for k, v in crops.items() if k in ("original", "anonymized")},
+            }
+        )
+        print(f"{n + 1}/{len(pairs)} {time.perf_counter() - started:.0f}s", flush=True)
+
+    # Thresholds at FAR 1e-3 from distinct people's originals (first photos of different pairs).
+    names = [Path(r["pair"][0]).parent.name for r in rows]
+    results = {"pairs": len(rows)}
+    for recognizer in ("facenet", "sface"):
+        emb = np.array([r[f"emb_original_{recognizer}"] for r in rows])
+        scores = emb @ emb.T
+        iu = np.triu_indices(len(rows), 1)
+        different = np.array([names[i] != names[j] for i, j in zip(*iu, strict=True)])
+        threshold = threshold_at_far(scores[iu][different], 1e-3)
+        results[f"{recognizer}_threshold"] = threshold
+        for view in ("original", "anonymized", "recovered_perfect", "recovered_q90"):
+            results[f"{recognizer}_tar_{view}"] = float(
+                np.mean([r[recognizer][view] >= threshold for r in rows])
+            )
+        if recognizer == "facenet":
+            results["facenet_two_keys_match"] = float(np.mean([r["facenet_keys"] >= threshold for r in rows]))
+    results["exact_container"] = float(np.mean([r["exact"] for r in rows]))
+    results["verified_after_strip_jpeg90"] = float(np.mean([r["verified_q90"] for r in rows]))
+    originals = crops_to_tensor([r["crops"]["original"] for r in rows])
+    anonymized = crops_to_tensor([r["crops"]["anonymized"] for r in rows])
+    comparison = compare_attributes(
+        originals, anonymized, [WideResNetAgeGenderEstimator(), DlibAgeGenderEstimator()], MediaPipeGeometry()
+    )
+    results["attributes"] = comparison.summary()
+    results["seconds"] = time.perf_counter() - started
+    for r in rows:
+        del r["crops"], r["emb_original_facenet"], r["emb_original_sface"]
+    (args.out / "rows.json").write_text(json.dumps(rows, indent=1))
+    (args.out / "metrics.json").write_text(json.dumps(results, indent=2, default=float))
+    print(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
