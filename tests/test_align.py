@@ -12,6 +12,7 @@ from g2face.align import (
     alignment_matrix,
     estimate_similarity,
     face_mask,
+    face_mask_in_image,
     invert_affine,
     paste_faces,
     template_points,
@@ -130,6 +131,19 @@ def test_paste_back_changes_only_masked_pixels_and_respects_order():
     # the later face is on top where both masks are full
     cx, cy = transform_points(np.array([[64.0, 72.0]]), faces[1].inverse)[0].round().astype(int)
     assert tuple(out[cy, cx]) == (0, 0, 255)
+
+
+def test_face_mask_in_image_is_what_paste_back_blends_with():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (300, 340, 3), dtype=np.uint8)
+    detection = _detection_for(_similarity(0.6, 8, 90, 60))
+    face = align_face(image, detection, 128)
+    mask = face_mask_in_image(image.shape, detection, 128)
+    white = np.full((128, 128, 3), 255, np.uint8)
+    out = paste_faces(image, [white], [face])
+    np.testing.assert_array_equal(out[mask == 0], image[mask == 0])
+    core = mask >= 1
+    assert core.sum() > 1000 and (out[core] == 255).all()
 
 
 def test_paste_back_of_face_partly_outside_the_image():
