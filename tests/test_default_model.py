@@ -77,7 +77,8 @@ def test_same_key_and_salt_reproduce_the_output_bit_for_bit_and_two_keys_differ(
     assert diff.mean() < 3, diff.mean()
     other = pipeline.anonymize(photo, Secret(bytes(range(1, 33)), "key"))
     assert other.faces[0].dummy_seed != face.dummy_seed
-    assert np.abs(other.image.astype(int) - anonymized.image.astype(int)).mean() > 0.5
+    face_diff = other.image[y0:y1, x0:x1].astype(int) - anonymized.image[y0:y1, x0:x1].astype(int)
+    assert np.abs(face_diff).mean() > 5
 
 
 def test_container_recovers_the_original_exactly(pipeline, anonymized, photo, secret):
