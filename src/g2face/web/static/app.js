@@ -5,10 +5,10 @@ const $ = (selector, root = document) => root.querySelector(selector);
 const HEADERS = { "X-G2Face": "1" }; // the server refuses state-changing requests without it
 const STATUS_TEXT = {
   anonymized: "anonymized",
-  exact: "recovered exactly (original pixels from the file's recovery container)",
-  identity: "recovered at identity level (from the in-pixel payload)",
+  exact: "recovered exactly",
+  identity: "recovered at identity level",
   "wrong password": "wrong password or key",
-  "no payload": "no payload: this face was not anonymized by g2face, or the image was damaged",
+  "no payload": "no payload",
 };
 
 let action = "anonymize";
