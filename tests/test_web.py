@@ -249,3 +249,19 @@ def test_serve_command_warns_about_a_public_host_and_reports_a_missing_model(tmp
     assert result.exit_code == 1
     assert "WARNING: listening on 0.0.0.0, not on this computer only" in result.output
     assert "none.safetensors" in result.output
+
+
+def test_finished_results_are_dropped_oldest_first_over_the_byte_budget():
+    from g2face.payload import Secret
+    from g2face.web.jobs import JobQueue
+    from g2face.web.process import Outcome, Upload
+
+    def fake_process(upload: Upload) -> Outcome:
+        return Outcome(upload.name, 1, 1, [], b"", b"", b"x" * 400, "out.png", "image/png")
+
+    jobs = JobQueue(fake_process, max_waiting=10, keep_bytes=1000)
+    secret = Secret.from_password(PASSWORD)
+    submitted = [jobs.submit(Upload(f"{i}.png", b"data", "anonymize", secret)) for i in range(4)]
+    jobs.close()  # the worker finishes what was queued, then stops
+    assert [jobs.get(j.id) is not None for j in submitted] == [False, False, True, True]
+    assert all(j.upload is None for j in submitted)  # photo bytes and secret dropped once processed
