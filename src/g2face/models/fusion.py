@@ -49,6 +49,9 @@ class FusionSettings:
     """The replaced region extends this far beyond the original's mesh hull."""
     mask_feather: float = 0.06
     """Width of the soft edge of the replaced region."""
+    forehead_inset: float = 0.06
+    """The top of the replaced region stays this far below the mesh's top edge (in face heights):
+    the mesh reaches the hairline, where a rendered face has its own hair."""
     shading_sigma: float = 0.12
     """Scale of the original's shading transferred onto the rendered face."""
     colour_std_range: tuple[float, float] = (0.7, 1.4)
@@ -112,11 +115,14 @@ def _polygon_mask(points: np.ndarray, size: int) -> np.ndarray:
 
 def face_region_mask(points: np.ndarray, size: int, settings: FusionSettings) -> np.ndarray:
     """Soft mask [size, size] in [0, 1] of the region replaced: the original's mesh hull grown by
-    `mask_grow` face widths, with a smooth edge `mask_feather` wide that stays inside the grown hull."""
+    `mask_grow` face widths (sides and jaw: the outline carries identity), its top kept below the
+    hairline, with a smooth edge `mask_feather` wide that stays inside."""
     mesh = points[:NUM_MESH_POINTS, :2]
     width = face_width(mesh)
     centre = mesh.mean(0)
     grown = centre + (mesh - centre) * (1 + 2 * settings.mask_grow)
+    top, height = mesh[:, 1].min(), mesh[:, 1].max() - mesh[:, 1].min()
+    grown[:, 1] = np.maximum(grown[:, 1], top + settings.forehead_inset * height)
     hard = _polygon_mask(grown, size)
     feather = max(1.0, settings.mask_feather * width)
     # Distance inside the hull, eased to 1 over the feather width: 0 on and outside the hull.
