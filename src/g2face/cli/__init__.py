@@ -24,6 +24,7 @@ _COMMANDS = {
     "train": "g2face.cli.train:train",
     "data": "g2face.cli.data:data",
     "bench": "g2face.cli.evaluate:bench",
+    "video": "g2face.cli.video:video",
 }
 
 
