@@ -25,6 +25,7 @@ _COMMANDS = {
     "data": "g2face.cli.data:data",
     "bench": "g2face.cli.evaluate:bench",
     "serve": "g2face.cli.serve:serve",
+    "video": "g2face.cli.video:video",
 }
 
 

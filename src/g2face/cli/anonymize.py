@@ -121,6 +121,13 @@ def _run(job, inputs: tuple[str, ...], describe, report_path: Path | None, force
         raise SystemExit(1)
 
 
+def _one_video(inputs: tuple[str, ...]) -> bool:
+    """A single video clip is handled by the video path (tracking, sidecar container)."""
+    from g2face.io.video import is_video
+
+    return len(inputs) == 1 and is_video(inputs[0])
+
+
 def _plural(n: int) -> str:
     return f"{n} face{'s' if n != 1 else ''}"
 
@@ -200,6 +207,21 @@ def anonymize(
     if no_container and no_pixel_payload:
         raise click.UsageError("--no-container with --no-pixel-payload leaves nothing to recover from")
     secret = _resolve(secret_sources, confirm=True)
+    if _one_video(inputs):
+        from g2face.cli.video import anonymize_video_command
+
+        return anonymize_video_command(
+            Path(inputs[0]),
+            output,
+            secret=secret,
+            model=model,
+            device=device,
+            method=method,
+            no_container=no_container,
+            no_pixel_payload=no_pixel_payload,
+            report=report,
+            force=force,
+        )
     carriers = CarrierSettings(container=not no_container, pixel_payload=not no_pixel_payload)
     options: dict = {"attributes": attributes}
     if candidates is not None:
@@ -241,6 +263,19 @@ def recover(inputs, output, model, device, fmt, force, report, allow_unverified,
     from g2face.pipeline.g2face import recover_files
 
     secret = _resolve(secret_sources, confirm=False)
+    if _one_video(inputs):
+        from g2face.cli.video import recover_video_command
+
+        return recover_video_command(
+            Path(inputs[0]),
+            output,
+            secret=secret,
+            model=model,
+            device=device,
+            allow_unverified=allow_unverified,
+            report=report,
+            force=force,
+        )
     pipeline = _pipeline(model, device)
     _run(
         lambda expanded, show: recover_files(
