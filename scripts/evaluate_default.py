@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=150, help="genuine LFW pairs (spread over the folds)")
     parser.add_argument("--model", default="g2face-lite")
     parser.add_argument("--attributes", choices=["keep", "free"], default="keep")
+    parser.add_argument(
+        "--refine", type=int, default=0, help="also measure perfect-channel recovery refined N steps"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/eval-default"))
     args = parser.parse_args()
     if not (args.data / "lfw" / "pairs.txt").is_file():
@@ -107,6 +110,10 @@ def main() -> None:
         aligned = align_face(anon.image, f1, size)
         perfect, _ = blend_faces(anon.image, list(tensor_to_crops(rendered)), [aligned], list(masks))
         crops["recovered_perfect"] = align_face(perfect, f1, size).crop
+        if args.refine:
+            refined, masks = pipeline.model.render_identities(x, truth, args.refine)
+            refined_image, _ = blend_faces(anon.image, list(tensor_to_crops(refined)), [aligned], list(masks))
+            crops["recovered_refined"] = align_face(refined_image, f1, size).crop
         verified = bool(back.faces) and any(f.verified for f in back.faces)
         crops["recovered_q90"] = align_face(back.image, f1, size).crop if verified else crops["anonymized"]
         batch = crops_to_tensor(list(crops.values()))
@@ -137,7 +144,8 @@ def main() -> None:
         different = np.array([names[i] != names[j] for i, j in zip(*iu, strict=True)])
         threshold = threshold_at_far(scores[iu][different], 1e-3)
         results[f"{recognizer}_threshold"] = threshold
-        for view in ("original", "anonymized", "recovered_perfect", "recovered_q90"):
+        views = ["original", "anonymized", "recovered_perfect", "recovered_q90"]
+        for view in views + (["recovered_refined"] if args.refine else []):
             results[f"{recognizer}_tar_{view}"] = float(
                 np.mean([r[recognizer][view] >= threshold for r in rows])
             )

@@ -91,7 +91,10 @@ class G2FaceModel(nn.Module):
         return AnonymizedFaces(images, bits, tuple(e.salt for e in encoded), tuple(seeds))
 
     @torch.no_grad()
-    def render_identities(self, crops: Tensor, identities: Tensor) -> tuple[Tensor, None]:
+    def render_identities(
+        self, crops: Tensor, identities: Tensor, refine_steps: int = 0
+    ) -> tuple[Tensor, None]:
+        """The learned network renders in one pass (`refine_steps` is ignored)."""
         no_payload = torch.zeros(
             crops.shape[0], self.net.config.n_bits, device=crops.device, dtype=crops.dtype
         )

@@ -59,7 +59,11 @@ class FaceAnonymizer(Protocol):
         face_offset: int = 0,
     ) -> AnonymizedFaces: ...
 
-    def render_identities(self, crops: Tensor, identities: Tensor) -> tuple[Tensor, np.ndarray | None]:
+    def render_identities(
+        self, crops: Tensor, identities: Tensor, refine_steps: int = 0
+    ) -> tuple[Tensor, np.ndarray | None]:
         """Anonymized crops and the original identities [B, D] (decoded from a payload) → the
-        faces rendered back with those identities, and their masks (None: the default ellipse)."""
+        faces rendered back with those identities, and their masks (None: the default ellipse).
+        `refine_steps`: optional optimisation towards the identity (anonymizers that cannot refine
+        ignore it)."""
         ...

@@ -110,5 +110,7 @@ class ClassicAnonymizer:
         images = self.filter.anonymize(crops, seeds)
         return AnonymizedFaces(images, bits, tuple(e.salt for e in encoded), tuple(seeds[:n]))
 
-    def render_identities(self, crops: Tensor, identities: Tensor) -> tuple[Tensor, np.ndarray | None]:
-        return self.source.render_identities(crops, identities)
+    def render_identities(
+        self, crops: Tensor, identities: Tensor, refine_steps: int = 0
+    ) -> tuple[Tensor, np.ndarray | None]:
+        return self.source.render_identities(crops, identities, refine_steps)

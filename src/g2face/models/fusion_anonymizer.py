@@ -220,10 +220,41 @@ class FusionAnonymizer(nn.Module):
             similarities=tuple(scores),
         )
 
+    def _refine(self, wplus: Tensor, identities: Tensor, steps: int, lr: float = 0.02) -> Tensor:
+        """`steps` of Adam on W+ towards the given identities (SFace cosine) while the render keeps
+        its landmarks and expression (MediaPipe): recovery is rare and a user waits for it, so a
+        few seconds buy a closer likeness. FaceNet never takes part, so it can judge the result."""
+        with torch.inference_mode(False), torch.enable_grad():
+            w = wplus.clone().detach().requires_grad_(True)
+            target = identities.clone().detach()
+            start = self.geometry(self.generator(w).clamp(-1, 1))
+            landmarks, expression = start.landmarks.detach()[..., :2], start.expression.detach()
+            optimizer = torch.optim.Adam([w], lr=lr)
+            for _ in range(steps):
+                image = self.generator(w).clamp(-1, 1)
+                geometry = self.geometry(image)
+                identity_loss = 1 - (self.identity(image) * target).sum(1).mean()
+                geometry_loss = (
+                    10 * (geometry.landmarks[..., :2] - landmarks).abs().mean()
+                    + (geometry.expression - expression).abs().mean()
+                )
+                optimizer.zero_grad()
+                (identity_loss + geometry_loss).backward()
+                optimizer.step()
+        return w.detach()
+
     @torch.no_grad()
-    def render_identities(self, crops: Tensor, identities: Tensor) -> tuple[Tensor, np.ndarray]:
+    def render_identities(
+        self, crops: Tensor, identities: Tensor, refine_steps: int = 0
+    ) -> tuple[Tensor, np.ndarray]:
+        """The identities rendered at each crop's pose and expression and laid onto it;
+        `refine_steps` > 0 optimises each render towards its identity first (`--refine`)."""
         geometry = self.geometry(crops)
-        renders = self._render(identities.to(crops), self._average_shape(geometry))
+        identities = identities.to(crops)
+        wplus = self.gie.styles(identities, self._average_shape(geometry))
+        if refine_steps > 0:
+            wplus = self._refine(wplus, identities, refine_steps)
+        renders = self.generator(wplus).clamp(-1, 1)
         size = self.image_size
         originals = tensor_to_crops(crops)
         points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()

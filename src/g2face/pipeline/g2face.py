@@ -238,11 +238,13 @@ class G2FacePipeline:
         *,
         container: bytes | None = None,
         detections: Sequence[FaceDetection] | None = None,
+        refine: int = 0,
     ) -> RecoveredImage:
         """Recover every anonymized face of an image. With the file's `container` (intact, right
         secret) the original pixels come back exactly; a wrong secret is reported as unverified and
         nothing is rendered. Otherwise each face's payload is read from its pixels and the original
-        identity rendered back; faces without a payload are left as they are."""
+        identity rendered back (`refine` optimisation steps towards it first, when the model can);
+        faces without a payload are left as they are."""
         secret = _secret(secret)
         container_error: ContainerError | None = None
         if container is not None:
@@ -261,10 +263,10 @@ class G2FacePipeline:
         if self.model.payload_in_crops:
             restored, faces = self._recover_in_crops(image, secret, detections)
         else:
-            restored, faces = self._recover_from_pixels(image, secret, detections)
+            restored, faces = self._recover_from_pixels(image, secret, detections, refine)
         return RecoveredImage(restored, faces, container_error)
 
-    def _recover_from_pixels(self, image, secret, detections):
+    def _recover_from_pixels(self, image, secret, detections, refine: int = 0):
         decoded = [read_payload(image, d, self.model.codec, secret, self.pixel_carrier) for d in detections]
         faces, render, identities = [], [], []
         for d, payload in zip(detections, decoded, strict=True):
@@ -280,7 +282,9 @@ class G2FacePipeline:
         aligned = [align_face(image, d, self.model.image_size) for d in render]
         crops = crops_to_tensor([a.crop for a in aligned], device=self.device)
         with torch.inference_mode():
-            images, masks = self.model.render_identities(crops, torch.from_numpy(np.stack(identities)))
+            images, masks = self.model.render_identities(
+                crops, torch.from_numpy(np.stack(identities)), refine
+            )
         outputs = tensor_to_crops(images)
         if masks is None:
             from g2face.align import face_mask
@@ -388,6 +392,7 @@ def recover_files(
     allow_unverified: bool = False,
     suffix: str | None = ".png",
     force: bool = False,
+    refine: int = 0,
     on_outcome: Callable[[FileOutcome[FileResult]], None] | None = None,
 ) -> BatchReport[FileResult]:
     """Recover every input. An image whose faces do not verify (wrong secret, damaged payload) is a
@@ -397,7 +402,7 @@ def recover_files(
     def handle(item: InputFile) -> FileResult:
         target = free_output_target(output, item, inputs, suffix, force=force)
         loaded = read_image(item.path)
-        result = pipeline.recover(loaded.rgb, secret, container=loaded.block)
+        result = pipeline.recover(loaded.rgb, secret, container=loaded.block, refine=refine)
         if isinstance(result.container_error, WrongSecretError):
             raise UnverifiedRecoveryError(f"{item.path}: {result.container_error}; nothing written")
         if not result.faces:
