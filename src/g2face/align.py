@@ -175,12 +175,7 @@ def paste_faces(
         face_weight = face_mask(size) if mask is None else mask
         rows, cols = np.nonzero(face_weight)
         support = np.array([[cols.min(), rows.min()], [cols.max(), rows.max()]], dtype=np.float64)
-        corners = transform_points(
-            np.array(
-                [support[0], [support[1, 0], support[0, 1]], [support[0, 0], support[1, 1]], support[1]]
-            ),
-            face.inverse,
-        )
+        corners = transform_points(_box_corners(support), face.inverse)
         x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
         x1 = min(int(np.ceil(corners[:, 0].max())) + 2, width)
         y1 = min(int(np.ceil(corners[:, 1].max())) + 2, height)
@@ -259,12 +254,7 @@ def blend_faces(
             footprints.append(Footprint(0, 0, np.zeros((0, 0), bool)))
             continue
         support = np.array([[cols.min(), rows.min()], [cols.max() + 1, rows.max() + 1]], dtype=np.float64)
-        corners = transform_points(
-            np.array(
-                [support[0], [support[1, 0], support[0, 1]], [support[0, 0], support[1, 1]], support[1]]
-            ),
-            face.inverse,
-        )
+        corners = transform_points(_box_corners(support), face.inverse)
         x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
         x1 = min(int(np.ceil(corners[:, 0].max())) + 2, width)
         y1 = min(int(np.ceil(corners[:, 1].max())) + 2, height)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from g2face.models.base import AnonymizedFaces, RecoveredFaces
+from g2face.models.base import AnonymizedFaces, RecoveredFaces, encode_identities
 from g2face.models.g2face import G2FaceNet
 from g2face.payload import PayloadCodec, PayloadError, Secret
 from g2face.priors.base import GeometryEncoder, IdentityEncoder
@@ -76,15 +76,10 @@ class G2FaceModel(nn.Module):
         Each face gets a fresh random salt (one keystream per payload) unless `salts` are given;
         its dummy identity is seeded from (key, salt, face_offset + index) unless `seeds` are given.
         """
-        n = crops.shape[0]
-        if salts is not None and len(salts) != n or seeds is not None and len(seeds) != n:
-            raise ValueError("give one salt and one seed per face")
         embeddings = self.identity(crops).float().cpu().numpy()
-        encoded = [
-            self.codec.encode(e, secret, salt=None if salts is None else salts[i], face_index=face_offset + i)
-            for i, e in enumerate(embeddings)
-        ]
-        seeds = [e.dummy_seed for e in encoded] if seeds is None else list(seeds)
+        encoded, seeds = encode_identities(
+            self.codec, embeddings, secret, seeds=seeds, salts=salts, face_offset=face_offset
+        )
         bits = torch.from_numpy(np.stack([e.bits for e in encoded])).to(crops.device, crops.dtype)
         dummy = self.net.dummy_identity(self._dummy_z(seeds).to(crops.dtype))
         images = self._render(crops, dummy, bits, noise_seed=seeds[0])

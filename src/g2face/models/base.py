@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from torch import Tensor
 
-from g2face.payload import PayloadError, Secret
+from g2face.payload import EncodedPayload, PayloadCodec, PayloadError, Secret
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +38,28 @@ class RecoveredFaces:
     bit_errors_corrected: tuple[int | None, ...]
     embeddings: Tensor  # [B, D] the decoded identities
     masks: np.ndarray | None = None  # as in AnonymizedFaces
+
+
+def encode_identities(
+    codec: PayloadCodec,
+    embeddings: np.ndarray,
+    secret: Secret,
+    *,
+    seeds: list[int] | None,
+    salts: list[bytes] | None,
+    face_offset: int,
+) -> tuple[list[EncodedPayload], list[int]]:
+    """Each face's encrypted identity (a fresh random salt per face unless `salts` are given, so
+    no two payloads share a keystream) and its dummy seed: the keyed one from (key, salt, face
+    index) unless `seeds` fix them."""
+    n = len(embeddings)
+    if salts is not None and len(salts) != n or seeds is not None and len(seeds) != n:
+        raise ValueError("give one salt and one seed per face")
+    encoded = [
+        codec.encode(e, secret, salt=None if salts is None else salts[i], face_index=face_offset + i)
+        for i, e in enumerate(embeddings)
+    ]
+    return encoded, [e.dummy_seed for e in encoded] if seeds is None else list(seeds)
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from g2face.models.base import AnonymizedFaces
+from g2face.models.base import AnonymizedFaces, encode_identities
 from g2face.payload import Secret
 
 FACE_FRACTION = 0.5
@@ -99,16 +99,13 @@ class ClassicAnonymizer:
         salts: list[bytes] | None = None,
         face_offset: int = 0,
     ) -> AnonymizedFaces:
-        n = crops.shape[0]
         embeddings = self.source.identity(crops).float().cpu().numpy()
-        encoded = [
-            self.codec.encode(e, secret, salt=None if salts is None else salts[i], face_index=face_offset + i)
-            for i, e in enumerate(embeddings)
-        ]
+        encoded, seeds = encode_identities(
+            self.codec, embeddings, secret, seeds=seeds, salts=salts, face_offset=face_offset
+        )
         bits = torch.from_numpy(np.stack([e.bits for e in encoded])).to(crops.device, crops.dtype)
-        seeds = [e.dummy_seed for e in encoded] if seeds is None else list(seeds)
         images = self.filter.anonymize(crops, seeds)
-        return AnonymizedFaces(images, bits, tuple(e.salt for e in encoded), tuple(seeds[:n]))
+        return AnonymizedFaces(images, bits, tuple(e.salt for e in encoded), tuple(seeds))
 
     def render_identities(
         self, crops: Tensor, identities: Tensor, refine_steps: int = 0

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from g2face.models.base import AnonymizedFaces
+from g2face.models.base import AnonymizedFaces, encode_identities
 from g2face.models.fusion import FusedFace, FusionSettings, fuse_face
 from g2face.models.gie import GIE
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
@@ -168,14 +168,15 @@ class FusionAnonymizer(nn.Module):
         face_offset: int = 0,
     ) -> AnonymizedFaces:
         n = crops.shape[0]
-        if salts is not None and len(salts) != n or seeds is not None and len(seeds) != n:
-            raise ValueError("give one salt and one seed per face")
         embeddings = self.identity(crops)
-        encoded = [
-            self.codec.encode(e, secret, salt=None if salts is None else salts[i], face_index=face_offset + i)
-            for i, e in enumerate(embeddings.float().cpu().numpy())
-        ]
-        seeds = [e.dummy_seed for e in encoded] if seeds is None else list(seeds)
+        encoded, seeds = encode_identities(
+            self.codec,
+            embeddings.float().cpu().numpy(),
+            secret,
+            seeds=seeds,
+            salts=salts,
+            face_offset=face_offset,
+        )
         geometry = self.geometry(crops)
         vectors = self._average_shape(geometry)
         size = self.image_size
