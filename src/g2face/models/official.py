@@ -27,7 +27,7 @@ from torch import Tensor
 
 from g2face import hub
 from g2face.models.checkpoints import EXTENSION_KEYS, official_to_g2face, save_g2face
-from g2face.models.config import PAPER
+from g2face.models.config import PAPER, G2FaceNetConfig
 from g2face.models.g2face import G2FaceNet
 
 PAPER_MODEL = "g2face-paper"
@@ -191,15 +191,15 @@ def read_bfm(path: Path) -> dict[str, np.ndarray]:
     return mat
 
 
-def paper_network(g2face_state: dict[str, Tensor]) -> G2FaceNet:
+def paper_network(g2face_state: dict[str, Tensor], config: G2FaceNetConfig = PAPER) -> G2FaceNet:
     """The G2Face network from official tensors. Our Geometry gives pose in degrees, the official
     f_mlp was trained on radians: its input scaling takes the conversion (exact up to float)."""
     with torch.random.fork_rng(devices=[]):
-        net = G2FaceNet(PAPER)
+        net = G2FaceNet(config)
     state = official_to_g2face(g2face_state)
     defaults = net.state_dict()
     state.update({key: defaults[key] for key in EXTENSION_KEYS})
-    pose = PAPER.gie.identity_dim + PAPER.gie.geometry_dim - 3
+    pose = config.gie.identity_dim + config.gie.geometry_dim - 3
     state["style_mlp.input_std"] = state["style_mlp.input_std"].clone()
     state["style_mlp.input_std"][pose:] = 180 / math.pi
     net.load_state_dict(state)
