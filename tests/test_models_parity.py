@@ -10,10 +10,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from g2face.models.checkpoints import EXTENSION_KEYS, load_official_g2face, official_to_g2face
+from g2face.models.checkpoints import (
+    EXTENSION_KEYS,
+    load_g2face,
+    load_official_g2face,
+    official_to_g2face,
+    save_g2face,
+)
 from g2face.models.config import PAPER
 from g2face.models.discriminator import Discriminator
 from g2face.models.g2face import G2FaceNet
+from g2face.models.official import paper_network
 from g2face.models.stylegan2 import StyleGAN2Synthesis
 
 FIXTURE_WIDTHS = (32, 32, 32, 32, 32, 16, 8)  # 4 … 256 px
@@ -30,6 +37,33 @@ def test_reduced_width_forward_matches_reference(shared_fixtures):
     with torch.no_grad():
         dummy = net.dummy_identity(t["input.z"])
         wplus = net.styles(dummy, t["input.geometry"])
+        y = net.synthesize(t["input.x"], wplus, t["input.bits"])
+        logits = net.extract(t["output.y"])
+    assert (dummy - t["output.dummy_identity"]).abs().max() < 1e-5
+    assert (wplus - t["output.wplus"]).abs().max() < 1e-5
+    assert (y - t["output.y"]).abs().max() < 1e-4
+    assert (logits - t["output.extractor_logits"].flatten(1)).abs().max() < 1e-5
+
+
+@pytest.mark.parity
+def test_paper_import_path_matches_reference_with_pose_in_degrees(shared_fixtures, tmp_path):
+    """The importer's conversion (official → G2FaceNet with f_mlp reading pose in degrees, as
+    Deep3DGeometry gives it) and the safetensors round trip keep the reference's numbers."""
+    path = shared_fixtures / "official" / "g2face_reduced_width_parity.safetensors"
+    config = dataclasses.replace(
+        PAPER, stylegan2=dataclasses.replace(PAPER.stylegan2, channels=FIXTURE_WIDTHS)
+    )
+    t = load_file(path)
+    save_g2face(
+        paper_network({k: v for k, v in t.items() if not k.startswith(("input.", "output."))}, config),
+        tmp_path / "paper.safetensors",
+    )
+    net = load_g2face(tmp_path / "paper.safetensors").eval()
+    geometry = t["input.geometry"].clone()
+    geometry[:, -3:] = torch.rad2deg(geometry[:, -3:])  # what the geometry prior hands over
+    with torch.no_grad():
+        dummy = net.dummy_identity(t["input.z"])
+        wplus = net.styles(dummy, geometry)
         y = net.synthesize(t["input.x"], wplus, t["input.bits"])
         logits = net.extract(t["output.y"])
     assert (dummy - t["output.dummy_identity"]).abs().max() < 1e-5

@@ -76,3 +76,22 @@ def path(name: str, filename: str | None) -> None:
         click.echo(hub.asset_path(name, filename))
     except (hub.HubError, KeyError, ValueError) as e:
         raise click.ClickException(str(e).strip('"')) from None
+
+
+@weights.command("import-official")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+def import_official(paths: tuple[str, ...]) -> None:
+    """Import the authors' released files (G2Face.pth, 550000.pt, ms1mv3_arcface_r50.pth,
+    epoch_20.pth, BFM_model_front.mat; files or folders holding them) as `--model g2face-paper`.
+
+    Every tensor is checked against the released schema; the files are read, converted to
+    safetensors in the cache, never copied elsewhere. Their licences are printed: they are yours
+    to respect (most are non-commercial)."""
+    from g2face.models.official import OfficialImportError
+    from g2face.models.official import import_official as run_import
+
+    try:
+        folder = run_import(paths, echo=click.echo)
+    except (OfficialImportError, hub.HubError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"imported as g2face-paper (secure) and g2face-paper-reference (insecure compat): {folder}")

@@ -12,8 +12,11 @@ from g2face.hub.store import (
     cache_dir,
     converted_path,
     fetch,
+    imported_dir,
+    imported_files,
     is_cached,
     status,
+    store_imported,
     verify,
 )
 
@@ -33,7 +36,10 @@ __all__ = [
     "converted_path",
     "fetch",
     "get_asset",
+    "imported_dir",
+    "imported_files",
     "is_cached",
     "status",
+    "store_imported",
     "verify",
 ]

@@ -383,3 +383,54 @@ def _verify_converted() -> list[VerifyProblem]:
             _remove(target)
             hash_file.unlink(missing_ok=True)
     return problems
+
+
+# ---------------------------------------------------------------- imported (user-supplied) weights
+
+MANIFEST = "manifest.json"
+
+
+def imported_dir(name: str) -> Path:
+    """Where weights converted from files the user supplied (`weights import-official`) live."""
+    return cache_dir() / "imported" / name
+
+
+@_cache_errors
+def store_imported(name: str, build: Callable[[Path], dict]) -> Path:
+    """Build an imported model folder: `build(folder)` writes its files there and returns manifest
+    information (sources, licences); every file is hashed into `manifest.json` and the folder
+    replaces any previous import of that name in one rename."""
+    target = imported_dir(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+    try:
+        info = build(tmp)
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        _atomic_write_bytes(tmp / MANIFEST, json.dumps({**info, "files": files}, indent=1).encode())
+        old = target.with_name(f".{name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@_cache_errors
+def imported_files(name: str) -> tuple[dict[str, Path], dict]:
+    """The files of an imported model (each checked against its hash, once per process) and its
+    manifest. Raises HubError when it was never imported or a file changed since."""
+    folder = imported_dir(name)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise HubError(f"{name!r} is not imported: run `g2face weights import-official <folder>`") from None
+    paths = {}
+    for filename, digest in manifest["files"].items():
+        path = folder / filename
+        if not path.is_file() or _hash_once(path) != digest:
+            raise HubError(f"{path} is missing or changed since it was imported; import the files again")
+        paths[filename] = path
+    return paths, manifest

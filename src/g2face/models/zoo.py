@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
+from g2face import hub
 from g2face.models.anonymizer import G2FaceModel
 from g2face.models.base import FaceAnonymizer
 from g2face.models.checkpoints import (
@@ -35,10 +37,18 @@ from g2face.models.generator_api import style_group_sizes
 from g2face.models.gie import GIE
 from g2face.models.stylegan2 import StyleGAN2Synthesis
 from g2face.payload import PayloadCodec
+from g2face.payload.layouts import ReferenceFloatPayload, RepeatedPayload
 from g2face.priors.base import GenerativePrior, GeometryEncoder, IdentityEncoder, PerceptualDistance, freeze
 
 PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 """Trained weights shipped inside the package, `<name>.safetensors` (with a model card)."""
+
+
+PayloadLayout = PayloadCodec | RepeatedPayload | ReferenceFloatPayload
+
+PAPER_MODELS = {"g2face-paper": None, "g2face-paper-reference": "reference"}
+"""Names of the imported paper model, by compat mode: `-reference` is the reference's insecure
+behaviour (raw float payload, whole-image framing), for reproducing its numbers only."""
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -104,26 +114,61 @@ def _lite_priors(perceptual: bool) -> Priors:
     )
 
 
-def build_priors(name: str, config: G2FaceNetConfig, seed: int = 0, *, perceptual: bool = True) -> Priors:
-    """The priors of a family: `tiny` (random stand-ins, for tests) or `lite` (offline assets).
-    Inference needs no perceptual distance (`perceptual=False` skips loading it)."""
+def _paper_priors(perceptual: bool, compat: str | None) -> Priors:
+    """The paper's priors, from the files `g2face weights import-official` converted."""
+    from g2face.models.official import PAPER_MODEL
+    from g2face.priors.arcface import ArcFaceEncoder
+    from g2face.priors.deep3d import Deep3DGeometry
+
+    try:
+        files, _ = hub.imported_files(PAPER_MODEL)
+    except hub.HubError as e:
+        raise ModelNotAvailableError(str(e)) from None
+    generator = StyleGAN2Synthesis(PRESETS["paper"].stylegan2)
+    generator.load_state_dict(load_file(str(files["stylegan2.safetensors"])))
+    perceptual_prior = None
+    if perceptual:
+        from g2face.priors.lpips_hed import LpipsHED
+
+        perceptual_prior = LpipsHED()
+    return Priors(
+        freeze(generator),
+        ArcFaceEncoder(files["arcface.safetensors"], crop_size=generator.output_resolution, compat=compat),
+        Deep3DGeometry(files["deep3d.safetensors"], files["bfm.safetensors"], compat=compat),
+        perceptual_prior,
+    )
+
+
+def build_priors(
+    name: str, config: G2FaceNetConfig, seed: int = 0, *, perceptual: bool = True, compat: str | None = None
+) -> Priors:
+    """The priors of a family: `tiny` (random stand-ins, for tests), `lite` (offline assets) or
+    `paper` (the authors' files, once imported; `compat="reference"` frames the crops as the
+    reference code does). Inference needs no perceptual distance (`perceptual=False`)."""
+    if compat is not None and name != "paper":
+        raise ValueError(f"compat={compat!r} applies to the paper priors only, not {name!r}")
     if name == "tiny":
         return _tiny_priors(config, seed)
     if name == "lite":
         return _lite_priors(perceptual)
-    raise ModelNotAvailableError(
-        f"priors {name!r} cannot be built yet (the paper priors' weight loaders are a later issue); "
-        "known: tiny, lite"
-    )
+    if name == "paper":
+        return _paper_priors(perceptual, compat)
+    raise ModelNotAvailableError(f"unknown priors {name!r}; known: tiny, lite, paper")
 
 
-def codec_for(config: G2FaceNetConfig) -> PayloadCodec:
+def codec_for(config: G2FaceNetConfig, compat: str | None = None) -> PayloadLayout:
+    """The payload layout of a configuration: the secure codec, repeated over a larger bit budget
+    (the paper's 512 x 32 slots), or with `compat="reference"` the reference's raw float bits."""
+    if compat == "reference":
+        return ReferenceFloatPayload(config.gie.identity_dim)
+    if compat is not None:
+        raise ValueError(f"unknown compat mode {compat!r} (known: reference)")
     codec = PayloadCodec(embedding_dim=config.gie.identity_dim)
-    if codec.n_bits != config.n_bits:
-        raise ValueError(
-            f"configuration {config.name!r} carries {config.n_bits} bits; its codec {codec.n_bits}"
-        )
-    return codec
+    if codec.n_bits == config.n_bits:
+        return codec
+    if codec.n_bits < config.n_bits:
+        return RepeatedPayload(codec, config.n_bits)
+    raise ValueError(f"configuration {config.name!r} carries {config.n_bits} bits; its codec {codec.n_bits}")
 
 
 def tiny_config() -> G2FaceNetConfig:
@@ -142,6 +187,13 @@ def build_model(config: G2FaceNetConfig, *, seed: int = 0) -> G2FaceModel:
 
 
 def _weights_file(name_or_path: str | Path) -> Path:
+    if name_or_path in PAPER_MODELS:
+        from g2face.models.official import PAPER_MODEL
+
+        try:
+            return hub.imported_files(PAPER_MODEL)[0]["g2face.safetensors"]
+        except hub.HubError as e:
+            raise ModelNotAvailableError(str(e)) from None
     path = Path(name_or_path)
     if path.suffix == ".safetensors" or path.exists():
         if not path.is_file():
@@ -240,8 +292,9 @@ def load_model(
                 state, settings, fusion=fusion, candidates=candidates, attributes=attributes
             ).to(device)
         config = read_g2face_config(path)
-        codec = codec_for(config)
-        priors = build_priors(config.name, config, perceptual=False)
+        compat = PAPER_MODELS.get(str(name_or_path))
+        codec = codec_for(config, compat)
+        priors = build_priors(config.name, config, perceptual=False, compat=compat)
         net = load_g2face(path, None if config.stylegan2 else priors.trainable_generator(), device=device)
     except (WeightsFileError, ValueError) as e:  # one line each; a bad file is not a bug
         raise ModelNotAvailableError(f"cannot load model {path}: {e}") from None
