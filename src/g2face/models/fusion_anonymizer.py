@@ -66,6 +66,14 @@ class CandidateScore:
         return self.similarity <= settings.max_similarity and self.gender_gap < 0.5
 
 
+PROBE_KEYS = ("attribute_probe.weight", "attribute_probe.bias")
+"""Tensors of the optional attribute probe in a fusion model file (scripts/fit_attribute_probe.py)."""
+
+PROBE_POOL = 8
+"""With a probe, this many times `count` keyed dummies are drawn (cheap: f_dummy only) and the
+`count` whose predicted attributes are closest to the original's are rendered."""
+
+
 def candidate_seed(dummy_seed: int, index: int) -> int:
     """The seed of candidate `index` of a face whose keyed dummy seed is `dummy_seed`; candidate 0
     is the dummy seed itself."""
@@ -89,9 +97,12 @@ class FusionAnonymizer(nn.Module):
         fusion: FusionSettings | None = None,
         candidates: CandidateSettings | None = None,
         attributes: AttributeEstimator | None = None,
+        attribute_probe: nn.Linear | None = None,
     ):
         """`attributes`: an apparent age/gender estimator; when given, dummies are chosen to keep
-        the original's apparent gender and age (`--attributes keep`)."""
+        the original's apparent gender and age (`--attributes keep`). `attribute_probe`: a linear
+        map from a dummy identity to the (gender logit, age) of the face GIE renders from it, used
+        to draw dummies of the right attributes before rendering any."""
         super().__init__()
         if identity.embedding_dim != codec.embedding_dim or identity.embedding_dim != gie.config.identity_dim:
             raise ValueError(
@@ -108,6 +119,7 @@ class FusionAnonymizer(nn.Module):
         self.fusion = fusion or FusionSettings()
         self.candidates = candidates or CandidateSettings()
         self.attributes = attributes
+        self.attribute_probe = attribute_probe if attributes is not None else None
         self.eval()
 
     @property
@@ -142,6 +154,21 @@ class FusionAnonymizer(nn.Module):
             fuse_face(original, original_points, c, p, self.fusion)
             for c, p in zip(crops, points, strict=True)
         ]
+
+    def _candidate_order(self, seed: int, reference, dtype: torch.dtype) -> list[int]:
+        """Candidate indices in the order they are rendered: keyed order, or, with a probe, the
+        keyed pool sorted by how close the predicted gender and age are to the original's."""
+        settings = self.candidates
+        total = settings.count * settings.max_rounds
+        if self.attribute_probe is None or reference is None:
+            return list(range(total))
+        pool = list(range(total * PROBE_POOL))
+        predicted = self.attribute_probe(self._dummies([candidate_seed(seed, k) for k in pool], dtype))
+        male, age = reference
+        gap = (torch.sigmoid(predicted[:, 0]) - male).abs() * settings.gender_weight
+        gap = gap + settings.age_weight * (predicted[:, 1] - age).abs()
+        ranked = sorted(pool, key=lambda k: (float(gap[k]), k))
+        return ranked[:total]
 
     def _scores(
         self, reference: Tensor, reference_attributes, faces: list[np.ndarray]
@@ -192,8 +219,9 @@ class FusionAnonymizer(nn.Module):
         settings = self.candidates
         for i in range(n):
             pool: list[tuple[CandidateScore, FusedFace]] = []
+            order = self._candidate_order(seeds[i], reference_attributes[i], crops.dtype)
             for round_ in range(settings.max_rounds):
-                indices = range(round_ * settings.count, (round_ + 1) * settings.count)
+                indices = order[round_ * settings.count : (round_ + 1) * settings.count]
                 dummies = self._dummies([candidate_seed(seeds[i], k) for k in indices], crops.dtype)
                 renders = self._render(dummies, vectors[i : i + 1].expand(len(dummies), -1))
                 fused = self._fuse(originals[i], original_points[i], renders)

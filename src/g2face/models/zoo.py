@@ -31,7 +31,7 @@ from g2face.models.checkpoints import (
 )
 from g2face.models.config import PRESETS, G2FaceNetConfig, GIEConfig
 from g2face.models.fusion import FusionSettings
-from g2face.models.fusion_anonymizer import CandidateSettings, FusionAnonymizer
+from g2face.models.fusion_anonymizer import PROBE_KEYS, CandidateSettings, FusionAnonymizer
 from g2face.models.g2face import G2FaceNet
 from g2face.models.generator_api import style_group_sizes
 from g2face.models.gie import GIE
@@ -256,11 +256,15 @@ def build_fusion_anonymizer(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in stored_fusion.items()}
     )
     candidates = candidates or CandidateSettings(**settings.get("candidates", {}))
-    estimator = None
+    estimator, probe = None, None
     if attributes == "keep":
         from g2face.priors.attributes import DlibAgeGenderEstimator
 
         estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
+        if all(k in state for k in PROBE_KEYS):
+            weight, bias = (state[k].float() for k in PROBE_KEYS)
+            probe = nn.Linear(weight.shape[1], weight.shape[0])
+            probe.load_state_dict({"weight": weight, "bias": bias})
     return FusionAnonymizer(
         gie.eval(),
         generator,
@@ -270,6 +274,7 @@ def build_fusion_anonymizer(
         fusion=fusion,
         candidates=candidates,
         attributes=estimator,
+        attribute_probe=probe,
     )
 
 

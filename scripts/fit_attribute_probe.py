@@ -1,0 +1,77 @@
+"""Fit the default model's attribute probe: a linear map from a dummy identity (SFace-128, what
+f_dummy produces) to the apparent gender and age of the face GIE renders from it, so dummies can be
+drawn to match the original's attributes before any rendering (DESIGN.md §6; issue 19).
+
+Every bank sample is rendered again from its w and measured with the dlib-cydral estimator (the one
+the anonymizer also uses to check its candidates); ridge regression identity → (gender logit,
+age). The probe is stored inside the model file (`attribute_probe.*`).
+
+    python scripts/fit_attribute_probe.py runs/lite/bank src/g2face/weights/g2face-lite.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from g2face.models.checkpoints import load_fusion_model
+from g2face.models.fusion_anonymizer import PROBE_KEYS
+from g2face.priors.attributes import DlibAgeGenderEstimator
+from g2face.priors.mobilestylegan import load_mobilestylegan
+from g2face.training.sources import broadcast_w
+from g2face.training.stages import load_bank
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("bank", type=Path, help="folder of bank batch_*.safetensors")
+    parser.add_argument("model", type=Path, help="a g2face-fusion weights file to add the probe to")
+    parser.add_argument("--ridge", type=float, default=1.0)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    bank = load_bank(args.bank, torch.device("cpu"))
+    generator = load_mobilestylegan()
+    estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
+    males, ages = [], []
+    for start in tqdm(range(0, len(bank["w"]), args.batch), desc="render + estimate", unit="batch"):
+        w = bank["w"][start : start + args.batch]
+        found = estimator(generator(broadcast_w(generator, w)).clamp(-1, 1))
+        males.append(found.male_probability.numpy())
+        ages.append(found.age.numpy())
+    male = np.clip(np.concatenate(males), 1e-3, 1 - 1e-3)
+    targets = np.stack([np.log(male / (1 - male)), np.concatenate(ages)], 1)
+    x = np.concatenate([bank["identity"].numpy(), np.ones((len(targets), 1))], 1)
+    n_train = len(x) - len(x) // 5
+    eye = np.eye(x.shape[1]) * args.ridge
+    eye[-1, -1] = 0
+    weights = np.linalg.solve(x[:n_train].T @ x[:n_train] + eye, x[:n_train].T @ targets[:n_train])
+    held = x[n_train:] @ weights
+    gender_agree = np.mean((held[:, 0] > 0) == (targets[n_train:, 0] > 0))
+    age_error = np.mean(np.abs(held[:, 1] - targets[n_train:, 1]))
+    print(f"held-out: gender agreement {gender_agree:.3f}, age error {age_error:.1f} years "
+          f"({len(x) - n_train} samples; share male {np.mean(targets[:, 0] > 0):.2f})")  # fmt: skip
+    # Refit on everything for the shipped probe.
+    weights = np.linalg.solve(x.T @ x + eye, x.T @ targets)
+    load_fusion_model(args.model)  # refuses anything but a geometric-fusion model file
+    with safe_open(str(args.model), "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(args.model))
+    tensors[PROBE_KEYS[0]] = torch.from_numpy(weights[:-1].T.astype(np.float32).copy())
+    tensors[PROBE_KEYS[1]] = torch.from_numpy(weights[-1].astype(np.float32).copy())
+    tmp = args.model.with_name(f".{args.model.name}.part")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(args.model)
+    print(f"wrote the probe into {args.model}")
+
+
+if __name__ == "__main__":
+    main()
