@@ -328,6 +328,8 @@ def anonymize(
             err=True,
         )
     pipeline = _pipeline(model, device, method=method, carriers=carriers, model_options=options)
+    if keep and getattr(pipeline.model, "fusion", None) is None:
+        raise click.UsageError(f"--keep needs a geometric-fusion model (g2face-lite); {model} is not one")
     selector = _selector(pipeline, exempt_refs, only_refs, device)
     _run(
         lambda expanded, show: anonymize_files(
