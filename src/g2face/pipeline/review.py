@@ -51,7 +51,9 @@ def review_sheet(image: np.ndarray, decisions: Sequence[FaceDecision]) -> np.nda
             (255, 255, 255), thickness, cv2.LINE_AA,
         )  # fmt: skip
     counts = {a: sum(d.action == a for d in decisions) for a in ACTION_COLOURS}
-    lines = [(f"{len(decisions)} face{'s' if len(decisions) != 1 else ''}: " + ", ".join(f"{n} {a}" for a, n in counts.items() if n), (0, 0, 0))]
+    plural = "s" if len(decisions) != 1 else ""
+    summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
+    lines = [(f"{len(decisions)} face{plural}: {summary}", (0, 0, 0))]
     lines += [(_label(i, d), ACTION_COLOURS[d.action]) for i, d in enumerate(decisions)]
     if not decisions:
         lines = [("no face detected", (0, 0, 0))]
