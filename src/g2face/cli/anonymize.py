@@ -133,9 +133,45 @@ def _plural(n: int) -> str:
 
 
 def _describe_anonymized(r) -> str:
-    if r.faces == 0:
+    faces = (r.details or {}).get("faces", [])
+    if not faces:
         return f"{r.input}: no face found; copied unchanged -> {r.output}"
-    return f"{r.input}: {_plural(r.faces)} anonymized -> {r.output}"
+    counts: dict[str, int] = {}
+    for face in faces:
+        counts[face["action"]] = counts.get(face["action"], 0) + 1
+    done = ", ".join(
+        f"{_plural(n)} anonymized" if action == "anonymized" else f"{n} {action}"
+        for action, n in counts.items()
+    )
+    return f"{r.input}: {done} -> {r.output}"
+
+
+SMALL_FACE_CHOICES = ("blur", "pixelate", "box")  # g2face.pipeline.selection.SMALL_FACE_METHODS
+KEEP_CHOICES = ("eyes", "brows", "nose", "mouth")  # g2face.models.fusion.KEEP_REGIONS
+
+
+def _parse_keep(ctx, param, value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    names = tuple(dict.fromkeys(n.strip().lower() for n in value.split(",") if n.strip()))
+    unknown = [n for n in names if n not in KEEP_CHOICES]
+    if unknown:
+        known = ", ".join(KEEP_CHOICES)
+        raise click.BadParameter(f"unknown region {', '.join(unknown)}; choose from {known}")
+    return names
+
+
+def _selector(pipeline, exempt_refs: tuple[str, ...], only_refs: tuple[str, ...], device: str):
+    """The per-face identity decision from reference photos, or None without references."""
+    if not exempt_refs and not only_refs:
+        return None
+    from g2face.pipeline.selection import FaceSelector, ReferenceError, sface_embedder
+
+    mode, photos = ("exempt", exempt_refs) if exempt_refs else ("only", only_refs)
+    try:
+        return FaceSelector.from_photos(photos, mode, pipeline.detector, sface_embedder(device))
+    except ReferenceError as e:
+        raise click.UsageError(printable(str(e))) from None
 
 
 @click.command()
@@ -178,6 +214,43 @@ def _describe_anonymized(r) -> str:
     help="How far the fake face is warped onto the original's face shape, 0..1; higher keeps the "
     "expression closer but copies more of the original's facial geometry [model default: 0.5].",
 )
+@click.option(
+    "--keep",
+    callback=_parse_keep,
+    help="Face regions kept from the original, comma-separated: eyes, brows, nose, mouth "
+    "(--method g2face only). Kept regions carry identity.",
+)
+@click.option(
+    "--exempt",
+    "exempt_refs",
+    multiple=True,
+    help="A photo (or folder) of a person whose faces are left untouched; repeat for more people.",
+)
+@click.option(
+    "--only",
+    "only_refs",
+    multiple=True,
+    help="A photo (or folder) of a person to anonymize: everyone else is left untouched; repeatable.",
+)
+@click.option(
+    "--min-face",
+    type=click.FloatRange(0),
+    default=0,
+    show_default=True,
+    help="Faces narrower than this (pixels) get the --small-faces filter instead of the generator.",
+)
+@click.option(
+    "--small-faces",
+    type=click.Choice(SMALL_FACE_CHOICES),
+    default="blur",
+    show_default=True,
+    help="Filter for faces below --min-face (reversible like the rest).",
+)
+@click.option(
+    "--review",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write a contact sheet per image into this folder: numbered boxes coloured by action.",
+)
 @_secret_options
 def anonymize(
     inputs,
@@ -194,6 +267,12 @@ def anonymize(
     attributes,
     candidates,
     warp,
+    keep,
+    exempt_refs,
+    only_refs,
+    min_face,
+    small_faces,
+    review,
     secret_sources,
 ) -> None:
     """Replace every face in INPUTS with a realistic face of another identity.
@@ -206,8 +285,17 @@ def anonymize(
 
     if no_container and no_pixel_payload:
         raise click.UsageError("--no-container with --no-pixel-payload leaves nothing to recover from")
+    if keep and method != "g2face":
+        raise click.UsageError(f"--keep needs --method g2face (the {method} filter has no face regions)")
+    if exempt_refs and only_refs:
+        raise click.UsageError("give --exempt or --only, not both")
+    selective = keep or exempt_refs or only_refs or min_face or review
     secret = _resolve(secret_sources, confirm=True)
     if _one_video(inputs):
+        if selective:
+            raise click.UsageError(
+                "--keep, --exempt, --only, --min-face and --review work on images, not on a video"
+            )
         from g2face.cli.video import anonymize_video_command
 
         return anonymize_video_command(
@@ -228,14 +316,35 @@ def anonymize(
         from g2face.models.fusion_anonymizer import CandidateSettings
 
         options["candidates"] = CandidateSettings(count=candidates)
-    if warp is not None:
+    if warp is not None or keep:
         from g2face.models.fusion import FusionSettings
 
-        options["fusion"] = FusionSettings(warp_strength=warp)
+        fusion = {"keep": keep} | ({} if warp is None else {"warp_strength": warp})
+        options["fusion"] = FusionSettings(**fusion)
+    if keep:
+        click.echo(
+            f"warning: the kept regions ({', '.join(keep)}) are the original's and carry identity: "
+            "the person may stay recognisable",
+            err=True,
+        )
     pipeline = _pipeline(model, device, method=method, carriers=carriers, model_options=options)
+    if keep and getattr(pipeline.model, "fusion", None) is None:
+        raise click.UsageError(f"--keep needs a geometric-fusion model (g2face-lite); {model} is not one")
+    selector = _selector(pipeline, exempt_refs, only_refs, device)
     _run(
         lambda expanded, show: anonymize_files(
-            pipeline, expanded, output, secret, seed=seed, suffix=f".{fmt}", force=force, on_outcome=show
+            pipeline,
+            expanded,
+            output,
+            secret,
+            seed=seed,
+            suffix=f".{fmt}",
+            force=force,
+            selector=selector,
+            min_face=min_face,
+            small_faces=small_faces,
+            review=review,
+            on_outcome=show,
         ),
         inputs,
         _describe_anonymized,

@@ -28,6 +28,7 @@ def _show(outcome: FileOutcome[DetectionReport]) -> None:
 @click.argument("images", nargs=-1, required=True)
 @click.option(
     "--json",
+    "--report",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write every image's faces (box, landmarks, score) and every failure to this JSON file.",

@@ -11,7 +11,8 @@ All functions work on one aligned crop at a time in crop pixels (numpy + OpenCV)
 3. `transfer_colour`: Lab mean/std of the rendered skin matched to the original's, and the
    original's low-frequency shading (directional light) applied to the rendered face.
 4. `face_region_mask`: the soft region that is replaced: the hull of the original's mesh, grown a
-   little so the outline and jaw line (which carry identity) are replaced too, feathered.
+   little so the outline and jaw line (which carry identity) are replaced too, feathered; minus
+   the regions the user keeps (`FusionSettings.keep`, `keep_region_mask`).
 The image-level multi-band blend that pastes the result into the photo is `g2face.align.blend_faces`.
 """
 
@@ -38,6 +39,31 @@ SKIN_POINTS = (
     151, 108, 337, 9, 107, 336,  # forehead
 )  # fmt: skip
 
+# Mesh landmarks of the regions a user may keep (MediaPipe FaceLandmarksConnections, plus the lid
+# rings up to the crease and the irises for the eyes); each side is its own polygon.
+KEEP_REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "eyes": (
+        (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,  # contour
+         113, 225, 224, 223, 222, 221, 189, 226, 31, 228, 229, 230, 231, 232, 233, 244,  # lids
+         468, 469, 470, 471, 472),  # iris
+        (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466,
+         342, 445, 444, 443, 442, 441, 413, 446, 261, 448, 449, 450, 451, 452, 453, 464,
+         473, 474, 475, 476, 477),
+    ),
+    "brows": (
+        (46, 52, 53, 55, 63, 65, 66, 70, 105, 107),
+        (276, 282, 283, 285, 293, 295, 296, 300, 334, 336),
+    ),
+    "nose": (
+        (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326, 327,
+         344, 440),
+    ),
+    "mouth": (
+        (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191,
+         267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415),
+    ),
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class FusionSettings:
@@ -56,8 +82,19 @@ class FusionSettings:
     """Scale of the original's shading transferred onto the rendered face."""
     colour_std_range: tuple[float, float] = (0.7, 1.4)
     """Bounds of the per-channel contrast change of the colour transfer."""
+    keep: tuple[str, ...] = ()
+    """Regions of the original kept (names of `KEEP_REGIONS`): they carry identity."""
+    keep_grow: float = 0.03
+    """A kept region extends this far beyond its landmarks' hull, fully the original's."""
+    keep_feather: float = 0.04
+    """Width of the blend from a kept region (outside its grown hull) to the replaced face."""
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.keep) - set(KEEP_REGIONS))
+        if unknown:
+            raise ValueError(
+                f"unknown face region(s) to keep: {', '.join(unknown)}; known: {', '.join(KEEP_REGIONS)}"
+            )
         if not 0 <= self.warp_strength <= 1:
             raise ValueError(f"warp_strength must be in [0, 1], got {self.warp_strength}")
         if self.mask_feather <= 0 or self.mask_grow < -0.1:
@@ -128,7 +165,29 @@ def face_region_mask(points: np.ndarray, size: int, settings: FusionSettings) ->
     # Distance inside the hull, eased to 1 over the feather width: 0 on and outside the hull.
     inside = cv2.distanceTransform((hard > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
     t = np.clip(inside / feather, 0, 1)
-    return (t * t * (3 - 2 * t)).astype(np.float32)
+    replaced = t * t * (3 - 2 * t)
+    if settings.keep:
+        replaced = replaced * (1 - keep_region_mask(points, size, settings))
+    return replaced.astype(np.float32)
+
+
+def keep_region_mask(points: np.ndarray, size: int, settings: FusionSettings) -> np.ndarray:
+    """Soft mask [size, size] in [0, 1] of the regions kept from the original (`settings.keep`):
+    1 on each region's landmark hull grown by `keep_grow` face widths, easing to 0 over
+    `keep_feather` outside it, so the kept part blends into the rendered face."""
+    width = face_width(points)
+    hard = np.zeros((size, size), np.float32)
+    for name in settings.keep:
+        for polygon in KEEP_REGIONS[name]:
+            present = [i for i in polygon if i < len(points)]  # a mesh without irises lacks 468+
+            hard = np.maximum(hard, _polygon_mask(points[present, :2], size))
+    if not hard.any():
+        return hard
+    # Distance from the hull, shifted by the growth and eased to 0 over the feather width.
+    outside = cv2.distanceTransform((hard < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    feather = max(1.0, settings.keep_feather * width)
+    t = np.clip((outside - settings.keep_grow * width) / feather, 0, 1)
+    return (1 - t * t * (3 - 2 * t)).astype(np.float32)
 
 
 def skin_mask(points: np.ndarray, size: int) -> np.ndarray:

@@ -25,8 +25,9 @@ from torch import Tensor
 
 from g2face.align import align_face, blend_faces
 from g2face.detection import FaceDetector, YuNetDetector
-from g2face.io import ExpandedInputs, InputFile, read_image, write_image
+from g2face.io import ExpandedInputs, InputFile, check_output_free, read_image, write_image
 from g2face.models.base import AnonymizedFaces, FaceAnonymizer
+from g2face.models.classic import ClassicAnonymizer
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadError, Secret
 from g2face.payload.carriers import (
@@ -49,6 +50,8 @@ from g2face.pipeline.batch import (
 )
 from g2face.pipeline.detect import NoFaceError
 from g2face.pipeline.faces import FacePipeline
+from g2face.pipeline.review import REVIEW_SUFFIX, review_sheet
+from g2face.pipeline.selection import SMALL_FACE_METHODS, FaceMatch, FaceSelector
 from g2face.types import FaceDetection, Footprint, InputError
 
 RecoveryPath = Literal["exact", "identity"]
@@ -71,6 +74,21 @@ class AnonymizedFace:
     footprint: Footprint
     pixel_payload: bool  # whether the face's own pixels carry its encrypted identity
     similarity: float | None = None  # identity cosine to the original (the anonymizer's recognizer)
+    method: str = "g2face"  # what replaced it: the model, or a classic filter (blur, pixelate, box)
+
+
+FaceAction = Literal["anonymized", "exempt", "small-face fallback"]
+
+
+@dataclass(frozen=True)
+class FaceDecision:
+    """What happened to one detected face."""
+
+    detection: FaceDetection
+    action: FaceAction
+    method: str | None  # None when exempt (left untouched)
+    match: FaceMatch | None  # the identity match against reference people, when a selector was given
+    face: AnonymizedFace | None  # None when exempt
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,7 @@ class AnonymizedImage:
     image: np.ndarray
     faces: tuple[AnonymizedFace, ...]
     container: bytes | None = None  # the exact-recovery container, to store with the image
+    decisions: tuple[FaceDecision, ...] = ()  # every detected face in detection order, exempt ones too
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,7 +170,6 @@ class G2FacePipeline:
         `method` blur / pixelate / box keeps that model's carriers and recovery renderer but
         anonymizes with the classic filter ("reversible blur"). `model_options` go to
         `g2face.models.zoo.load_model` (fusion / candidate settings, attributes)."""
-        from g2face.models.classic import ClassicAnonymizer
         from g2face.models.zoo import load_model
 
         model = load_model(name_or_path, device=device, **(model_options or {}))
@@ -178,26 +196,78 @@ class G2FacePipeline:
         seed: int | None = None,
         seeds: Sequence[int] | None = None,
         detections: Sequence[FaceDetection] | None = None,
+        selector: FaceSelector | None = None,
+        min_face: float = 0,
+        small_faces: str = "blur",
     ) -> AnonymizedImage:
         """Replace every face of an RGB uint8 image. The dummy identities come from the secret and
         each face's random salt, unless `seeds` (one per face) or `seed` (face i gets seed + i) fix
-        them (a video track keeps its fake identity that way)."""
+        them (a video track keeps its fake identity that way).
+
+        `selector` exempts faces by identity (reference people); a face narrower than `min_face`
+        pixels gets the classic `small_faces` filter instead of the model (same carriers). Every
+        other face is anonymized; `decisions` says what happened to each detected face."""
         secret = _secret(secret)
-        if detections is None:
-            detections = self.detector.detect(image)
+        if small_faces not in SMALL_FACE_METHODS:
+            known = ", ".join(SMALL_FACE_METHODS)
+            raise ValueError(f"small_faces must be one of {known}, got {small_faces!r}")
+        detections = list(self.detector.detect(image) if detections is None else detections)
         if seeds is not None and len(seeds) != len(detections):
             raise ValueError(f"{len(seeds)} seeds for {len(detections)} faces")
+        if seeds is None and seed is not None:
+            seeds = [seed + i for i in range(len(detections))]
+        matches = selector.decide(image, detections) if selector is not None else [None] * len(detections)
+        actions: list[FaceAction] = [
+            "exempt"
+            if match is not None and match.exempt
+            else ("small-face fallback" if d.width < min_face else "anonymized")
+            for d, match in zip(detections, matches, strict=True)
+        ]
+        composed = image
+        made: dict[int, AnonymizedFace] = {}
+        for action in ("anonymized", "small-face fallback"):
+            indices = [i for i, a in enumerate(actions) if a == action]
+            if not indices:
+                continue
+            model = self.model if action == "anonymized" else self._fallback(small_faces)
+            composed, faces = self._replace(
+                model,
+                composed,
+                secret,
+                [detections[i] for i in indices],
+                None if seeds is None else [seeds[i] for i in indices],
+                face_offset=len(made),
+            )
+            made.update(zip(indices, faces, strict=True))
+        container = None
+        regions = [
+            Region.from_image(image, f.footprint.mask, f.footprint.x0, f.footprint.y0)
+            for f in made.values()
+            if f.footprint is not None and f.footprint.mask.any()
+        ]
+        if self.carriers.container and regions:
+            container = seal_regions(regions, secret, image.shape)
+        decisions = tuple(
+            FaceDecision(d, a, None if a == "exempt" else made[i].method, m, made.get(i))
+            for i, (d, a, m) in enumerate(zip(detections, actions, matches, strict=True))
+        )
+        faces = tuple(made[i] for i in sorted(made))
+        return AnonymizedImage(composed if made else image.copy(), faces, container, decisions)
+
+    def _fallback(self, method: str) -> FaceAnonymizer:
+        """The classic filter for small faces, with this pipeline's model as its identity source."""
+        source = self.model.source if isinstance(self.model, ClassicAnonymizer) else self.model
+        return ClassicAnonymizer(method, source)
+
+    def _replace(self, model, image, secret, detections, seeds, *, face_offset: int):
+        """Anonymize `detections` of `image` with `model`; the composed image and one
+        `AnonymizedFace` per detection (in-pixel payload embedded where it fits)."""
         outputs: list[AnonymizedFaces] = []
 
         def transform(batch: Tensor):
-            offset = sum(len(o.salts) for o in outputs)
-            n = batch.shape[0]
-            fixed = None
-            if seeds is not None:
-                fixed = list(seeds[offset : offset + n])
-            elif seed is not None:
-                fixed = [seed + offset + i for i in range(n)]
-            out = self.model.anonymize(batch, secret, seeds=fixed, face_offset=offset)
+            done = sum(len(o.salts) for o in outputs)
+            fixed = None if seeds is None else list(seeds[done : done + batch.shape[0]])
+            out = model.anonymize(batch, secret, seeds=fixed, face_offset=face_offset + done)
             outputs.append(out)
             return out.images, out.masks
 
@@ -207,27 +277,25 @@ class G2FacePipeline:
         dummy_seeds = [s for o in outputs for s in o.dummy_seeds]
         similarities = [s for o in outputs for s in (o.similarities or [None] * len(o.salts))]
         carried = [False] * len(result.faces)
-        if self.pixel_carrier is not None and self.carriers.pixel_payload:
+        carrier = self.pixel_carrier
+        if model.payload_in_crops:
+            carrier = None
+        elif carrier is None:  # a small-face filter around a model that hides its payload itself
+            carrier = DctQimCarrier(model.codec.n_bits)
+        if carrier is not None and self.carriers.pixel_payload:
             for i, record in enumerate(result.faces):
                 allowed = _full_mask(record.footprint, composed.shape[:2])
                 try:
-                    composed = self.pixel_carrier.embed(composed, record.detection, allowed, bits[i])
+                    composed = carrier.embed(composed, record.detection, allowed, bits[i])
                 except FaceTooSmallError:
                     continue  # the container still carries this face
                 carried[i] = True
-        container = None
-        regions = [
-            Region.from_image(image, r.footprint.mask, r.footprint.x0, r.footprint.y0)
-            for r in result.faces
-            if r.footprint is not None and r.footprint.mask.any()
-        ]
-        if self.carriers.container and regions:
-            container = seal_regions(regions, secret, image.shape)
-        faces = tuple(
-            AnonymizedFace(r.detection, s, r.footprint, c, sim)
+        method = getattr(model, "method", "g2face")
+        faces = [
+            AnonymizedFace(r.detection, s, r.footprint, c, sim, method)
             for r, s, c, sim in zip(result.faces, dummy_seeds, carried, similarities, strict=True)
-        )
-        return AnonymizedImage(composed, faces, container)
+        ]
+        return composed, faces
 
     # ------------------------------------------------------------------------------- recover
 
@@ -346,17 +414,29 @@ def anonymize_files(
     seed: int | None = None,
     suffix: str | None = ".png",
     force: bool = False,
+    selector: FaceSelector | None = None,
+    min_face: float = 0,
+    small_faces: str = "blur",
+    review: Path | None = None,
     on_outcome: Callable[[FileOutcome[FileResult]], None] | None = None,
 ) -> BatchReport[FileResult]:
     """Anonymize every input into `output` (a file for one input, else a mirrored folder).
     PNG by default: lossless, so the in-pixel payload arrives intact. A photo without a face is
-    passed through unchanged (and reported with 0 faces)."""
+    passed through unchanged (and reported with 0 faces). `selector`, `min_face`, `small_faces`:
+    see `G2FacePipeline.anonymize`; `review`: a folder that gets a contact sheet per input
+    (`<name>.review.png`: the output with numbered boxes coloured by action)."""
     check_output_target(output, inputs, suffix)
 
     def handle(item: InputFile) -> FileResult:
         target = free_output_target(output, item, inputs, suffix, force=force)
+        sheet_path = None
+        if review is not None:
+            sheet_path = item.output_path(review, REVIEW_SUFFIX)
+            check_output_free(sheet_path, protected=inputs.paths, force=force)
         loaded = read_image(item.path)
-        result = pipeline.anonymize(loaded.rgb, secret, seed=seed)
+        result = pipeline.anonymize(
+            loaded.rgb, secret, seed=seed, selector=selector, min_face=min_face, small_faces=small_faces
+        )
         written = write_image(
             target,
             result.image,
@@ -365,22 +445,33 @@ def anonymize_files(
             force=force,
             block=result.container,
         )
-        details = {
-            "faces": [
-                {
-                    **f.detection.to_dict(),
-                    "action": "anonymized",
-                    "dummy_seed": f.dummy_seed,
-                    "identity_similarity": None if f.similarity is None else round(f.similarity, 4),
-                    "carriers": (["pixel"] if f.pixel_payload else [])
-                    + (["container"] if result.container else []),
-                }
-                for f in result.faces
-            ]
-        }
+        details = {"faces": [decision_json(d, result.container is not None) for d in result.decisions]}
+        if sheet_path is not None:
+            sheet = review_sheet(result.image, result.decisions)
+            details["review"] = str(write_image(sheet_path, sheet, protected=inputs.paths, force=force))
         return FileResult(item.path, written, len(result.faces), details=details)
 
     return process_each(inputs, handle, on_outcome)
+
+
+def decision_json(decision: FaceDecision, container: bool) -> dict:
+    """One face of the JSON report: detection, action, method, match score, seed, carriers."""
+    face = decision.face
+    entry = {
+        **decision.detection.to_dict(),
+        "action": decision.action,
+        "method": decision.method,
+    }
+    if decision.match is not None:
+        entry["match_score"] = round(decision.match.score, 4)
+        entry["match_ambiguous"] = decision.match.ambiguous
+    if face is not None:
+        entry |= {
+            "dummy_seed": face.dummy_seed,
+            "identity_similarity": None if face.similarity is None else round(face.similarity, 4),
+            "carriers": (["pixel"] if face.pixel_payload else []) + (["container"] if container else []),
+        }
+    return entry
 
 
 def recover_files(
