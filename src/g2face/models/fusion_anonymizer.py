@@ -45,6 +45,8 @@ class CandidateSettings:
     age_weight: float = 0.02
     """Penalty per year of age difference beyond `age_tolerance`."""
     age_tolerance: float = 4.0
+    max_age_gap: float = 10.0
+    """A candidate further than this from the original's apparent age is not acceptable."""
 
     def __post_init__(self) -> None:
         if self.count < 1 or self.max_rounds < 1:
@@ -62,8 +64,12 @@ class CandidateScore:
         return self.similarity + settings.gender_weight * self.gender_gap + settings.age_weight * age_excess
 
     def acceptable(self, settings: CandidateSettings) -> bool:
-        """Different enough from the original, and of the same apparent gender."""
-        return self.similarity <= settings.max_similarity and self.gender_gap < 0.5
+        """Different enough from the original, of the same apparent gender and about its age."""
+        return (
+            self.similarity <= settings.max_similarity
+            and self.gender_gap < 0.5
+            and self.age_gap <= settings.max_age_gap
+        )
 
 
 PROBE_KEYS = ("attribute_probe.weight", "attribute_probe.bias")
@@ -229,10 +235,16 @@ class FusionAnonymizer(nn.Module):
                 pool.extend(zip(found, fused, strict=True))
                 if any(score.acceptable(settings) for score, _ in pool):
                     break
-            # Among acceptable candidates the cheapest; if none is, the least similar (anonymity first).
+            # Anonymity first: among candidates of the original's apparent gender and age the least
+            # similar; else among those different enough the one closest in attributes; else the
+            # least similar of all. (Picking the closest in attributes among acceptable ones raised
+            # FaceNet's mean cosine to the original person from 0.24 to 0.33 on LFW.)
             acceptable = [c for c in pool if c[0].acceptable(settings)]
+            different = [c for c in pool if c[0].similarity <= settings.max_similarity]
             if acceptable:
-                score, face = min(acceptable, key=lambda c: c[0].cost(settings))
+                score, face = min(acceptable, key=lambda c: c[0].similarity)
+            elif different:
+                score, face = min(different, key=lambda c: c[0].cost(settings))
             else:
                 score, face = min(pool, key=lambda c: c[0].similarity)
             scores.append(score.similarity)
