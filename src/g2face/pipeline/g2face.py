@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from g2face.align import align_face, blend_faces
+from g2face.align import align_face, blend_faces, face_mask
 from g2face.detection import FaceDetector, YuNetDetector
 from g2face.io import ExpandedInputs, InputFile, check_output_free, read_image, write_image
 from g2face.models.base import AnonymizedFaces, FaceAnonymizer
@@ -355,8 +355,6 @@ class G2FacePipeline:
             )
         outputs = tensor_to_crops(images)
         if masks is None:
-            from g2face.align import face_mask
-
             masks = [face_mask(self.model.image_size)] * len(render)
         restored, _ = blend_faces(image, list(outputs), aligned, list(masks))
         return restored, tuple(faces)
