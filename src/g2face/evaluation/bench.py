@@ -92,8 +92,8 @@ def fusion_parts(model: FusionAnonymizer, x: Tensor, device: torch.device, repea
     identity = model.identity(x)
     embedding = identity[0].float().cpu().numpy()
     geometry = model.geometry(x)
-    vector = model._average_shape(geometry)
-    dummy = model._dummies([1], x.dtype)
+    vector = model.geometry_vector(geometry)
+    dummy = model.dummy_identities([1], x.dtype)
     wplus = model.gie.styles(dummy, vector)
     render = model.generator(wplus).clamp(-1, 1)
     original = to_crops(x)[0]
@@ -105,11 +105,11 @@ def fusion_parts(model: FusionAnonymizer, x: Tensor, device: torch.device, repea
         ),
         "geometry (MediaPipe)": _time(lambda: model.geometry(x), device, repeats),
         "GIE (f_dummy + f_mlp)": _time(
-            lambda: model.gie.styles(model._dummies([1], x.dtype), vector), device, repeats
+            lambda: model.gie.styles(model.dummy_identities([1], x.dtype), vector), device, repeats
         ),
         "generator (per candidate)": _time(lambda: model.generator(wplus), device, repeats),
         "fusion incl. render mesh (per candidate)": _time(
-            lambda: model._fuse(original, points, render), device, repeats
+            lambda: model.fuse_renders(original, points, render), device, repeats
         ),
     }
     if model.attributes is not None:

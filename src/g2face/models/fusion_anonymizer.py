@@ -135,7 +135,7 @@ class FusionAnonymizer(nn.Module):
     def _device(self) -> torch.device:
         return next(self.gie.parameters()).device
 
-    def _average_shape(self, geometry: Geometry) -> Tensor:
+    def geometry_vector(self, geometry: Geometry) -> Tensor:
         """[shape ⊕ expression ⊕ pose] with the shape set to the average face GIE was trained on."""
         n_shape = geometry.shape.shape[1]
         mean_shape = self.gie.style_mlp.input_mean[
@@ -144,7 +144,8 @@ class FusionAnonymizer(nn.Module):
         shape = mean_shape.to(geometry.shape).expand_as(geometry.shape)
         return torch.cat([shape, geometry.expression, geometry.pose], dim=1)
 
-    def _dummies(self, seeds: list[int], dtype: torch.dtype) -> Tensor:
+    def dummy_identities(self, seeds: list[int], dtype: torch.dtype) -> Tensor:
+        """f_dummy of one seeded z per seed (drawn on the CPU: the same on every device)."""
         dim = self.gie.config.z_dim
         z = [torch.randn(dim, generator=torch.Generator().manual_seed(s % 2**63)) for s in seeds]
         return self.gie.dummy_identity(torch.stack(z).to(self._device(), dtype))
@@ -152,7 +153,10 @@ class FusionAnonymizer(nn.Module):
     def _render(self, identities: Tensor, geometry_vector: Tensor) -> Tensor:
         return self.generator(self.gie.styles(identities, geometry_vector)).clamp(-1, 1)
 
-    def _fuse(self, original: np.ndarray, original_points: np.ndarray, renders: Tensor) -> list[FusedFace]:
+    def fuse_renders(
+        self, original: np.ndarray, original_points: np.ndarray, renders: Tensor
+    ) -> list[FusedFace]:
+        """Each rendered face [N, 3, S, S] laid onto one original crop by its own mesh."""
         size = self.image_size
         points = (self.geometry(renders).landmarks[..., :2] * size - 0.5).cpu().numpy()
         crops = tensor_to_crops(renders)
@@ -169,7 +173,9 @@ class FusionAnonymizer(nn.Module):
         if self.attribute_probe is None or reference is None:
             return list(range(total))
         pool = list(range(total * PROBE_POOL))
-        predicted = self.attribute_probe(self._dummies([candidate_seed(seed, k) for k in pool], dtype))
+        predicted = self.attribute_probe(
+            self.dummy_identities([candidate_seed(seed, k) for k in pool], dtype)
+        )
         male, age = reference
         gap = (torch.sigmoid(predicted[:, 0]) - male).abs() * settings.gender_weight
         gap = gap + settings.age_weight * (predicted[:, 1] - age).abs()
@@ -211,7 +217,7 @@ class FusionAnonymizer(nn.Module):
             face_offset=face_offset,
         )
         geometry = self.geometry(crops)
-        vectors = self._average_shape(geometry)
+        vectors = self.geometry_vector(geometry)
         size = self.image_size
         originals = tensor_to_crops(crops)
         original_points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
@@ -228,9 +234,9 @@ class FusionAnonymizer(nn.Module):
             order = self._candidate_order(seeds[i], reference_attributes[i], crops.dtype)
             for round_ in range(settings.max_rounds):
                 indices = order[round_ * settings.count : (round_ + 1) * settings.count]
-                dummies = self._dummies([candidate_seed(seeds[i], k) for k in indices], crops.dtype)
+                dummies = self.dummy_identities([candidate_seed(seeds[i], k) for k in indices], crops.dtype)
                 renders = self._render(dummies, vectors[i : i + 1].expand(len(dummies), -1))
-                fused = self._fuse(originals[i], original_points[i], renders)
+                fused = self.fuse_renders(originals[i], original_points[i], renders)
                 found = self._scores(embeddings[i], reference_attributes[i], [f.preview for f in fused])
                 pool.extend(zip(found, fused, strict=True))
                 if any(score.acceptable(settings) for score, _ in pool):
@@ -292,13 +298,15 @@ class FusionAnonymizer(nn.Module):
         `refine_steps` > 0 optimises each render towards its identity first (`--refine`)."""
         geometry = self.geometry(crops)
         identities = identities.to(crops)
-        wplus = self.gie.styles(identities, self._average_shape(geometry))
+        wplus = self.gie.styles(identities, self.geometry_vector(geometry))
         if refine_steps > 0:
             wplus = self._refine(wplus, identities, refine_steps)
         renders = self.generator(wplus).clamp(-1, 1)
         size = self.image_size
         originals = tensor_to_crops(crops)
         points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
-        fused = [self._fuse(originals[i], points[i], renders[i : i + 1])[0] for i in range(crops.shape[0])]
+        fused = [
+            self.fuse_renders(originals[i], points[i], renders[i : i + 1])[0] for i in range(crops.shape[0])
+        ]
         images = crops_to_tensor([f.crop for f in fused], device=crops.device, dtype=crops.dtype)
         return images, np.stack([f.mask for f in fused])

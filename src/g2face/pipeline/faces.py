@@ -60,6 +60,7 @@ class FacePipeline:
         aligned = [align_face(image, d, self.crop_size) for d in detections]
         outputs: list[np.ndarray] = []
         masks: list[np.ndarray] = []
+        default = face_mask(self.crop_size)  # for transforms that return no masks of their own
         for start in range(0, len(aligned), self.batch_size):
             chunk = aligned[start : start + self.batch_size]
             batch = crops_to_tensor([a.crop for a in chunk], device=self.device, dtype=self.dtype)
@@ -73,7 +74,6 @@ class FacePipeline:
                     f"transform returned {tuple(processed.shape)} for input {tuple(batch.shape)}"
                 )
             outputs.extend(tensor_to_crops(processed))
-            default = face_mask(self.crop_size)
             masks.extend(chunk_masks if chunk_masks is not None else [default] * len(chunk))
         composed, footprints = blend_faces(image, outputs, aligned, masks)
         records = tuple(
