@@ -71,13 +71,18 @@ def test_the_face_changes_and_nothing_outside_its_footprint(anonymized, photo):
 
 def test_same_key_and_salt_reproduce_the_output_bit_for_bit_and_two_keys_differ(pipeline, photo, anonymized):
     (face,) = anonymized.faces
-    again = pipeline.anonymize(photo, Secret(bytes(range(32)), "key"), seeds=[face.dummy_seed])
-    assert again.faces[0].dummy_seed == face.dummy_seed
+    key = Secret(bytes(range(32)), "key")
     x0, y0, x1, y1 = face.footprint.box
     # The payload salt differs per call, so compare the face before the carriers: same dummy seed →
-    # same rendered face, up to the in-pixel payload's small changes.
-    diff = np.abs(again.image[y0:y1, x0:x1].astype(int) - anonymized.image[y0:y1, x0:x1].astype(int))
-    assert diff.mean() < 3, diff.mean()
+    # same rendered face, up to the in-pixel payload's small changes. The rendered seed, given back
+    # without a candidate search (what a video track does), draws that same face again.
+    for again in (
+        pipeline.anonymize(photo, key, seeds=[20261201]),
+        pipeline.anonymize(photo, key, seeds=[face.dummy_seed], search=False),
+    ):
+        assert again.faces[0].dummy_seed == face.dummy_seed
+        diff = np.abs(again.image[y0:y1, x0:x1].astype(int) - anonymized.image[y0:y1, x0:x1].astype(int))
+        assert diff.mean() < 3, diff.mean()
     other = pipeline.anonymize(photo, Secret(bytes(range(1, 33)), "key"))
     assert other.faces[0].dummy_seed != face.dummy_seed
     face_diff = other.image[y0:y1, x0:x1].astype(int) - anonymized.image[y0:y1, x0:x1].astype(int)

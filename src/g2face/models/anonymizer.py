@@ -70,6 +70,7 @@ class G2FaceModel(nn.Module):
         seeds: list[int] | None = None,
         salts: list[bytes] | None = None,
         face_offset: int = 0,
+        search: bool = True,  # no candidates to choose among
     ) -> AnonymizedFaces:
         """Aligned crops [B, 3, S, S] in [-1, 1] → anonymized crops carrying the payload.
 

@@ -22,7 +22,7 @@ class AnonymizedFaces:
     images: Tensor  # [B, 3, S, S] in [-1, 1]
     bits: Tensor  # [B, n_bits] the encoded payload of each face (codec frame), {0, 1}
     salts: tuple[bytes, ...]  # per face, in clear inside the payload
-    dummy_seeds: tuple[int, ...]  # the seed of each face's dummy identity
+    dummy_seeds: tuple[int, ...]  # the seed of each face's rendered dummy identity
     masks: np.ndarray | None = None
     """float32 [B, S, S] in [0, 1]: where each crop replaces the original (None: the default face
     ellipse of `g2face.align.face_mask`)."""
@@ -79,7 +79,12 @@ class FaceAnonymizer(Protocol):
         seeds: list[int] | None = None,
         salts: list[bytes] | None = None,
         face_offset: int = 0,
-    ) -> AnonymizedFaces: ...
+        search: bool = True,
+    ) -> AnonymizedFaces:
+        """`search=False`: render each face's dummy seed as given, without choosing among keyed
+        candidates (a video track re-renders the dummy chosen on its first frame that way).
+        `AnonymizedFaces.dummy_seeds` are the seeds actually rendered."""
+        ...
 
     def render_identities(
         self, crops: Tensor, identities: Tensor, refine_steps: int = 0

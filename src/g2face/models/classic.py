@@ -98,6 +98,7 @@ class ClassicAnonymizer:
         seeds: list[int] | None = None,
         salts: list[bytes] | None = None,
         face_offset: int = 0,
+        search: bool = True,  # no candidates to choose among
     ) -> AnonymizedFaces:
         embeddings = self.source.identity(crops).float().cpu().numpy()
         encoded, seeds = encode_identities(

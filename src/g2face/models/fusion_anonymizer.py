@@ -205,6 +205,7 @@ class FusionAnonymizer(nn.Module):
         seeds: list[int] | None = None,
         salts: list[bytes] | None = None,
         face_offset: int = 0,
+        search: bool = True,
     ) -> AnonymizedFaces:
         n = crops.shape[0]
         embeddings = self.identity(crops)
@@ -227,19 +228,20 @@ class FusionAnonymizer(nn.Module):
             reference_attributes = [
                 (float(p), float(a)) for p, a in zip(found.male_probability, found.age, strict=True)
             ]
-        chosen_crops, chosen_masks, scores = [], [], []
+        chosen_crops, chosen_masks, scores, rendered_seeds = [], [], [], []
         settings = self.candidates
         for i in range(n):
-            pool: list[tuple[CandidateScore, FusedFace]] = []
-            order = self._candidate_order(seeds[i], reference_attributes[i], crops.dtype)
-            for round_ in range(settings.max_rounds):
+            pool: list[tuple[CandidateScore, FusedFace, int]] = []
+            order = self._candidate_order(seeds[i], reference_attributes[i], crops.dtype) if search else [0]
+            for round_ in range(settings.max_rounds if search else 1):
                 indices = order[round_ * settings.count : (round_ + 1) * settings.count]
-                dummies = self.dummy_identities([candidate_seed(seeds[i], k) for k in indices], crops.dtype)
+                candidate_seeds = [candidate_seed(seeds[i], k) for k in indices]
+                dummies = self.dummy_identities(candidate_seeds, crops.dtype)
                 renders = self._render(dummies, vectors[i : i + 1].expand(len(dummies), -1))
                 fused = self.fuse_renders(originals[i], original_points[i], renders)
                 found = self._scores(embeddings[i], reference_attributes[i], [f.preview for f in fused])
-                pool.extend(zip(found, fused, strict=True))
-                if any(score.acceptable(settings) for score, _ in pool):
+                pool.extend(zip(found, fused, candidate_seeds, strict=True))
+                if any(c[0].acceptable(settings) for c in pool):
                     break
             # Anonymity first: among candidates of the original's apparent gender and age the least
             # similar; else among those different enough the one closest in attributes; else the
@@ -248,12 +250,13 @@ class FusionAnonymizer(nn.Module):
             acceptable = [c for c in pool if c[0].acceptable(settings)]
             different = [c for c in pool if c[0].similarity <= settings.max_similarity]
             if acceptable:
-                score, face = min(acceptable, key=lambda c: c[0].similarity)
+                score, face, rendered = min(acceptable, key=lambda c: c[0].similarity)
             elif different:
-                score, face = min(different, key=lambda c: c[0].cost(settings))
+                score, face, rendered = min(different, key=lambda c: c[0].cost(settings))
             else:
-                score, face = min(pool, key=lambda c: c[0].similarity)
+                score, face, rendered = min(pool, key=lambda c: c[0].similarity)
             scores.append(score.similarity)
+            rendered_seeds.append(rendered)
             chosen_crops.append(face.crop)
             chosen_masks.append(face.mask)
         images = crops_to_tensor(chosen_crops, device=crops.device, dtype=crops.dtype)
@@ -262,7 +265,7 @@ class FusionAnonymizer(nn.Module):
             images,
             bits,
             tuple(e.salt for e in encoded),
-            tuple(seeds),
+            tuple(rendered_seeds),
             masks=np.stack(chosen_masks),
             similarities=tuple(scores),
         )

@@ -199,10 +199,13 @@ class G2FacePipeline:
         selector: FaceSelector | None = None,
         min_face: float = 0,
         small_faces: str = "blur",
+        search: bool = True,
     ) -> AnonymizedImage:
         """Replace every face of an RGB uint8 image. The dummy identities come from the secret and
         each face's random salt, unless `seeds` (one per face) or `seed` (face i gets seed + i) fix
-        them (a video track keeps its fake identity that way).
+        them (a video track keeps its fake identity that way). `search=False` renders those seeds
+        as given instead of choosing among keyed candidates (`AnonymizedFace.dummy_seed` is the
+        seed rendered: a track passes it back on its next frames).
 
         `selector` exempts faces by identity (reference people); a face narrower than `min_face`
         pixels gets the classic `small_faces` filter instead of the model (same carriers). Every
@@ -237,6 +240,7 @@ class G2FacePipeline:
                 [detections[i] for i in indices],
                 None if seeds is None else [seeds[i] for i in indices],
                 face_offset=len(made),
+                search=search,
             )
             made.update(zip(indices, faces, strict=True))
         container = None
@@ -259,7 +263,7 @@ class G2FacePipeline:
         source = self.model.source if isinstance(self.model, ClassicAnonymizer) else self.model
         return ClassicAnonymizer(method, source)
 
-    def _replace(self, model, image, secret, detections, seeds, *, face_offset: int):
+    def _replace(self, model, image, secret, detections, seeds, *, face_offset: int, search: bool = True):
         """Anonymize `detections` of `image` with `model`; the composed image and one
         `AnonymizedFace` per detection (in-pixel payload embedded where it fits)."""
         outputs: list[AnonymizedFaces] = []
@@ -267,7 +271,7 @@ class G2FacePipeline:
         def transform(batch: Tensor):
             done = sum(len(o.salts) for o in outputs)
             fixed = None if seeds is None else list(seeds[done : done + batch.shape[0]])
-            out = model.anonymize(batch, secret, seeds=fixed, face_offset=face_offset + done)
+            out = model.anonymize(batch, secret, seeds=fixed, face_offset=face_offset + done, search=search)
             outputs.append(out)
             return out.images, out.masks
 
