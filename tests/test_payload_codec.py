@@ -82,8 +82,10 @@ def test_round_trip_key_file(tmp_path, dim):
 
 
 def test_production_password_kdf(codec):
-    # OWASP's current scrypt guidance
+    # OWASP's current scrypt guidance, over the image salt; images sealed before KDF 3 stay readable
     assert str(KDF_PARAMETER_SETS[kdf.PASSWORD_KDF_ID]) == "scrypt(N=2^17, r=8, p=1)"
+    assert KDF_PARAMETER_SETS[kdf.PASSWORD_KDF_ID].stretched_prefix == kdf.IMAGE_SALT_BYTES
+    assert not KDF_PARAMETER_SETS[2].retired
     embedding = unit(np.random.default_rng(0), 128)
     enc = codec.encode(embedding, Secret.from_password("correct horse"))
     assert enc.kdf_id == kdf.PASSWORD_KDF_ID
@@ -290,3 +292,29 @@ def test_batch_helpers(codec):
     decoded = codec.decode_batch(rows, secret)
     assert [d.verified for d in decoded[:3]] == [True] * 3
     assert isinstance(decoded[3], PayloadNotFoundError)
+
+
+def test_password_is_stretched_once_per_image_salt_and_every_payload_keeps_its_own_key(codec, monkeypatch):
+    """KDF 3: scrypt runs over the image salt (first 4 bytes) once; HKDF over the whole salt then
+    separates the payloads, so two faces of one image never share a keystream."""
+    calls = []
+    params = KdfParams(CHEAP_KDF_ID, "scrypt", 4, 8, 1, stretched_prefix=kdf.IMAGE_SALT_BYTES)
+    monkeypatch.setitem(KDF_PARAMETER_SETS, CHEAP_KDF_ID, params)
+    monkeypatch.setattr(kdf, "PASSWORD_KDF_ID", CHEAP_KDF_ID)
+    real_derive = KdfParams.derive
+    monkeypatch.setattr(KdfParams, "derive", lambda self, m, s: calls.append(s) or real_derive(self, m, s))
+    secret = Secret.from_password("correct horse")
+    image_salt = kdf.new_image_salt()
+    salts = [kdf.new_salt(8, image_salt) for _ in range(5)]
+    assert len(set(salts)) == 5 and all(s[:4] == image_salt for s in salts)
+    embeddings = [unit(np.random.default_rng(i), 128) for i in range(5)]
+    encoded = [codec.encode(e, secret, salt=s) for e, s in zip(embeddings, salts, strict=True)]
+    assert calls == [image_salt]  # one stretch for the five faces
+    masters = {kdf.master_key(secret, s, CHEAP_KDF_ID) for s in salts}
+    assert len(masters) == 5
+    for enc, e in zip(encoded, embeddings, strict=True):
+        decoded = codec.decode(enc.bits, Secret.from_password("correct horse"))
+        assert decoded.verified and float(decoded.embedding @ e) > 0.99
+    assert not codec.decode(encoded[0].bits, Secret.from_password("wrong")).verified
+    with pytest.raises(ValueError, match="image salt"):
+        kdf.new_salt(8, b"abc")

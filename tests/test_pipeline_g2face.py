@@ -166,3 +166,20 @@ def test_cli_refuses_inputs_that_would_write_the_same_output(tmp_path, key, weig
     result = CliRunner().invoke(cli, args + ["--model", str(weights), "--key-file", str(key)])
     assert result.exit_code == 2 and "would both be written to" in result.output
     assert not out.exists()
+
+
+def test_a_password_is_stretched_once_per_image_not_per_face(pipeline, fixtures_dir, monkeypatch):
+    """Every face payload and the container of one image share its image salt, so scrypt runs once
+    (it costs ~0.4 s); each payload still decodes with the password alone."""
+    from g2face.payload import kdf
+
+    stretched = []
+    real = kdf.KdfParams.derive
+    monkeypatch.setattr(kdf.KdfParams, "derive", lambda self, m, s: stretched.append(s) or real(self, m, s))
+    image = _photo(fixtures_dir)
+    twice = np.concatenate([image, image[:, ::-1]], axis=1)  # two faces
+    out = pipeline.anonymize(twice, "correct horse battery")
+    assert len(out.faces) == 2 and out.container is not None
+    assert len(stretched) == 1 and len(stretched[0]) == kdf.IMAGE_SALT_BYTES
+    back = pipeline.recover(out.image, "correct horse battery", container=out.container)
+    assert back.verified and np.array_equal(back.image, twice)

@@ -29,7 +29,7 @@ from g2face.io import ExpandedInputs, InputFile, check_output_free, read_image, 
 from g2face.models.base import AnonymizedFaces, FaceAnonymizer
 from g2face.models.classic import ClassicAnonymizer
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
-from g2face.payload import PayloadError, Secret
+from g2face.payload import PayloadError, Secret, kdf
 from g2face.payload.carriers import (
     ContainerError,
     DctQimCarrier,
@@ -41,6 +41,7 @@ from g2face.payload.carriers import (
     restore_regions,
     seal_regions,
 )
+from g2face.payload.codec import SALT_BYTES as PAYLOAD_SALT_BYTES
 from g2face.pipeline.batch import (
     BatchReport,
     FileOutcome,
@@ -227,6 +228,9 @@ class G2FacePipeline:
             for d, match in zip(detections, matches, strict=True)
         ]
         composed = image
+        # One image salt in front of every payload's and the container's salt: a password is
+        # stretched (scrypt, ~0.4 s) once for the whole image, not once per face.
+        image_salt = kdf.new_image_salt()
         made: dict[int, AnonymizedFace] = {}
         for action in ("anonymized", "small-face fallback"):
             indices = [i for i, a in enumerate(actions) if a == action]
@@ -241,6 +245,7 @@ class G2FacePipeline:
                 None if seeds is None else [seeds[i] for i in indices],
                 face_offset=len(made),
                 search=search,
+                image_salt=image_salt,
             )
             made.update(zip(indices, faces, strict=True))
         container = None
@@ -250,7 +255,7 @@ class G2FacePipeline:
             if f.footprint is not None and f.footprint.mask.any()
         ]
         if self.carriers.container and regions:
-            container = seal_regions(regions, secret, image.shape)
+            container = seal_regions(regions, secret, image.shape, image_salt=image_salt)
         decisions = tuple(
             FaceDecision(d, a, None if a == "exempt" else made[i].method, m, made.get(i))
             for i, (d, a, m) in enumerate(zip(detections, actions, matches, strict=True))
@@ -263,7 +268,9 @@ class G2FacePipeline:
         source = self.model.source if isinstance(self.model, ClassicAnonymizer) else self.model
         return ClassicAnonymizer(method, source)
 
-    def _replace(self, model, image, secret, detections, seeds, *, face_offset: int, search: bool = True):
+    def _replace(
+        self, model, image, secret, detections, seeds, *, face_offset: int, search: bool, image_salt: bytes
+    ):
         """Anonymize `detections` of `image` with `model`; the composed image and one
         `AnonymizedFace` per detection (in-pixel payload embedded where it fits)."""
         outputs: list[AnonymizedFaces] = []
@@ -271,7 +278,10 @@ class G2FacePipeline:
         def transform(batch: Tensor):
             done = sum(len(o.salts) for o in outputs)
             fixed = None if seeds is None else list(seeds[done : done + batch.shape[0]])
-            out = model.anonymize(batch, secret, seeds=fixed, face_offset=face_offset + done, search=search)
+            salts = [kdf.new_salt(PAYLOAD_SALT_BYTES, image_salt) for _ in range(batch.shape[0])]
+            out = model.anonymize(
+                batch, secret, seeds=fixed, salts=salts, face_offset=face_offset + done, search=search
+            )
             outputs.append(out)
             return out.images, out.masks
 

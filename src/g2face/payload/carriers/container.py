@@ -148,9 +148,11 @@ def seal_regions(
     image_shape: tuple[int, int, int],
     *,
     kdf_id: int | None = None,
+    image_salt: bytes | None = None,
 ) -> bytes:
     """Compress, encrypt and authenticate the original pixels of `regions` of an image of
-    `image_shape` (H, W, C). Every call draws a fresh salt, so the KDF runs once per image."""
+    `image_shape` (H, W, C). Every call draws a fresh salt; give the `image_salt` of the image's
+    face payloads (`kdf.new_image_salt`) so a password is stretched once for all of them."""
     height, width, channels = _check_shape(image_shape)
     if len(regions) > 0xFFFF:
         raise ValueError(f"at most 65,535 regions per container, got {len(regions)}")
@@ -162,7 +164,7 @@ def seal_regions(
             raise ValueError(f"region {region.box} reaches outside the {width}x{height} image")
     kdf_id = kdf.default_kdf_id(secret) if kdf_id is None else kdf_id
     kdf.kdf_params(kdf_id)
-    salt, nonce = secrets.token_bytes(SALT_BYTES), secrets.token_bytes(NONCE_BYTES)
+    salt, nonce = kdf.new_salt(SALT_BYTES, image_salt), secrets.token_bytes(NONCE_BYTES)
     aead_key, check = kdf.container_keys(kdf.master_key(secret, salt, kdf_id), FORMAT_VERSION)
     fields = _HEADER.pack(
         MAGIC, FORMAT_VERSION, kdf_id, salt, nonce, check, height, width, channels, len(regions)
