@@ -11,8 +11,9 @@ Layout (public, fixed per `layout_key`; the salt travels inside the frame, so no
 depend on it): cells are block offsets from the anchor's block, ordered by elliptical distance
 (the face is taller than wide). Cell n carries byte `perm_c[n mod n_bytes]` of copy
 c = n // n_bytes, one keyed permutation per copy. The first copy sits in the middle of the face,
-further copies ring it; blocks not fully inside the allowed mask are skipped, and their bytes
-reach the reader as erasures, which the payload's Reed-Solomon code repairs (an erasure costs
+further copies ring it; blocks outside the allowed mask (or only partly inside, where the change
+cannot be confined to the allowed pixels cheaply) are skipped, and their bytes reach the reader
+as erasures, which the payload's Reed-Solomon code repairs (an erasure costs
 half an error), so a face somewhat too small for one whole frame still carries it.
 
 Reading needs no side information: (1) the grid phase (image cropped by a non-multiple of 8)
