@@ -52,8 +52,16 @@ class ReversibleAnonymizer(Anonymizer, Protocol):
 
 def is_reversible(method: Anonymizer) -> bool:
     """Whether the method recovers faces from crops alone (the geometric-fusion default recovers
-    from whole images through its carriers instead: scripts/evaluate_recovery.py measures that)."""
+    from whole images through its carriers instead: see `recovers_from_images`)."""
     return isinstance(method, ReversibleAnonymizer) and getattr(method, "recovers_from_crops", True)
+
+
+def recovers_from_images(method: Anonymizer) -> bool:
+    """Whether the method recovers through a whole-image pipeline's carriers (exact container,
+    in-pixel payload): the recovery protocol then measures those (g2face.evaluation.carriers)."""
+    return (
+        isinstance(method, ReversibleAnonymizer) and not is_reversible(method) and hasattr(method, "pipeline")
+    )
 
 
 class NoAnonymization:
@@ -78,7 +86,7 @@ class G2FaceMethod:
     ):
         from g2face.models.zoo import load_model
 
-        self.name, self.password = name, password
+        self.name, self.password, self.device = name, password, device
         self.model = load_model(model, device=device)
         self.recovers_from_crops = self.model.payload_in_crops
         self._secrets: dict[str, Secret] = {}
@@ -90,6 +98,12 @@ class G2FaceMethod:
     def anonymize(self, crops: Tensor, seeds: Sequence[int]) -> Tensor | tuple[Tensor, np.ndarray]:
         out = self.model.anonymize(crops, self._secret(self.password), seeds=list(seeds))
         return out.images if out.masks is None else (out.images, out.masks)
+
+    def pipeline(self, detector):
+        """The whole-image pipeline around this model, with both recovery carriers on."""
+        from g2face.pipeline.g2face import G2FacePipeline
+
+        return G2FacePipeline(self.model, detector, device=self.device)
 
     def recover(self, crops: Tensor, password: str) -> Recovered:
         out = self.model.recover(crops, self._secret(password))

@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from g2face.align import paste_faces
 from g2face.detection.base import FaceDetector
+from g2face.evaluation import carriers, report
 from g2face.evaluation import metrics as mx
-from g2face.evaluation import report
 from g2face.evaluation.cache import FeatureCache, Record
 from g2face.evaluation.faces import (
     DISTORTIONS,
@@ -35,7 +35,13 @@ from g2face.evaluation.faces import (
     pick_face,
     transform_box,
 )
-from g2face.evaluation.methods import Anonymizer, Recovered, ReversibleAnonymizer, is_reversible
+from g2face.evaluation.methods import (
+    Anonymizer,
+    Recovered,
+    ReversibleAnonymizer,
+    is_reversible,
+    recovers_from_images,
+)
 from g2face.evaluation.protocols import (
     GallerySplit,
     LfwPairs,
@@ -47,6 +53,7 @@ from g2face.evaluation.protocols import (
 )
 from g2face.io import read_image
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
+from g2face.payload import Secret
 from g2face.priors.base import GeometryEncoder, IdentityEncoder, PerceptualDistance
 from g2face.types import AlignedFace, FaceDetection
 
@@ -65,6 +72,10 @@ class EvalConfig:
     utility_limit: int = 500
     diversity_limit: int = 200
     recovery_limit: int = 300
+    carrier_widths: tuple[int, ...] = (48, 64, 96, 128, 256)
+    """Face widths (px) of the in-pixel payload's size table (image-level recovery)."""
+    carrier_width_limit: int = 50
+    """Photos rescaled per face width for that table."""
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     grid_faces: int = 8
@@ -501,6 +512,8 @@ class Evaluation:
                     f"{m.name} {variant}",
                 )
                 results.metrics += self._recovery_metrics(m.name, variant, cache, sub, results)
+        for m in (m for m in self.methods if recovers_from_images(m)):
+            self._image_recovery(m, sub, results)
 
     def _recovery_metrics(
         self, method: str, variant: str, cache: FeatureCache, pairs: LfwPairs, results: Results
@@ -546,6 +559,85 @@ class Evaluation:
             out += [x for x in v.metrics if x.name != "found_rate"]
             results.rocs[rec.name][f"{method} {variant}"] = v.roc
         return out
+
+    def _image_recovery(self, method: ReversibleAnonymizer, pairs: LfwPairs, results: Results) -> None:
+        """Both image-level paths of a pipeline-recovered method (g2face.evaluation.carriers):
+        the exact container per output format, the in-pixel payload per attack and by face width,
+        wrong passwords, and the identity of the faces recovered after strip + JPEG q90 against the
+        person, beside the same from the PNG (the payload read without channel errors)."""
+        pipe = method.pipeline(self.tk.finder.detector)
+        secret = Secret.from_password(method.password)
+        wrong = Secret.from_password(wrong_password(method))
+        firsts = list(dict.fromkeys(pairs.first))
+        cache = self.cache(method.name, "carriers")
+
+        def compute(photos: list[Photo]) -> list[Record]:
+            out = []
+            for p in photos:
+                crop = lambda image, p=p: self.tk.finder.crop(image, p.face.matrix)  # noqa: E731
+                with self._timed(method.name, "carriers", 1):
+                    record = carriers.carrier_record(pipe, p.image, p.face.detection, secret, wrong, crop)
+                views = [record.pop(f"view.{a}") for a in ("png", "strip_jpeg90")]
+                embedded = self.embed(crops_to_tensor(views))
+                for i, attack in enumerate(("png", "strip_jpeg90")):
+                    record |= {f"{k}.{attack}": v[i] for k, v in embedded.items()}
+                out.append({"found": np.array(1)} | record)
+            return out
+
+        self._fill(cache, firsts, compute, f"{method.name} carriers")
+        found = cache.stack(firsts, "found") == 1
+        note = "faces not found count as failures"
+        fields = set().union(*(cache[k].keys() for k in firsts if k in cache))
+        names = {
+            "container": ("recovery_container", "exact_rate"),
+            "pixel": ("recovery_pixel", "verified_rate"),
+            "wrong": ("wrong_password", "false_verify_rate"),
+        }
+        for column in sorted(c for c in fields if c.split(".")[0] in names):
+            kind, condition = column.split(".", 1)
+            protocol, name = names[kind][0], f"{names[kind][1]}.{condition}"
+            value = float(np.nan_to_num(cache.stack(firsts, column)).mean())
+            results.metrics.append(Metric(protocol, method.name, name, value, len(firsts), note=note))
+        results.metrics.append(
+            Metric("recovery_pixel", method.name, "found_rate", float(found.mean()), len(firsts))
+        )
+        for rec in self.tk.recognizers:
+            for attack in ("png", "strip_jpeg90"):
+                v = verification(
+                    pairs,
+                    self._emb("original", "embed", pairs.first, rec.name),
+                    cache.stack(list(pairs.first), f"emb.{rec.name}.{attack}"),
+                    self._emb("original", "embed", pairs.second, rec.name),
+                    protocol=f"recovery_pixel/{attack}",
+                    method=method.name,
+                    recognizer=rec.name,
+                    white_box=rec.name in self.config.white_box,
+                )
+                results.metrics += [x for x in v.metrics if x.name != "found_rate"]
+                results.rocs[rec.name][f"{method.name} recovered ({attack})"] = v.roc
+        keys = firsts[: self.config.carrier_width_limit]
+        for width in self.config.carrier_widths:
+            cache = self.cache(method.name, f"carriers_width{width}")
+            self._fill(
+                cache,
+                keys,
+                lambda ps, w=width: [
+                    carriers.width_record(pipe, p.image, p.face.detection, secret, w) for p in ps
+                ],
+                f"{method.name} face width {width}",
+            )
+            detected = cache.stack(keys, "detected") == 1
+            verified = np.nan_to_num(cache.stack(keys, "verified"))[detected]
+            results.metrics.append(
+                Metric(
+                    "recovery_pixel/strip_jpeg90",
+                    method.name,
+                    f"verified_rate.width{width}",
+                    float(verified.mean()) if len(verified) else float("nan"),
+                    int(detected.sum()),
+                    note="photo rescaled to this face width; a face too small to carry the payload fails",
+                )
+            )
 
     def _speed(self, results: Results) -> None:
         threads = torch.get_num_threads()

@@ -11,8 +11,9 @@ Layout (public, fixed per `layout_key`; the salt travels inside the frame, so no
 depend on it): cells are block offsets from the anchor's block, ordered by elliptical distance
 (the face is taller than wide). Cell n carries byte `perm_c[n mod n_bytes]` of copy
 c = n // n_bytes, one keyed permutation per copy. The first copy sits in the middle of the face,
-further copies ring it; blocks not fully inside the allowed mask are skipped, and their bytes
-reach the reader as erasures, which the payload's Reed-Solomon code repairs (an erasure costs
+further copies ring it; blocks outside the allowed mask (or only partly inside, where the change
+cannot be confined to the allowed pixels cheaply) are skipped, and their bytes reach the reader
+as erasures, which the payload's Reed-Solomon code repairs (an erasure costs
 half an error), so a face somewhat too small for one whole frame still carries it.
 
 Reading needs no side information: (1) the grid phase (image cropped by a non-multiple of 8)
@@ -66,6 +67,9 @@ _SCALE_REFINEMENT = 1 + np.arange(-6, 7) * 0.001
 # (measured: 0.19-0.52 at the true scale after a resize, 0.11-0.13 for any scale without payload).
 _RESIZED_FIT_MARGIN = 1.3
 _FIT_RADIUS = 10  # blocks around the anchor that score a phase / scale: a 168 px square
+# A block only partly inside the allowed mask carries a byte when confining the change to its allowed
+# pixels costs at most this many times the change's energy in a whole block (see `_confinable`).
+_MAX_CONFINED_COST = 4.0
 
 
 def _resampled_luma(
@@ -104,12 +108,12 @@ def _resampled_luma(
 
 
 class FaceTooSmallError(PayloadError):
-    """The face's allowed region has too few whole 8×8 blocks to carry the payload."""
+    """The face's allowed region has too few usable 8×8 blocks to carry the payload."""
 
 
 @dataclass(frozen=True)
 class PixelCapacity:
-    blocks: int  # whole blocks inside the allowed mask that the layout uses
+    blocks: int  # blocks the layout uses: whole blocks inside the allowed mask, and confinable partial ones
     n_bytes: int  # bytes in one frame
     bytes_carried: int  # distinct frame bytes carried at least once
 
@@ -227,26 +231,48 @@ class DctQimCarrier:
         return self._permutations[copy]
 
     def _plan(self, shape: tuple[int, ...], points: np.ndarray, allowed: np.ndarray):
-        """Blocks (by, bx) the layout writes, and the byte each carries."""
-        whole = allowed[: shape[0] // BLOCK * BLOCK, : shape[1] // BLOCK * BLOCK]
-        whole = whole.reshape(shape[0] // BLOCK, BLOCK, shape[1] // BLOCK, BLOCK).all(axis=(1, 3))
+        """Blocks (by, bx) the layout writes, the byte each carries, and each block's allowed
+        pixels (n, 8, 8): whole blocks inside `allowed`, and blocks partly inside where the change
+        can be confined to the allowed pixels at a bounded cost (`_confinable`)."""
+        grid = allowed[: shape[0] // BLOCK * BLOCK, : shape[1] // BLOCK * BLOCK]
+        grid = grid.reshape(shape[0] // BLOCK, BLOCK, shape[1] // BLOCK, BLOCK).transpose(0, 2, 1, 3)
+        usable = grid.all(axis=(2, 3))
+        partial = np.argwhere(grid.any(axis=(2, 3)) & ~usable)
+        if len(partial):
+            usable[tuple(partial.T)] = self._confinable(grid[tuple(partial.T)])
         anchor, _ = face_anchor(points)
         ax, ay = (anchor // BLOCK).astype(int)
-        rows, cols = np.nonzero(whole)
+        rows, cols = np.nonzero(usable)
         if rows.size == 0:
-            return np.zeros((0, 2), int), np.zeros(0, int)
+            return np.zeros((0, 2), int), np.zeros(0, int), np.zeros((0, BLOCK, BLOCK), bool)
         reach = max(np.abs(cols - ax).max(), np.ceil(np.abs(rows - ay).max() / _ELLIPSE_RATIO))
         cells = _spiral(int(reach) + 1)
         blocks = cells + np.array([ay, ax])
-        inside = (blocks >= 0).all(1) & (blocks[:, 0] < whole.shape[0]) & (blocks[:, 1] < whole.shape[1])
+        inside = (blocks >= 0).all(1) & (blocks[:, 0] < usable.shape[0]) & (blocks[:, 1] < usable.shape[1])
         used = np.zeros(len(cells), bool)
-        used[inside] = whole[blocks[inside, 0], blocks[inside, 1]]
-        return blocks[used], self._byte_of_cell(len(cells))[used]
+        used[inside] = usable[blocks[inside, 0], blocks[inside, 1]]
+        blocks = blocks[used]
+        return blocks, self._byte_of_cell(len(cells))[used], grid[blocks[:, 0], blocks[:, 1]]
+
+    def _confinable(self, masks: np.ndarray) -> np.ndarray:
+        """Which partly allowed blocks (n, 8, 8) can carry a byte with the change confined to their
+        allowed pixels: the minimum-norm change B_Sᵀ (B_S B_Sᵀ)⁻¹ Δc over the allowed pixels S costs
+        at most 1 / λ_min(B_S B_Sᵀ) times the whole-block change; blocks where that exceeds
+        `_MAX_CONFINED_COST` (too few pixels, or pixels that cannot express some coefficient) stay unused."""
+        basis = self._basis()
+        flat = masks.reshape(len(masks), -1).astype(np.float64)
+        gram = np.einsum("kp,np,lp->nkl", basis, flat, basis)
+        return np.linalg.eigvalsh(gram)[:, 0] >= 1 / _MAX_CONFINED_COST
+
+    def _basis(self) -> np.ndarray:
+        """(8, 64): the carrier coefficients' 2-D DCT basis images, flattened row-major."""
+        d = _dct_matrix()
+        return np.stack([np.outer(d[v], d[u]).ravel() for v, u in self.coefficients])
 
     def capacity(
         self, image_shape: tuple[int, ...], detection: FaceDetection, allowed: np.ndarray
     ) -> PixelCapacity:
-        blocks, byte_index = self._plan(image_shape, detection.points, np.asarray(allowed, bool))
+        blocks, byte_index, _ = self._plan(image_shape, detection.points, np.asarray(allowed, bool))
         return PixelCapacity(len(blocks), self.n_bytes, len(np.unique(byte_index)))
 
     # -- embedding ---------------------------------------------------------------------------
@@ -254,17 +280,17 @@ class DctQimCarrier:
     def embed(
         self, image: np.ndarray, detection: FaceDetection, allowed: np.ndarray, bits: np.ndarray
     ) -> np.ndarray:
-        """A copy of `image` (uint8 RGB [H, W, 3]) carrying `bits` in the face's whole 8×8 blocks
-        inside `allowed` (bool [H, W]); every other pixel stays bit-identical.
+        """A copy of `image` (uint8 RGB [H, W, 3]) carrying `bits` in the face's 8×8 blocks inside
+        `allowed` (bool [H, W]), changing only allowed pixels; every other pixel stays bit-identical.
 
         Raises FaceTooSmallError when the face carries less than `min_coverage` of the frame.
         """
         image, allowed, bits = self._check_embed_inputs(image, allowed, bits)
-        blocks, byte_index = self._plan(image.shape, detection.points, allowed)
+        blocks, byte_index, block_masks = self._plan(image.shape, detection.points, allowed)
         coverage = len(np.unique(byte_index)) / self.n_bytes
         if coverage < self.min_coverage:
             raise FaceTooSmallError(
-                f"face too small for the in-pixel payload: its region holds {len(blocks)} whole 8×8 blocks "
+                f"face too small for the in-pixel payload: its region holds {len(blocks)} usable 8×8 blocks "
                 f"({coverage:.0%} of the {self.n_bytes}-byte frame, needs {self.min_coverage:.0%}); "
                 "the exact-recovery container still carries it"
             )
@@ -280,7 +306,7 @@ class DctQimCarrier:
         # Rounding to uint8 and clipping at 0/255 move the coefficients a little: measure the
         # residual on the rounded image and add it again, a few times.
         for _ in range(4):
-            out = self._add_coefficients(out, local, targets - coef)
+            out = self._add_coefficients(out, local, block_masks, targets - coef)
             carried = np.clip(np.rint(out), 0, 255).astype(np.uint8)
             coef = _block_dct(carried.astype(np.float64) @ _LUMA)[local[:, 0], local[:, 1]][
                 :, self._rows, self._cols
@@ -309,13 +335,18 @@ class DctQimCarrier:
         offset = bits * (self.step / 2) + self._dither
         return np.round((coef - offset) / self.step) * self.step + offset
 
-    def _add_coefficients(self, region: np.ndarray, local: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        d = _dct_matrix()
-        spectra = np.zeros((len(local), BLOCK, BLOCK))
-        spectra[:, self._rows, self._cols] = delta
-        pixels = np.einsum("ui,nuv,vj->nij", d, spectra, d)  # inverse DCT (d is orthonormal)
+    def _add_coefficients(
+        self, region: np.ndarray, local: np.ndarray, masks: np.ndarray, delta: np.ndarray
+    ) -> np.ndarray:
+        """Move each block's carrier coefficients by `delta` (n, 8) with the least change of its
+        allowed pixels (`masks`, n × 8 × 8); for a whole block that is the inverse DCT of `delta`."""
+        basis = self._basis()
+        flat = masks.reshape(len(masks), -1).astype(np.float64)
+        restricted = basis[None] * flat[:, None, :]  # (n, 8, 64): B_S, zero outside the allowed pixels
+        gram = np.einsum("nkp,nlp->nkl", restricted, restricted)
+        pixels = np.einsum("nkp,nk->np", restricted, np.linalg.solve(gram, delta[..., None])[..., 0])
         out = region.copy()
-        for (by, bx), change in zip(local, pixels, strict=True):
+        for (by, bx), change in zip(local, pixels.reshape(-1, BLOCK, BLOCK), strict=True):
             out[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK] += change[..., None]
         return out
 
