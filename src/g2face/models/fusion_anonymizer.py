@@ -237,7 +237,9 @@ class FusionAnonymizer(nn.Module):
                 indices = order[round_ * settings.count : (round_ + 1) * settings.count]
                 candidate_seeds = [candidate_seed(seeds[i], k) for k in indices]
                 dummies = self.dummy_identities(candidate_seeds, crops.dtype)
-                renders = self._render(dummies, vectors[i : i + 1].expand(len(dummies), -1))
+                # One at a time: a batch of candidates is slower per image on a CPU (its 512x512
+                # feature maps fall out of cache) and multiplies the peak memory.
+                renders = torch.cat([self._render(d[None], vectors[i : i + 1]) for d in dummies])
                 fused = self.fuse_renders(originals[i], original_points[i], renders)
                 found = self._scores(embeddings[i], reference_attributes[i], [f.preview for f in fused])
                 pool.extend(zip(found, fused, candidate_seeds, strict=True))
