@@ -26,6 +26,7 @@ _COMMANDS = {
     "bench": "g2face.cli.evaluate:bench",
     "serve": "g2face.cli.serve:serve",
     "video": "g2face.cli.video:video",
+    "export": "g2face.cli.export:export",
 }
 
 

@@ -57,14 +57,20 @@ _HAAR_SYNTHESIS = 0.5 * torch.tensor(
 )
 
 
-def haar_idwt(coeffs: Tensor) -> Tensor:
-    """[B, 4C, H, W] Haar coefficients (C low-pass, then 3C high-pass as c*3 + band) -> [B, C, 2H, 2W]."""
+def haar_synthesis_weight(channels: int) -> Tensor:
+    """The grouped 1x1 conv weight [4C, 4, 1, 1] of `haar_idwt` for C output channels."""
+    return _HAAR_SYNTHESIS.T.reshape(4, 4, 1, 1).repeat(channels, 1, 1, 1)
+
+
+def haar_idwt(coeffs: Tensor, weight: Tensor | None = None) -> Tensor:
+    """[B, 4C, H, W] Haar coefficients (C low-pass, then 3C high-pass as c*3 + band) -> [B, C, 2H, 2W].
+    `weight`: `haar_synthesis_weight(C)` if precomputed (a constant in an exported graph)."""
     b, c4, h, w = coeffs.shape
     c = c4 // 4
     bands = torch.cat([coeffs[:, :c, None], coeffs[:, c:].reshape(b, c, 3, h, w)], dim=2).reshape(b, c4, h, w)
     # Per channel, a 1x1 conv from its 4 bands to its 4 sub-pixels, then depth-to-space: the fastest
     # of the exact forms on CPU (an einsum or a strided transposed conv is 1.5-2.5x slower).
-    weight = _HAAR_SYNTHESIS.T.to(coeffs).reshape(4, 4, 1, 1).repeat(c, 1, 1, 1)
+    weight = haar_synthesis_weight(c).to(coeffs) if weight is None else weight
     return F.pixel_shuffle(F.conv2d(bands, weight, groups=c), 2)
 
 
@@ -200,6 +206,49 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"resolution must be a power of two <= {self.full_resolution}, got {resolution}")
         low_pass = 0.5 * self.to_wavelets(x, style, low_pass_only=True)
         return F.avg_pool2d(low_pass, factor) if factor > 1 else low_pass
+
+
+class ConstantWeightSynthesis(nn.Module):
+    """The same synthesis with each style applied to the conv *input* (a per-channel scale) instead
+    of folded into per-sample weights: every conv weight is then a constant, which is what graph
+    runtimes (ONNX Runtime, OpenVINO) fold, pre-pack and fuse, and the batch size can vary in an
+    exported graph. Same numbers as `SynthesisNetwork` up to float rounding (parity-tested); it
+    shares the wrapped network's parameters. Output: the area-downsampled `resolution` image."""
+
+    def __init__(self, synthesis: SynthesisNetwork, resolution: int):
+        super().__init__()
+        factor = synthesis.resolutions[-1] // resolution
+        if factor < 1 or factor * resolution != synthesis.resolutions[-1] or factor & (factor - 1):
+            raise ValueError(f"resolution must be a power of two <= {synthesis.resolutions[-1]}")
+        self.synthesis, self.factor = synthesis, factor
+        for i, block in enumerate(synthesis.blocks):
+            channels = block.up.modulation.out_features // 4
+            self.register_buffer(
+                f"haar_{i}", haar_synthesis_weight(channels).to(synthesis.input), persistent=False
+            )
+
+    @staticmethod
+    def _styled(conv: StyledConv, x: Tensor, style: Tensor) -> Tensor:
+        x = x * conv.modulation(style)[:, :, None, None]
+        if conv.depthwise:
+            x = F.conv2d(F.conv2d(x, conv.weight_dw, padding=1, groups=x.shape[1]), conv.weight_pw, conv.bias)
+        else:
+            x = F.conv2d(x, conv.weight, conv.bias, padding=1)
+        return F.leaky_relu(x + conv.noise, LRELU_SLOPE)
+
+    def forward(self, wplus: Tensor) -> Tensor:
+        s = self.synthesis
+        x = self._styled(s.conv, s.input.expand(wplus.shape[0], -1, -1, -1), wplus[:, 0])
+        for i, block in enumerate(s.blocks):
+            x = haar_idwt(
+                x * block.up.modulation(wplus[:, 2 * i + 1])[:, :, None, None], getattr(self, f"haar_{i}")
+            )
+            x = self._styled(block.conv1, x, wplus[:, 2 * i + 1])
+            x = self._styled(block.conv2, x, wplus[:, 2 * i + 2])
+        head = s.to_wavelets
+        x = x * head.modulation(wplus[:, -1])[:, :, None, None]
+        low_pass = 0.5 * F.conv2d(x, head.weight[:3, :, None, None], head.bias[:3])
+        return F.avg_pool2d(low_pass, self.factor) if self.factor > 1 else low_pass
 
 
 class MobileStyleGAN(nn.Module):

@@ -1,0 +1,1 @@
+"""Deployable exports of the shipped models (`g2face export`)."""
