@@ -34,6 +34,7 @@ from g2face.io import (
     write_json,
 )
 from g2face.pipeline.batch import process_each
+from g2face.types import InputError
 
 
 @pytest.fixture
@@ -436,3 +437,30 @@ def test_an_internal_error_on_one_input_does_not_stop_the_batch(tmp_path, rgb):
     assert report.failed[0].error.endswith(
         "internal error (RuntimeError: boom second line); please report it"
     )
+
+
+def test_prepare_runs_one_file_ahead_and_its_errors_are_that_files_outcome(tmp_path):
+    """Folders overlap the next file's decoding/detection with this file's model (both cores),
+    holding at most two files; a file `prepare` cannot read fails alone, in order."""
+    for name in ("a", "b", "c", "d", "e"):
+        (tmp_path / f"{name}.png").write_bytes(b"x")
+    prepared_names: list[str] = []
+    finished: list[object] = []
+    most_ahead = 0
+
+    def prepare(item):
+        nonlocal most_ahead
+        prepared_names.append(item.path.stem)
+        most_ahead = max(most_ahead, len(prepared_names) - len(finished))
+        if item.path.stem == "b":
+            raise InputError(f"{item.path}: unreadable")
+        return item.path.stem.upper()
+
+    def handle(item, prepared):
+        assert prepared == item.path.stem.upper()
+        return prepared
+
+    report = process_each(expand_inputs([tmp_path]), handle, finished.append, prepare=prepare)
+    assert [o.result for o in report.outcomes] == ["A", None, "C", "D", "E"]
+    assert report.outcomes[1].error.endswith("unreadable")
+    assert prepared_names == ["a", "b", "c", "d", "e"] and most_ahead <= 2

@@ -4,9 +4,10 @@ first bad input."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from g2face.io import IMAGE_SUFFIXES, ExpandedInputs, InputFile, check_output_free
 from g2face.types import InputError
@@ -46,13 +47,20 @@ class BatchReport(Generic[T]):
 
 def process_each(
     inputs: ExpandedInputs,
-    handle: Callable[[InputFile], T],
+    handle: Callable[..., T],
     on_outcome: Callable[[FileOutcome[T]], None] | None = None,
+    *,
+    prepare: Callable[[InputFile], Any] | None = None,
 ) -> BatchReport[T]:
     """Call `handle` on every input file, in order. Input problems from the expansion and
     `InputError`s raised by `handle` become failed outcomes. Any other exception is a bug, but one
     input must not take the rest of the batch down with it: it becomes a failed outcome whose
-    one-line error says "internal error" (tests look for that phrase). Interrupts propagate."""
+    one-line error says "internal error" (tests look for that phrase). Interrupts propagate.
+
+    `prepare(item)` (decode, detect: work that needs no model) then runs one file ahead on a
+    second thread and `handle(item, prepared)` receives its result: the two cores overlap the next
+    file's decoding and detection with this file's model, and at most two files are in memory.
+    An error in `prepare` is raised by `handle`'s turn of that file, so it is reported the same way."""
     outcomes: list[FileOutcome[T]] = []
 
     def record(outcome: FileOutcome[T]) -> None:
@@ -62,14 +70,25 @@ def process_each(
 
     for problem in inputs.problems:
         record(FileOutcome(problem.spec, error=problem.message))
-    for item in inputs.files:
-        try:
-            record(FileOutcome(str(item.path), result=handle(item)))
-        except InputError as e:
-            record(FileOutcome(str(item.path), error=str(e)))
-        except Exception as e:  # noqa: BLE001 - see the docstring
-            message = f"{item.path}: internal error ({type(e).__name__}: {e}); please report it"
-            record(FileOutcome(str(item.path), error=" ".join(message.split())))
+    files = list(inputs.files)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="g2face-prepare") as ahead:
+        upcoming: Future | None = ahead.submit(prepare, files[0]) if prepare and files else None
+        for n, item in enumerate(files):
+            current, upcoming = upcoming, None
+            if prepare is not None and n + 1 < len(files):
+                upcoming = ahead.submit(prepare, files[n + 1])
+            try:
+                result = handle(item) if current is None else handle(item, current.result())
+                record(FileOutcome(str(item.path), result=result))
+            except InputError as e:
+                record(FileOutcome(str(item.path), error=str(e)))
+            except Exception as e:  # noqa: BLE001 - see the docstring
+                message = f"{item.path}: internal error ({type(e).__name__}: {e}); please report it"
+                record(FileOutcome(str(item.path), error=" ".join(message.split())))
+            except BaseException:
+                if upcoming is not None:
+                    upcoming.cancel()
+                raise
     return BatchReport(tuple(outcomes))
 
 

@@ -439,15 +439,25 @@ def anonymize_files(
     (`<name>.review.png`: the output with numbered boxes coloured by action)."""
     check_output_target(output, inputs, suffix)
 
-    def handle(item: InputFile) -> FileResult:
+    def prepare(item: InputFile):
+        loaded = read_image(item.path)
+        return loaded, pipeline.detector.detect(loaded.rgb)
+
+    def handle(item: InputFile, prepared) -> FileResult:
         target = free_output_target(output, item, inputs, suffix, force=force)
         sheet_path = None
         if review is not None:
             sheet_path = item.output_path(review, REVIEW_SUFFIX)
             check_output_free(sheet_path, protected=inputs.paths, force=force)
-        loaded = read_image(item.path)
+        loaded, detections = prepared
         result = pipeline.anonymize(
-            loaded.rgb, secret, seed=seed, selector=selector, min_face=min_face, small_faces=small_faces
+            loaded.rgb,
+            secret,
+            seed=seed,
+            detections=detections,
+            selector=selector,
+            min_face=min_face,
+            small_faces=small_faces,
         )
         written = write_image(
             target,
@@ -463,7 +473,9 @@ def anonymize_files(
             details["review"] = str(write_image(sheet_path, sheet, protected=inputs.paths, force=force))
         return FileResult(item.path, written, len(result.faces), details=details)
 
-    return process_each(inputs, handle, on_outcome)
+    # The next file is decoded and its faces detected on a second thread while this one is
+    # anonymized: both cores stay busy, and at most two photos are held.
+    return process_each(inputs, handle, on_outcome, prepare=prepare)
 
 
 def decision_json(decision: FaceDecision, container: bool) -> dict:
