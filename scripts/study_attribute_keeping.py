@@ -146,10 +146,7 @@ class Scores:
 def measure(cache: dict, estimators, facenet, geometry, sface, fusion) -> Scores:
     dlib, wrn = estimators
     n, c = cache["renders"].shape[:2]
-    out = {
-        k: np.zeros((n, c))
-        for k in ("sface", "facenet", "dlib_male", "dlib_age", "wrn_male", "wrn_age", "ita")
-    }
+    out = {k: np.zeros((n, c)) for k in SCORE_FIELDS}
     originals = crops_to_tensor(cache["originals"])
     others = crops_to_tensor(cache["others"])
     a1_sface = sface(originals)
@@ -177,24 +174,42 @@ def measure(cache: dict, estimators, facenet, geometry, sface, fusion) -> Scores
     return Scores(**out, original=original)
 
 
-Rule = Callable[[Scores, int, np.ndarray], int]
+Rule = Callable[[Scores, int], int]
 
 
-def shipped_rule(max_similarity=0.3, max_age_gap=10.0, count=4, rounds=2, candidates=SHIPPED_RENDERS) -> Rule:
-    """fusion_anonymizer's loop: rounds of `count` in probe order; stop at the first round with an
-    acceptable candidate (SFace <= bar, dlib gender same side, dlib age within `max_age_gap`); the
-    least SFace-similar acceptable one, else the different-enough one of lowest cost, else the least
-    similar."""
+def make_rule(
+    candidates: int = SHIPPED_RENDERS,
+    rounds: int = 2,
+    max_age_gap: float = 10.0,
+    gender_margin: float = 0.0,
+    age_weight: float = 0.0,
+    max_similarity: float = 0.3,
+) -> Rule:
+    """A dummy choice over the first `candidates` cached candidates (probe order), rendered in
+    `rounds` equal rounds that stop at the first round with an acceptable candidate: SFace cosine
+    to A1 <= `max_similarity`, dlib gender on A1's side of 0.5 by at least `gender_margin`, dlib age
+    within `max_age_gap` of A1's. Among the acceptable ones the lowest SFace cosine + `age_weight` ×
+    |age gap| (the shipped rule: age_weight 0); none acceptable: fusion_anonymizer's fallbacks
+    (different enough and closest in attributes, else the least similar)."""
+    per_round = candidates // rounds
 
-    def choose(s: Scores, i: int, order: np.ndarray) -> int:
+    def acceptable(s: Scores, i: int, k: int) -> bool:
+        male, age = s.original["a1_dlib_male"][i], s.original["a1_dlib_age"][i]
+        side = 1 if male > 0.5 else -1
+        return (
+            s.sface[i, k] <= max_similarity
+            and side * (s.dlib_male[i, k] - 0.5) > gender_margin
+            and abs(s.dlib_age[i, k] - age) <= max_age_gap
+        )
+
+    def choose(s: Scores, i: int) -> int:
         male, age = s.original["a1_dlib_male"][i], s.original["a1_dlib_age"][i]
         seen: list[int] = []
-        per_round = max(count, candidates // rounds)
         for r in range(rounds):
-            seen += list(order[r * per_round : (r + 1) * per_round])
-            ok = [k for k in seen if _acceptable(s, i, k, male, age, max_similarity, max_age_gap)]
+            seen += list(range(r * per_round, (r + 1) * per_round))
+            ok = [k for k in seen if acceptable(s, i, k)]
             if ok:
-                return min(ok, key=lambda k: s.sface[i, k])
+                return min(ok, key=lambda k: s.sface[i, k] + age_weight * abs(s.dlib_age[i, k] - age))
         different = [k for k in seen if s.sface[i, k] <= max_similarity]
         if different:
             return min(
@@ -210,44 +225,23 @@ def shipped_rule(max_similarity=0.3, max_age_gap=10.0, count=4, rounds=2, candid
     return choose
 
 
-def _acceptable(s: Scores, i: int, k: int, male: float, age: float, bar: float, max_age_gap: float) -> bool:
-    return (
-        s.sface[i, k] <= bar
-        and abs(s.dlib_male[i, k] - male) < 0.5
-        and abs(s.dlib_age[i, k] - age) <= max_age_gap
-    )
-
-
-def closest_age_rule(max_similarity=0.3, candidates=SHIPPED_RENDERS) -> Rule:
-    """All `candidates` rendered; among those under the SFace bar with dlib's gender, the one closest
-    in dlib age (ties: least similar); else the shipped fallback."""
-    fallback = shipped_rule(max_similarity=max_similarity, candidates=candidates, rounds=1, count=candidates)
-
-    def choose(s: Scores, i: int, order: np.ndarray) -> int:
-        male, age = s.original["a1_dlib_male"][i], s.original["a1_dlib_age"][i]
-        seen = list(order[:candidates])
-        ok = [k for k in seen if _acceptable(s, i, k, male, age, max_similarity, 1e9)]
-        if ok:
-            return min(ok, key=lambda k: (abs(s.dlib_age[i, k] - age), s.sface[i, k]))
-        return fallback(s, i, order)
-
-    return choose
-
-
-def weighted_rule(age_weight: float, max_similarity=0.3, candidates=SHIPPED_RENDERS) -> Rule:
-    """All `candidates` rendered; among those under the SFace bar with dlib's gender the lowest
-    SFace cosine + age_weight × |dlib age gap|; else the shipped fallback."""
-    fallback = shipped_rule(max_similarity=max_similarity, candidates=candidates, rounds=1, count=candidates)
-
-    def choose(s: Scores, i: int, order: np.ndarray) -> int:
-        male, age = s.original["a1_dlib_male"][i], s.original["a1_dlib_age"][i]
-        seen = list(order[:candidates])
-        ok = [k for k in seen if _acceptable(s, i, k, male, age, max_similarity, 1e9)]
-        if ok:
-            return min(ok, key=lambda k: s.sface[i, k] + age_weight * abs(s.dlib_age[i, k] - age))
-        return fallback(s, i, order)
-
-    return choose
+RULES: dict[str, Rule] = {
+    "shipped (8 of pool 64 in rounds of 4; least similar within 10 y)": make_rule(),
+    "shipped, within 6 y": make_rule(max_age_gap=6),
+    "shipped, within 4 y": make_rule(max_age_gap=4),
+    "shipped, gender margin 0.3": make_rule(gender_margin=0.3),
+    "shipped, gender margin 0.3, within 6 y": make_rule(gender_margin=0.3, max_age_gap=6),
+    "8 at once, least similar + 0.01/y": make_rule(rounds=1, age_weight=0.01),
+    "8 at once, least similar + 0.02/y": make_rule(rounds=1, age_weight=0.02),
+    "8 at once, closest age": make_rule(rounds=1, age_weight=10),
+    "8 at once, margin 0.3, closest age": make_rule(rounds=1, gender_margin=0.3, age_weight=10),
+    "12 (+4 of pool 512) in rounds of 4, within 6 y": make_rule(candidates=12, rounds=3, max_age_gap=6),
+    "12 (+4 of pool 512), margin 0.3, within 6 y": make_rule(
+        candidates=12, rounds=3, gender_margin=0.3, max_age_gap=6
+    ),
+    "12 at once, least similar + 0.02/y": make_rule(candidates=12, rounds=1, age_weight=0.02),
+    "12 at once, closest age": make_rule(candidates=12, rounds=1, age_weight=10),
+}
 
 
 def figures(s: Scores, chosen: np.ndarray, threshold: float) -> dict[str, float]:
@@ -290,50 +284,42 @@ def floors(s: Scores) -> dict[str, float]:
     return out
 
 
-def evaluate(args: argparse.Namespace) -> None:
-    from g2face.models.fusion import FusionSettings
+SCORE_FIELDS = ("sface", "facenet", "dlib_male", "dlib_age", "wrn_male", "wrn_age", "ita")
 
+
+def evaluate(args: argparse.Namespace) -> None:
     cache = dict(np.load(args.cache))
-    model = load_model("g2face-lite")
-    settings = model.fusion if args.fusion_json is None else FusionSettings(**json.loads(args.fusion_json))
-    s = measure(
-        cache,
-        (DlibAgeGenderEstimator(), WideResNetAgeGenderEstimator()),
-        FaceNetEncoder(),
-        model.geometry,
-        model.identity,
-        settings,
-    )
+    saved = args.out.with_suffix(".npz")
+    if args.reuse and saved.is_file():  # the same fusion's scores: only the rules change
+        stored = dict(np.load(saved))
+        s = Scores(**{k: stored.pop(k) for k in SCORE_FIELDS}, original=stored)
+    else:
+        model = load_model("g2face-lite")
+        s = measure(
+            cache,
+            (DlibAgeGenderEstimator(), WideResNetAgeGenderEstimator()),
+            FaceNetEncoder(),
+            model.geometry,
+            model.identity,
+            model.fusion,
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(saved, **{k: getattr(s, k) for k in SCORE_FIELDS}, **s.original)
     n, c = s.sface.shape
     names = [Path(str(k)).parent.name for k in cache["names"]]
     emb = s.original["a1_facenet"]
     iu = np.triu_indices(n, 1)
     different = np.array([names[i] != names[j] for i, j in zip(*iu, strict=True)])
     threshold = threshold_at_far((emb @ emb.T)[iu][different], 1e-3)
-    order = np.arange(c)
-    rules: dict[str, Rule] = {
-        "shipped (8 of pool 64, rounds of 4, least similar within 10 y)": shipped_rule(),
-        "shipped, age within 6 y": shipped_rule(max_age_gap=6.0),
-        "shipped, age within 4 y": shipped_rule(max_age_gap=4.0),
-        "8 rendered, closest dlib age among bar + gender": closest_age_rule(),
-        "8 rendered, min SFace + 0.01/y": weighted_rule(0.01),
-        "8 rendered, min SFace + 0.02/y": weighted_rule(0.02),
-        "12 rendered (+ 4 of pool 512), closest dlib age": closest_age_rule(candidates=12),
-        "12 rendered (+ 4 of pool 512), min SFace + 0.02/y": weighted_rule(0.02, candidates=12),
-        "12 rendered (+ 4 of pool 512), shipped rule within 6 y": shipped_rule(
-            max_age_gap=6.0, candidates=12, count=6
-        ),
-    }
     report = {
         "faces": n,
-        "fusion": vars(settings),
         "facenet_threshold": threshold,
         "facenet_tar_original_a1_a2": float(np.mean(np.sum(emb * s.original["a2_facenet"], 1) >= threshold)),
         "estimator_floor": floors(s),
     }
     report["rules"] = {}
-    for name, rule in rules.items():
-        chosen = np.array([rule(s, i, order) for i in range(n)])
+    for name, rule in RULES.items():
+        chosen = np.array([rule(s, i) for i in range(n)])
         report["rules"][name] = figures(s, chosen, threshold)
     # Probe: predicted vs dlib on the fused candidate; pool: best reachable age gap.
     predicted = cache["predicted"]
@@ -356,10 +342,6 @@ def evaluate(args: argparse.Namespace) -> None:
         "mean_ita_original": float(np.nanmean(s.original["a1_ita"])),
         "mean_ita_candidates": float(np.nanmean(s.ita)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        args.out.with_suffix(".npz"), **{k: v for k, v in vars(s).items() if k != "original"}, **s.original
-    )
     args.out.write_text(json.dumps(report, indent=2, default=float))
     print(json.dumps(report, indent=2, default=float))
 
@@ -376,7 +358,7 @@ def main() -> None:
     e = sub.add_parser("evaluate")
     e.add_argument("--cache", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--fusion-json", help="FusionSettings fields as JSON (default: the model's)")
+    e.add_argument("--reuse", action="store_true", help="take the scores saved beside --out (rules only)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     render(args) if args.step == "render" else evaluate(args)
