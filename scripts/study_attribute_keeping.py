@@ -181,26 +181,27 @@ def make_rule(
     candidates: int = SHIPPED_RENDERS,
     rounds: int = 2,
     max_age_gap: float = 10.0,
-    gender_margin: float = 0.0,
+    gender_margin: float | None = None,
     age_weight: float = 0.0,
     max_similarity: float = 0.3,
 ) -> Rule:
     """A dummy choice over the first `candidates` cached candidates (probe order), rendered in
     `rounds` equal rounds that stop at the first round with an acceptable candidate: SFace cosine
-    to A1 <= `max_similarity`, dlib gender on A1's side of 0.5 by at least `gender_margin`, dlib age
-    within `max_age_gap` of A1's. Among the acceptable ones the lowest SFace cosine + `age_weight` ×
-    |age gap| (the shipped rule: age_weight 0); none acceptable: fusion_anonymizer's fallbacks
-    (different enough and closest in attributes, else the least similar)."""
+    to A1 <= `max_similarity`, dlib gender like A1's (`gender_margin` None: |P(male) difference| <
+    0.5, as shipped, which lets a P(male) of 0.3 pass for an original's 0.6; a number: on A1's side
+    of 0.5 by more than that), dlib age within `max_age_gap` of A1's. Among the acceptable ones the
+    lowest SFace cosine + `age_weight` × |age gap| (the shipped rule: age_weight 0); none
+    acceptable: fusion_anonymizer's fallbacks (different enough and closest in attributes, else the
+    least similar)."""
     per_round = candidates // rounds
 
     def acceptable(s: Scores, i: int, k: int) -> bool:
         male, age = s.original["a1_dlib_male"][i], s.original["a1_dlib_age"][i]
-        side = 1 if male > 0.5 else -1
-        return (
-            s.sface[i, k] <= max_similarity
-            and side * (s.dlib_male[i, k] - 0.5) > gender_margin
-            and abs(s.dlib_age[i, k] - age) <= max_age_gap
-        )
+        if gender_margin is None:
+            same_gender = abs(s.dlib_male[i, k] - male) < 0.5
+        else:
+            same_gender = (1 if male > 0.5 else -1) * (s.dlib_male[i, k] - 0.5) > gender_margin
+        return s.sface[i, k] <= max_similarity and same_gender and abs(s.dlib_age[i, k] - age) <= max_age_gap
 
     def choose(s: Scores, i: int) -> int:
         male, age = s.original["a1_dlib_male"][i], s.original["a1_dlib_age"][i]
@@ -229,11 +230,13 @@ RULES: dict[str, Rule] = {
     "shipped (8 of pool 64 in rounds of 4; least similar within 10 y)": make_rule(),
     "shipped, within 6 y": make_rule(max_age_gap=6),
     "shipped, within 4 y": make_rule(max_age_gap=4),
+    "shipped, same side of 0.5": make_rule(gender_margin=0.0),
     "shipped, gender margin 0.3": make_rule(gender_margin=0.3),
     "shipped, gender margin 0.3, within 6 y": make_rule(gender_margin=0.3, max_age_gap=6),
     "8 at once, least similar + 0.01/y": make_rule(rounds=1, age_weight=0.01),
     "8 at once, least similar + 0.02/y": make_rule(rounds=1, age_weight=0.02),
     "8 at once, closest age": make_rule(rounds=1, age_weight=10),
+    "8 at once, same side, closest age": make_rule(rounds=1, gender_margin=0.0, age_weight=10),
     "8 at once, margin 0.3, closest age": make_rule(rounds=1, gender_margin=0.3, age_weight=10),
     "12 (+4 of pool 512) in rounds of 4, within 6 y": make_rule(candidates=12, rounds=3, max_age_gap=6),
     "12 (+4 of pool 512), margin 0.3, within 6 y": make_rule(
