@@ -349,6 +349,80 @@ def evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2, default=float))
 
 
+def end_to_end(args: argparse.Namespace) -> None:
+    """The real pipeline (working tree's fusion and candidate loop; `--max-age-gap` and
+    `--same-side-gender` change the loop's acceptance test) on the same pairs as `render`: one
+    anonymized photo per A1, its face cropped again, compared with A1 (attributes) and A2 (FaceNet)."""
+    import dataclasses
+
+    from g2face.align import align_face
+    from g2face.evaluation.attributes import compare_attributes
+    from g2face.models import fusion_anonymizer
+    from g2face.payload import Secret
+    from g2face.pipeline.g2face import G2FacePipeline
+    from g2face.priors.mediapipe_geometry import MediaPipeGeometry
+
+    if args.same_side_gender:  # a candidate must fall on the original's side of P(male) = 0.5
+
+        def acceptable(score, settings) -> bool:
+            return (
+                score.similarity <= settings.max_similarity
+                and score.same_side
+                and score.age_gap <= settings.max_age_gap
+            )
+
+        original_scores = fusion_anonymizer.FusionAnonymizer._scores
+
+        def scores_with_side(self, reference, reference_attributes, faces):
+            found = original_scores(self, reference, reference_attributes, faces)
+            if reference_attributes is None:
+                return found
+            crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
+            male = self.attributes(crops).male_probability
+            side = reference_attributes[0] > 0.5
+            for score, p in zip(found, male, strict=True):
+                object.__setattr__(score, "same_side", bool((float(p) > 0.5) == side))
+            return found
+
+        fusion_anonymizer.FusionAnonymizer._scores = scores_with_side
+        fusion_anonymizer.CandidateScore.acceptable = acceptable
+    cache = np.load(args.cache)
+    names = [str(n) for n in cache["names"]]
+    pipeline = G2FacePipeline.from_pretrained("g2face-lite")
+    model = pipeline.model
+    model.candidates = dataclasses.replace(model.candidates, max_age_gap=args.max_age_gap)
+    detector, facenet, secret = YuNetDetector(), FaceNetEncoder(), Secret(b"A" * 32, "key")
+    originals, anonymized = [], []
+    for name in tqdm(names, desc="anonymize", unit="face"):
+        image = read_image(args.data / name).rgb
+        face = FaceFinder(detector).find(image)
+        anon = pipeline.anonymize(image, secret, seeds=[face_seed(name)], detections=[face.detection])
+        originals.append(face.crop)
+        anonymized.append(align_face(anon.image, face.detection, 256).crop)
+    a1, fake, a2 = (crops_to_tensor(x) for x in (originals, anonymized, cache["others"]))
+    comparison = compare_attributes(
+        a1, fake, [WideResNetAgeGenderEstimator(), DlibAgeGenderEstimator()], MediaPipeGeometry()
+    )
+    emb1, emb2, embf = facenet(a1).numpy(), facenet(a2).numpy(), facenet(fake).numpy()
+    people = [Path(n).parent.name for n in names]
+    iu = np.triu_indices(len(names), 1)
+    different = np.array([people[i] != people[j] for i, j in zip(*iu, strict=True)])
+    threshold = threshold_at_far((emb1 @ emb1.T)[iu][different], 1e-3)
+    cos = np.sum(embf * emb2, 1)
+    report = {
+        "faces": len(names),
+        "max_age_gap": args.max_age_gap,
+        "same_side_gender": args.same_side_gender,
+        **comparison.summary(),
+        "facenet_threshold": threshold,
+        "facenet_tar_anonymized_vs_a2": float(np.mean(cos >= threshold)),
+        "facenet_mean_cos": float(cos.mean()),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=float))
+    print(json.dumps(report, indent=2, default=float))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -362,9 +436,15 @@ def main() -> None:
     e.add_argument("--cache", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--reuse", action="store_true", help="take the scores saved beside --out (rules only)")
+    x = sub.add_parser("e2e")
+    x.add_argument("--data", type=Path, default=Path("../shared/data"))
+    x.add_argument("--cache", type=Path, required=True, help="the render step's cache (pairs, A2 crops)")
+    x.add_argument("--out", type=Path, required=True)
+    x.add_argument("--max-age-gap", type=float, default=10.0)
+    x.add_argument("--same-side-gender", action="store_true")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    render(args) if args.step == "render" else evaluate(args)
+    {"render": render, "evaluate": evaluate, "e2e": end_to_end}[args.step](args)
 
 
 if __name__ == "__main__":
