@@ -18,11 +18,15 @@ wrn-imdbwiki gender and age, cheek ITA. Reported:
 * the figures (wrn gender kept, wrn/dlib age error, ITA difference, FaceNet TAR@1e-3 vs A2 with
   the threshold from the originals' impostor pairs, mean FaceNet cosine) of several choice rules.
 
-The fused preview (alpha blend in the crop) stands in for the pasted photo.
+The fused preview (alpha blend in the crop) stands in for the pasted photo there; ``e2e`` runs the
+real pipeline on the same pairs and dummy seeds (optionally with another age gap or a same-side
+gender test patched into the candidate loop) for the end-to-end figures.
 
     PYTHONPATH=src python scripts/study_attribute_keeping.py render --pairs 40 --cache runs/attr/cache.npz
     PYTHONPATH=src python scripts/study_attribute_keeping.py evaluate --cache runs/attr/cache.npz \
         --out runs/attr/evaluate.json
+    PYTHONPATH=src python scripts/study_attribute_keeping.py e2e --cache runs/attr/cache.npz \
+        --max-age-gap 6 --out runs/attr/e2e.json
 """
 
 from __future__ import annotations
