@@ -2,11 +2,16 @@
 f_dummy produces) to the apparent gender and age of the face GIE renders from it, so dummies can be
 drawn to match the original's attributes before any rendering (DESIGN.md §6; issue 19).
 
-Every bank sample is rendered again from its w and measured with the dlib-cydral estimator (the one
-the anonymizer also uses to check its candidates); ridge regression identity → (gender logit,
-age). The probe is stored inside the model file (`attribute_probe.*`).
+Faces are measured with the dlib-cydral estimator (the one the anonymizer also uses to check its
+candidates); ridge regression identity → (gender logit, age). Which faces (`--renders`):
+* `bank`: every bank sample rendered again from its w, with its SFace identity;
+* `dummies`: what the anonymizer ranks: one keyed dummy per bank sample (f_dummy of a seeded z, the
+  seed being the sample's index) rendered by the model's GIE at that sample's expression and pose
+  (average shape, as `FusionAnonymizer.geometry_vector` does), with the dummy identity.
+The probe is stored inside the model file (`attribute_probe.*`).
 
-    python scripts/fit_attribute_probe.py runs/lite/bank src/g2face/weights/g2face-lite.safetensors
+    python scripts/fit_attribute_probe.py runs/lite/bank src/g2face/weights/g2face-lite.safetensors \
+        --renders dummies
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from g2face.models.checkpoints import load_fusion_model
-from g2face.models.fusion_anonymizer import PROBE_KEYS
+from g2face.models.fusion_anonymizer import PROBE_KEYS, FusionAnonymizer
+from g2face.models.zoo import load_model
 from g2face.priors.attributes import DlibAgeGenderEstimator
+from g2face.priors.base import Geometry
 from g2face.priors.mobilestylegan import load_mobilestylegan
 from g2face.training.sources import broadcast_w
 from g2face.training.stages import load_bank
@@ -36,20 +43,38 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="a g2face-fusion weights file to add the probe to")
     parser.add_argument("--ridge", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--renders", choices=["bank", "dummies"], default="bank")
+    parser.add_argument("--limit", type=int, help="use only the first N bank samples")
+    parser.add_argument("--dry-run", action="store_true", help="report the held-out fit, write nothing")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     bank = load_bank(args.bank, torch.device("cpu"))
-    generator = load_mobilestylegan()
+    bank = {k: v[: args.limit] for k, v in bank.items()}
+    if args.renders == "dummies":
+        model = load_model(str(args.model), attributes="free")
+        assert isinstance(model, FusionAnonymizer)
+        generator = model.generator
+    else:
+        generator = load_mobilestylegan()
     estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
-    males, ages = [], []
+    males, ages, identities = [], [], []
     for start in tqdm(range(0, len(bank["w"]), args.batch), desc="render + estimate", unit="batch"):
-        w = bank["w"][start : start + args.batch]
-        found = estimator(generator(broadcast_w(generator, w)).clamp(-1, 1))
+        part = slice(start, start + args.batch)
+        if args.renders == "dummies":
+            identity = model.dummy_identities(list(range(start, start + len(bank["w"][part]))), torch.float32)
+            mean_shape = torch.zeros_like(bank["shape"][part])  # replaced by the average face below
+            geometry = Geometry(mean_shape, bank["expression"][part], bank["pose"][part], torch.empty(0))
+            faces = model.generator(model.gie.styles(identity, model.geometry_vector(geometry))).clamp(-1, 1)
+        else:
+            identity = bank["identity"][part]
+            faces = generator(broadcast_w(generator, bank["w"][part])).clamp(-1, 1)
+        found = estimator(faces)
         males.append(found.male_probability.numpy())
         ages.append(found.age.numpy())
+        identities.append(identity.numpy())
     male = np.clip(np.concatenate(males), 1e-3, 1 - 1e-3)
     targets = np.stack([np.log(male / (1 - male)), np.concatenate(ages)], 1)
-    x = np.concatenate([bank["identity"].numpy(), np.ones((len(targets), 1))], 1)
+    x = np.concatenate([np.concatenate(identities), np.ones((len(targets), 1))], 1)
     n_train = len(x) - len(x) // 5
     eye = np.eye(x.shape[1]) * args.ridge
     eye[-1, -1] = 0
@@ -57,8 +82,15 @@ def main() -> None:
     held = x[n_train:] @ weights
     gender_agree = np.mean((held[:, 0] > 0) == (targets[n_train:, 0] > 0))
     age_error = np.mean(np.abs(held[:, 1] - targets[n_train:, 1]))
-    print(f"held-out: gender agreement {gender_agree:.3f}, age error {age_error:.1f} years "
-          f"({len(x) - n_train} samples; share male {np.mean(targets[:, 0] > 0):.2f})")  # fmt: skip
+    age_corr = np.corrcoef(held[:, 1], targets[n_train:, 1])[0, 1]
+    share_male, age_mean, age_std = np.mean(targets[:, 0] > 0), targets[:, 1].mean(), targets[:, 1].std()
+    print(
+        f"held-out: gender agreement {gender_agree:.3f}, age error {age_error:.1f} years, age correlation "
+        f"{age_corr:.2f} ({len(x) - n_train} samples; share male {share_male:.2f}, age {age_mean:.1f} ± "
+        f"{age_std:.1f})"
+    )
+    if args.dry_run:
+        return
     # Refit on everything for the shipped probe.
     weights = np.linalg.solve(x.T @ x + eye, x.T @ targets)
     load_fusion_model(args.model)  # refuses anything but a geometric-fusion model file

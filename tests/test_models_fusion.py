@@ -3,17 +3,20 @@ meshes and images: no model assets needed."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
 from g2face.models.fusion import (
+    KEEP_REGIONS,
     NUM_MESH_POINTS,
     FusionSettings,
     face_region_mask,
     fit_render_to_original,
     fuse_face,
     mesh_warp,
+    skin_mask,
     transfer_colour,
 )
 from g2face.models.fusion_anonymizer import CandidateScore, CandidateSettings, candidate_seed
@@ -81,6 +84,60 @@ def test_colour_transfer_moves_the_render_skin_towards_the_original():
     before = np.abs(render[skin].mean(0) - original[skin].mean(0)).sum()
     after = np.abs(out[skin].mean(0).astype(float) - original[skin].mean(0)).sum()
     assert after < before / 4
+
+
+def _mean_face(size: int = 256) -> np.ndarray:
+    """MediaPipe's mean face mesh (the committed shape basis) in crop pixels, ~120 px wide."""
+    from importlib import resources
+
+    from safetensors.numpy import load_file
+
+    mean = load_file(str(resources.files("g2face") / "assets" / "mediapipe_shape_basis.safetensors"))["mean"]
+    mesh = mean.reshape(NUM_MESH_POINTS, 3)[:, :2].astype(np.float64)
+    return np.stack([size / 2 + 8 * mesh[:, 0], size / 2 - 8 * mesh[:, 1]], 1)
+
+
+def test_skin_mask_keeps_bare_skin_only():
+    points = _mean_face()
+    image = np.full((256, 256, 3), (170, 120, 100), np.uint8)
+    cheek = np.round(points[50]).astype(int)  # the subject's right cheek point
+    image[cheek[1] - 3 : cheek[1] + 3, cheek[0] - 3 : cheek[0] + 3] = 255  # a specular highlight
+    forehead = np.round(points[151]).astype(int)
+    image[forehead[1] - 3 : forehead[1] + 3, forehead[0] - 3 : forehead[0] + 3] = 20  # a mole / stray hair
+    skin = skin_mask(points, image)
+    assert skin.sum() > 2000
+    for name in ("eyes", "mouth", "brows"):
+        for polygon in KEEP_REGIONS[name]:
+            for i in polygon[:NUM_MESH_POINTS]:
+                if i < NUM_MESH_POINTS:
+                    x, y = np.round(points[i]).astype(int)
+                    assert not skin[y, x], f"{name} landmark {i} counted as skin"
+    assert not skin[cheek[1], cheek[0]] and not skin[forehead[1], forehead[0]]
+    assert skin[cheek[1] + 8, cheek[0]]  # the cheek around the highlight is skin
+    top = points[:, 1].min()
+    assert not skin[: int(top) + 10].any()  # nothing at the hairline
+
+
+def test_colour_transfer_follows_the_original_skin_locally_without_its_dark_features():
+    size = 128
+    ramp = np.linspace(90, 200, size)[None, :, None]  # light from the right
+    original = np.clip(np.broadcast_to(ramp, (size, size, 3)) * np.array([1.0, 0.75, 0.6]), 0, 255)
+    original = original.astype(np.uint8).copy()
+    original[40:52, 30:50] = 10  # an eye: dark, not skin
+    render = np.full((size, size, 3), (225, 190, 175), np.uint8)
+    skin = np.zeros((size, size), bool)
+    skin[20:110, 15:113] = True
+    original_skin = skin.copy()
+    original_skin[36:56, 26:54] = False
+    region = np.zeros((size, size), np.float32)
+    region[10:120, 10:118] = 1
+    out = transfer_colour(render, original, skin, original_skin, region, 100.0, FusionSettings())
+    lab = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB).astype(float)  # noqa: E731
+    left, right = (slice(60, 100), slice(25, 45)), (slice(60, 100), slice(85, 105))
+    for part in (left, right):  # each side of the face takes the original's colour there
+        assert np.abs(lab(out)[part].mean((0, 1)) - lab(original)[part].mean((0, 1))).max() < 8
+    beside_eye = (slice(40, 52), slice(54, 62))
+    assert lab(out)[beside_eye][..., 0].mean() > lab(original)[beside_eye][..., 0].mean() - 8
 
 
 def test_fuse_face_returns_crop_mask_and_a_preview_that_keeps_the_outside():

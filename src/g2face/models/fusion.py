@@ -8,8 +8,9 @@ All functions work on one aligned crop at a time in crop pixels (numpy + OpenCV)
 2. `mesh_warp`: moves the rendered face part of the way (`strength`) towards the original's mesh.
    Strength 1 copies the original's facial layout, which carries identity; 0 keeps the rendered
    face's own proportions. A smooth displacement field, zero away from the face.
-3. `transfer_colour`: Lab mean/std of the rendered skin matched to the original's, and the
-   original's low-frequency shading (directional light) applied to the rendered face.
+3. `transfer_colour`: the rendered face's skin colour matched to the original's bare skin (mesh
+   hull minus eyes, brows, mouth, hairline; highlights and stubble trimmed) in Lab, globally (mean
+   and spread) and locally (low-frequency skin colour: the light's direction and the skin tone).
 4. `face_region_mask`: the soft region that is replaced: the hull of the original's mesh, grown a
    little so the outline and jaw line (which carry identity) are replaced too, feathered; minus
    the regions the user keeps (`FusionSettings.keep`, `keep_region_mask`).
@@ -32,12 +33,18 @@ NUM_MESH_POINTS = 468  # landmarks beyond these are the irises, which follow gaz
 # sides, forehead; used to lay one face onto another.
 STABLE_POINTS = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 234, 454, 10, 151, 9, 8, 127, 356, 98, 327)
 
-# Landmarks of the skin used for colour statistics: cheeks and forehead, away from eyes, brows,
-# lips and the hairline.
-SKIN_POINTS = (
-    50, 101, 118, 117, 123, 187, 205, 36, 280, 330, 347, 346, 352, 411, 425, 266,  # cheeks
-    151, 108, 337, 9, 107, 336,  # forehead
-)  # fmt: skip
+# Skin used for colour statistics: the mesh's hull shrunk by SKIN_INSET face widths (so the outline,
+# background, ears and hair stay out) and cut SKIN_TOP below the mesh's top (the hairline), minus
+# the eyes, brows and mouth (`KEEP_REGIONS`, grown by SKIN_FEATURE_GROW).
+SKIN_INSET = 0.06
+SKIN_TOP = 0.12
+SKIN_FEATURE_GROW = 0.03
+SKIN_FEATURES = ("eyes", "brows", "mouth")
+SKIN_TRIM = (0.1, 0.9)
+"""Lightness quantiles of the skin pixels kept for statistics: specular highlights above, stubble,
+stray hair, glasses frames and deep shadow below."""
+SKIN_MIN_SUPPORT = 0.1
+"""Where the blurred skin weight is below this, the local colour correction fades out."""
 
 # Mesh landmarks of the regions a user may keep (MediaPipe FaceLandmarksConnections, plus the lid
 # rings up to the crease and the irises for the eyes); each side is its own polygon.
@@ -190,15 +197,33 @@ def keep_region_mask(points: np.ndarray, size: int, settings: FusionSettings) ->
     return (1 - t * t * (3 - 2 * t)).astype(np.float32)
 
 
-def skin_mask(points: np.ndarray, size: int) -> np.ndarray:
-    """Binary mask of cheek and forehead skin (for colour statistics)."""
-    mask = np.zeros((size, size), np.uint8)
-    width = face_width(points)
-    radius = max(2, int(round(0.06 * width)))
-    for i in SKIN_POINTS:
-        x, y = points[i, :2]
-        cv2.circle(mask, (int(round(x)), int(round(y))), radius, 1, -1)
-    return mask.astype(bool)
+def skin_mask(points: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Boolean mask of the bare skin of the face in `image` (uint8 RGB crop) with mesh `points`
+    [N, 2] in its pixels: the shrunk mesh hull below the hairline minus eyes, brows and mouth, and
+    of those pixels only the ones inside the `SKIN_TRIM` quantiles of lightness."""
+    size = image.shape[0]
+    mesh = points[:NUM_MESH_POINTS, :2]
+    width = face_width(mesh)
+    centre = mesh.mean(0)
+    shrunk = centre + (mesh - centre) * (1 - 2 * SKIN_INSET)
+    top, height = mesh[:, 1].min(), mesh[:, 1].max() - mesh[:, 1].min()
+    shrunk[:, 1] = np.maximum(shrunk[:, 1], top + SKIN_TOP * height)
+    area = _polygon_mask(shrunk, size) > 0.5
+    features = np.zeros((size, size), np.uint8)
+    for name in SKIN_FEATURES:
+        for polygon in KEEP_REGIONS[name]:
+            present = [i for i in polygon if i < len(points)]
+            features |= (_polygon_mask(points[present, :2], size) > 0.5).astype(np.uint8)
+    grow = max(1, int(round(SKIN_FEATURE_GROW * width)))
+    features = cv2.dilate(
+        features, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    )
+    skin = area & (features == 0)
+    if skin.sum() < 16:
+        return skin
+    lightness = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 0]
+    low, high = np.quantile(lightness[skin], SKIN_TRIM)
+    return skin & (lightness >= low) & (lightness <= high)
 
 
 def _masked_blur(channel: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
@@ -217,26 +242,32 @@ def transfer_colour(
     width: float,
     settings: FusionSettings,
 ) -> np.ndarray:
-    """The rendered crop (uint8 RGB) recoloured so its skin has the original's Lab statistics and
-    its lightness follows the original's low-frequency shading inside `region`."""
-    lab_r = cv2.cvtColor(render, cv2.COLOR_RGB2LAB).astype(np.float32)
-    lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
+    """The rendered crop (uint8 RGB) recoloured to the original's skin, in CIE Lab:
+
+    1. globally, each channel's mean and spread over the render's skin set to the original's skin;
+    2. locally, inside `region`, each channel's low-frequency skin colour (scale `shading_sigma`
+       face widths, averaged over skin pixels only) replaced by the original's: the light's
+       direction and the original's own skin tone where it is, without the darkness of the
+       original's eyes, brows, mouth or hair leaking in as shading."""
     if render_skin.sum() < 16 or original_skin.sum() < 16:
         return render
+    lab_r = cv2.cvtColor(render, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
     lo, hi = settings.colour_std_range
     out = lab_r.copy()
     for c in range(3):
         mr, sr = lab_r[..., c][render_skin].mean(), lab_r[..., c][render_skin].std() + 1e-3
         mo, so = lab_o[..., c][original_skin].mean(), lab_o[..., c][original_skin].std() + 1e-3
         out[..., c] = (lab_r[..., c] - mr) * np.clip(so / sr, lo, hi) + mo
-    # Shading: the original's large-scale lightness variation (where the light comes from) replaces
-    # the rendered face's, measured over the replaced region only so hair and background do not count.
     sigma = max(1.0, settings.shading_sigma * width)
-    weight = (region > 0.5).astype(np.float32)
-    if weight.sum() > 16:
-        light_o = _masked_blur(lab_o[..., 0], weight, sigma)
-        light_r = _masked_blur(out[..., 0], weight, sigma)
-        out[..., 0] += (light_o - light_r) * region
+    weight_o, weight_r = original_skin.astype(np.float32), render_skin.astype(np.float32)
+    support_o = cv2.GaussianBlur(weight_o, (0, 0), sigma)
+    support_r = cv2.GaussianBlur(weight_r, (0, 0), sigma)
+    confidence = np.clip(np.minimum(support_o, support_r) / SKIN_MIN_SUPPORT, 0, 1) * region
+    for c in range(3):
+        local_o = _masked_blur(lab_o[..., c], weight_o, sigma)
+        local_r = _masked_blur(out[..., c], weight_r, sigma)
+        out[..., c] += (local_o - local_r) * confidence
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
@@ -268,8 +299,8 @@ def fuse_face(
     coloured = transfer_colour(
         warped,
         original,
-        skin_mask(moved, size),
-        skin_mask(original_points, size),
+        skin_mask(moved, warped),
+        skin_mask(original_points, original),
         region,
         width,
         settings,
