@@ -185,7 +185,10 @@ def test_candidate_seeds_are_stable_and_distinct():
 def test_candidate_scores_prefer_a_different_person_of_the_same_apparent_gender():
     settings = CandidateSettings()
     same_gender = CandidateScore(similarity=0.1, gender_gap=0.05, age_gap=3)
-    other_gender = CandidateScore(similarity=0.0, gender_gap=0.9, age_gap=3)
+    other_gender = CandidateScore(similarity=0.0, gender_gap=0.9, age_gap=3, same_gender=False)
+    # P(male) 0.6 vs 0.3: a gap under 0.5, but the other side of the line
+    just_across = CandidateScore(similarity=0.0, gender_gap=0.3, age_gap=3, same_gender=False)
+    assert not just_across.acceptable(settings)
     too_similar = CandidateScore(similarity=0.6, gender_gap=0.0, age_gap=0)
     assert same_gender.acceptable(settings)
     assert not other_gender.acceptable(settings) and not too_similar.acceptable(settings)

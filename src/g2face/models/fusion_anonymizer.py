@@ -57,6 +57,7 @@ class CandidateSettings:
 class CandidateScore:
     similarity: float  # identity cosine to the original (lower = more anonymous)
     gender_gap: float = 0.0  # |P(male) candidate - P(male) original|
+    same_gender: bool = True  # both on the same side of P(male) = 0.5
     age_gap: float = 0.0  # |age candidate - age original|, years
 
     def cost(self, settings: CandidateSettings) -> float:
@@ -67,7 +68,8 @@ class CandidateScore:
         """Different enough from the original, of the same apparent gender and about its age."""
         return (
             self.similarity <= settings.max_similarity
-            and self.gender_gap < 0.5
+            # Same side, not a gap under 0.5: an original at 0.6 must not accept a candidate at 0.3.
+            and self.same_gender
             and self.age_gap <= settings.max_age_gap
         )
 
@@ -192,7 +194,7 @@ class FusionAnonymizer(nn.Module):
         found = self.attributes(crops)
         male, age = reference_attributes
         return [
-            CandidateScore(s, abs(float(p) - male), abs(float(a) - age))
+            CandidateScore(s, abs(float(p) - male), abs(float(a) - age), (float(p) >= 0.5) == (male >= 0.5))
             for s, p, a in zip(similarity, found.male_probability, found.age, strict=True)
         ]
 
