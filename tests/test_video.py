@@ -5,6 +5,7 @@ photos moving over a synthetic background, a sine tone as audio) with the tiny r
 from __future__ import annotations
 
 import json
+import struct
 
 import numpy as np
 import pytest
@@ -17,15 +18,15 @@ from conftest import FIXTURES  # noqa: E402
 from g2face.cli import cli  # noqa: E402
 from g2face.detection import YuNetDetector  # noqa: E402
 from g2face.io import read_image  # noqa: E402
-from g2face.io.sidecar import SidecarError, SidecarReader, sidecar_path  # noqa: E402
+from g2face.io.sidecar import SidecarError, SidecarReader, sidecar_path, write_sidecar  # noqa: E402
 from g2face.io.video import EncoderSettings, probe_video, read_frames, transcode_video  # noqa: E402
 from g2face.models.checkpoints import save_g2face  # noqa: E402
 from g2face.models.zoo import build_model, tiny_config  # noqa: E402
 from g2face.payload import Secret  # noqa: E402
-from g2face.payload.carriers import open_container  # noqa: E402
+from g2face.payload.carriers import open_container, seal_regions  # noqa: E402
 from g2face.pipeline.g2face import G2FacePipeline, UnverifiedRecoveryError  # noqa: E402
 from g2face.types import FaceDetection  # noqa: E402
-from g2face.video import FaceTracker, anonymize_video, recover_video  # noqa: E402
+from g2face.video import FaceTracker, VideoAnonymizer, anonymize_video, recover_video  # noqa: E402
 
 W, H, FPS, N = 320, 240, 25, 48
 HIDDEN_FROM = 20  # the second face leaves the picture at this frame
@@ -157,12 +158,58 @@ def test_sidecar_recovery_restores_face_regions_exactly(tmp_path, clip, anonymiz
     assert [p[2] for p in _audio_packets(back)] == [p[2] for p in _audio_packets(clip)]
     with SidecarReader(sidecar_path(out)) as sidecar:
         for original, restored in zip(read_frames(clip), read_frames(back), strict=True):
-            opened = open_container(sidecar.get(original.index), secret)
+            opened = open_container(
+                sidecar.get(original.index), secret, associated_data=sidecar.binding(original.index)
+            )
             for region in opened.regions:
                 x0, y0, x1, y1 = region.box
                 np.testing.assert_array_equal(
                     restored.rgb[y0:y1, x0:x1][region.mask], original.rgb[y0:y1, x0:x1][region.mask]
                 )
+
+
+def _rewrite_sidecar(source, target, secret, *, swap=(), version=2):
+    """A copy of a sidecar with the containers of the frames in `swap` exchanged, or (version 1)
+    every container sealed again without a frame binding, as releases before it wrote them."""
+    with SidecarReader(source) as reader:
+        header = {k: v for k, v in reader.header.items() if k != "clip_id"}
+        blobs = {i: reader.get(i) for i in reader.frames}
+        if version == 1:
+            for i, blob in blobs.items():
+                opened = open_container(blob, secret, associated_data=reader.binding(i))
+                blobs[i] = seal_regions(opened.regions, secret, opened.image_shape)
+        clip_id = reader.clip_id
+    if swap:
+        a, b = swap
+        blobs[a], blobs[b] = blobs[b], blobs[a]
+    if version == 2:
+        write_sidecar(target, header, clip_id, lambda w: [w.add(i, blobs[i]) for i in sorted(blobs)])
+        return
+    encoded = json.dumps(header).encode()
+    records = b"".join(struct.pack(">II", i, len(blobs[i])) + blobs[i] for i in sorted(blobs))
+    target.write_bytes(b"G2FV\x01" + struct.pack(">I", len(encoded)) + encoded + records)
+
+
+def test_sidecar_records_are_bound_to_their_frame(tmp_path, anonymized, pipeline, secret):
+    out, _ = anonymized
+    swapped = tmp_path / "swapped.g2face"
+    _rewrite_sidecar(sidecar_path(out), swapped, secret, swap=(3, 4))
+    report = recover_video(pipeline, out, tmp_path / "back.mp4", secret, sidecar=swapped, progress=False)
+    assert report.recovery["damaged_frames"] == 2 and report.recovery["exact_frames"] == N - 2
+    assert sorted(e["frame"] for e in report.fail_closed) == [3, 4]
+    assert all("another place" in e["reason"] for e in report.fail_closed)
+
+
+def test_an_unbound_version_1_sidecar_is_still_read(tmp_path, anonymized, secret):
+    out, _ = anonymized
+    old = tmp_path / "old.g2face"
+    _rewrite_sidecar(sidecar_path(out), old, secret, version=1)
+    with SidecarReader(old) as reader, SidecarReader(sidecar_path(out)) as bound:
+        assert reader.version == 1 and reader.frames == bound.frames
+        for i in reader.frames:  # recover_video opens each record exactly this way
+            assert reader.binding(i) == b""
+            opened = open_container(reader.get(i), secret, associated_data=reader.binding(i))
+            assert opened.regions
 
 
 def test_wrong_secret_recovers_nothing(tmp_path, anonymized, pipeline):
@@ -255,3 +302,28 @@ def test_cli_video_round_trip(tmp_path, clip, pipeline, secret):
     result = runner.invoke(cli, ["video", "recover", str(out), "-o", str(back), *common])
     assert result.exit_code == 0, result.output
     assert f"{N} frames restored exactly" in result.output and back.is_file()
+
+
+def test_a_track_keeps_the_dummy_its_first_frame_chose(clip, secret):
+    """The candidate search runs once per track (its first frame, from the keyed track seed); every
+    later frame renders the chosen seed as is (search=False)."""
+    pipe = G2FacePipeline(build_model(tiny_config()))
+    calls = []
+    render = pipe.model.anonymize
+
+    def choosing(crops, secret, *, seeds=None, search=True, **kwargs):
+        calls.append((tuple(seeds), search))
+        if search:  # stands in for a search that keeps another candidate than the keyed seed
+            seeds = [s ^ 1 for s in seeds]
+        return render(crops, secret, seeds=seeds, search=search, **kwargs)
+
+    pipe.model.anonymize = choosing
+    video = VideoAnonymizer(pipe, secret, seal=False)
+    for frame in read_frames(clip, limit=6):
+        video.process(frame.rgb, frame.index)
+    keyed = {video.track_seed(k) for k in (0, 1)}
+    searched = [seeds for seeds, search in calls if search]
+    assert sorted(s for seeds in searched for s in seeds) == sorted(keyed)  # once per track
+    rendered = {s for seeds, search in calls if not search for s in seeds}
+    assert rendered == {s ^ 1 for s in keyed} == set(video.dummy_seeds.values())
+    assert len(calls) >= 6
