@@ -327,3 +327,16 @@ def test_a_track_keeps_the_dummy_its_first_frame_chose(clip, secret):
     rendered = {s for seeds, search in calls if not search for s in seeds}
     assert rendered == {s ^ 1 for s in keyed} == set(video.dummy_seeds.values())
     assert len(calls) >= 6
+
+
+def test_bench_video_times_frames_and_face_frames(tmp_path, clip, pipeline):
+    weights = tmp_path / "tiny.safetensors"
+    save_g2face(pipeline.model.net, weights)
+    out = tmp_path / "bench.json"
+    args = ["bench", "--video", str(clip), "--model", str(weights), "--frames", "4", "--height", "120"]
+    result = CliRunner().invoke(cli, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    timed = json.loads(out.read_text())["video"]
+    assert timed["frames"] == 4 and timed["size"] == [160, 120] and timed["scaled_from"] == [W, H]
+    assert timed["face_frames"] >= 4 and timed["search_frames"] >= 1  # the first frame searches
+    assert timed["frames_per_second"] > 0 and "frames/s" in result.output
