@@ -62,12 +62,11 @@ def _frame(i: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return frame
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    """48 frames 320x240 at 25 fps (H.264) with a 440 Hz AAC tone."""
+def write_test_clip(path) -> None:
+    """48 frames 320x240 at 25 fps (H.264) with a 440 Hz AAC tone (also what docs/video.md measures
+    as "the generated clip")."""
     a = _face_patch(FIXTURES / "grace_hopper.jpg", FACE)
     b = _face_patch(FIXTURES / "obama.jpg", FACE)
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=FPS, options={"crf": "12"})
         video.width, video.height, video.pix_fmt = W, H, "yuv420p"
@@ -84,6 +83,12 @@ def clip(tmp_path_factory):
             out.mux(audio.encode(chunk))
         out.mux(video.encode(None))
         out.mux(audio.encode(None))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    write_test_clip(path)
     return path
 
 
