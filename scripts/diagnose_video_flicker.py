@@ -16,6 +16,9 @@ original's, plus the per-frame signals themselves:
     OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/diagnose_video_flicker.py \
         ../shared/data/wild/videos/d0.mp4 --limit 30
 
+`--payload-survival K` instead checks whether the in-pixel payload of the first K anonymized
+frames can still be read after H.264 (libx264, yuv420p, `--crf`, as `g2face video anonymize` writes).
+
 Freezing is a diagnosis on a still clip, not a fix: a moving face needs its own geometry.
 """
 
@@ -93,15 +96,63 @@ def mean_step(values: list[np.ndarray]) -> float:
     return float(np.abs(np.diff(a, axis=0)).mean())
 
 
+def payload_survival(clip: Path, model: str, secret: Secret, frames: int, crf: int) -> None:
+    import tempfile
+
+    import av
+
+    from g2face.payload.carriers.pixel import read_payload
+
+    pipe = G2FacePipeline.from_pretrained(model)
+    detector = YuNetDetector()
+    originals = [f.rgb for f in read_frames(clip, limit=frames)]
+    faces = [max(detector.detect(f), key=lambda d: d.width) for f in originals]
+    anonymized = [
+        pipe.anonymize(f, secret, seeds=[SEED], detections=[d], search=False).image
+        for f, d in zip(originals, faces, strict=True)
+    ]
+
+    def verified(images: list[np.ndarray]) -> int:
+        found = [
+            read_payload(im, d, pipe.model.codec, secret, pipe.pixel_carrier, search_resized=False)
+            for im, d in zip(images, faces, strict=True)
+        ]
+        return sum(p is not None and p.verified for p in found)
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "payload.mp4"
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=25, options={"crf": str(crf)})
+            stream.height, stream.width = originals[0].shape[:2]
+            stream.pix_fmt = "yuv420p"
+            for i, image in enumerate(anonymized):
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        decoded = [f.rgb for f in read_frames(path)]
+        result = {
+            "frames": frames,
+            "verified_before": verified(anonymized),
+            f"verified_crf{crf}": verified(decoded),
+        }
+    print(json.dumps(result))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("clip", type=Path)
     parser.add_argument("--model", default="g2face-lite")
     parser.add_argument("--limit", type=int, default=30)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--payload-survival", type=int, metavar="K")
+    parser.add_argument("--crf", type=int, default=18)
     args = parser.parse_args()
     torch.set_num_threads(1)
     secret = Secret(bytes(range(32)), "key")
+    if args.payload_survival:
+        payload_survival(args.clip, args.model, secret, args.payload_survival, args.crf)
+        return
     frames = [f.rgb for f in read_frames(args.clip, limit=args.limit)]
     detector = YuNetDetector()
     raw = [max(detector.detect(f), key=lambda d: d.width) for f in frames]

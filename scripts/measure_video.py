@@ -84,6 +84,7 @@ def main() -> None:
     previous: dict[str, dict] = {"tracked": {}, "per_frame": {}, "original": {}}
     timing = {"tracked_s": 0.0, "per_frame_s": 0.0, "face_frames": 0, "frames": 0, "per_frame_frames": 0}
     fail_closed = 0
+    per_face: list[list] = []  # tracked: frame, track, SFace cos (anonymizer's), FaceNet cos to original
     for frame in read_frames(args.clip, limit=args.limit):
         rgb = frame.rgb
         start = time.perf_counter()
@@ -120,6 +121,9 @@ def main() -> None:
                 if not covered[pts[:, 1], pts[:, 0]].all():
                     rows[name]["unanonymized"] += 1
                 rows[name]["leak"].append(float(e_anon[i] @ e_orig[i]))
+                if name == "tracked":
+                    sface = next((f.get("similarity") for f in result.faces if f["track"] == key), None)
+                    per_face.append([frame.index, key, sface, round(rows[name]["leak"][-1], 4)])
                 x0, y0, x1, y1 = (int(max(0, v)) for v in d.box)
                 crop = image[y0:y1, x0:x1].astype(np.float32)
                 last = previous[name].get(key)
@@ -169,6 +173,7 @@ def main() -> None:
             if r["flicker"] and reference
             else None,
         }
+    summary["tracked_faces"] = per_face
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:

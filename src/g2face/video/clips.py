@@ -63,7 +63,7 @@ class AnonymizedFrame:
     image: np.ndarray
     container: bytes | None  # the original pixels of every changed region, sealed
     covered: np.ndarray  # bool [H, W]: pixels anonymized or blurred (metrics)
-    faces: tuple[dict, ...]  # per tracked face: track id, state, box (JSON-ready)
+    faces: tuple[dict, ...]  # per tracked face: track id, state, box, similarity if known (JSON-ready)
     fail_closed: tuple[dict, ...]  # per blurred place: reason, box
 
 
@@ -133,11 +133,11 @@ class VideoAnonymizer:
             (f.detection, "track lost") for f in update.faces if f.state == "lost"
         ]
         risky += [(d, "low-confidence detection") for d in update.unconfirmed]
-        image, regions = rgb, []
+        image, regions, similarity = rgb, [], {}
         covered = np.zeros(rgb.shape[:2], bool)
         if active:
             try:
-                image, footprints = self._anonymize(rgb, active)
+                image, footprints, similarity = self._anonymize(rgb, active)
             except Exception as e:  # noqa: BLE001 - fail closed on any anonymizer failure, and report it
                 risky += [(f.detection, f"anonymizer failed: {type(e).__name__}: {e}") for f in active]
             else:
@@ -162,15 +162,24 @@ class VideoAnonymizer:
             container = seal_regions(regions, self.secret, rgb.shape, associated_data=binding)
         faces = tuple(
             {"track": f.track.id, "state": f.state, "box": [round(v, 1) for v in f.detection.box]}
+            | (
+                {"similarity": round(similarity[f.track.id], 4)}
+                if similarity.get(f.track.id) is not None
+                else {}
+            )
             for f in update.faces
         )
         return AnonymizedFrame(image, container, covered, faces, tuple(fail_closed))
 
-    def _anonymize(self, rgb: np.ndarray, active: list[TrackedFace]) -> tuple[np.ndarray, list[Footprint]]:
+    def _anonymize(
+        self, rgb: np.ndarray, active: list[TrackedFace]
+    ) -> tuple[np.ndarray, list[Footprint], dict[int, float | None]]:
         """Anonymize the active faces: a track seen before renders the dummy chosen on its first
         frame as is (`search=False`: one fake identity for the track, one render per face-frame); a
-        new track gets the model's candidate search from its keyed seed, and keeps what it chose."""
-        image, footprints = rgb, []
+        new track gets the model's candidate search from its keyed seed, and keeps what it chose.
+        Also returns each track's identity cosine to its original face (the anonymizer's
+        recognizer, None for a classic filter)."""
+        image, footprints, similarity = rgb, [], {}
         known = [f for f in active if f.track.id in self.dummy_seeds]
         new = [f for f in active if f.track.id not in self.dummy_seeds]
         for faces, search in ((known, False), (new, True)):
@@ -184,7 +193,8 @@ class VideoAnonymizer:
             for f, face in zip(faces, anon.faces, strict=True):
                 self.dummy_seeds[f.track.id] = face.dummy_seed
                 footprints.append(face.footprint)
-        return image, footprints
+                similarity[f.track.id] = face.similarity
+        return image, footprints, similarity
 
     def _blur(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
         x0, y0, x1, y1 = box
