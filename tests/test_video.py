@@ -27,6 +27,7 @@ from g2face.payload.carriers import open_container, seal_regions  # noqa: E402
 from g2face.pipeline.g2face import G2FacePipeline, UnverifiedRecoveryError  # noqa: E402
 from g2face.types import FaceDetection  # noqa: E402
 from g2face.video import FaceTracker, VideoAnonymizer, anonymize_video, recover_video  # noqa: E402
+from g2face.video.clips import landmarks_covered  # noqa: E402
 
 W, H, FPS, N = 320, 240, 25, 48
 HIDDEN_FROM = 20  # the second face leaves the picture at this frame
@@ -345,3 +346,34 @@ def test_bench_video_times_frames_and_face_frames(tmp_path, clip, pipeline):
     assert timed["frames"] == 4 and timed["size"] == [160, 120] and timed["scaled_from"] == [W, H]
     assert timed["face_frames"] >= 4 and timed["search_frames"] >= 1  # the first frame searches
     assert timed["frames_per_second"] > 0 and "frames/s" in result.output
+
+
+def test_a_face_the_smoothed_place_misses_is_covered_and_reported(secret):
+    """A tracked face whose smoothed place lies off its detection (here the filter is forced one
+    face width to the left and frozen) is blurred at the detection and reported."""
+    frame = _background(0).copy()
+    frame[60 : 60 + FACE, 150 : 150 + FACE] = _face_patch(FIXTURES / "grace_hopper.jpg", FACE)
+    video = VideoAnonymizer(G2FacePipeline(build_model(tiny_config())), secret, seal=False)
+    video.tracker.reset_iou = 0.0  # never restart the filter at the detection
+    assert not video.process(frame, 0).fail_closed
+    track = video.tracker.tracks[0]
+    track.filter.value = track.filter.value - np.tile([track.detection.width, 0.0], 7)
+    track.filter.min_cutoff = track.filter.beta = 1e-9  # frozen there
+    second = video.process(frame, 1)
+    assert [e["reason"] for e in second.fail_closed] == ["anonymized place missed the detected face"]
+    assert all(landmarks_covered(second.covered, d) for d in YuNetDetector().detect(frame))
+    assert [f["track"] for f in second.faces] == [0]
+
+
+def test_the_tracker_restarts_its_filter_after_a_jump():
+    def det(x: float) -> FaceDetection:
+        pts = ((x + 10, 20), (x + 30, 20), (x + 20, 30), (x + 12, 40), (x + 28, 40))
+        return FaceDetection((x, 0, x + 40, 50), pts, 0.9)
+
+    tracker = FaceTracker(25.0)
+    for i in range(5):
+        tracker.update([det(0.0)], i)
+    sluggish = tracker.tracks[0].filter
+    sluggish.min_cutoff = sluggish.beta = 1e-3  # would lag far behind the jump
+    jumped = tracker.update([det(20.0)], 5).faces[0]  # half a face width in one frame: IoU 0.33
+    assert jumped.track.id == 0 and jumped.detection.box == det(20.0).box

@@ -73,6 +73,13 @@ def clip_seed_key(secret: Secret, clip_salt: bytes) -> bytes:
     return kdf.master_key(secret, clip_salt, kdf.default_kdf_id(secret))
 
 
+def landmarks_covered(covered: np.ndarray, detection: FaceDetection) -> bool:
+    """Whether all 5 landmarks of `detection` lie on covered (anonymized or blurred) pixels."""
+    height, width = covered.shape
+    points = np.clip(np.round(detection.points).astype(int), 0, [width - 1, height - 1])
+    return bool(covered[points[:, 1], points[:, 0]].all())
+
+
 def _padded_box(d: FaceDetection, padding: float, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
     w, h = d.width, d.height
     x0 = max(0, int(np.floor(d.box[0] - padding * w)))
@@ -146,6 +153,13 @@ class VideoAnonymizer:
                         x0, y0, x1, y1 = fp.box
                         covered[y0:y1, x0:x1] |= fp.mask
                         regions.append(Region.from_image(rgb, fp.mask, fp.x0, fp.y0))
+                # A detected face must lie inside what was anonymized: the smoothed place can miss
+                # it (a tracking error); then the detection itself is covered, and reported.
+                risky += [
+                    (f.raw, "anonymized place missed the detected face")
+                    for f in active
+                    if f.raw is not None and not landmarks_covered(covered, f.raw)
+                ]
         fail_closed = []
         for detection, reason in risky:
             box = _padded_box(detection, self.policy.padding, rgb.shape)
