@@ -2,13 +2,19 @@
 fail-closed) against per-frame processing (independent seeds).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/measure_video.py ../shared/data/wild/videos/d0.mp4 \
-        --model /tmp/lite-dbg.safetensors --limit 78 --out runs/video_d0.json
+        --out runs/video_d0.json
+
+Both runs leave out the in-pixel payload (the video default, docs/video.md) and the photo
+container: the comparison is tracking + one chosen dummy per track against an independent
+per-frame candidate search.
 
 Metrics, over the original frames' YuNet detections (score ≥ 0.7):
 * unanonymized: detected original faces whose 5 landmarks are not all inside an anonymized or
   fail-closed region (target 0);
 * identity consistency: FaceNet-CASIA cosine between consecutive anonymized faces of a track;
-* leak: FaceNet cosine between each anonymized face and the same frame's original face;
+* leak: FaceNet cosine between each anonymized face and the same frame's original face; the leak
+  rate is the fraction of face-frames at or above `--leak-threshold` (FaceNet's FAR-1e-3
+  threshold, scripts/facenet_far_threshold.py);
 * flicker: mean |frame t − frame t−1| inside the face box, anonymized over original;
 * throughput: seconds per frame and per face-frame of `VideoAnonymizer.process`.
 """
@@ -25,10 +31,10 @@ import torch
 
 from g2face.align import align_face
 from g2face.detection import YuNetDetector
-from g2face.io.video import read_frames
+from g2face.io.video import probe_video, read_frames
 from g2face.nn.crops import crops_to_tensor
 from g2face.payload import Secret
-from g2face.pipeline.g2face import G2FacePipeline
+from g2face.pipeline.g2face import CarrierSettings, G2FacePipeline
 from g2face.priors.facenet import FaceNetEncoder
 from g2face.video import VideoAnonymizer
 from g2face.video.tracking import iou
@@ -47,15 +53,23 @@ def main() -> None:
     parser.add_argument("--model", default="g2face-lite")
     parser.add_argument("--method", default="g2face")
     parser.add_argument("--limit", type=int)
+    # FaceNet at FAR 1e-3: README's (780 LFW impostor pairs: their maximum) and
+    # scripts/facenet_far_threshold.py's (79,800 pairs)
+    parser.add_argument("--leak-threshold", type=float, nargs="+", default=[0.535, 0.573])
+    parser.add_argument(
+        "--per-frame-limit", type=int, help="Run the per-frame baseline on the first N frames only (slow)."
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
     secret = Secret(bytes(range(32)), "key")
-    pipe = G2FacePipeline.from_pretrained(args.model, method=args.method)
+    carriers = CarrierSettings(container=False, pixel_payload=False)
+    pipe = G2FacePipeline.from_pretrained(args.model, method=args.method, carriers=carriers)
     facenet = FaceNetEncoder().eval()
     detector = YuNetDetector()
-    tracked = VideoAnonymizer(pipe, secret, rate=25.0)
-    per_frame_pipe = G2FacePipeline.from_pretrained(args.model, method=args.method)
+    info = probe_video(args.clip)
+    tracked = VideoAnonymizer(pipe, secret, rate=float(info.rate or 25))
+    per_frame_pipe = G2FacePipeline.from_pretrained(args.model, method=args.method, carriers=carriers)
 
     def embed(images: list[np.ndarray], detections) -> torch.Tensor:
         crops = [align_face(im, d, 256).crop for im, d in zip(images, detections, strict=True)]
@@ -66,10 +80,11 @@ def main() -> None:
         name: {"consistency": [], "leak": [], "flicker": [], "unanonymized": 0}
         for name in ("tracked", "per_frame")
     }
-    original_flicker: list[float] = []
+    original_flicker: list[tuple[int, float]] = []  # (frame, mean |step|) per original face
     previous: dict[str, dict] = {"tracked": {}, "per_frame": {}, "original": {}}
-    timing = {"tracked_s": 0.0, "per_frame_s": 0.0, "face_frames": 0, "frames": 0}
+    timing = {"tracked_s": 0.0, "per_frame_s": 0.0, "face_frames": 0, "frames": 0, "per_frame_frames": 0}
     fail_closed = 0
+    per_face: list[list] = []  # tracked: frame, track, SFace cos (anonymizer's), FaceNet cos to original
     for frame in read_frames(args.clip, limit=args.limit):
         rgb = frame.rgb
         start = time.perf_counter()
@@ -77,14 +92,18 @@ def main() -> None:
         timing["tracked_s"] += time.perf_counter() - start
         fail_closed += len(result.fail_closed)
         timing["face_frames"] += sum(f["state"] != "lost" for f in result.faces)
-        start = time.perf_counter()
-        independent = per_frame_pipe.anonymize(rgb, secret)
-        timing["per_frame_s"] += time.perf_counter() - start
         timing["frames"] += 1
-        per_frame_covered = np.zeros(rgb.shape[:2], bool)
-        for face in independent.faces:
-            x0, y0, x1, y1 = face.footprint.box
-            per_frame_covered[y0:y1, x0:x1] |= face.footprint.mask
+        runs = [("tracked", result.image, result.covered)]
+        if args.per_frame_limit is None or frame.index < args.per_frame_limit:
+            start = time.perf_counter()
+            independent = per_frame_pipe.anonymize(rgb, secret)
+            timing["per_frame_s"] += time.perf_counter() - start
+            timing["per_frame_frames"] += 1
+            per_frame_covered = np.zeros(rgb.shape[:2], bool)
+            for face in independent.faces:
+                x0, y0, x1, y1 = face.footprint.box
+                per_frame_covered[y0:y1, x0:x1] |= face.footprint.mask
+            runs.append(("per_frame", independent.image, per_frame_covered))
         originals = detector.detect(rgb)
         if not originals:
             continue
@@ -95,16 +114,16 @@ def main() -> None:
                 best["track"] if best and iou(best["box"], d.box) > 0.3 else f"untracked{frame.index}"
             )
         e_orig = embed([rgb] * len(originals), originals)
-        for name, image, covered in (
-            ("tracked", result.image, result.covered),
-            ("per_frame", independent.image, per_frame_covered),
-        ):
+        for name, image, covered in runs:
             e_anon = embed([image] * len(originals), originals)
             for i, (d, key) in enumerate(zip(originals, keys, strict=True)):
                 pts = np.clip(np.round(d.points).astype(int), 0, [rgb.shape[1] - 1, rgb.shape[0] - 1])
                 if not covered[pts[:, 1], pts[:, 0]].all():
                     rows[name]["unanonymized"] += 1
                 rows[name]["leak"].append(float(e_anon[i] @ e_orig[i]))
+                if name == "tracked":
+                    sface = next((f.get("similarity") for f in result.faces if f["track"] == key), None)
+                    per_face.append([frame.index, key, sface, round(rows[name]["leak"][-1], 4)])
                 x0, y0, x1, y1 = (int(max(0, v)) for v in d.box)
                 crop = image[y0:y1, x0:x1].astype(np.float32)
                 last = previous[name].get(key)
@@ -117,39 +136,44 @@ def main() -> None:
                     x0, y0, x1, y1 = (int(max(0, v)) for v in d.box)
                     last = previous["original"].get(key)
                     if last is not None and last["frame"] == frame.index - 1:
-                        original_flicker.append(
-                            float(
-                                np.abs(
-                                    rgb[y0:y1, x0:x1].astype(np.float32) - last["image"][y0:y1, x0:x1]
-                                ).mean()
-                            )
-                        )
+                        step = np.abs(rgb[y0:y1, x0:x1].astype(np.float32) - last["image"][y0:y1, x0:x1])
+                        original_flicker.append((frame.index, float(step.mean())))
                     previous["original"][key] = {"frame": frame.index, "image": rgb}
     summary = {
         "clip": str(args.clip),
         "model": args.model,
+        "leak_thresholds": args.leak_threshold,
         "method": args.method,
         "frames": timing["frames"],
+        "per_frame_frames": timing["per_frame_frames"],
         "face_frames": timing["face_frames"],
         "tracks": len(tracked.tracker.all_tracks()),
         "fail_closed_events": fail_closed,
-        "original_flicker": _stats(original_flicker),
+        "original_flicker": _stats([v for _, v in original_flicker]),
         "throughput": {
             "tracked_s_per_frame": round(timing["tracked_s"] / max(1, timing["frames"]), 3),
             "tracked_s_per_face_frame": round(timing["tracked_s"] / max(1, timing["face_frames"]), 3),
-            "per_frame_s_per_frame": round(timing["per_frame_s"] / max(1, timing["frames"]), 3),
+            "per_frame_s_per_frame": round(timing["per_frame_s"] / max(1, timing["per_frame_frames"]), 3),
         },
     }
     for name, r in rows.items():
+        last_frame = timing["frames"] if name == "tracked" else timing["per_frame_frames"]
+        reference = [v for f, v in original_flicker if f < last_frame]  # the frames this run covers
         summary[name] = {
             "unanonymized_faces": r["unanonymized"],
             "consistency_facenet_cos": _stats(r["consistency"]),
-            "leak_facenet_cos": _stats(r["leak"]),
+            "leak_facenet_cos": _stats(r["leak"]) | {"max": round(max(r["leak"]), 4) if r["leak"] else None},
+            "leak_rate": {
+                f"{t:g}": round(float(np.mean(np.asarray(r["leak"]) >= t)), 4) if r["leak"] else None
+                for t in args.leak_threshold
+            },
             "flicker": _stats(r["flicker"]),
-            "flicker_ratio": round(np.mean(r["flicker"]) / max(1e-6, np.mean(original_flicker)), 3)
-            if r["flicker"] and original_flicker
+            "original_flicker": _stats(reference),
+            "flicker_ratio": round(np.mean(r["flicker"]) / max(1e-6, np.mean(reference)), 3)
+            if r["flicker"] and reference
             else None,
         }
+    summary["tracked_faces"] = per_face
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:

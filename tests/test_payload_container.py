@@ -219,3 +219,30 @@ def test_10000_random_keys_and_ten_passwords_never_open_a_container():
     for guess in range(10):
         with pytest.raises(WrongSecretError):
             open_container(blob, Secret.from_password(f"guess {guess}"))
+
+
+def test_associated_data_binds_a_container_to_its_place(original):
+    regions = _faces(original)[:1]
+    blob = seal_regions(regions, KEY, original.shape, associated_data=b"clip A frame 7")
+    (opened,) = open_container(blob, KEY, associated_data=b"clip A frame 7").regions
+    np.testing.assert_array_equal(opened.pixels[opened.mask], regions[0].pixels[regions[0].mask])
+    for elsewhere in (b"clip A frame 8", b""):
+        with pytest.raises(TamperedContainerError, match="belongs to another place|altered"):
+            open_container(blob, KEY, associated_data=elsewhere)
+    with pytest.raises(TamperedContainerError, match="belongs to another place"):
+        open_container(seal_regions(regions, KEY, original.shape), KEY, associated_data=b"clip A frame 7")
+
+
+def test_a_container_sealed_by_an_earlier_release_still_opens():
+    """tests/fixtures/container_v1_release.bin: a 16x12 RGB image's 3x4 region, sealed before
+    associated data existed, with the key file bytes 0..31."""
+    blob = (Path(__file__).resolve().parent / "fixtures" / "container_v1_release.bin").read_bytes()
+    (region,) = open_container(blob, Secret(bytes(range(32)), "key")).regions
+    assert region.box == (4, 5, 7, 9)
+    expected = [
+        [[79, 35, 93], [63, 131, 188], [69, 254, 233]],
+        [[47, 186, 244], [0, 105, 58], [23, 158, 13]],
+        [[170, 214, 222], [216, 17, 110], [58, 181, 22]],
+        [[238, 24, 16], [223, 213, 22], [159, 175, 38]],
+    ]
+    np.testing.assert_array_equal(region.pixels, np.array(expected, np.uint8))

@@ -61,6 +61,16 @@ def evaluate(config_path, methods, data, out, limit, protocols, device, no_geome
     "--model",
     help="Weights of the g2face method (a packaged name or a `g2face train` file); adds it to --methods.",
 )
+@click.option(
+    "--video",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Time tracked anonymization of this clip instead (--model, default g2face-lite): frames per "
+    "second and seconds per face-frame.",
+)
+@click.option("--frames", type=click.IntRange(min=1), help="With --video: only the first N frames.")
+@click.option(
+    "--height", type=click.IntRange(min=16), help="With --video: resize frames to this height (e.g. 720)."
+)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option(
@@ -70,13 +80,17 @@ def evaluate(config_path, methods, data, out, limit, protocols, device, no_geome
     help="Also write the table as JSON.",
 )
 @click.pass_context
-def bench(ctx, methods, photo, model, device, repeats, json_path) -> None:
+def bench(ctx, methods, photo, model, video, frames, height, device, repeats, json_path) -> None:
     """Milliseconds per face (batch 1 and 8) and peak memory of every stage, and of the whole
     pipeline on a 12-megapixel photo with several faces (needs --photo).
 
-    `g2face bench priors` times the pretrained priors instead.
+    `--video CLIP` times tracked video anonymization instead; `g2face bench priors` the pretrained
+    priors.
     """
     if ctx.invoked_subcommand is not None:
+        return
+    if video is not None:
+        _bench_video(video, model or "g2face-lite", device, frames, height, json_path)
         return
     if photo is None:
         raise click.UsageError("--photo is required (a photo, or a folder of portraits to tile)")
@@ -108,6 +122,41 @@ def bench(ctx, methods, photo, model, device, repeats, json_path) -> None:
         click.echo(f"{t.subject:10} {t.stage:42} {t.batch:5d} {t.ms_per_item:9.1f} {t.peak_memory_mb:8.0f}")
     if json_path is not None:
         json_path.write_text(json.dumps({"environment": env, "timings": as_rows(timings)}, indent=1))
+
+
+def _bench_video(clip: Path, model: str, device: str, frames, height, json_path) -> None:
+    import secrets
+
+    from g2face.cli.anonymize import _pipeline
+    from g2face.evaluation.bench import environment
+    from g2face.io import printable
+    from g2face.payload import Secret
+    from g2face.pipeline.g2face import CarrierSettings
+    from g2face.types import InputError
+    from g2face.video.bench import bench_video
+
+    pipeline = _pipeline(model, device, carriers=CarrierSettings(container=False, pixel_payload=False))
+    try:
+        result = bench_video(
+            pipeline, clip, Secret(secrets.token_bytes(32), "key"), limit=frames, height=height
+        )
+    except (ValueError, InputError) as e:
+        raise click.ClickException(printable(str(e))) from None
+    env = environment(device)
+    (width, high), scaled = result.size, result.scaled_from
+    click.echo(f"device {env['device']}, {env['threads']} threads, torch {env['torch']}")
+    click.echo(
+        f"{clip}: {result.frames} frames at {width}x{high}"
+        + (f" (scaled from {scaled[0]}x{scaled[1]})" if scaled else "")
+        + f", {result.face_frames} face-frames, {result.search_frames} with a new track's dummy search"
+    )
+    steady = result.frames - result.search_frames
+    click.echo(
+        f"{result.frames_per_second:.3f} frames/s, {result.seconds_per_face_frame:.3f} s per face-frame"
+        + (f"; without searches {result.steady_seconds / steady:.3f} s per frame" if steady else "")
+    )
+    if json_path is not None:
+        json_path.write_text(json.dumps({"environment": env, "video": result.to_dict()}, indent=1))
 
 
 @bench.command("priors")

@@ -46,7 +46,7 @@ def anonymize_video_command(
     device: str = "cpu",
     method: str = "g2face",
     no_container: bool = False,
-    no_pixel_payload: bool = False,
+    pixel_payload: bool = False,
     crf: int = 18,
     lossless: bool = False,
     report: Path | None = None,
@@ -57,7 +57,7 @@ def anonymize_video_command(
     from g2face.video import anonymize_video
 
     _check_report(report, force)
-    carriers = CarrierSettings(container=False, pixel_payload=not no_pixel_payload)
+    carriers = CarrierSettings(container=False, pixel_payload=pixel_payload)
     pipeline = _pipeline(model, device, method=method, carriers=carriers)
     try:
         result = anonymize_video(
@@ -168,10 +168,14 @@ def video() -> None:
     "--method", type=click.Choice(["g2face", "blur", "pixelate", "box"]), default="g2face", show_default=True
 )
 @click.option("--no-container", is_flag=True, help="Write no <output>.g2face sidecar (no exact recovery).")
-@click.option("--no-pixel-payload", is_flag=True, help="Leave out the in-pixel identity payload.")
+@click.option(
+    "--pixel-payload",
+    is_flag=True,
+    help="Also hide each face's identity payload in its pixels (survives only --lossless output).",
+)
 @_secret_options
 def video_anonymize(
-    source, output, model, device, force, report, crf, lossless, method, no_container, no_pixel_payload,
+    source, output, model, device, force, report, crf, lossless, method, no_container, pixel_payload,
     secret_sources,
 ) -> None:  # fmt: skip
     """Anonymize the clip SOURCE into OUTPUT (container type from its suffix)."""
@@ -183,7 +187,7 @@ def video_anonymize(
         device=device,
         method=method,
         no_container=no_container,
-        no_pixel_payload=no_pixel_payload,
+        pixel_payload=pixel_payload,
         crf=crf,
         lossless=lossless,
         report=report,

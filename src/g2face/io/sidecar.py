@@ -8,13 +8,17 @@ in-frame block anyway, so the encrypted original regions travel next to the clip
 
 Each container is sealed on its own (`g2face.payload.carriers.seal_regions`: salt, key check,
 ChaCha20-Poly1305), so the file needs no encryption of its own; the JSON header holds only layout
-facts (frame size, frame count). Reading builds an index (frame → offset) by skipping from record
-to record, so a long clip's containers are never all in memory.
+facts (frame size, frame count) and a random clip id. Since version 2 each container is bound to
+its place: it is sealed with `frame_binding(clip id, frame index)` as associated data, so a record
+moved to another frame, reordered or taken from another clip's sidecar fails authentication
+(version 1 sidecars, unbound, are still read). Reading builds an index (frame → offset) by
+skipping from record to record, so a long clip's containers are never all in memory.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +28,10 @@ from g2face.io.images import _atomic_write, check_output_free
 from g2face.types import InputError
 
 MAGIC = b"G2FV"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: records not bound to their frame
+CLIP_ID_BYTES = 16
+_BINDING_LABEL = b"g2face video sidecar v2 frame"
 SIDECAR_SUFFIX = ".g2face"
 _LENGTH = struct.Struct(">I")
 _RECORD = struct.Struct(">II")
@@ -36,6 +43,16 @@ class SidecarError(InputError):
     """A sidecar that is missing, not a g2face sidecar, of an unknown version or truncated."""
 
 
+def new_clip_id() -> bytes:
+    """A random id for one anonymized clip's sidecar (its records are bound to it)."""
+    return secrets.token_bytes(CLIP_ID_BYTES)
+
+
+def frame_binding(clip_id: bytes, frame_index: int) -> bytes:
+    """The associated data a frame's container is sealed and opened with (version 2)."""
+    return _BINDING_LABEL + clip_id + _LENGTH.pack(frame_index)
+
+
 def sidecar_path(video: str | Path) -> Path:
     """Where the sidecar of `video` goes by default: `<video>.g2face`."""
     video = Path(video)
@@ -43,8 +60,11 @@ def sidecar_path(video: str | Path) -> Path:
 
 
 class SidecarWriter:
-    def __init__(self, file: BinaryIO, header: dict):
-        encoded = json.dumps(header, sort_keys=True).encode()
+    def __init__(self, file: BinaryIO, header: dict, clip_id: bytes):
+        """`clip_id`: the id the records' containers were sealed for (`frame_binding`)."""
+        if len(clip_id) != CLIP_ID_BYTES:
+            raise ValueError(f"clip id must be {CLIP_ID_BYTES} bytes, got {len(clip_id)}")
+        encoded = json.dumps(header | {"clip_id": clip_id.hex()}, sort_keys=True).encode()
         file.write(MAGIC + bytes([VERSION]) + _LENGTH.pack(len(encoded)) + encoded)
         self._file = file
         self._last = -1
@@ -62,17 +82,19 @@ class SidecarWriter:
 def write_sidecar(
     path: str | Path,
     header: dict,
+    clip_id: bytes,
     fill: Callable[[SidecarWriter], T],
     *,
     protected=(),
     force: bool = False,
 ) -> T:
-    """Create the sidecar atomically: `fill(writer)` adds the records; the file appears only if it
-    returns, and `fill`'s result is returned."""
+    """Create the sidecar atomically: `fill(writer)` adds the records (containers sealed with
+    `frame_binding(clip_id, frame)`); the file appears only if it returns, and `fill`'s result is
+    returned."""
     path = Path(path)
     check_output_free(path, protected=protected, force=force)
     result: list[T] = []
-    _atomic_write(path, lambda f: result.append(fill(SidecarWriter(f, header))), replace=force)
+    _atomic_write(path, lambda f: result.append(fill(SidecarWriter(f, header, clip_id))), replace=force)
     return result[0]
 
 
@@ -101,9 +123,10 @@ class SidecarReader:
             raise self._fail("not a g2face video sidecar (no G2FV magic)")
         if len(start) < len(MAGIC) + 1 + _LENGTH.size:
             raise self._fail("sidecar truncated in its header")
-        if start[len(MAGIC)] != VERSION:
+        self.version = start[len(MAGIC)]
+        if self.version not in READABLE_VERSIONS:
             raise self._fail(
-                f"sidecar version {start[len(MAGIC)]} is not supported (reads {VERSION}); upgrade g2face"
+                f"sidecar version {self.version} is not supported (reads up to {VERSION}); upgrade g2face"
             )
         (length,) = _LENGTH.unpack(start[len(MAGIC) + 1 :])
         raw = self._file.read(length)
@@ -113,6 +136,13 @@ class SidecarReader:
             raise self._fail("sidecar header damaged") from None
         if len(raw) != length or not isinstance(header, dict):
             raise self._fail("sidecar header damaged")
+        if self.version >= 2:
+            try:
+                self.clip_id: bytes | None = bytes.fromhex(header["clip_id"])
+            except (KeyError, TypeError, ValueError):
+                raise self._fail("sidecar header damaged (no clip id)") from None
+        else:
+            self.clip_id = None
         return header
 
     def _scan(self) -> dict[int, tuple[int, int]]:
@@ -134,6 +164,10 @@ class SidecarReader:
     @property
     def frames(self) -> list[int]:
         return sorted(self._index)
+
+    def binding(self, frame_index: int) -> bytes:
+        """The associated data to open `frame_index`'s container with (empty for version 1)."""
+        return b"" if self.clip_id is None else frame_binding(self.clip_id, frame_index)
 
     def get(self, frame_index: int) -> bytes | None:
         """The container of `frame_index`, or None when that frame had nothing to restore."""

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from g2face.detection import YuNetDetector
-from g2face.io.sidecar import SidecarReader, sidecar_path, write_sidecar
+from g2face.io.sidecar import SidecarReader, frame_binding, new_clip_id, sidecar_path, write_sidecar
 from g2face.io.video import EncoderSettings, VideoFrame, probe_video, transcode_video
 from g2face.payload import Secret, kdf
 from g2face.payload.carriers import (
@@ -34,8 +34,8 @@ from g2face.payload.carriers import (
     seal_regions,
 )
 from g2face.pipeline.g2face import G2FacePipeline, UnverifiedRecoveryError
-from g2face.types import FaceDetection, InputError
-from g2face.video.tracking import FaceTracker
+from g2face.types import FaceDetection, Footprint, InputError
+from g2face.video.tracking import FaceTracker, TrackedFace
 
 CLIP_SALT_BYTES = 16
 
@@ -63,7 +63,7 @@ class AnonymizedFrame:
     image: np.ndarray
     container: bytes | None  # the original pixels of every changed region, sealed
     covered: np.ndarray  # bool [H, W]: pixels anonymized or blurred (metrics)
-    faces: tuple[dict, ...]  # per tracked face: track id, state, box (JSON-ready)
+    faces: tuple[dict, ...]  # per tracked face: track id, state, box, similarity if known (JSON-ready)
     fail_closed: tuple[dict, ...]  # per blurred place: reason, box
 
 
@@ -71,6 +71,13 @@ def clip_seed_key(secret: Secret, clip_salt: bytes) -> bytes:
     """The master key the clip's per-track dummy seeds come from (the payload KDF: scrypt for a
     password, HKDF for a key file)."""
     return kdf.master_key(secret, clip_salt, kdf.default_kdf_id(secret))
+
+
+def landmarks_covered(covered: np.ndarray, detection: FaceDetection) -> bool:
+    """Whether all 5 landmarks of `detection` lie on covered (anonymized or blurred) pixels."""
+    height, width = covered.shape
+    points = np.clip(np.round(detection.points).astype(int), 0, [width - 1, height - 1])
+    return bool(covered[points[:, 1], points[:, 0]].all())
 
 
 def _padded_box(d: FaceDetection, padding: float, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
@@ -94,17 +101,25 @@ class VideoAnonymizer:
         policy: FailClosedPolicy | None = None,
         clip_salt: bytes | None = None,
         seal: bool = True,
+        pixel_payload: bool = False,
         detector=None,
     ):
+        """`pixel_payload`: hide each face's identity payload in its pixels too. Off by default: its
+        bits change every frame (fresh salt), which made most of the measured flicker, and H.264
+        at CRF 18 keeps it readable in few frames (docs/video.md); the sidecar recovers a clip."""
+        # the clip seals its own per-frame containers (blurred places included)
+        carriers = dataclasses.replace(pipeline.carriers, container=False, pixel_payload=pixel_payload)
         self.pipeline = pipeline
-        if pipeline.carriers.container:  # the clip seals its own per-frame containers (blur included)
+        if carriers != pipeline.carriers:
             self.pipeline = copy.copy(pipeline)
-            self.pipeline.carriers = dataclasses.replace(pipeline.carriers, container=False)
+            self.pipeline.carriers = carriers
         self.secret = secret
         self.policy = policy or FailClosedPolicy()
         self.seal = seal
         self.clip_salt = clip_salt if clip_salt is not None else random_bytes.token_bytes(CLIP_SALT_BYTES)
         self._seed_key = clip_seed_key(secret, self.clip_salt)
+        self.clip_id = new_clip_id()  # the sidecar's records are sealed for (clip id, frame index)
+        self.dummy_seeds: dict[int, int] = {}  # track id -> the dummy seed its first frame chose
         self.detector = detector or YuNetDetector(score_threshold=self.policy.min_score)
         self.tracker = FaceTracker(
             rate,
@@ -115,6 +130,7 @@ class VideoAnonymizer:
         )
 
     def track_seed(self, track_id: int) -> int:
+        """The keyed seed a new track's dummy search starts from."""
         return kdf.dummy_seed(self._seed_key, track_id)
 
     def process(self, rgb: np.ndarray, index: int) -> AnonymizedFrame:
@@ -124,26 +140,26 @@ class VideoAnonymizer:
             (f.detection, "track lost") for f in update.faces if f.state == "lost"
         ]
         risky += [(d, "low-confidence detection") for d in update.unconfirmed]
-        image, regions = rgb, []
+        image, regions, similarity = rgb, [], {}
         covered = np.zeros(rgb.shape[:2], bool)
         if active:
             try:
-                anon = self.pipeline.anonymize(
-                    rgb,
-                    self.secret,
-                    seeds=[self.track_seed(f.track.id) for f in active],
-                    detections=[f.detection for f in active],
-                )
+                image, footprints, similarity = self._anonymize(rgb, active)
             except Exception as e:  # noqa: BLE001 - fail closed on any anonymizer failure, and report it
                 risky += [(f.detection, f"anonymizer failed: {type(e).__name__}: {e}") for f in active]
             else:
-                image = anon.image
-                for face in anon.faces:
-                    fp = face.footprint
+                for fp in footprints:
                     if fp is not None and fp.mask.any():
                         x0, y0, x1, y1 = fp.box
                         covered[y0:y1, x0:x1] |= fp.mask
                         regions.append(Region.from_image(rgb, fp.mask, fp.x0, fp.y0))
+                # A detected face must lie inside what was anonymized: the smoothed place can miss
+                # it (a tracking error); then the detection itself is covered, and reported.
+                risky += [
+                    (f.raw, "anonymized place missed the detected face")
+                    for f in active
+                    if f.raw is not None and not landmarks_covered(covered, f.raw)
+                ]
         fail_closed = []
         for detection, reason in risky:
             box = _padded_box(detection, self.policy.padding, rgb.shape)
@@ -154,12 +170,45 @@ class VideoAnonymizer:
             covered[y0:y1, x0:x1] = True
             regions.append(Region.from_image(rgb, np.ones((y1 - y0, x1 - x0), bool), x0, y0))
             fail_closed.append({"frame": index, "reason": reason, "box": list(box)})
-        container = seal_regions(regions, self.secret, rgb.shape) if self.seal and regions else None
+        container = None
+        if self.seal and regions:
+            binding = frame_binding(self.clip_id, index)
+            container = seal_regions(regions, self.secret, rgb.shape, associated_data=binding)
         faces = tuple(
             {"track": f.track.id, "state": f.state, "box": [round(v, 1) for v in f.detection.box]}
+            | (
+                {"similarity": round(similarity[f.track.id], 4)}
+                if similarity.get(f.track.id) is not None
+                else {}
+            )
             for f in update.faces
         )
         return AnonymizedFrame(image, container, covered, faces, tuple(fail_closed))
+
+    def _anonymize(
+        self, rgb: np.ndarray, active: list[TrackedFace]
+    ) -> tuple[np.ndarray, list[Footprint], dict[int, float | None]]:
+        """Anonymize the active faces: a track seen before renders the dummy chosen on its first
+        frame as is (`search=False`: one fake identity for the track, one render per face-frame); a
+        new track gets the model's candidate search from its keyed seed, and keeps what it chose.
+        Also returns each track's identity cosine to its original face (the anonymizer's
+        recognizer, None for a classic filter)."""
+        image, footprints, similarity = rgb, [], {}
+        known = [f for f in active if f.track.id in self.dummy_seeds]
+        new = [f for f in active if f.track.id not in self.dummy_seeds]
+        for faces, search in ((known, False), (new, True)):
+            if not faces:
+                continue
+            seeds = [self.dummy_seeds.get(f.track.id, self.track_seed(f.track.id)) for f in faces]
+            anon = self.pipeline.anonymize(
+                image, self.secret, seeds=seeds, detections=[f.detection for f in faces], search=search
+            )
+            image = anon.image
+            for f, face in zip(faces, anon.faces, strict=True):
+                self.dummy_seeds[f.track.id] = face.dummy_seed
+                footprints.append(face.footprint)
+                similarity[f.track.id] = face.similarity
+        return image, footprints, similarity
 
     def _blur(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
         x0, y0, x1, y1 = box
@@ -203,17 +252,21 @@ def anonymize_video(
     secret: Secret,
     *,
     sidecar: bool = True,
+    pixel_payload: bool = False,
     policy: FailClosedPolicy | None = None,
     encoder: EncoderSettings | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> VideoReport:
     """Anonymize every face of a clip into `target` (audio copied, timestamps kept) and, unless
-    `sidecar` is False, write the per-frame exact-recovery containers to `<target>.g2face`."""
+    `sidecar` is False, write the per-frame exact-recovery containers to `<target>.g2face`.
+    `pixel_payload`: see `VideoAnonymizer`."""
     source, target = Path(source), Path(target)
     info = probe_video(source)
     rate = float(info.rate) if info.rate else 25.0
-    anonymizer = VideoAnonymizer(pipeline, secret, rate=rate, policy=policy, seal=sidecar)
+    anonymizer = VideoAnonymizer(
+        pipeline, secret, rate=rate, policy=policy, seal=sidecar, pixel_payload=pixel_payload
+    )
     report = VideoReport(str(source), str(target), sidecar=str(sidecar_path(target)) if sidecar else None)
     report.details = {"policy": dataclasses.asdict(anonymizer.policy), "method": _method(pipeline)}
 
@@ -238,7 +291,12 @@ def anonymize_video(
             "frames": info.frames,
         }
         write_sidecar(
-            sidecar_path(target), header, lambda writer: run(writer.add), protected=[source], force=force
+            sidecar_path(target),
+            header,
+            anonymizer.clip_id,
+            lambda writer: run(writer.add),
+            protected=[source],
+            force=force,
         )
     else:
         run(lambda index, blob: None)
@@ -292,7 +350,8 @@ def recover_video(
             blob = reader.get(frame.index) if reader is not None else None
             if blob is not None:
                 try:
-                    restored = restore_regions(frame.rgb, open_container(blob, secret))
+                    opened = open_container(blob, secret, associated_data=reader.binding(frame.index))
+                    restored = restore_regions(frame.rgb, opened)
                 except WrongSecretError:
                     raise UnverifiedRecoveryError(
                         f"{source}: wrong password or key file for this clip's sidecar; nothing written"

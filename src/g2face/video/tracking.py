@@ -65,6 +65,9 @@ class OneEuroFilter:
         self.value = a * x + (1 - a) * self.value
         return self.value.copy()
 
+    def reset(self, value: np.ndarray) -> None:
+        self.value, self.derivative = value.copy(), np.zeros_like(value)
+
     def shift(self, delta: np.ndarray) -> None:
         """Move the state with a predicted displacement (a coasting track)."""
         if self.value is not None:
@@ -118,8 +121,12 @@ class FaceTracker:
         max_predicted: int = 5,
         max_lost: int = 10,
         smooth: bool = True,
+        reset_iou: float = 0.6,
     ):
+        """`reset_iou`: a smoothed box overlapping the frame's detection less than this restarts
+        the track's filter at the detection (no lag after a jump)."""
         self.rate = rate
+        self.reset_iou = reset_iou
         self.iou_threshold = iou_threshold
         self.confirm_score = confirm_score
         self.max_predicted = max_predicted
@@ -190,6 +197,10 @@ class FaceTracker:
         previous = _to_vector(track.detection)
         vector = _to_vector(raw)
         smoothed = track.filter(vector, max(raw.width, 1.0)) if self.smooth else vector
+        if iou(tuple(smoothed[:4]), raw.box) < self.reset_iou:
+            # a jump (a cut, a fast turn): the smoothed place would lag off the face; restart there
+            track.filter.reset(vector)
+            smoothed = vector
         centre_now = (smoothed[:2] + smoothed[2:4]) / 2
         centre_before = (previous[:2] + previous[2:4]) / 2
         track.velocity = 0.5 * track.velocity + 0.5 * (centre_now - centre_before)

@@ -149,10 +149,16 @@ def seal_regions(
     *,
     kdf_id: int | None = None,
     image_salt: bytes | None = None,
+    associated_data: bytes = b"",
 ) -> bytes:
     """Compress, encrypt and authenticate the original pixels of `regions` of an image of
     `image_shape` (H, W, C). Every call draws a fresh salt; give the `image_salt` of the image's
-    face payloads (`kdf.new_image_salt`) so a password is stretched once for all of them."""
+    face payloads (`kdf.new_image_salt`) so a password is stretched once for all of them.
+
+    `associated_data` binds the container to its context without being stored in it (a video
+    sidecar passes the clip and frame index): `open_container` must be given the same bytes, so a
+    container moved to another frame fails authentication. Empty, the container is exactly the
+    format's version 1 as before."""
     height, width, channels = _check_shape(image_shape)
     if len(regions) > 0xFFFF:
         raise ValueError(f"at most 65,535 regions per container, got {len(regions)}")
@@ -171,12 +177,13 @@ def seal_regions(
     )
     header = fields + _CRC.pack(zlib.crc32(fields))
     plaintext = b"".join(_encode_region(r) for r in regions)
-    return header + ChaCha20Poly1305(aead_key).encrypt(nonce, plaintext, header)
+    return header + ChaCha20Poly1305(aead_key).encrypt(nonce, plaintext, header + associated_data)
 
 
-def open_container(blob: bytes, secret: Secret) -> OpenedContainer:
+def open_container(blob: bytes, secret: Secret, *, associated_data: bytes = b"") -> OpenedContainer:
     """Check, decrypt and decode a container. Raises `NotAContainerError`, `UnsupportedContainerError`,
-    `WrongSecretError` or `TamperedContainerError`; returns only what the tag authenticated."""
+    `WrongSecretError` or `TamperedContainerError` (also when `associated_data` differs from what it
+    was sealed with); returns only what the tag authenticated."""
     blob = bytes(blob)
     if len(blob) < len(MAGIC) + 1 or not blob.startswith(MAGIC):
         raise NotAContainerError("not a g2face container (no G2FC magic)")
@@ -203,10 +210,11 @@ def open_container(blob: bytes, secret: Secret) -> OpenedContainer:
     if not hmac.compare_digest(check, expected_check):
         raise WrongSecretError("wrong password or key file for this image's recovery container")
     try:
-        plaintext = ChaCha20Poly1305(aead_key).decrypt(nonce, ciphertext, header)
+        plaintext = ChaCha20Poly1305(aead_key).decrypt(nonce, ciphertext, header + associated_data)
     except InvalidTag:
+        bound = " or belongs to another place (associated data differs)" if associated_data else ""
         raise TamperedContainerError(
-            "the recovery container was altered or damaged after anonymizing (authentication failed)"
+            f"the recovery container was altered or damaged after anonymizing{bound} (authentication failed)"
         ) from None
     image_shape = (height, width, channels)
     regions = _decode_regions(plaintext, n_regions, image_shape)
