@@ -306,7 +306,9 @@ def anonymize(
             device=device,
             method=method,
             no_container=no_container,
-            no_pixel_payload=no_pixel_payload,
+            # Off for video (H.264 destroys it and it flickers: docs/video.md); the sidecar carries
+            # recovery. `g2face video anonymize --pixel-payload` turns it on.
+            pixel_payload=False,
             report=report,
             force=force,
         )
