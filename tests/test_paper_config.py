@@ -65,6 +65,50 @@ def test_import_names_the_missing_files(tmp_path):
         official.locate([tmp_path])
 
 
+def test_a_missing_tensor_in_a_released_file_is_named_with_its_file_and_part(tmp_path):
+    schema = official._schemas()["g2face"]["anonymous_net"]
+    g = torch.Generator().manual_seed(0)
+    state = {k: official._synthetic_tensor(k, spec, g) for k, spec in schema.items()}
+    missing = next(iter(state))
+    del state[missing]
+    torch.save({"anonymous_net": state}, tmp_path / "G2Face.pth")
+    with pytest.raises(official.OfficialImportError) as e:
+        official.read_checked({"g2face": tmp_path / "G2Face.pth"})
+    assert str(e.value) == f"{tmp_path / 'G2Face.pth'} [anonymous_net]: tensor {missing} is missing"
+
+
+def test_a_missing_part_of_the_g2face_file_is_one_line(tmp_path):
+    schemas = official._schemas()["g2face"]
+    g = torch.Generator().manual_seed(0)
+    parts = {
+        part: {k: official._synthetic_tensor(k, spec, g) for k, spec in schemas[part].items()}
+        for part in ("anonymous_net", "style_mlp")
+    }
+    torch.save(parts, tmp_path / "G2Face.pth")
+    with pytest.raises(official.OfficialImportError, match=r"G2Face.pth: no 'map_2_id' state dict inside$"):
+        official.read_checked({"g2face": tmp_path / "G2Face.pth"})
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            {"meanshape": np.zeros((1, 10), np.float32)},
+            "array meanshape has shape [1, 10], expected [1, 107127]",
+        ),
+        ({"meanshape": np.zeros((1, 3 * official.BFM_N_VERTICES), np.float32)}, "array idBase is missing"),
+    ],
+)
+def test_a_wrong_or_missing_bfm_array_is_one_line_naming_it(tmp_path, arrays, message):
+    from scipy.io import savemat
+
+    path = tmp_path / "BFM_model_front.mat"
+    savemat(path, arrays)
+    with pytest.raises(official.OfficialImportError) as e:
+        official.read_bfm(path)
+    assert str(e.value) == f"{path}: {message}"
+
+
 def test_a_broken_checkpoint_is_one_line(tmp_path):
     bad = tmp_path / "G2Face.pth"
     bad.write_bytes(b"not a checkpoint")
