@@ -164,6 +164,15 @@ def test_bfm_rotation_and_projection_follow_the_reference_camera():
     assert torch.allclose(recon.landmarks[0, 0], expected, atol=1e-4)
 
 
+def test_keypoints_alone_equal_the_whole_reconstruction_at_the_keypoints():
+    bfm = BFM09(_tiny_bfm())
+    coefficients = torch.randn(3, N_COEFFICIENTS, generator=torch.Generator().manual_seed(0)) * 0.3
+    recon = bfm.reconstruct(coefficients)
+    vertices, landmarks = bfm.keypoints_in_camera(coefficients)
+    assert torch.allclose(vertices, recon.vertices[:, bfm.keypoints], atol=1e-5)
+    assert torch.allclose(landmarks, recon.landmarks, atol=1e-3)  # pixels of the 224 input
+
+
 def test_sh_shading_of_ambient_light_is_constant():
     bfm = BFM09(_tiny_bfm())
     normals = torch.nn.functional.normalize(torch.randn(1, 10, 3), dim=-1)
