@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -52,6 +55,21 @@ def test_bench_times_every_stage():
     stages = {(t.subject, t.stage.split(" (")[0], t.batch) for t in timings}
     assert {("pipeline", "detect", 1), ("blur", "anonymize", 2), ("box", "photo", 1)} <= stages
     assert all(t.ms_per_item >= 0 and t.peak_memory_mb > 0 for t in timings)
+
+
+def test_bench_cli_times_only_the_batches_asked_for(tmp_path, monkeypatch):
+    from g2face.detection import yunet
+
+    monkeypatch.setattr(yunet, "YuNetDetector", lambda device: _OneFace())
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((600, 800, 3), 120, np.uint8))
+    args = ["--photo", str(photo), "--methods", "box", "--repeats", "1", "--json", str(tmp_path / "t.json")]
+    result = CliRunner().invoke(bench_command, [*args, "--batches", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "t.json").read_text())["timings"]
+    assert {r["batch"] for r in rows if r["stage"] == "anonymize"} == {1}
+    refused = CliRunner().invoke(bench_command, [*args, "--batches", "1,x"])
+    assert refused.exit_code == 2 and "positive integers" in refused.output
 
 
 def test_cli_reports_bad_arguments(tmp_path):

@@ -41,7 +41,7 @@ def test_reduced_width_forward_matches_reference(shared_fixtures):
         logits = net.extract(t["output.y"])
     assert (dummy - t["output.dummy_identity"]).abs().max() < 1e-5
     assert (wplus - t["output.wplus"]).abs().max() < 1e-5
-    assert (y - t["output.y"]).abs().max() < 1e-4
+    assert (y - t["output.y"]).abs().max() <= 1e-5  # issue 15's bar; 7.6e-6 measured on CPU
     assert (logits - t["output.extractor_logits"].flatten(1)).abs().max() < 1e-5
 
 
@@ -68,7 +68,7 @@ def test_paper_import_path_matches_reference_with_pose_in_degrees(shared_fixture
         logits = net.extract(t["output.y"])
     assert (dummy - t["output.dummy_identity"]).abs().max() < 1e-5
     assert (wplus - t["output.wplus"]).abs().max() < 1e-5
-    assert (y - t["output.y"]).abs().max() < 1e-4
+    assert (y - t["output.y"]).abs().max() <= 1e-5  # issue 15's bar; 7.6e-6 measured on CPU
     assert (logits - t["output.extractor_logits"].flatten(1)).abs().max() < 1e-5
 
 

@@ -65,6 +65,50 @@ def test_import_names_the_missing_files(tmp_path):
         official.locate([tmp_path])
 
 
+def test_a_missing_tensor_in_a_released_file_is_named_with_its_file_and_part(tmp_path):
+    schema = official._schemas()["g2face"]["anonymous_net"]
+    g = torch.Generator().manual_seed(0)
+    state = {k: official._synthetic_tensor(k, spec, g) for k, spec in schema.items()}
+    missing = next(iter(state))
+    del state[missing]
+    torch.save({"anonymous_net": state}, tmp_path / "G2Face.pth")
+    with pytest.raises(official.OfficialImportError) as e:
+        official.read_checked({"g2face": tmp_path / "G2Face.pth"})
+    assert str(e.value) == f"{tmp_path / 'G2Face.pth'} [anonymous_net]: tensor {missing} is missing"
+
+
+def test_a_missing_part_of_the_g2face_file_is_one_line(tmp_path):
+    schemas = official._schemas()["g2face"]
+    g = torch.Generator().manual_seed(0)
+    parts = {
+        part: {k: official._synthetic_tensor(k, spec, g) for k, spec in schemas[part].items()}
+        for part in ("anonymous_net", "style_mlp")
+    }
+    torch.save(parts, tmp_path / "G2Face.pth")
+    with pytest.raises(official.OfficialImportError, match=r"G2Face.pth: no 'map_2_id' state dict inside$"):
+        official.read_checked({"g2face": tmp_path / "G2Face.pth"})
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            {"meanshape": np.zeros((1, 10), np.float32)},
+            "array meanshape has shape [1, 10], expected [1, 107127]",
+        ),
+        ({"meanshape": np.zeros((1, 3 * official.BFM_N_VERTICES), np.float32)}, "array idBase is missing"),
+    ],
+)
+def test_a_wrong_or_missing_bfm_array_is_one_line_naming_it(tmp_path, arrays, message):
+    from scipy.io import savemat
+
+    path = tmp_path / "BFM_model_front.mat"
+    savemat(path, arrays)
+    with pytest.raises(official.OfficialImportError) as e:
+        official.read_bfm(path)
+    assert str(e.value) == f"{path}: {message}"
+
+
 def test_a_broken_checkpoint_is_one_line(tmp_path):
     bad = tmp_path / "G2Face.pth"
     bad.write_bytes(b"not a checkpoint")
@@ -118,6 +162,15 @@ def test_bfm_rotation_and_projection_follow_the_reference_camera():
     assert torch.allclose(recon.vertices[0, 7], torch.stack([x, y, depth]))
     expected = torch.stack([1015.0 * x / depth + 112.0, 1015.0 * y / depth + 112.0])
     assert torch.allclose(recon.landmarks[0, 0], expected, atol=1e-4)
+
+
+def test_keypoints_alone_equal_the_whole_reconstruction_at_the_keypoints():
+    bfm = BFM09(_tiny_bfm())
+    coefficients = torch.randn(3, N_COEFFICIENTS, generator=torch.Generator().manual_seed(0)) * 0.3
+    recon = bfm.reconstruct(coefficients)
+    vertices, landmarks = bfm.keypoints_in_camera(coefficients)
+    assert torch.allclose(vertices, recon.vertices[:, bfm.keypoints], atol=1e-5)
+    assert torch.allclose(landmarks, recon.landmarks, atol=1e-3)  # pixels of the 224 input
 
 
 def test_sh_shading_of_ambient_light_is_constant():

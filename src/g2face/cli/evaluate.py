@@ -50,6 +50,16 @@ def evaluate(config_path, methods, data, out, limit, protocols, device, no_geome
     click.echo(f"wrote {config.out / 'report.md'} and {config.out / 'metrics.json'}")
 
 
+def _batch_sizes(value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(b) for b in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"expected positive integers separated by commas, got {value!r}")
+    return sizes
+
+
 @click.group(invoke_without_command=True)
 @click.option("--methods", default="none,blur,pixelate,box", show_default=True, help=_METHODS_HELP)
 @click.option(
@@ -74,13 +84,20 @@ def evaluate(config_path, methods, data, out, limit, protocols, device, no_geome
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option(
+    "--batches",
+    default="1,8",
+    show_default=True,
+    callback=lambda ctx, param, value: _batch_sizes(value),
+    help="Comma-separated batch sizes (`--batches 1` for a large model on a CPU).",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the table as JSON.",
 )
 @click.pass_context
-def bench(ctx, methods, photo, model, video, frames, height, device, repeats, json_path) -> None:
+def bench(ctx, methods, photo, model, video, frames, height, device, repeats, batches, json_path) -> None:
     """Milliseconds per face (batch 1 and 8) and peak memory of every stage, and of the whole
     pipeline on a 12-megapixel photo with several faces (needs --photo).
 
@@ -114,7 +131,9 @@ def bench(ctx, methods, photo, model, video, frames, height, device, repeats, js
         image = bench_photo(photo)
     except (ValueError, InputError) as e:
         raise click.UsageError(str(e)) from None
-    timings = run_bench(anonymizers, YuNetDetector(device=device), image, device=device, repeats=repeats)
+    timings = run_bench(
+        anonymizers, YuNetDetector(device=device), image, device=device, batches=batches, repeats=repeats
+    )
     env = environment(device)
     click.echo(f"device {env['device']}, {env['threads']} threads, torch {env['torch']}")
     click.echo(f"{'subject':10} {'stage':42} {'batch':>5} {'ms/item':>9} {'peak MB':>8}")

@@ -8,6 +8,7 @@ from g2face.training.config import (
     config_from_dict,
     dump_config,
     load_config,
+    override_stage,
 )
 from g2face.training.engine import IncompatibleWeightsError, StageResult
 
@@ -21,5 +22,6 @@ __all__ = [
     "describe",
     "dump_config",
     "load_config",
+    "override_stage",
     "train",
 ]

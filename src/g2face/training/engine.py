@@ -38,6 +38,7 @@ from g2face.training.distributed import (
     is_distributed,
     mean_over_ranks,
 )
+from g2face.training.memory import checkpoint_activations
 from g2face.training.runlog import RunLog
 from g2face.training.schedule import make_optimizer
 from g2face.training.sources import DatasetFaces, GeneratedFaces
@@ -154,6 +155,18 @@ class Stage:
 
     def setup(self) -> None:
         raise NotImplementedError
+
+    def prepare(self) -> None:
+        """`setup`, then activation checkpointing when configured (after setup, so the stage's own
+        modules such as the discriminator are included; the EMA copy is never differentiated and
+        keeps plain forwards)."""
+        self.setup()
+        if self.config.activation_checkpointing:
+            # The frozen priors count too: the losses differentiate through them to the images.
+            priors = (self.priors.identity, self.priors.geometry, self.priors.perceptual)
+            checkpoint_activations(
+                [self.net, *self.extra_modules.values(), *(p for p in priors if isinstance(p, nn.Module))]
+            )
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net, "ema": self.ema.module, **self.extra_modules}
@@ -272,7 +285,7 @@ class Stage:
         With `max_seconds`, stop at the first step that ends past that wall-clock budget (counted
         from here), checkpoint, and return: a later call continues where this one stopped."""
         deadline = None if max_seconds is None else time.perf_counter() + max_seconds
-        self.setup()
+        self.prepare()
         self.initialise()
         total = self.stage.steps if steps is None else steps
         log = RunLog(self.folder, self.config, self.name, enabled=self.env.is_main)
