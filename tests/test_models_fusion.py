@@ -3,9 +3,12 @@ meshes and images: no model assets needed."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
 from g2face.models.fusion import (
@@ -19,7 +22,12 @@ from g2face.models.fusion import (
     skin_mask,
     transfer_colour,
 )
-from g2face.models.fusion_anonymizer import CandidateScore, CandidateSettings, candidate_seed
+from g2face.models.fusion_anonymizer import (
+    CandidateScore,
+    CandidateSettings,
+    FusionAnonymizer,
+    candidate_seed,
+)
 from g2face.types import AlignedFace, FaceDetection
 
 SIZE = 128
@@ -195,3 +203,20 @@ def test_candidate_scores_prefer_a_different_person_of_the_same_apparent_gender(
     assert same_gender.cost(settings) < other_gender.cost(settings)
     older = CandidateScore(similarity=0.1, gender_gap=0.05, age_gap=20)
     assert older.cost(settings) > same_gender.cost(settings)
+
+
+def test_candidate_scores_from_the_estimator_keep_gender_by_side_and_age_by_gap():
+    """`_scores` builds each candidate's score from the attribute estimator's output: a regression
+    test for fields passed in the wrong order (the age gap once landed in `same_gender`)."""
+
+    class Estimator:
+        def __call__(self, crops):
+            return SimpleNamespace(male_probability=torch.tensor([0.3, 0.7]), age=torch.tensor([30.0, 62.0]))
+
+    anonymizer = SimpleNamespace(identity=lambda crops: torch.eye(2, 3), attributes=Estimator())
+    faces = [np.zeros((8, 8, 3), np.uint8)] * 2
+    young_other_side, old_same_side = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.6, 30.0), faces)
+    assert not young_other_side.same_gender and young_other_side.age_gap == 0
+    assert old_same_side.same_gender and old_same_side.age_gap == pytest.approx(32)
+    settings = CandidateSettings()
+    assert not young_other_side.acceptable(settings) and not old_same_side.acceptable(settings)

@@ -57,8 +57,8 @@ class CandidateSettings:
 class CandidateScore:
     similarity: float  # identity cosine to the original (lower = more anonymous)
     gender_gap: float = 0.0  # |P(male) candidate - P(male) original|
-    same_gender: bool = True  # both on the same side of P(male) = 0.5
     age_gap: float = 0.0  # |age candidate - age original|, years
+    same_gender: bool = True  # both on the same side of P(male) = 0.5
 
     def cost(self, settings: CandidateSettings) -> float:
         age_excess = max(0.0, self.age_gap - settings.age_tolerance)
@@ -194,7 +194,12 @@ class FusionAnonymizer(nn.Module):
         found = self.attributes(crops)
         male, age = reference_attributes
         return [
-            CandidateScore(s, abs(float(p) - male), abs(float(a) - age), (float(p) >= 0.5) == (male >= 0.5))
+            CandidateScore(
+                similarity=s,
+                gender_gap=abs(float(p) - male),
+                age_gap=abs(float(a) - age),
+                same_gender=(float(p) >= 0.5) == (male >= 0.5),
+            )
             for s, p, a in zip(similarity, found.male_probability, found.age, strict=True)
         ]
 
