@@ -162,10 +162,16 @@ def test_a_batch_goes_on_after_write_failures(tmp_path, monkeypatch):
 
 
 _SLOW_WRITER = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 import numpy as np
 from g2face.io import images
+
+# As a process started from a shell: nothing blocked or ignored. A child inherits both from the
+# test runner, and in a long full run SIGINT arrived ignored or blocked once (the child then slept
+# its full 60 s); the behaviour under test is write_image's, not the runner's signal state.
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def slow_save(image, f, **options):
     f.write(b"partial")
