@@ -26,6 +26,7 @@ from g2face.training.config import config_from_dict, override_stage
 from g2face.training.distributed import DistEnv
 from g2face.training.memory import repeated_blocks
 from g2face.training.stages import STAGE_CLASSES
+from test_paper_config import _tiny_bfm  # the same synthetic BFM, larger
 
 CPU = DistEnv(rank=0, world_size=1, device=torch.device("cpu"))
 NARROW = (32, 32, 32, 32, 32, 16, 8)  # the parity fixture's widths, 4 … 256 px
@@ -55,20 +56,6 @@ def _random_state(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]
     }
 
 
-def _small_bfm(n: int = 300, f: int = 500) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {
-        "mean_shape": torch.randn(3 * n, generator=g),
-        "id_base": torch.randn(3 * n, 80, generator=g) * 0.01,
-        "exp_base": torch.randn(3 * n, 64, generator=g) * 0.01,
-        "mean_tex": torch.rand(3 * n, generator=g) * 255,
-        "tex_base": torch.randn(3 * n, 80, generator=g),
-        "point_buf": torch.randint(0, f + 1, (n, 8), generator=g),
-        "tri": torch.randint(0, n, (f, 3), generator=g),
-        "keypoints": torch.randint(0, n, (68,), generator=g),
-    }
-
-
 @pytest.fixture(scope="module")
 def backend_states():
     with torch.device("meta"):
@@ -85,7 +72,7 @@ def paper_priors(states) -> Priors:
     return Priors(
         generator=generator,
         identity=ArcFaceEncoder(arcface),
-        geometry=Deep3DGeometry(recon, _small_bfm()),
+        geometry=Deep3DGeometry(recon, _tiny_bfm(300, 500)),
         perceptual=TinyPerceptual(),
     )
 
