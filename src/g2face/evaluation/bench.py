@@ -23,6 +23,7 @@ from g2face.models.anonymizer import G2FaceModel
 from g2face.models.fusion_anonymizer import FusionAnonymizer
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import Secret, kdf
+from g2face.payload.codec import SALT_BYTES
 from g2face.pipeline.g2face import G2FacePipeline, default_batch_size
 
 
@@ -104,14 +105,16 @@ def fusion_parts(model: FusionAnonymizer, x: Tensor, device: torch.device, repea
         "password stretch (scrypt, once per image)": _time(
             lambda: kdf.master_key(  # a fresh Secret and salt: nothing cached
                 Secret.from_password("g2face-benchmark"),
-                kdf.new_salt(8, kdf.new_image_salt()),
+                kdf.new_salt(SALT_BYTES, kdf.new_image_salt()),
                 kdf.PASSWORD_KDF_ID,
             ),
             device,
             repeats,
         ),
         "payload encode (cipher + ECC, per face)": _time(
-            lambda: model.codec.encode(embedding, secret, salt=kdf.new_salt(8, image_salt)), device, repeats
+            lambda: model.codec.encode(embedding, secret, salt=kdf.new_salt(SALT_BYTES, image_salt)),
+            device,
+            repeats,
         ),
         "geometry (MediaPipe)": _time(lambda: model.geometry(x), device, repeats),
         "GIE (f_dummy + f_mlp)": _time(

@@ -11,7 +11,6 @@ only; the MAC (encrypt-then-MAC over everything before it) is what `verified` re
 from __future__ import annotations
 
 import hmac
-import secrets
 from dataclasses import dataclass
 from hashlib import sha256
 
@@ -114,7 +113,7 @@ class PayloadCodec:
         """Use a fresh salt (the default) for every payload: one key + salt for two different
         embeddings would reuse the keystream. Passing a salt is for deterministic tests and for
         repeating one payload (e.g. one identity per video track)."""
-        salt = secrets.token_bytes(SALT_BYTES) if salt is None else bytes(salt)
+        salt = kdf.new_salt(SALT_BYTES) if salt is None else bytes(salt)
         if len(salt) != SALT_BYTES:
             raise ValueError(f"salt must be {SALT_BYTES} bytes, got {len(salt)}")
         kdf_id = kdf.default_kdf_id(secret) if kdf_id is None else kdf_id

@@ -185,6 +185,14 @@ class SynthesisNetwork(nn.Module):
     def style_resolutions(self) -> list[int]:
         return [4, *(r for r in self.resolutions[1:] for _ in range(2)), self.resolutions[-1]]
 
+    def pooling_factor(self, resolution: int) -> int:
+        """How much the head's LL band (at the last feature resolution) is area-pooled to give a
+        `resolution` image below the full one."""
+        factor = self.resolutions[-1] // resolution
+        if factor < 1 or factor * resolution != self.resolutions[-1] or factor & (factor - 1):
+            raise ValueError(f"resolution must be a power of two <= {self.full_resolution}, got {resolution}")
+        return factor
+
     def forward(self, wplus: Tensor, fuse: FuseHook | None = None, resolution: int | None = None) -> Tensor:
         resolution = resolution or self.full_resolution
         if wplus.ndim != 3 or wplus.shape[1] != self.n_styles:
@@ -201,9 +209,7 @@ class SynthesisNetwork(nn.Module):
             return haar_idwt(self.to_wavelets(x, style))
         # Area-downsampled output, exactly and cheaply: the 2x2 mean of the full image is LL / 2, so
         # only the 3 LL rows of the head are needed (then pooled further for lower resolutions).
-        factor = self.resolutions[-1] // resolution
-        if factor < 1 or factor * resolution != self.resolutions[-1] or factor & (factor - 1):
-            raise ValueError(f"resolution must be a power of two <= {self.full_resolution}, got {resolution}")
+        factor = self.pooling_factor(resolution)
         low_pass = 0.5 * self.to_wavelets(x, style, low_pass_only=True)
         return F.avg_pool2d(low_pass, factor) if factor > 1 else low_pass
 
@@ -217,10 +223,7 @@ class ConstantWeightSynthesis(nn.Module):
 
     def __init__(self, synthesis: SynthesisNetwork, resolution: int):
         super().__init__()
-        factor = synthesis.resolutions[-1] // resolution
-        if factor < 1 or factor * resolution != synthesis.resolutions[-1] or factor & (factor - 1):
-            raise ValueError(f"resolution must be a power of two <= {synthesis.resolutions[-1]}")
-        self.synthesis, self.factor = synthesis, factor
+        self.synthesis, self.factor = synthesis, synthesis.pooling_factor(resolution)
         for i, block in enumerate(synthesis.blocks):
             channels = block.up.modulation.out_features // 4
             self.register_buffer(
