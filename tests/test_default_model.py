@@ -146,3 +146,43 @@ def test_cli_anonymize_recover_and_a_photo_without_a_face(tmp_path, photo):
         cli, ["recover", str(anon), "-o", str(tmp_path / "x.png"), "--key-file", str(other)]
     )
     assert result.exit_code == 1 and not (tmp_path / "x.png").exists()
+
+
+def test_user_overrides_update_the_stored_settings_field_by_field():
+    """`--warp` / `--candidates` change one field; the model's other stored settings stay."""
+    from g2face.models.zoo import load_model
+
+    stored = load_model("g2face-lite", attributes="free")
+    changed = load_model(
+        "g2face-lite", attributes="free", fusion={"warp_strength": 0.1}, candidates={"count": 2}
+    )
+    assert changed.fusion.warp_strength == 0.1 and changed.candidates.count == 2
+    assert changed.fusion.mask_grow == stored.fusion.mask_grow
+    assert changed.candidates.spread == stored.candidates.spread
+    assert changed.candidates.max_similarity == stored.candidates.max_similarity
+
+
+def test_spread_moves_a_dummy_away_from_the_average_face_at_the_same_geometry(pipeline, photo):
+    import torch
+
+    from g2face.align import align_face
+    from g2face.detection import YuNetDetector
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model
+    crop = align_face(photo, YuNetDetector().detect(photo)[0], model.image_size).crop
+    x = crops_to_tensor([crop])
+    vector = model.geometry_vector(model.geometry(x))
+    dummy = model.dummy_identities([7], x.dtype)
+    mean = model.gie.style_mlp.input_mean[: model.gie.config.identity_dim][None]
+    seen = []
+    hook = model.generator.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    try:
+        with torch.no_grad():
+            model._render(mean, vector, 1.0)
+            model._render(dummy, vector, 1.0)
+            model._render(dummy, vector, 2.5)
+    finally:
+        hook.remove()
+    centre, plain, spread = seen
+    torch.testing.assert_close(spread - centre, 2.5 * (plain - centre), rtol=1e-4, atol=1e-4)

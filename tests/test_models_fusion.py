@@ -94,6 +94,33 @@ def test_colour_transfer_moves_the_render_skin_towards_the_original():
     assert after < before / 4
 
 
+def test_colour_transfer_never_amplifies_the_spread_of_colour():
+    """A render whose skin is flat in colour (a*, b*) but whose eye is bluish: matched to a blotchy
+    original, lightness contrast may grow, but the eye must not turn bluer than it was."""
+    size = 96
+    rng = np.random.default_rng(0)
+    render = np.full((size, size, 3), (200, 160, 140), np.uint8)
+    render[30:40, 30:50] = (120, 130, 160)  # a bluish eye, outside the skin mask
+    original = np.clip(rng.normal((190, 150, 130), (20, 25, 5), (size, size, 3)), 0, 255).astype(np.uint8)
+    skin = np.ones((size, size), bool)
+    skin[25:45, 25:55] = False
+    region = np.zeros((size, size), np.float32)  # global transfer only
+    settings = FusionSettings(shading_sigma=0.01)
+    lab = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB).astype(float)  # noqa: E731
+    eye = (slice(30, 40), slice(30, 50))
+
+    def eye_offset(out: np.ndarray) -> np.ndarray:  # the eye's a*, b* relative to the skin's
+        return lab(out)[eye].mean((0, 1))[1:] - lab(out)[skin].mean(0)[1:]
+
+    bounded = transfer_colour(render, original, skin, skin, region, 60.0, settings)
+    unbounded = transfer_colour(
+        render, original, skin, skin, region, 60.0, FusionSettings(shading_sigma=0.01, chroma_std_max=1.4)
+    )
+    before = eye_offset(render)
+    assert np.abs(eye_offset(bounded)).max() <= np.abs(before).max() + 1
+    assert np.abs(eye_offset(unbounded)).max() > np.abs(before).max() + 3  # what the bound prevents
+
+
 def _mean_face(size: int = 256) -> np.ndarray:
     """MediaPipe's mean face mesh (the committed shape basis) in crop pixels, ~120 px wide."""
     from importlib import resources

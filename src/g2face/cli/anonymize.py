@@ -314,15 +314,11 @@ def anonymize(
         )
     carriers = CarrierSettings(container=not no_container, pixel_payload=not no_pixel_payload)
     options: dict = {"attributes": attributes}
+    # Field updates of the model's stored settings (a replaced settings object would drop them).
     if candidates is not None:
-        from g2face.models.fusion_anonymizer import CandidateSettings
-
-        options["candidates"] = CandidateSettings(count=candidates)
+        options["candidates"] = {"count": candidates}
     if warp is not None or keep:
-        from g2face.models.fusion import FusionSettings
-
-        fusion = {"keep": keep} | ({} if warp is None else {"warp_strength": warp})
-        options["fusion"] = FusionSettings(**fusion)
+        options["fusion"] = {"keep": keep} | ({} if warp is None else {"warp_strength": warp})
     if keep:
         click.echo(
             f"warning: the kept regions ({', '.join(keep)}) are the original's and carry identity: "

@@ -89,6 +89,10 @@ class FusionSettings:
     """Scale of the original's shading transferred onto the rendered face."""
     colour_std_range: tuple[float, float] = (0.7, 1.4)
     """Bounds of the per-channel contrast change of the colour transfer."""
+    chroma_std_max: float = 1.0
+    """Upper bound of that change for a* and b*: the spread of colour is matched down, never up.
+    Amplified, the render's eyes, lips and shadows (already far from its skin's mean colour) came
+    out as blue-grey make-up and casts at the face's edges."""
     keep: tuple[str, ...] = ()
     """Regions of the original kept (names of `KEEP_REGIONS`): they carry identity."""
     keep_grow: float = 0.03
@@ -104,6 +108,8 @@ class FusionSettings:
             )
         if not 0 <= self.warp_strength <= 1:
             raise ValueError(f"warp_strength must be in [0, 1], got {self.warp_strength}")
+        if self.chroma_std_max <= 0:
+            raise ValueError(f"chroma_std_max must be > 0, got {self.chroma_std_max}")
         if self.mask_feather <= 0 or self.mask_grow < -0.1:
             raise ValueError("mask_feather must be > 0 and mask_grow >= -0.1")
 
@@ -244,7 +250,8 @@ def transfer_colour(
 ) -> np.ndarray:
     """The rendered crop (uint8 RGB) recoloured to the original's skin, in CIE Lab:
 
-    1. globally, each channel's mean and spread over the render's skin set to the original's skin;
+    1. globally, each channel's mean and spread over the render's skin set to the original's skin
+       (the colour channels' spread only reduced: `chroma_std_max`);
     2. locally, inside `region`, each channel's low-frequency skin colour (scale `shading_sigma`
        face widths, averaged over skin pixels only) replaced by the original's: the light's
        direction and the original's own skin tone where it is, without the darkness of the
@@ -258,7 +265,8 @@ def transfer_colour(
     for c in range(3):
         mr, sr = lab_r[..., c][render_skin].mean(), lab_r[..., c][render_skin].std() + 1e-3
         mo, so = lab_o[..., c][original_skin].mean(), lab_o[..., c][original_skin].std() + 1e-3
-        out[..., c] = (lab_r[..., c] - mr) * np.clip(so / sr, lo, hi) + mo
+        top = hi if c == 0 else min(hi, settings.chroma_std_max)
+        out[..., c] = (lab_r[..., c] - mr) * np.clip(so / sr, min(lo, top), top) + mo
     sigma = max(1.0, settings.shading_sigma * width)
     weight_o, weight_r = original_skin.astype(np.float32), render_skin.astype(np.float32)
     support_o = cv2.GaussianBlur(weight_o, (0, 0), sigma)

@@ -47,10 +47,18 @@ class CandidateSettings:
     age_tolerance: float = 4.0
     max_age_gap: float = 10.0
     """A candidate further than this from the original's apparent age is not acceptable."""
+    spread: float = 1.0
+    """A dummy's W+ is taken this many times as far from the average identity's W+ (at the same
+    geometry) as f_mlp puts it. f_mlp regresses W+ with a squared error, which pulls its output
+    towards the mean face: at 1, two dummies at one pose look alike (FaceNet cos 0.36 between two
+    keyed dummies of a face); > 1 restores the spread of real identities. Recovery renders the
+    decoded identity unscaled."""
 
     def __post_init__(self) -> None:
         if self.count < 1 or self.max_rounds < 1:
             raise ValueError("count and max_rounds must be >= 1")
+        if not 0 < self.spread <= 4:
+            raise ValueError(f"spread must be in (0, 4], got {self.spread}")
 
 
 @dataclass(frozen=True)
@@ -152,8 +160,15 @@ class FusionAnonymizer(nn.Module):
         z = [torch.randn(dim, generator=torch.Generator().manual_seed(s % 2**63)) for s in seeds]
         return self.gie.dummy_identity(torch.stack(z).to(self._device(), dtype))
 
-    def _render(self, identities: Tensor, geometry_vector: Tensor) -> Tensor:
-        return self.generator(self.gie.styles(identities, geometry_vector)).clamp(-1, 1)
+    def _render(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
+        """Identities [N, D] rendered at one geometry [1, G]; `spread` scales each W+ away from the
+        average identity's (`CandidateSettings.spread`)."""
+        wplus = self.gie.styles(identities, geometry_vector.expand(len(identities), -1))
+        if spread != 1.0:
+            mean = self.gie.style_mlp.input_mean[: self.gie.config.identity_dim].to(identities)
+            centre = self.gie.styles(mean[None], geometry_vector)
+            wplus = torch.lerp(centre, wplus, spread)
+        return self.generator(wplus).clamp(-1, 1)
 
     def fuse_renders(
         self, original: np.ndarray, original_points: np.ndarray, renders: Tensor
@@ -246,7 +261,9 @@ class FusionAnonymizer(nn.Module):
                 dummies = self.dummy_identities(candidate_seeds, crops.dtype)
                 # One at a time: a batch of candidates is slower per image on a CPU (its 512x512
                 # feature maps fall out of cache) and multiplies the peak memory.
-                renders = torch.cat([self._render(d[None], vectors[i : i + 1]) for d in dummies])
+                renders = torch.cat(
+                    [self._render(d[None], vectors[i : i + 1], settings.spread) for d in dummies]
+                )
                 fused = self.fuse_renders(originals[i], original_points[i], renders)
                 found = self._scores(embeddings[i], reference_attributes[i], [f.preview for f in fused])
                 pool.extend(zip(found, fused, candidate_seeds, strict=True))

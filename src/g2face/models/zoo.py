@@ -225,17 +225,27 @@ def fusion_settings(
     }
 
 
+def _with_overrides(kind: type, stored: dict, override: object | None):
+    """Settings of `kind` from a model file's stored values, replaced by an `override` instance or
+    updated field by field by an `override` dict (a user's `--warp` keeps the stored mask)."""
+    if isinstance(override, kind):
+        return override
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+    return kind(**(values | dict(override or {})))
+
+
 def build_fusion_anonymizer(
     state: dict[str, torch.Tensor],
     settings: dict,
     *,
     priors: Priors | None = None,
-    fusion: FusionSettings | None = None,
-    candidates: CandidateSettings | None = None,
+    fusion: FusionSettings | dict | None = None,
+    candidates: CandidateSettings | dict | None = None,
     attributes: str = "keep",
 ) -> FusionAnonymizer:
     """A geometric-fusion anonymizer from GIE tensors and stored settings; `fusion` / `candidates`
-    override the stored ones (e.g. a user's `--warp` or `--candidates`). `attributes` "keep"
+    replace the stored ones (an instance) or update some of their fields (a dict: a user's
+    `--warp` or `--candidates`). `attributes` "keep"
     chooses dummies of the original's apparent gender and age (dlib-cydral estimator), "free" not."""
     if attributes not in ("keep", "free"):
         raise ValueError(f"attributes must be 'keep' or 'free', got {attributes!r}")
@@ -251,11 +261,8 @@ def build_fusion_anonymizer(
     gie = GIE(gie_config, generator.style_dim, groups)
     # A learned network's weights file holds the GIE too: take just its part.
     gie.load_state_dict({k: v.float() for k, v in state.items() if k.startswith(GIE_PREFIXES)})
-    stored_fusion = settings.get("fusion", {})
-    fusion = fusion or FusionSettings(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in stored_fusion.items()}
-    )
-    candidates = candidates or CandidateSettings(**settings.get("candidates", {}))
+    fusion = _with_overrides(FusionSettings, settings.get("fusion", {}), fusion)
+    candidates = _with_overrides(CandidateSettings, settings.get("candidates", {}), candidates)
     estimator, probe = None, None
     if attributes == "keep":
         from g2face.priors.attributes import DlibAgeGenderEstimator
@@ -282,8 +289,8 @@ def load_model(
     name_or_path: str | Path,
     *,
     device: str | torch.device = "cpu",
-    fusion: FusionSettings | None = None,
-    candidates: CandidateSettings | None = None,
+    fusion: FusionSettings | dict | None = None,
+    candidates: CandidateSettings | dict | None = None,
     attributes: str = "keep",
 ) -> FaceAnonymizer:
     """A trained anonymizer: a packaged name (e.g. "g2face-lite") or a weights file — a learned
