@@ -1,22 +1,34 @@
 """Package a trained GIE as the geometric-fusion default model (`g2face-lite`).
 
     python scripts/build_lite_model.py RUN/model.safetensors src/g2face/weights/g2face-lite.safetensors
+    python scripts/build_lite_model.py --spread 1.5 src/g2face/weights/g2face-lite.safetensors same-path
 
 Takes the GIE part (f_dummy, f_mlp) of a `g2face train --stage gie` export and stores it with the
 settings the anonymizer is rebuilt from (GIE configuration, prior family, fusion and candidate
-settings); weight matrices in float16.
+settings); weight matrices in float16. Given a geometric-fusion file instead, it keeps its tensors
+bit for bit (attribute probe included) and its GIE configuration, and writes the settings again
+from the options (the current defaults where an option is not given).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from g2face.models.checkpoints import read_g2face_config, save_fusion_model
+from g2face.models.checkpoints import (
+    FUSION_FORMAT,
+    load_fusion_model,
+    read_g2face_config,
+    save_fusion_model,
+    weights_format,
+)
 from g2face.models.fusion import FusionSettings
 from g2face.models.fusion_anonymizer import CandidateSettings
+from g2face.models.gie import GIEConfig
 from g2face.models.zoo import fusion_settings
 
 
@@ -28,14 +40,28 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--warp", type=float, default=FusionSettings.warp_strength)
     parser.add_argument("--candidates", type=int, default=CandidateSettings.count)
+    parser.add_argument("--spread", type=float, default=CandidateSettings.spread)
     parser.add_argument("--full", action="store_true", help="keep float32 weights")
     args = parser.parse_args()
+    fusion, candidates = (
+        FusionSettings(warp_strength=args.warp),
+        CandidateSettings(count=args.candidates, spread=args.spread),
+    )
+    if weights_format(args.gie_export) == FUSION_FORMAT:
+        _, stored = load_fusion_model(args.gie_export)
+        gie = GIEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["gie"].items()})
+        settings = fusion_settings(gie, stored["priors"], fusion, candidates)
+        with safe_open(str(args.gie_export), "pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        tmp = args.out.with_name(f".{args.out.name}.part")
+        save_file(tensors, str(tmp), metadata={"format": FUSION_FORMAT, "config": json.dumps(settings)})
+        tmp.replace(args.out)
+        print(f"wrote {args.out} with new settings ({args.out.stat().st_size / 1e6:.1f} MB)")
+        return
     config = read_g2face_config(args.gie_export)
     if config.name != "lite":
         raise SystemExit(f"{args.gie_export} is a {config.name!r} network; g2face-lite needs a lite GIE")
-    settings = fusion_settings(
-        config.gie, "lite", FusionSettings(warp_strength=args.warp), CandidateSettings(count=args.candidates)
-    )
+    settings = fusion_settings(config.gie, "lite", fusion, candidates)
     save_fusion_model(load_file(str(args.gie_export)), settings, args.out, half=not args.full)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
 

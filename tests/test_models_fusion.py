@@ -19,6 +19,7 @@ from g2face.models.fusion import (
     fit_render_to_original,
     fuse_face,
     mesh_warp,
+    render_face_mask,
     skin_mask,
     transfer_colour,
 )
@@ -247,3 +248,24 @@ def test_candidate_scores_from_the_estimator_keep_gender_by_side_and_age_by_gap(
     assert old_same_side.same_gender and old_same_side.age_gap == pytest.approx(32)
     settings = CandidateSettings()
     assert not young_other_side.acceptable(settings) and not old_same_side.acceptable(settings)
+
+
+def test_only_the_rendered_face_is_pasted_not_its_background_or_fringe():
+    points = _mean_face()
+    render = np.full((256, 256, 3), (40, 60, 90), np.uint8)  # dark background around the face
+    hull = cv2.convexHull(np.round(points[:NUM_MESH_POINTS]).astype(np.int32))
+    cv2.fillConvexPoly(render, hull, (200, 150, 125))  # skin
+    top = int(points[:NUM_MESH_POINTS, 1].min())
+    brow_top = int(min(points[i, 1] for polygon in KEEP_REGIONS["brows"] for i in polygon))
+    fringe = (slice(top, brow_top - 6), slice(100, 140))
+    render[fringe] = (70, 45, 30)  # a fringe of dark hair over the middle of the forehead
+    settings = FusionSettings()
+    face = render_face_mask(render, points, skin_mask(points, render), settings)
+    inside = cv2.pointPolygonTest(hull, (128.0, 150.0), False) > 0
+    assert inside and face[150, 128] > 0.99  # the middle of the face is pasted
+    assert face[5, 5] == 0 and face[250, 128] == 0  # outside its mesh: its background
+    assert face[fringe].mean() < 0.2  # its hair on the forehead is not
+    cheek = np.round(points[50]).astype(int)
+    assert face[cheek[1], cheek[0]] > 0.99
+    off = render_face_mask(render, points, np.zeros((256, 256), bool), settings)
+    assert off[fringe].mean() > face[fringe].mean() + 0.5  # without skin statistics: the hull only

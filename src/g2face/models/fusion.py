@@ -99,6 +99,10 @@ class FusionSettings:
     """A kept region extends this far beyond its landmarks' hull, fully the original's."""
     keep_feather: float = 0.04
     """Width of the blend from a kept region (outside its grown hull) to the replaced face."""
+    render_only: bool = True
+    """Paste only what is the rendered face: not the render's background beside its cheeks (where
+    its face is narrower than the original's grown mask) nor its own hair on its forehead (a
+    fringe), which came out as dark strips and a second hairline (`render_face_mask`)."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.keep) - set(KEEP_REGIONS))
@@ -203,6 +207,50 @@ def keep_region_mask(points: np.ndarray, size: int, settings: FusionSettings) ->
     return (1 - t * t * (3 - 2 * t)).astype(np.float32)
 
 
+HAIR_DISTANCE = 2.5
+"""A forehead pixel of a render further than this many of its skin's standard deviations (Lab,
+lightness and colour together) from its skin's mean is its hair, not skin."""
+
+
+def render_face_mask(
+    render: np.ndarray, points: np.ndarray, skin: np.ndarray, settings: FusionSettings
+) -> np.ndarray:
+    """Soft mask [S, S] in [0, 1] of what is face in a rendered crop (uint8 RGB) with its mesh
+    `points` (crop pixels) and bare-skin mask `skin`: its mesh hull, eased to 0 over the fusion's
+    feather width inside the hull's edge, minus its hair on the forehead (pixels above the brows
+    whose colour is far from its skin's)."""
+    size = render.shape[0]
+    mesh = points[:NUM_MESH_POINTS, :2]
+    width = face_width(mesh)
+    hull = (_polygon_mask(mesh, size) > 0.5).astype(np.uint8)
+    feather = max(1.0, settings.mask_feather * width)
+    inside = cv2.distanceTransform(hull, cv2.DIST_L2, 5)
+    t = np.clip(inside / feather, 0, 1)
+    face = t * t * (3 - 2 * t)
+    if skin.sum() < 16:
+        return face.astype(np.float32)
+    lab = cv2.cvtColor(render, cv2.COLOR_RGB2LAB).astype(np.float32)
+    mean, std = lab[skin].mean(0), lab[skin].std(0) + 2.0
+    distance = np.sqrt((((lab - mean) / std) ** 2).sum(-1))
+    # The forehead: above the brows' lower edge, the brows themselves (grown) left out.
+    brows = [points[i, :2] for polygon in KEEP_REGIONS["brows"] for i in polygon]
+    brow_bottom = max(p[1] for p in brows)
+    forehead = np.zeros((size, size), np.uint8)
+    forehead[: max(0, int(brow_bottom))] = 1
+    grow = max(1, int(round(0.02 * width)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    brow_mask = np.zeros((size, size), np.uint8)
+    for polygon in KEEP_REGIONS["brows"]:
+        brow_mask |= (_polygon_mask(points[list(polygon), :2], size) > 0.5).astype(np.uint8)
+    forehead &= 1 - cv2.dilate(brow_mask, kernel, iterations=2)
+    hair = ((distance > HAIR_DISTANCE) & (forehead > 0) & (hull > 0)).astype(np.uint8)
+    # Opened (a stray dark pixel or a wrinkle is not a fringe), then grown and softened.
+    small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    hair = cv2.dilate(cv2.morphologyEx(hair, cv2.MORPH_OPEN, small), kernel, iterations=2)
+    hair = cv2.GaussianBlur(hair.astype(np.float32), (0, 0), max(1.0, 0.02 * width))
+    return (face * (1 - np.clip(hair, 0, 1))).astype(np.float32)
+
+
 def skin_mask(points: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Boolean mask of the bare skin of the face in `image` (uint8 RGB crop) with mesh `points`
     [N, 2] in its pixels: the shrunk mesh hull below the hairline minus eyes, brows and mouth, and
@@ -304,10 +352,13 @@ def fuse_face(
     moved = aligned_points + settings.warp_strength * (original_points[:, :2] - aligned_points)
     region = face_region_mask(original_points, size, settings)
     width = face_width(original_points)
+    render_skin = skin_mask(moved, warped)
+    if settings.render_only:
+        region = region * render_face_mask(warped, moved, render_skin, settings)
     coloured = transfer_colour(
         warped,
         original,
-        skin_mask(moved, warped),
+        render_skin,
         skin_mask(original_points, original),
         region,
         width,
