@@ -159,3 +159,14 @@ def test_shipped_generator_parity(runtime):
     with torch.no_grad():
         want, got = reference(wplus), generator(wplus)
     assert (got.clamp(-1, 1) - want.clamp(-1, 1)).abs().max() <= PARITY
+
+
+def test_cli_offers_the_same_backends():
+    from click.testing import CliRunner
+
+    from g2face.cli import cli
+    from g2face.cli.options import BACKENDS
+
+    assert BACKENDS == backends.CHOICES
+    result = CliRunner().invoke(cli, ["anonymize", "x.jpg", "-o", "out", "--backend", "tensorrt"])
+    assert result.exit_code == 2 and "'tensorrt' is not one of" in result.output
