@@ -87,3 +87,29 @@ def test_protocol_input_checks_and_drawing(detector, fixtures_dir):
     image = read_image(fixtures_dir / "astronaut.png").rgb
     drawn = draw_detections(image, detector.detect(image))
     assert drawn.shape == image.shape and (drawn != image).any() and image is not drawn
+
+
+def test_guided_full_resolution_pass_finds_the_small_faces(fixtures_dir):
+    """With `candidate_threshold`, full-resolution tiles are scanned only around weak responses of
+    the level above: faces about 20 px wide in a 2600 px canvas (10 px, too small, at the level
+    above) are still all found, with fewer network calls."""
+    portrait = read_image(fixtures_dir / "grace_hopper.jpg").rgb
+    small = cv2.resize(portrait, (48, 56), interpolation=cv2.INTER_AREA)
+    canvas = np.full((1800, 2600, 3), 90, np.uint8)
+    corners = [(550, 100), (2300, 120), (1200, 800), (470, 1500)]
+    for x, y in corners:
+        canvas[y : y + 56, x : x + 48] = small
+    exhaustive = YuNetDetector(tile_size=640)
+    guided = YuNetDetector(tile_size=640, candidate_threshold=0.05)
+    calls = {}
+    for name, detector in (("exhaustive", exhaustive), ("guided", guided)):
+        run, calls[name] = detector._run, []
+        detector._run = lambda patch, run=run, seen=calls[name]: seen.append(patch.shape) or run(patch)
+    want, got = exhaustive.detect(canvas), guided.detect(canvas)
+    assert len(got) == len(want) == len(corners)
+    assert max(f.box[2] - f.box[0] for f in got) < 30  # small enough to need the full-resolution level
+    assert len(calls["guided"]) < len(calls["exhaustive"])
+    with pytest.raises(ValueError, match="candidate_threshold"):
+        YuNetDetector(candidate_threshold=0.9)
+    with pytest.raises(ValueError, match="tile_size"):
+        YuNetDetector(tile_size=320)

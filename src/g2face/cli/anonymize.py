@@ -10,7 +10,7 @@ import click
 from tqdm.auto import tqdm
 
 from g2face import hub
-from g2face.cli.options import validate_device
+from g2face.cli.options import backend_option, validate_device
 from g2face.io import ImageWriteError, check_output_free, expand_inputs, printable, write_json
 from g2face.payload import PASSWORD_ENV, Secret, SecretError, resolve_secret
 
@@ -53,6 +53,7 @@ def _common_options(command):
         type=click.Path(dir_okay=False, path_type=Path),
         help="Write a JSON report: every input, every face and what was done.",
     )
+    @backend_option
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         return command(*args, **kwargs)
@@ -70,14 +71,18 @@ def _resolve(sources: tuple[str | None, str | None, str | None], confirm: bool) 
         raise click.UsageError(str(e)) from None
 
 
-def _pipeline(model: str, device: str, **options):
+def _pipeline(model: str, device: str, backend: str = "torch", **options):
     from g2face.models.zoo import ModelNotAvailableError
     from g2face.pipeline.g2face import G2FacePipeline
+    from g2face.priors.backends import BackendError, use_backend
 
     try:
-        return G2FacePipeline.from_pretrained(model, device=device, **options)
-    except (ModelNotAvailableError, hub.HubError) as e:
+        pipeline = G2FacePipeline.from_pretrained(model, device=device, **options)
+        # a classic filter (--method blur, ...) renders recoveries with its identity source's generator
+        use_backend(getattr(pipeline.model, "source", pipeline.model), backend)
+    except (ModelNotAvailableError, hub.HubError, BackendError) as e:
         raise click.ClickException(printable(str(e))) from None
+    return pipeline
 
 
 def _run(job, inputs: tuple[str, ...], describe, report_path: Path | None, force: bool) -> None:
@@ -260,6 +265,7 @@ def anonymize(
     fmt,
     force,
     report,
+    backend,
     method,
     seed,
     no_container,
@@ -292,6 +298,8 @@ def anonymize(
     selective = keep or exempt_refs or only_refs or min_face or review
     secret = _resolve(secret_sources, confirm=True)
     if _one_video(inputs):
+        if backend != "torch":
+            raise click.UsageError("--backend works on images; a video runs the generator in PyTorch")
         if selective:
             raise click.UsageError(
                 "--keep, --exempt, --only, --min-face and --review work on images, not on a video"
@@ -325,7 +333,7 @@ def anonymize(
             "the person may stay recognisable",
             err=True,
         )
-    pipeline = _pipeline(model, device, method=method, carriers=carriers, model_options=options)
+    pipeline = _pipeline(model, device, backend, method=method, carriers=carriers, model_options=options)
     if keep and getattr(pipeline.model, "fusion", None) is None:
         raise click.UsageError(f"--keep needs a geometric-fusion model (g2face-lite); {model} is not one")
     selector = _selector(pipeline, exempt_refs, only_refs, device)
@@ -368,7 +376,7 @@ def anonymize(
 )
 @_secret_options
 def recover(
-    inputs, output, model, device, fmt, force, report, allow_unverified, refine, secret_sources
+    inputs, output, model, device, fmt, force, report, backend, allow_unverified, refine, secret_sources
 ) -> None:
     """Bring back the original faces of images anonymized by g2face.
 
@@ -381,6 +389,8 @@ def recover(
 
     secret = _resolve(secret_sources, confirm=False)
     if _one_video(inputs):
+        if backend != "torch":
+            raise click.UsageError("--backend works on images; a video runs the generator in PyTorch")
         from g2face.cli.video import recover_video_command
 
         return recover_video_command(
@@ -393,7 +403,7 @@ def recover(
             report=report,
             force=force,
         )
-    pipeline = _pipeline(model, device)
+    pipeline = _pipeline(model, device, backend)
     _run(
         lambda expanded, show: recover_files(
             pipeline,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from g2face.cli.options import backend_option
+
 _METHODS_HELP = "Comma-separated methods (none, blur, pixelate, box, …)."
 
 
@@ -82,6 +84,7 @@ def _batch_sizes(value: str) -> tuple[int, ...]:
     "--height", type=click.IntRange(min=16), help="With --video: resize frames to this height (e.g. 720)."
 )
 @click.option("--device", default="cpu", show_default=True)
+@backend_option
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--batches",
@@ -97,7 +100,9 @@ def _batch_sizes(value: str) -> tuple[int, ...]:
     help="Also write the table as JSON.",
 )
 @click.pass_context
-def bench(ctx, methods, photo, model, video, frames, height, device, repeats, batches, json_path) -> None:
+def bench(
+    ctx, methods, photo, model, video, frames, height, device, backend, repeats, batches, json_path
+) -> None:
     """Milliseconds per face (batch 1 and 8) and peak memory of every stage, and of the whole
     pipeline on a 12-megapixel photo with several faces (needs --photo).
 
@@ -116,6 +121,7 @@ def bench(ctx, methods, photo, model, video, frames, height, device, repeats, ba
     from g2face.evaluation.bench import bench as run_bench
     from g2face.evaluation.settings import parse_methods
     from g2face.models.zoo import ModelNotAvailableError
+    from g2face.priors.backends import BackendError
     from g2face.types import InputError
 
     spec: list = [m.strip() for m in methods.split(",") if m.strip()]
@@ -131,11 +137,23 @@ def bench(ctx, methods, photo, model, video, frames, height, device, repeats, ba
         image = bench_photo(photo)
     except (ValueError, InputError) as e:
         raise click.UsageError(str(e)) from None
-    timings = run_bench(
-        anonymizers, YuNetDetector(device=device), image, device=device, batches=batches, repeats=repeats
+    try:
+        timings = run_bench(
+            anonymizers,
+            YuNetDetector(device=device),
+            image,
+            device=device,
+            batches=batches,
+            repeats=repeats,
+            backend=backend,
+        )
+    except BackendError as e:
+        raise click.UsageError(str(e)) from None
+    env = environment(device, backend)
+    click.echo(
+        f"device {env['device']}, {env['threads']} threads, torch {env['torch']}, generator on {backend}, "
+        f"load average {env['load_average']:.1f}"
     )
-    env = environment(device)
-    click.echo(f"device {env['device']}, {env['threads']} threads, torch {env['torch']}")
     click.echo(f"{'subject':10} {'stage':42} {'batch':>5} {'ms/item':>9} {'peak MB':>8}")
     for t in timings:
         click.echo(f"{t.subject:10} {t.stage:42} {t.batch:5d} {t.ms_per_item:9.1f} {t.peak_memory_mb:8.0f}")

@@ -6,6 +6,9 @@ import re
 
 import click
 
+BACKENDS = ("torch", "onnxruntime", "openvino", "auto")
+"""`g2face.priors.backends.CHOICES`, written out so that the CLI imports no torch to show its help."""
+
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 
 
@@ -15,3 +18,15 @@ def validate_device(ctx: click.Context, param: click.Parameter, value: str) -> s
     if not _DEVICE.fullmatch(value):
         raise click.BadParameter(f"{value!r} is not a device; use cpu, cuda, cuda:N or mps")
     return value
+
+
+def backend_option(command):
+    """`--backend`: where the generator runs (g2face.priors.backends)."""
+    return click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        default="torch",
+        show_default=True,
+        help="Run the generator in PyTorch, or its exported graph in ONNX Runtime or OpenVINO "
+        "(pip install 'g2face[runtime]'); auto: the fastest here, measured once and cached.",
+    )(command)

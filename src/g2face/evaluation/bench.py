@@ -3,6 +3,7 @@ the whole face pipeline on a 12-megapixel photo with several faces."""
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import time
@@ -25,6 +26,7 @@ from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import Secret, kdf
 from g2face.payload.codec import SALT_BYTES
 from g2face.pipeline.g2face import G2FacePipeline, default_batch_size
+from g2face.priors.backends import use_backend
 
 
 @dataclass(frozen=True)
@@ -164,8 +166,14 @@ def bench(
     device: str = "cpu",
     batches: Sequence[int] = (1, 8),
     repeats: int = 3,
+    backend: str = "torch",
 ) -> list[Timing]:
+    """`backend`: where each model's generator runs (g2face.priors.backends)."""
     dev = torch.device(device)
+    for method in methods:
+        model = getattr(method, "model", None)
+        if model is not None:
+            use_backend(model, backend)
     threads = torch.get_num_threads()
     out: list[Timing] = []
 
@@ -250,12 +258,14 @@ def bench(
     return out
 
 
-def environment(device: str) -> dict:
+def environment(device: str, backend: str = "torch") -> dict:
     return {
         "device": device if device == "cpu" else torch.cuda.get_device_name(torch.device(device)),
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "backend": backend,
+        "load_average": os.getloadavg()[0],
     }
 
 
