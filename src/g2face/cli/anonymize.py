@@ -74,12 +74,10 @@ def _resolve(sources: tuple[str | None, str | None, str | None], confirm: bool) 
 def _pipeline(model: str, device: str, backend: str = "torch", **options):
     from g2face.models.zoo import ModelNotAvailableError
     from g2face.pipeline.g2face import G2FacePipeline
-    from g2face.priors.backends import BackendError, use_backend
+    from g2face.priors.backends import BackendError
 
     try:
-        pipeline = G2FacePipeline.from_pretrained(model, device=device, **options)
-        # a classic filter (--method blur, ...) renders recoveries with its identity source's generator
-        use_backend(getattr(pipeline.model, "source", pipeline.model), backend)
+        pipeline = G2FacePipeline.from_pretrained(model, device=device, backend=backend, **options)
     except (ModelNotAvailableError, hub.HubError, BackendError) as e:
         raise click.ClickException(printable(str(e))) from None
     return pipeline

@@ -165,15 +165,19 @@ class G2FacePipeline:
         device: str = "cpu",
         method: str = "g2face",
         model_options: dict | None = None,
+        backend: str = "torch",
         **kwargs,
     ):
         """A pipeline around a named model of the zoo or a weights file written by training;
         `method` blur / pixelate / box keeps that model's carriers and recovery renderer but
         anonymizes with the classic filter ("reversible blur"). `model_options` go to
-        `g2face.models.zoo.load_model` (fusion / candidate settings, attributes)."""
+        `g2face.models.zoo.load_model` (fusion / candidate settings, attributes). `backend` runs
+        the generator in PyTorch or a graph runtime (`g2face.priors.backends`: torch,
+        onnxruntime, openvino, auto)."""
         from g2face.models.zoo import load_model
+        from g2face.priors.backends import use_backend
 
-        model = load_model(name_or_path, device=device, **(model_options or {}))
+        model = use_backend(load_model(name_or_path, device=device, **(model_options or {})), backend)
         if method != "g2face":
             model = ClassicAnonymizer(method, model)
         return cls(model, device=device, **kwargs)
