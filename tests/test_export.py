@@ -48,6 +48,8 @@ def test_cli_exports_every_network_with_a_manifest_and_onnxruntime_parity(tmp_pa
     manifest = json.loads((out / "manifest.json").read_text())
     names = {e["name"] for e in manifest["networks"]}
     assert names == {"generator", "gie_dummy", "gie_styles", "identity", "geometry"}
+    assert manifest["candidates"]["spread"] == 1.5  # how dummies' W+ are used: the shipped setting
+    assert manifest["fusion"]["render_only"] is True
     for entry in manifest["networks"]:
         data = (out / entry["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]

@@ -18,6 +18,7 @@ Every file is checked against its PyTorch module with ONNX Runtime when it is in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -124,7 +125,9 @@ def default_graphs(model: FusionAnonymizer, batch: int = 2) -> list[Graph]:
             ("wplus",),
             f"identity [B, {config.identity_dim}] (dummy, or a decoded SFace embedding for recovery), "
             f"geometry [B, {geometry_dim}] = shape ⊕ expression ⊕ pose of the original face, with the "
-            "shape part set to the model's average face (FusionAnonymizer.geometry_vector) → W+",
+            "shape part set to the model's average face (FusionAnonymizer.geometry_vector) → W+; a "
+            "dummy's W+ is then lerp(W+ of the average identity (style_mlp.input_mean), its W+, "
+            "candidates.spread), a decoded identity's is used as it is",
             {"identity": both, "geometry": both, "wplus": both},
         ),
         Graph(
@@ -258,6 +261,9 @@ def export_onnx(
             "opset": OPSET,
             "image_size": model.image_size,
             "parity_checked_with": "onnxruntime" if check else None,
+            # How the graphs are used: candidate count, spread, similarity bar; fusion knobs.
+            "candidates": dataclasses.asdict(model.candidates),
+            "fusion": dataclasses.asdict(model.fusion),
             "networks": entries,
             "not_networks": (
                 "face detection (YuNet, OpenCV), alignment and paste-back (g2face.align), the geometric "
