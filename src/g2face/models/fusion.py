@@ -102,7 +102,8 @@ class FusionSettings:
     render_only: bool = True
     """Paste only what is the rendered face: not the render's background beside its cheeks (where
     its face is narrower than the original's grown mask) nor its own hair on its forehead (a
-    fringe), which came out as dark strips and a second hairline (`render_face_mask`)."""
+    fringe), which came out as dark strips and a second hairline (`render_face_mask`); the
+    original's pixels fill those places inside the replaced region."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.keep) - set(KEEP_REGIONS))
@@ -353,8 +354,6 @@ def fuse_face(
     region = face_region_mask(original_points, size, settings)
     width = face_width(original_points)
     render_skin = skin_mask(moved, warped)
-    if settings.render_only:
-        region = region * render_face_mask(warped, moved, render_skin, settings)
     coloured = transfer_colour(
         warped,
         original,
@@ -364,6 +363,11 @@ def fuse_face(
         width,
         settings,
     )
+    if settings.render_only:
+        # Where the render is not face, the crop carries the original's own (resampled) pixels: the
+        # replaced region, and with it the in-pixel payload's room, stays the original's mesh's.
+        face = render_face_mask(warped, moved, render_skin, settings)[..., None]
+        coloured = np.clip(np.rint(coloured * face + original * (1 - face)), 0, 255).astype(np.uint8)
     alpha = region[..., None]
     preview = np.clip(np.rint(original * (1 - alpha) + coloured * alpha), 0, 255).astype(np.uint8)
     return FusedFace(coloured, region, preview)
