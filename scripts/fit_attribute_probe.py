@@ -64,7 +64,8 @@ def main() -> None:
             identity = model.dummy_identities(list(range(start, start + len(bank["w"][part]))), torch.float32)
             mean_shape = torch.zeros_like(bank["shape"][part])  # replaced by the average face below
             geometry = Geometry(mean_shape, bank["expression"][part], bank["pose"][part], torch.empty(0))
-            faces = model.generator(model.gie.styles(identity, model.geometry_vector(geometry))).clamp(-1, 1)
+            # As the anonymizer renders its candidates: spread away from the average identity.
+            faces = model._render(identity, model.geometry_vector(geometry), model.candidates.spread)
         else:
             identity = bank["identity"][part]
             faces = generator(broadcast_w(generator, bank["w"][part])).clamp(-1, 1)

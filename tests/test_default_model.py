@@ -6,6 +6,7 @@ anonymize, both recovery carriers, keys, determinism, the CLI. Needs the cached 
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -128,6 +129,12 @@ def test_cli_anonymize_recover_and_a_photo_without_a_face(tmp_path, photo):
                                  str(tmp_path / "r.json")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "1 face anonymized" in result.output
+    # The report gives the apparent gender and age the anonymizer estimated, original and fake.
+    (face,) = json.loads((tmp_path / "r.json").read_text())["inputs"][0]["faces"]
+    estimated = face["apparent_attributes"]
+    assert estimated["estimator"] == "dlib-cydral"
+    for side in ("original", "anonymized"):
+        assert 0 <= estimated[side]["male_probability"] <= 1 and 0 < estimated[side]["age"] < 110
     result = runner.invoke(cli, ["recover", str(anon), "-o", str(back), "--key-file", str(key)])
     assert result.exit_code == 0, result.output
     assert "exactly (container)" in result.output

@@ -28,6 +28,10 @@ class AnonymizedFaces:
     ellipse of `g2face.align.face_mask`)."""
     similarities: tuple[float, ...] | None = None
     """Identity cosine of each anonymized face to its original (the anonymizer's own recognizer)."""
+    attributes: tuple[dict | None, ...] | None = None
+    """Per face, when the anonymizer estimated them: the apparent gender and age of the original
+    and of the face put in its place, `{"estimator", "original": {"male_probability", "age"},
+    "anonymized": {...}}`."""
 
 
 @dataclass(frozen=True, eq=False)

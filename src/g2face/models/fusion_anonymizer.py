@@ -67,6 +67,8 @@ class CandidateScore:
     gender_gap: float = 0.0  # |P(male) candidate - P(male) original|
     age_gap: float = 0.0  # |age candidate - age original|, years
     same_gender: bool = True  # both on the same side of P(male) = 0.5
+    male_probability: float | None = None  # the candidate's own estimates (for the report)
+    age: float | None = None
 
     def cost(self, settings: CandidateSettings) -> float:
         age_excess = max(0.0, self.age_gap - settings.age_tolerance)
@@ -161,12 +163,14 @@ class FusionAnonymizer(nn.Module):
         return self.gie.dummy_identity(torch.stack(z).to(self._device(), dtype))
 
     def _render(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
-        """Identities [N, D] rendered at one geometry [1, G]; `spread` scales each W+ away from the
-        average identity's (`CandidateSettings.spread`)."""
-        wplus = self.gie.styles(identities, geometry_vector.expand(len(identities), -1))
+        """Identities [N, D] rendered at one geometry [1, G] or one each [N, G]; `spread` scales
+        each W+ away from the average identity's at the same geometry (`CandidateSettings.spread`)."""
+        n = len(identities)
+        geometry_vector = geometry_vector.expand(n, -1)
+        wplus = self.gie.styles(identities, geometry_vector)
         if spread != 1.0:
             mean = self.gie.style_mlp.input_mean[: self.gie.config.identity_dim].to(identities)
-            centre = self.gie.styles(mean[None], geometry_vector)
+            centre = self.gie.styles(mean.expand(n, -1), geometry_vector)
             wplus = torch.lerp(centre, wplus, spread)
         return self.generator(wplus).clamp(-1, 1)
 
@@ -214,6 +218,8 @@ class FusionAnonymizer(nn.Module):
                 gender_gap=abs(float(p) - male),
                 age_gap=abs(float(a) - age),
                 same_gender=(float(p) >= 0.5) == (male >= 0.5),
+                male_probability=float(p),
+                age=float(a),
             )
             for s, p, a in zip(similarity, found.male_probability, found.age, strict=True)
         ]
@@ -250,7 +256,7 @@ class FusionAnonymizer(nn.Module):
             reference_attributes = [
                 (float(p), float(a)) for p, a in zip(found.male_probability, found.age, strict=True)
             ]
-        chosen_crops, chosen_masks, scores, rendered_seeds = [], [], [], []
+        chosen_crops, chosen_masks, scores, rendered_seeds, attributes = [], [], [], [], []
         settings = self.candidates
         for i in range(n):
             pool: list[tuple[CandidateScore, FusedFace, int]] = []
@@ -282,6 +288,7 @@ class FusionAnonymizer(nn.Module):
             else:
                 score, face, rendered = min(pool, key=lambda c: c[0].similarity)
             scores.append(score.similarity)
+            attributes.append(self._attribute_report(reference_attributes[i], score))
             rendered_seeds.append(rendered)
             chosen_crops.append(face.crop)
             chosen_masks.append(face.mask)
@@ -294,7 +301,17 @@ class FusionAnonymizer(nn.Module):
             tuple(rendered_seeds),
             masks=np.stack(chosen_masks),
             similarities=tuple(scores),
+            attributes=tuple(attributes),
         )
+
+    def _attribute_report(self, reference, score: CandidateScore) -> dict | None:
+        if reference is None or score.male_probability is None:
+            return None
+        return {
+            "estimator": getattr(self.attributes, "name", type(self.attributes).__name__),
+            "original": {"male_probability": round(reference[0], 3), "age": round(reference[1], 1)},
+            "anonymized": {"male_probability": round(score.male_probability, 3), "age": round(score.age, 1)},
+        }
 
     def _refine(self, wplus: Tensor, identities: Tensor, steps: int, lr: float = 0.02) -> Tensor:
         """`steps` of Adam on W+ towards the given identities (SFace cosine) while the render keeps

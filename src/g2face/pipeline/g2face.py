@@ -76,6 +76,7 @@ class AnonymizedFace:
     pixel_payload: bool  # whether the face's own pixels carry its encrypted identity
     similarity: float | None = None  # identity cosine to the original (the anonymizer's recognizer)
     method: str = "g2face"  # what replaced it: the model, or a classic filter (blur, pixelate, box)
+    attributes: dict | None = None  # apparent gender and age, original and fake (AnonymizedFaces)
 
 
 FaceAction = Literal["anonymized", "exempt", "small-face fallback"]
@@ -294,6 +295,7 @@ class G2FacePipeline:
         bits = [b for o in outputs for b in o.bits.cpu().numpy().astype(np.uint8)]
         dummy_seeds = [s for o in outputs for s in o.dummy_seeds]
         similarities = [s for o in outputs for s in (o.similarities or [None] * len(o.salts))]
+        attributes = [a for o in outputs for a in (o.attributes or [None] * len(o.salts))]
         carried = [False] * len(result.faces)
         carrier = self.pixel_carrier
         if model.payload_in_crops:
@@ -310,8 +312,10 @@ class G2FacePipeline:
                 carried[i] = True
         method = getattr(model, "method", "g2face")
         faces = [
-            AnonymizedFace(r.detection, s, r.footprint, c, sim, method)
-            for r, s, c, sim in zip(result.faces, dummy_seeds, carried, similarities, strict=True)
+            AnonymizedFace(r.detection, s, r.footprint, c, sim, method, a)
+            for r, s, c, sim, a in zip(
+                result.faces, dummy_seeds, carried, similarities, attributes, strict=True
+            )
         ]
         return composed, faces
 
@@ -499,6 +503,8 @@ def decision_json(decision: FaceDecision, container: bool) -> dict:
             "identity_similarity": None if face.similarity is None else round(face.similarity, 4),
             "carriers": (["pixel"] if face.pixel_payload else []) + (["container"] if container else []),
         }
+        if face.attributes is not None:
+            entry["apparent_attributes"] = face.attributes
     return entry
 
 
