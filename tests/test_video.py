@@ -448,3 +448,31 @@ def test_small_faces_get_the_filter_and_no_dummy_search(clip, secret):
 def test_a_small_face_stays_filtered_until_clearly_above_the_threshold():
     assert is_small_face(39, 40, was_small=False) and not is_small_face(41, 40, was_small=False)
     assert is_small_face(45, 40, was_small=True) and not is_small_face(47, 40, was_small=True)
+
+
+def test_cli_small_face_filter_is_reported(tmp_path, clip, pipeline):
+    from g2face.cli.video import MAX_RE_SEARCHES, MIN_FACE
+
+    assert (DummyPolicy.min_face, DummyPolicy.max_re_searches) == (MIN_FACE, MAX_RE_SEARCHES)
+    weights = tmp_path / "tiny.safetensors"
+    save_g2face(pipeline.model.net, weights)
+    key = tmp_path / "key"
+    key.write_bytes(bytes(range(32)))
+    key.chmod(0o600)
+    out, report = tmp_path / "anon.mp4", tmp_path / "report.json"
+    args = ["video", "anonymize", str(clip), "-o", str(out), "--model", str(weights), "--key-file", str(key)]
+    options = [
+        "--min-face",
+        str(10 * FACE),
+        "--small-faces",
+        "pixelate",
+        "--no-container",
+        "--report",
+        str(report),
+    ]
+    result = CliRunner().invoke(cli, [*args, *options])
+    assert result.exit_code == 0, result.output
+    document = json.loads(report.read_text())
+    assert document["details"]["dummies"]["min_face"] == 10 * FACE
+    assert sum(t["frames_small_face_filter"] for t in document["tracks"]) == document["face_frames"] > 0
+    assert "small ones with the pixelate filter" in result.output
