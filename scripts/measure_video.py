@@ -65,6 +65,11 @@ def main() -> None:
     parser.add_argument("--re-search-after", type=int, default=DummyPolicy.re_search_after)
     parser.add_argument("--min-face", type=float, default=DummyPolicy.min_face)
     parser.add_argument("--small-faces", default=DummyPolicy.small_faces)
+    parser.add_argument(
+        "--clip-salt",
+        type=bytes.fromhex,
+        help="The clip salt as hex (16 bytes): fixes the tracks' dummies, so runs compare like for like.",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -80,7 +85,9 @@ def main() -> None:
         min_face=args.min_face,
         small_faces=args.small_faces,
     )
-    tracked = VideoAnonymizer(pipe, secret, rate=float(info.rate or 25), dummies=dummies)
+    tracked = VideoAnonymizer(
+        pipe, secret, rate=float(info.rate or 25), dummies=dummies, clip_salt=args.clip_salt
+    )
     per_frame_pipe = G2FacePipeline.from_pretrained(args.model, method=args.method, carriers=carriers)
 
     def embed(images: list[np.ndarray], detections) -> torch.Tensor:
@@ -167,6 +174,7 @@ def main() -> None:
         "tracks": len(tracked.tracker.all_tracks()),
         "fail_closed_events": fail_closed,
         "dummies": vars(dummies) | {"similarity_bound": tracked.similarity_bound},
+        "clip_salt": tracked.clip_salt.hex(),
         "re_searches": re_searches,
         "original_flicker": _stats([v for _, v in original_flicker]),
         "throughput": {
