@@ -62,22 +62,25 @@ class FailClosedPolicy:
 
 @dataclass(frozen=True)
 class DummyPolicy:
-    """How a track's fake face is chosen after its first frame (docs/video.md, "Leak").
+    """How a track's fake face is renewed or replaced by a filter (docs/video.md, "Leak").
 
     Re-search: when the anonymizer's own identity cosine between a track's render and its original
     (`AnonymizedFace.similarity`) stays above `max_similarity` (default: the model's acceptance
     bound, `model.candidates.max_similarity`; no re-search for a model without one) for
     `re_search_after` consecutive frames, the candidate search runs again on that frame from the
     track's next keyed seed (`kdf.dummy_seed(master, track, attempt)`), and the track switches to
-    the new dummy from the next frame on if it is at least `min_gain` further from the original on
-    the same frame. At most `max_re_searches` per track: each switch is one identity change.
+    the new dummy from the next frame on if it is at least `min_gain` (about twice SFace's
+    frame-to-frame jitter) further from the original on the same frame. At most `max_re_searches`
+    per track: each switch is one identity change. Off by default: with SFace as the judge it did
+    not lower FaceNet's leak rate on d3 or hamilton (docs/video.md, "Re-search").
 
     Small faces: a track narrower than `min_face` pixels (its smoothed box) gets the classic
     `small_faces` filter instead of the model, until it is `SMALL_FACE_HYSTERESIS` × wider (no
-    flipping between the two at the threshold)."""
+    flipping between the two at the threshold). Off by default: the model's leak does not rise on
+    small faces (docs/video.md, "Small faces"); the filter serves a stricter policy."""
 
     re_search_after: int = 3
-    max_re_searches: int = 2
+    max_re_searches: int = 0
     min_gain: float = 0.05
     max_similarity: float | None = None
     min_face: float = 0.0
