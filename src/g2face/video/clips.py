@@ -303,7 +303,7 @@ class VideoAnonymizer:
         for `re_search_after` frames searches again from its next keyed seed on this frame's
         original, and takes the new dummy from the next frame on if it is further from the original
         (by `min_gain`). This frame keeps the render already made: the search's image is not used."""
-        if self.similarity_bound is None:
+        if self.similarity_bound is None or self.dummies.max_re_searches == 0:
             return []
         due = []
         for f in active:
