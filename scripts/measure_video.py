@@ -36,7 +36,7 @@ from g2face.nn.crops import crops_to_tensor
 from g2face.payload import Secret
 from g2face.pipeline.g2face import CarrierSettings, G2FacePipeline
 from g2face.priors.facenet import FaceNetEncoder
-from g2face.video import VideoAnonymizer
+from g2face.video import DummyPolicy, VideoAnonymizer
 from g2face.video.tracking import iou
 
 
@@ -59,6 +59,17 @@ def main() -> None:
     parser.add_argument(
         "--per-frame-limit", type=int, help="Run the per-frame baseline on the first N frames only (slow)."
     )
+    parser.add_argument(
+        "--max-re-searches", type=int, default=DummyPolicy.max_re_searches, help="0: the dummy never changes."
+    )
+    parser.add_argument("--re-search-after", type=int, default=DummyPolicy.re_search_after)
+    parser.add_argument("--min-face", type=float, default=DummyPolicy.min_face)
+    parser.add_argument("--small-faces", default=DummyPolicy.small_faces)
+    parser.add_argument(
+        "--clip-salt",
+        type=bytes.fromhex,
+        help="The clip salt as hex (16 bytes): fixes the tracks' dummies, so runs compare like for like.",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -68,7 +79,15 @@ def main() -> None:
     facenet = FaceNetEncoder().eval()
     detector = YuNetDetector()
     info = probe_video(args.clip)
-    tracked = VideoAnonymizer(pipe, secret, rate=float(info.rate or 25))
+    dummies = DummyPolicy(
+        re_search_after=args.re_search_after,
+        max_re_searches=args.max_re_searches,
+        min_face=args.min_face,
+        small_faces=args.small_faces,
+    )
+    tracked = VideoAnonymizer(
+        pipe, secret, rate=float(info.rate or 25), dummies=dummies, clip_salt=args.clip_salt
+    )
     per_frame_pipe = G2FacePipeline.from_pretrained(args.model, method=args.method, carriers=carriers)
 
     def embed(images: list[np.ndarray], detections) -> torch.Tensor:
@@ -84,13 +103,16 @@ def main() -> None:
     previous: dict[str, dict] = {"tracked": {}, "per_frame": {}, "original": {}}
     timing = {"tracked_s": 0.0, "per_frame_s": 0.0, "face_frames": 0, "frames": 0, "per_frame_frames": 0}
     fail_closed = 0
-    per_face: list[list] = []  # tracked: frame, track, SFace cos (anonymizer's), FaceNet cos to original
+    # tracked: frame, track, SFace cos (anonymizer's), FaceNet cos to original, face width (px), method
+    per_face: list[list] = []
+    re_searches: list[dict] = []
     for frame in read_frames(args.clip, limit=args.limit):
         rgb = frame.rgb
         start = time.perf_counter()
         result = tracked.process(rgb, frame.index)
         timing["tracked_s"] += time.perf_counter() - start
         fail_closed += len(result.fail_closed)
+        re_searches += result.re_searches
         timing["face_frames"] += sum(f["state"] != "lost" for f in result.faces)
         timing["frames"] += 1
         runs = [("tracked", result.image, result.covered)]
@@ -122,8 +144,10 @@ def main() -> None:
                     rows[name]["unanonymized"] += 1
                 rows[name]["leak"].append(float(e_anon[i] @ e_orig[i]))
                 if name == "tracked":
-                    sface = next((f.get("similarity") for f in result.faces if f["track"] == key), None)
-                    per_face.append([frame.index, key, sface, round(rows[name]["leak"][-1], 4)])
+                    face = next((f for f in result.faces if f["track"] == key), {})
+                    leak = round(rows[name]["leak"][-1], 4)
+                    width, method = round(d.width, 1), face.get("method")
+                    per_face.append([frame.index, key, face.get("similarity"), leak, width, method])
                 x0, y0, x1, y1 = (int(max(0, v)) for v in d.box)
                 crop = image[y0:y1, x0:x1].astype(np.float32)
                 last = previous[name].get(key)
@@ -149,6 +173,9 @@ def main() -> None:
         "face_frames": timing["face_frames"],
         "tracks": len(tracked.tracker.all_tracks()),
         "fail_closed_events": fail_closed,
+        "dummies": vars(dummies) | {"similarity_bound": tracked.similarity_bound},
+        "clip_salt": tracked.clip_salt.hex(),
+        "re_searches": re_searches,
         "original_flicker": _stats([v for _, v in original_flicker]),
         "throughput": {
             "tracked_s_per_frame": round(timing["tracked_s"] / max(1, timing["frames"]), 3),

@@ -4,6 +4,7 @@ photos moving over a synthetic background, a sine tone as audio) with the tiny r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 
@@ -26,8 +27,8 @@ from g2face.payload import Secret  # noqa: E402
 from g2face.payload.carriers import open_container, seal_regions  # noqa: E402
 from g2face.pipeline.g2face import G2FacePipeline, UnverifiedRecoveryError  # noqa: E402
 from g2face.types import FaceDetection  # noqa: E402
-from g2face.video import FaceTracker, VideoAnonymizer, anonymize_video, recover_video  # noqa: E402
-from g2face.video.clips import landmarks_covered  # noqa: E402
+from g2face.video import DummyPolicy, FaceTracker, VideoAnonymizer, anonymize_video, recover_video  # noqa: E402
+from g2face.video.clips import is_small_face, landmarks_covered  # noqa: E402
 
 W, H, FPS, N = 320, 240, 25, 48
 HIDDEN_FROM = 20  # the second face leaves the picture at this frame
@@ -378,3 +379,100 @@ def test_the_tracker_restarts_its_filter_after_a_jump():
     sluggish.min_cutoff = sluggish.beta = 1e-3  # would lag far behind the jump
     jumped = tracker.update([det(20.0)], 5).faces[0]  # half a face width in one frame: IoU 0.33
     assert jumped.track.id == 0 and jumped.detection.box == det(20.0).box
+
+
+def _scripted_similarity(pipe: G2FacePipeline, first: float, searched_again: dict[int, float], calls: list):
+    """Make the tiny model report identity cosines: every render of a track's first dummy `first`,
+    a dummy found by a re-search the value `searched_again` gives for its keyed start seed."""
+    render = pipe.model.anonymize
+    chosen: dict[int, float] = {}  # rendered seed -> its cosine
+
+    def scripted(crops, secret, *, seeds=None, search=True, **kwargs):
+        calls.append((tuple(seeds), search))
+        out = render(crops, secret, seeds=seeds, search=search, **kwargs)
+        values = []
+        for seed in seeds:
+            if search:
+                chosen[seed] = searched_again.get(seed, first)
+            values.append(chosen[seed])
+        return dataclasses.replace(out, similarities=tuple(values))
+
+    pipe.model.anonymize = scripted
+
+
+@pytest.mark.parametrize("found", [0.2, 0.58])
+def test_a_track_above_the_bound_searches_again_and_switches_only_to_a_further_dummy(clip, secret, found):
+    """Both tracks stay at cosine 0.6 > 0.3: after 3 frames each searches again from its next keyed
+    seed; it switches (from the next frame on) only when the new dummy is further from the original
+    by `min_gain`, at most `max_re_searches` times, and every search is reported."""
+    pipe = G2FacePipeline(build_model(tiny_config()))
+    calls: list = []
+    video = VideoAnonymizer(
+        pipe,
+        secret,
+        seal=False,
+        dummies=DummyPolicy(re_search_after=3, max_re_searches=2, max_similarity=0.3),
+    )
+    retries = {video.track_seed(k, n): found for k in (0, 1) for n in (1, 2)}
+    _scripted_similarity(pipe, 0.6, retries, calls)
+    events = []
+    for frame in read_frames(clip, limit=10):
+        calls.clear()
+        events += video.process(frame.rgb, frame.index).re_searches
+    switched = found == 0.2
+    assert [(e["frame"], e["attempt"], e["switched"]) for e in events if e["track"] == 0] == (
+        [(2, 1, True)] if switched else [(2, 1, False), (5, 2, False)]
+    )
+    assert all(e["similarity_before"] == 0.6 and e["similarity_after"] == found for e in events)
+    first = video.track_seed(0)
+    later = {s for seeds, search in calls for s in seeds}  # frame 9: both tracks rendered as chosen
+    assert not any(search for _, search in calls)
+    assert (video.track_seed(0, 1) in later) == switched and (first in later) != switched
+    assert video.re_searches[0] == (1 if switched else 2) and video.switches.get(0, 0) == switched
+
+
+def test_small_faces_get_the_filter_and_no_dummy_search(clip, secret):
+    pipe = G2FacePipeline(build_model(tiny_config()))
+    calls: list = []
+    _scripted_similarity(pipe, 0.6, {}, calls)
+    video = VideoAnonymizer(
+        pipe, secret, seal=False, dummies=DummyPolicy(min_face=10 * FACE, max_similarity=0.3)
+    )
+    for frame in read_frames(clip, limit=4):
+        result = video.process(frame.rgb, frame.index)
+        assert {f["method"] for f in result.faces} == {"blur"} and not result.re_searches
+        assert all(landmarks_covered(result.covered, d) for d in YuNetDetector().detect(frame.rgb))
+    assert calls == [] and video.dummy_seeds == {} and video.small_face_frames == {0: 4, 1: 4}
+
+
+def test_a_small_face_stays_filtered_until_clearly_above_the_threshold():
+    assert is_small_face(39, 40, was_small=False) and not is_small_face(41, 40, was_small=False)
+    assert is_small_face(45, 40, was_small=True) and not is_small_face(47, 40, was_small=True)
+
+
+def test_cli_small_face_filter_is_reported(tmp_path, clip, pipeline):
+    from g2face.cli.video import MAX_RE_SEARCHES, MIN_FACE
+
+    assert (DummyPolicy.min_face, DummyPolicy.max_re_searches) == (MIN_FACE, MAX_RE_SEARCHES)
+    weights = tmp_path / "tiny.safetensors"
+    save_g2face(pipeline.model.net, weights)
+    key = tmp_path / "key"
+    key.write_bytes(bytes(range(32)))
+    key.chmod(0o600)
+    out, report = tmp_path / "anon.mp4", tmp_path / "report.json"
+    args = ["video", "anonymize", str(clip), "-o", str(out), "--model", str(weights), "--key-file", str(key)]
+    options = [
+        "--min-face",
+        str(10 * FACE),
+        "--small-faces",
+        "pixelate",
+        "--no-container",
+        "--report",
+        str(report),
+    ]
+    result = CliRunner().invoke(cli, [*args, *options])
+    assert result.exit_code == 0, result.output
+    document = json.loads(report.read_text())
+    assert document["details"]["dummies"]["min_face"] == 10 * FACE
+    assert sum(t["frames_small_face_filter"] for t in document["tracks"]) == document["face_frames"] > 0
+    assert "small ones with the pixelate filter" in result.output

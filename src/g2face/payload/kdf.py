@@ -146,11 +146,14 @@ def payload_keys(master: bytes, format_version: int, embedding_dim: int) -> tupl
     return both[:32], both[32:]
 
 
-def dummy_seed(master: bytes, face_index: int) -> int:
-    """A 64-bit seed for the dummy identity of face `face_index`, reproducible from key and salt."""
-    if face_index < 0:
-        raise ValueError("face_index must be >= 0")
-    return int.from_bytes(_expand(master, 8, f"g2face dummy identity v1 face={face_index}"), "big")
+def dummy_seed(master: bytes, face_index: int, attempt: int = 0) -> int:
+    """A 64-bit seed for the dummy identity of face `face_index`, reproducible from key and salt.
+    `attempt` > 0 gives further independent seeds for the same face (a video track that searches
+    again because its dummy stayed too close to the original); attempt 0 is the face's own seed."""
+    if face_index < 0 or attempt < 0:
+        raise ValueError("face_index and attempt must be >= 0")
+    label = f"g2face dummy identity v1 face={face_index}" + (f" attempt={attempt}" if attempt else "")
+    return int.from_bytes(_expand(master, 8, label), "big")
 
 
 def container_keys(master: bytes, format_version: int) -> tuple[bytes, bytes]:

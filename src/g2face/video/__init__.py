@@ -3,6 +3,7 @@ from the per-frame exact-recovery sidecar (docs/video.md)."""
 
 from g2face.video.clips import (
     AnonymizedFrame,
+    DummyPolicy,
     FailClosedPolicy,
     VideoAnonymizer,
     VideoReport,
@@ -13,6 +14,7 @@ from g2face.video.tracking import FaceTracker, OneEuroFilter, Track
 
 __all__ = [
     "AnonymizedFrame",
+    "DummyPolicy",
     "FailClosedPolicy",
     "FaceTracker",
     "OneEuroFilter",

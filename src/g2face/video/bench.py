@@ -2,9 +2,9 @@
 
 Times `VideoAnonymizer.process` (detection, tracking, anonymization of every tracked face, the
 fail-closed blur and the sealing of the frame's sidecar container) frame by frame; decoding and
-encoding are left out (FFmpeg's, not g2face's). A frame where a new track starts pays for the
-model's candidate search; every other frame renders each track's chosen dummy once, so both are
-reported.
+encoding are left out (FFmpeg's, not g2face's). A frame where a new track starts (or a track searches
+again: `DummyPolicy`) pays for the model's candidate search; every other frame renders each track's
+chosen dummy once, so both are reported.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class VideoBench:
     scaled_from: tuple[int, int] | None  # the clip's own size, when --height rescaled it
     frames: int
     face_frames: int  # faces anonymized, summed over frames
-    search_frames: int  # frames where a new track ran the dummy search
+    search_frames: int  # frames where a new track ran the dummy search, or a track searched again
     seconds: float
     steady_seconds: float  # over the frames without a search
 
@@ -74,7 +74,8 @@ def bench_video(
         start = time.perf_counter()
         result = anonymizer.process(np.ascontiguousarray(rgb), frame.index)
         took = time.perf_counter() - start
-        searched = any(k not in known for k in anonymizer.dummy_seeds)
+        # a new track's search, or a re-search of a track whose dummy stayed too close
+        searched = any(k not in known for k in anonymizer.dummy_seeds) or bool(result.re_searches)
         frames += 1
         face_frames += sum(f["state"] != "lost" for f in result.faces)
         search_frames += searched
