@@ -217,5 +217,5 @@ def test_a_read_only_shared_cache_is_still_used(home, tmp_path, monkeypatch):
     def read_only(target, data):
         raise PermissionError(13, "Permission denied", str(target))
 
-    monkeypatch.setattr(hub.store, "_atomic_write_bytes", read_only)
+    monkeypatch.setattr(hub.store, "atomic_write_bytes", read_only)
     assert hub.asset_path("fake", progress=False) == path  # verified by its hash; no stamp written

@@ -128,7 +128,7 @@ def _write_stamp(path: Path, sha256: str) -> None:
     st = path.stat()
     stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
     with contextlib.suppress(OSError):
-        _atomic_write_bytes(_stamp_path(path), json.dumps(stamp).encode())
+        atomic_write_bytes(_stamp_path(path), json.dumps(stamp).encode())
 
 
 def _stamp_matches(path: Path, sha256: str) -> bool:
@@ -140,7 +140,8 @@ def _stamp_matches(path: Path, sha256: str) -> bool:
     return stamp == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """`data` written to `path` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
@@ -359,7 +360,7 @@ def converted_path(asset: str | Asset, filename: str, build: Callable[[Path], No
         digest = sha256_file(tmp)
         os.replace(tmp, target)
         _remember(target, digest)
-        _atomic_write_bytes(hash_file, (digest + "\n").encode())
+        atomic_write_bytes(hash_file, (digest + "\n").encode())
         _write_stamp(target, digest)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -406,7 +407,7 @@ def store_imported(name: str, build: Callable[[Path], dict]) -> Path:
     try:
         info = build(tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        _atomic_write_bytes(tmp / MANIFEST, json.dumps({**info, "files": files}, indent=1).encode())
+        atomic_write_bytes(tmp / MANIFEST, json.dumps({**info, "files": files}, indent=1).encode())
         old = target.with_name(f".{name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():

@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import platform
-import tempfile
 import threading
 import time
 import warnings
@@ -309,16 +307,5 @@ def calibrated_choice(reference: MobileStyleGAN, threads: int) -> str:
         entry = {"choice": min(ms, key=ms.get), "ms_per_render": ms}
         cached[key] = entry
         with contextlib.suppress(OSError):  # a read-only shared cache: measure again next time
-            _write_atomic(path, json.dumps(cached, indent=1) + "\n")
+            hub.store.atomic_write_bytes(path, (json.dumps(cached, indent=1) + "\n").encode())
     return entry["choice"]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
