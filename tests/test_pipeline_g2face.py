@@ -124,6 +124,28 @@ def test_cli_recover_refuses_an_image_without_payload(tmp_path, key, weights, fi
     assert "no g2face payload" in result.output and not out.exists()
 
 
+def test_cli_recover_refines_identity_level_recovery_by_default(tmp_path, key, weights, monkeypatch):
+    """Without a container the identity is rendered back; the CLI spends 10 refinement steps on it
+    unless told `--refine 0` (the pipeline's own default stays 0)."""
+    import g2face.pipeline.g2face as pipeline_module
+
+    seen = []
+
+    def recover_files(*args, refine, **kwargs):
+        seen.append(refine)
+        return pipeline_module.BatchReport(())
+
+    monkeypatch.setattr(pipeline_module, "recover_files", recover_files)
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    for extra in ([], ["--refine", "0"]):
+        CliRunner().invoke(
+            cli, ["recover", str(image), "-o", str(tmp_path / "out"), "--model", str(weights),
+                  "--key-file", str(key), *extra],
+        )  # fmt: skip
+    assert seen == [10, 0]
+
+
 def test_cli_unknown_model_is_a_clear_error(tmp_path, key, fixtures_dir):
     result = CliRunner().invoke(
         cli,

@@ -367,10 +367,11 @@ def anonymize(
 @click.option(
     "--refine",
     type=click.IntRange(0, 200),
-    default=0,
+    default=10,
     show_default=True,
-    help="Identity-level recovery only: optimisation steps of the rendered face towards the decoded "
-    "identity (about 1 s each on a CPU).",
+    help="Identity-level recovery only (no container): optimisation steps of the rendered face "
+    "towards the decoded identity, about 1 s each on a CPU; 0 renders it once (on 40 LFW pairs "
+    "FaceNet recognised 0.375 of faces after 10 steps, 0.025 without).",
 )
 @_secret_options
 def recover(
