@@ -14,6 +14,8 @@ All functions work on one aligned crop at a time in crop pixels (numpy + OpenCV)
 4. `face_region_mask`: the soft region that is replaced: the hull of the original's mesh, grown a
    little so the outline and jaw line (which carry identity) are replaced too, feathered; minus
    the regions the user keeps (`FusionSettings.keep`, `keep_region_mask`).
+5. `render_face_mask`: what of the aligned render is its face (its mesh hull minus its fringe);
+   elsewhere in the region the original's pixels stay (`FusionSettings.render_only`).
 The image-level multi-band blend that pastes the result into the photo is `g2face.align.blend_faces`.
 """
 

@@ -2,7 +2,7 @@
 at the original's pose and expression, and geometric fusion lays it onto the original crop.
 
     e_id = E_fr(X);  V = codec.encode(e_id, secret)            (carried by the pipeline's carriers)
-    for k in candidates:  d_k = f_dummy(z(key, salt, face, k));  Y_k = G(f_mlp(d_k, geo₀(X)))
+    for k in candidates:  d_k = f_dummy(z(key, salt, face, k));  Y_k = G(spread(f_mlp(d_k, geo₀(X))))
                           F_k = fuse(Y_k onto X)                 (mesh alignment, colour, mask)
     keep the F_k that E_fr finds least like X (the paper's away-from-original term, at inference)
     among those whose apparent gender and age match X's (attribute estimator, when given)
