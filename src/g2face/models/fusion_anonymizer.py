@@ -14,6 +14,7 @@ facial proportions carry identity (DESIGN.md §6 measured it), the rendered face
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -175,15 +176,19 @@ class FusionAnonymizer(nn.Module):
         return self.generator(wplus).clamp(-1, 1)
 
     def fuse_renders(
-        self, original: np.ndarray, original_points: np.ndarray, renders: Tensor
+        self,
+        original: np.ndarray,
+        original_points: np.ndarray,
+        renders: Tensor,
+        settings: FusionSettings | None = None,
     ) -> list[FusedFace]:
         """Each rendered face [N, 3, S, S] laid onto one original crop by its own mesh."""
+        settings = settings or self.fusion
         size = self.image_size
         points = (self.geometry(renders).landmarks[..., :2] * size - 0.5).cpu().numpy()
         crops = tensor_to_crops(renders)
         return [
-            fuse_face(original, original_points, c, p, self.fusion)
-            for c, p in zip(crops, points, strict=True)
+            fuse_face(original, original_points, c, p, settings) for c, p in zip(crops, points, strict=True)
         ]
 
     def _candidate_order(self, seed: int, reference, dtype: torch.dtype) -> list[int]:
@@ -260,6 +265,7 @@ class FusionAnonymizer(nn.Module):
         settings = self.candidates
         for i in range(n):
             pool: list[tuple[CandidateScore, FusedFace, int]] = []
+            renders_by_seed: dict[int, Tensor] = {}
             order = self._candidate_order(seeds[i], reference_attributes[i], crops.dtype) if search else [0]
             for round_ in range(settings.max_rounds if search else 1):
                 indices = order[round_ * settings.count : (round_ + 1) * settings.count]
@@ -270,6 +276,7 @@ class FusionAnonymizer(nn.Module):
                 renders = torch.cat(
                     [self._render(d[None], vectors[i : i + 1], settings.spread) for d in dummies]
                 )
+                renders_by_seed |= dict(zip(candidate_seeds, renders, strict=True))
                 fused = self.fuse_renders(originals[i], original_points[i], renders)
                 found = self._scores(embeddings[i], reference_attributes[i], [f.preview for f in fused])
                 pool.extend(zip(found, fused, candidate_seeds, strict=True))
@@ -287,6 +294,16 @@ class FusionAnonymizer(nn.Module):
                 score, face, rendered = min(different, key=lambda c: c[0].cost(settings))
             else:
                 score, face, rendered = min(pool, key=lambda c: c[0].similarity)
+            if score.similarity > settings.max_similarity and self.fusion.render_only:
+                # Still too like the original: where the render's face is narrower, the original's
+                # outline showed through. Replace it too (realism second), if that helps.
+                whole = dataclasses.replace(self.fusion, render_only=False)
+                (wider,) = self.fuse_renders(
+                    originals[i], original_points[i], renders_by_seed[rendered][None], whole
+                )
+                (rescored,) = self._scores(embeddings[i], reference_attributes[i], [wider.preview])
+                if rescored.similarity < score.similarity:
+                    score, face = rescored, wider
             scores.append(score.similarity)
             attributes.append(self._attribute_report(reference_attributes[i], score))
             rendered_seeds.append(rendered)
