@@ -65,7 +65,7 @@ def main() -> None:
             mean_shape = torch.zeros_like(bank["shape"][part])  # replaced by the average face below
             geometry = Geometry(mean_shape, bank["expression"][part], bank["pose"][part], torch.empty(0))
             # As the anonymizer renders its candidates: spread away from the average identity.
-            faces = model._render(identity, model.geometry_vector(geometry), model.candidates.spread)
+            faces = model.render_dummies(identity, model.geometry_vector(geometry), model.candidates.spread)
         else:
             identity = bank["identity"][part]
             faces = generator(broadcast_w(generator, bank["w"][part])).clamp(-1, 1)

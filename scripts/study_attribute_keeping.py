@@ -107,9 +107,10 @@ def render(args: argparse.Namespace) -> None:
         first = small[:SHIPPED_RENDERS]
         indices = first + [k for k in large if k not in first][:EXTRA_RENDERS]
         seeds = [candidate_seed(seed, k) for k in indices]
-        images = model._render(
+        images = model.render_dummies(
             model.dummy_identities(seeds, torch.float32),
-            model.geometry_vector(model.geometry(crops[i : i + 1])).expand(len(seeds), -1),
+            model.geometry_vector(model.geometry(crops[i : i + 1])),
+            model.candidates.spread,  # as the anonymizer renders its candidates
         )
         renders.append(tensor_to_crops(images))
         render_points.append((model.geometry(images).landmarks[..., :2] * size - 0.5).numpy())

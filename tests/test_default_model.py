@@ -186,9 +186,9 @@ def test_spread_moves_a_dummy_away_from_the_average_face_at_the_same_geometry(pi
     hook = model.generator.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     try:
         with torch.no_grad():
-            model._render(mean, vector, 1.0)
-            model._render(dummy, vector, 1.0)
-            model._render(dummy, vector, 2.5)
+            model.render_dummies(mean, vector, 1.0)
+            model.render_dummies(dummy, vector, 1.0)
+            model.render_dummies(dummy, vector, 2.5)
     finally:
         hook.remove()
     centre, plain, spread = seen

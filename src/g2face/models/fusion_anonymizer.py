@@ -163,7 +163,7 @@ class FusionAnonymizer(nn.Module):
         z = [torch.randn(dim, generator=torch.Generator().manual_seed(s % 2**63)) for s in seeds]
         return self.gie.dummy_identity(torch.stack(z).to(self._device(), dtype))
 
-    def _render(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
+    def render_dummies(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
         """Identities [N, D] rendered at one geometry [1, G] or one each [N, G]; `spread` scales
         each W+ away from the average identity's at the same geometry (`CandidateSettings.spread`)."""
         n = len(identities)
@@ -274,7 +274,7 @@ class FusionAnonymizer(nn.Module):
                 # One at a time: a batch of candidates is slower per image on a CPU (its 512x512
                 # feature maps fall out of cache) and multiplies the peak memory.
                 renders = torch.cat(
-                    [self._render(d[None], vectors[i : i + 1], settings.spread) for d in dummies]
+                    [self.render_dummies(d[None], vectors[i : i + 1], settings.spread) for d in dummies]
                 )
                 renders_by_seed |= dict(zip(candidate_seeds, renders, strict=True))
                 fused = self.fuse_renders(originals[i], original_points[i], renders)
