@@ -1,7 +1,8 @@
 """Package a trained GIE as the geometric-fusion default model (`g2face-lite`).
 
     python scripts/build_lite_model.py RUN/model.safetensors src/g2face/weights/g2face-lite.safetensors
-    python scripts/build_lite_model.py --spread 1.5 src/g2face/weights/g2face-lite.safetensors same-path
+    python scripts/build_lite_model.py --candidates 2 --rounds 2 --spread 1.5 \
+        src/g2face/weights/g2face-lite.safetensors src/g2face/weights/g2face-lite.safetensors
 
 Takes the GIE part (f_dummy, f_mlp) of a `g2face train --stage gie` export and stores it with the
 settings the anonymizer is rebuilt from (GIE configuration, prior family, fusion and candidate
@@ -40,12 +41,13 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--warp", type=float, default=FusionSettings.warp_strength)
     parser.add_argument("--candidates", type=int, default=CandidateSettings.count)
+    parser.add_argument("--rounds", type=int, default=CandidateSettings.max_rounds)
     parser.add_argument("--spread", type=float, default=CandidateSettings.spread)
     parser.add_argument("--full", action="store_true", help="keep float32 weights")
     args = parser.parse_args()
     fusion, candidates = (
         FusionSettings(warp_strength=args.warp),
-        CandidateSettings(count=args.candidates, spread=args.spread),
+        CandidateSettings(count=args.candidates, max_rounds=args.rounds, spread=args.spread),
     )
     if weights_format(args.gie_export) == FUSION_FORMAT:
         _, stored = load_fusion_model(args.gie_export)

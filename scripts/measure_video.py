@@ -70,12 +70,21 @@ def main() -> None:
         type=bytes.fromhex,
         help="The clip salt as hex (16 bytes): fixes the tracks' dummies, so runs compare like for like.",
     )
+    parser.add_argument(
+        "--fusion",
+        type=json.loads,
+        default=None,
+        help="FusionSettings overrides as JSON, e.g. '{\"render_only\": false}' (whole mesh region).",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
     secret = Secret(bytes(range(32)), "key")
     carriers = CarrierSettings(container=False, pixel_payload=False)
-    pipe = G2FacePipeline.from_pretrained(args.model, method=args.method, carriers=carriers)
+    options = {"fusion": args.fusion} if args.fusion else None
+    pipe = G2FacePipeline.from_pretrained(
+        args.model, method=args.method, carriers=carriers, model_options=options
+    )
     facenet = FaceNetEncoder().eval()
     detector = YuNetDetector()
     info = probe_video(args.clip)
@@ -88,7 +97,9 @@ def main() -> None:
     tracked = VideoAnonymizer(
         pipe, secret, rate=float(info.rate or 25), dummies=dummies, clip_salt=args.clip_salt
     )
-    per_frame_pipe = G2FacePipeline.from_pretrained(args.model, method=args.method, carriers=carriers)
+    per_frame_pipe = G2FacePipeline.from_pretrained(
+        args.model, method=args.method, carriers=carriers, model_options=options
+    )
 
     def embed(images: list[np.ndarray], detections) -> torch.Tensor:
         crops = [align_face(im, d, 256).crop for im, d in zip(images, detections, strict=True)]

@@ -58,7 +58,7 @@ from g2face.priors.facenet import FaceNetEncoder
 
 SHIPPED_RENDERS = 8  # count 4 × max_rounds 2
 EXTRA_RENDERS = 4  # the probe's best of the larger pool not among the shipped 8
-LARGE_POOL = 8 * SHIPPED_RENDERS * PROBE_POOL
+LARGE_POOL = 8 * PROBE_POOL
 
 
 def face_seed(name: str) -> int:
@@ -102,7 +102,7 @@ def render(args: argparse.Namespace) -> None:
     for i, name in enumerate(tqdm(names, desc="render", unit="face")):
         seed = face_seed(name)
         male, age = float(reference.male_probability[i]), float(reference.age[i])
-        small, *_ = probe_ranking(model, seed, male, age, SHIPPED_RENDERS * PROBE_POOL)
+        small, *_ = probe_ranking(model, seed, male, age, PROBE_POOL)
         large, p_male, p_age = probe_ranking(model, seed, male, age, LARGE_POOL)
         first = small[:SHIPPED_RENDERS]
         indices = first + [k for k in large if k not in first][:EXTRA_RENDERS]

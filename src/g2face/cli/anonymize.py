@@ -209,7 +209,8 @@ def _selector(pipeline, exempt_refs: tuple[str, ...], only_refs: tuple[str, ...]
 @click.option(
     "--candidates",
     type=click.IntRange(1, 32),
-    help="Fake faces rendered per face to choose from (more: more anonymous, slower) [model default: 4].",
+    help="Fake faces rendered per round to choose from (more: more anonymous, slower); a second round "
+    "runs when none qualifies [model default: 2].",
 )
 @click.option(
     "--warp",

@@ -129,7 +129,8 @@ def fusion_parts(model: FusionAnonymizer, x: Tensor, device: torch.device, repea
     }
     if model.attributes is not None:
         parts["attributes (per candidate)"] = _time(lambda: model.attributes(x), device, repeats)
-    parts[f"candidates rendered per face: {model.candidates.count}"] = 0.0
+    search = model.candidates
+    parts[f"candidates rendered per face: {search.count} per round, up to {search.max_rounds} rounds"] = 0.0
     return parts
 
 

@@ -36,7 +36,9 @@ class CandidateSettings:
     """How dummies are chosen among keyed candidates."""
 
     count: int = 4
-    """Candidates rendered per face; the one least similar to the original (after fusion) is kept."""
+    """Candidates rendered per round; the one least similar to the original (after fusion) is kept.
+    (The shipped g2face-lite stores 2 per round, up to 2 rounds: on 32 LFW faces the same FaceNet
+    anonymity as 4 x 2 with half the renders, scripts/study_candidate_order.py.)"""
     max_similarity: float = 0.3
     """A fused candidate whose identity cosine to the original exceeds this is rejected; while every
     candidate is rejected, `count` more are drawn (up to `max_rounds` rounds)."""
@@ -88,9 +90,9 @@ class CandidateScore:
 PROBE_KEYS = ("attribute_probe.weight", "attribute_probe.bias")
 """Tensors of the optional attribute probe in a fusion model file (scripts/fit_attribute_probe.py)."""
 
-PROBE_POOL = 8
-"""With a probe, this many times `count` keyed dummies are drawn (cheap: f_dummy only) and the
-`count` whose predicted attributes are closest to the original's are rendered."""
+PROBE_POOL = 64
+"""With a probe, this many keyed dummies are drawn (cheap: f_dummy only; more if a search may
+render more) and the ones whose predicted attributes are closest to the original's are rendered."""
 
 
 def candidate_seed(dummy_seed: int, index: int) -> int:
@@ -198,7 +200,7 @@ class FusionAnonymizer(nn.Module):
         total = settings.count * settings.max_rounds
         if self.attribute_probe is None or reference is None:
             return list(range(total))
-        pool = list(range(total * PROBE_POOL))
+        pool = list(range(max(total, PROBE_POOL)))
         predicted = self.attribute_probe(
             self.dummy_identities([candidate_seed(seed, k) for k in pool], dtype)
         )
