@@ -1,0 +1,153 @@
+"""A faster CPU forward pass of `SynthesisNetwork` for a pooled output (below the full resolution),
+without gradients or fuse hooks: the shipped inference use. Same numbers as the reference modules up
+to float rounding (parity-tested against `SynthesisNetwork.forward`, which stays the reference and
+the differentiable path).
+
+Why the reference is slow on a CPU: its last block works on 64-channel 512x512 maps (64 MB per image
+each), so every elementwise pass and layout change streams through main memory, and PyTorch's NCHW
+1x1 and depthwise convolutions reorder those maps to and from oneDNN's blocked layout. Here:
+* Feature maps stay channels-last (NHWC): the depthwise 3x3 conv runs on oneDNN's channels-last
+  kernel without reorders, and the pointwise conv is one matrix product [pixels, Cin] x [Cin, Cout].
+* Modulation is folded into the pointwise weights (scaling a depthwise conv's input channels scales
+  its output channels, padding included), so no pass scales the wide maps.
+* The IDWT is written as its butterfly (no grouped conv, no pixel shuffle), straight into NHWC.
+* The last block and the head run in row bands (`band_rows` output rows plus the 2-row halo of its
+  two 3x3 convs; the IDWT has none), so the 512x512 maps never exist, the band's maps stay in cache,
+  and each band's LL image is pooled into a preallocated output.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from g2face.priors.mobilestylegan import LRELU_SLOPE, StyledConv
+
+if TYPE_CHECKING:
+    from g2face.priors.mobilestylegan import SynthesisBlock, SynthesisNetwork, ToWavelets
+
+BAND_ROWS = 16
+"""Output rows of the last block per band (at 512 wide: 2 MB of 64-channel features per image)."""
+FAST_FROM_RESOLUTION = 128
+"""Blocks below this resolution run the reference modules (see `synthesize_pooled`)."""
+
+
+def synthesize_pooled(
+    synthesis: SynthesisNetwork, wplus: Tensor, resolution: int, band_rows: int = BAND_ROWS
+) -> Tensor:
+    """What `synthesis(wplus, None, resolution)` computes for a `resolution` below the full one
+    ([B, 3, R, R]), faster on a CPU. Call it without autograd (nothing here is meant to be
+    differentiated: use the reference for gradients)."""
+    factor = synthesis.pooling_factor(resolution)
+    x = synthesis.conv(synthesis.input.expand(wplus.shape[0], -1, -1, -1), wplus[:, 0])
+    *early, last = synthesis.blocks
+    # The small early blocks cost little, and their rounding is amplified the most by the blocks
+    # after them: the reference modules run them, so the output stays within ~1e-5 of the reference.
+    n_reference = sum(r < FAST_FROM_RESOLUTION for r in synthesis.resolutions[1 : len(early) + 1])
+    for i, block in enumerate(early[:n_reference]):
+        x = block(x, wplus[:, 2 * i + 1], wplus[:, 2 * i + 2])
+    x = x.permute(0, 2, 3, 1).contiguous()
+    for i, block in enumerate(early[n_reference:], start=n_reference):
+        x = _block(block, x, wplus[:, 2 * i + 1], wplus[:, 2 * i + 2])
+    styles = wplus[:, -3], wplus[:, -2], wplus[:, -1]
+    return _last_block_and_head(last, synthesis.to_wavelets, x, styles, factor, max(band_rows, factor))
+
+
+def _block(block: SynthesisBlock, x: Tensor, style_up: Tensor, style_conv2: Tensor) -> Tensor:
+    """One synthesis block on a whole NHWC map."""
+    x = _idwt(x * _idwt_scale(block, style_up))
+    x = _separable(block.conv1, x, _pointwise(block.conv1, style_up), block.conv1.noise[0, 0, :, :, None])
+    return _separable(block.conv2, x, _pointwise(block.conv2, style_conv2), block.conv2.noise[0, 0, :, :, None])
+
+
+def _last_block_and_head(
+    block: SynthesisBlock,
+    head: ToWavelets,
+    x: Tensor,
+    styles: tuple[Tensor, Tensor, Tensor],
+    factor: int,
+    rows: int,
+) -> Tensor:
+    """The last block and the LL rows of the head, `rows` output rows at a time, pooled by `factor`."""
+    style_up, style_conv2, style_head = styles
+    batch, height_in = x.shape[:2]
+    size = 2 * height_in
+    rows = min(rows, size)
+    if rows % 2 or size % rows:
+        raise ValueError(f"band rows must be even and divide {size}, got {rows}")
+    conv1, conv2 = block.conv1, block.conv2
+    up_scale = _idwt_scale(block, style_up)
+    pointwise1, pointwise2 = _pointwise(conv1, style_up), _pointwise(conv2, style_conv2)
+    # the 256 image is avgpool(LL / 2): fold the 1/2 into the head (3 LL rows of its 12 outputs)
+    head_weight = 0.5 * head.weight[None, :3] * head.modulation(style_head)[:, None, :]  # [B, 3, C]
+    head_bias = (0.5 * head.bias[:3])[:, None, None]
+    noise1, noise2 = conv1.noise[0, 0, :, :, None], conv2.noise[0, 0, :, :, None]
+    out = torch.empty(batch, 3, size // factor, size // factor, dtype=x.dtype, device=x.device)
+    for top in range(0, size, rows):
+        bottom = top + rows
+        # conv2 needs conv1's rows top-1..bottom, which need the IDWT's rows top-2..bottom+1; input
+        # row i gives IDWT rows 2i and 2i+1. Rows beyond the image are the convs' zero padding.
+        first, stop = max(top // 2 - 1, 0), min(bottom // 2 + 1, height_in)
+        up = _idwt(x[:, first:stop] * up_scale)
+        up = _pad_rows(up, 2 * first - (top - 2), (bottom + 2) - 2 * stop)
+        above, below = int(top == 0), int(bottom == size)  # halo rows of conv1 outside the image
+        noise = _pad_rows(noise1[top - 1 + above : bottom + 1 - below], above, below)
+        hidden = _separable(conv1, up, pointwise1, noise, pad_rows=0)
+        if above:
+            hidden[:, :above] = 0
+        if below:
+            hidden[:, hidden.shape[1] - below :] = 0
+        features = _separable(conv2, hidden, pointwise2, noise2[top:bottom], pad_rows=0)
+        image = torch.bmm(head_weight, features.view(batch, rows * size, -1).transpose(1, 2))
+        image = image.view(batch, 3, rows, size).add_(head_bias)
+        out[:, :, top // factor : bottom // factor] = F.avg_pool2d(image, factor) if factor > 1 else image
+    return out
+
+
+def _pad_rows(x: Tensor, above: int, below: int) -> Tensor:
+    """Zero rows above and below an NHWC (or [H, W, 1]) map."""
+    if not (above or below):
+        return x
+    return F.pad(x, (0, 0, 0, 0, above, below))
+
+
+def _idwt_scale(block: SynthesisBlock, style: Tensor) -> Tensor:
+    """The upsampling's modulation with the IDWT's 1/2, as an NHWC scale [B, 1, 1, 4C]."""
+    return (0.5 * block.up.modulation(style))[:, None, None, :]
+
+
+def _idwt(coeffs: Tensor) -> Tensor:
+    """`haar_idwt` on NHWC maps without its factor 1/2: [B, H, W, 4C] (C low-pass channels, then 3C
+    high-pass as c*3 + band) -> [B, 2H, 2W, C]."""
+    batch, height, width, c4 = coeffs.shape
+    c = c4 // 4
+    low = coeffs[..., :c]
+    high = coeffs[..., c:].view(batch, height, width, c, 3)
+    # butterfly of the 4x4 Haar synthesis matrix (rows: bands, columns: sub-pixels)
+    low_plus, low_minus = low + high[..., 0], low - high[..., 0]
+    high_plus, high_minus = high[..., 1] + high[..., 2], high[..., 1] - high[..., 2]
+    out = torch.empty(batch, height, 2, width, 2, c, dtype=coeffs.dtype, device=coeffs.device)
+    torch.add(low_plus, high_plus, out=out[:, :, 0, :, 0])
+    torch.sub(low_plus, high_plus, out=out[:, :, 0, :, 1])
+    torch.add(low_minus, high_minus, out=out[:, :, 1, :, 0])
+    torch.sub(low_minus, high_minus, out=out[:, :, 1, :, 1])
+    return out.view(batch, 2 * height, 2 * width, c)
+
+
+def _pointwise(conv: StyledConv, style: Tensor) -> Tensor:
+    """The pointwise weight with the input modulation folded in, [B, Cin, Cout]."""
+    return (conv.weight_pw[None, :, :, 0, 0] * conv.modulation(style)[:, None, :]).transpose(1, 2)
+
+
+def _separable(conv: StyledConv, x: Tensor, pointwise: Tensor, noise: Tensor, pad_rows: int = 1) -> Tensor:
+    """Depthwise 3x3, pointwise (modulation folded in), bias, noise, leaky ReLU on an NHWC map.
+    `pad_rows=0`: the map carries its own halo rows (the output has 2 rows fewer)."""
+    batch, _, width, channels = x.shape
+    depthwise = F.conv2d(x.permute(0, 3, 1, 2), conv.weight_dw, padding=(pad_rows, 1), groups=channels)
+    height = depthwise.shape[2]
+    depthwise = depthwise.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+    y = torch.bmm(depthwise, pointwise).view(batch, height, width, -1)
+    return F.leaky_relu_(y.add_(conv.bias).add_(noise), LRELU_SLOPE)
