@@ -42,8 +42,8 @@ def main() -> None:
 
     paths = {"reference": reference}
     for rows in args.band_rows:
-        paths[f"fast, {rows}-row bands"] = (
-            lambda rows=rows: mobilestylegan_fast.synthesize_pooled(synthesis, wplus, args.resolution, rows)
+        paths[f"fast, {rows}-row bands"] = lambda rows=rows: mobilestylegan_fast.synthesize_pooled(
+            synthesis, wplus, args.resolution, rows
         )
     times: dict[str, list[float]] = {name: [] for name in paths}
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

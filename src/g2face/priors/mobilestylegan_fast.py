@@ -18,6 +18,7 @@ each), so every elementwise pass and layout change streams through main memory, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,53 +28,90 @@ from torch import Tensor
 from g2face.priors.mobilestylegan import LRELU_SLOPE, StyledConv
 
 if TYPE_CHECKING:
-    from g2face.priors.mobilestylegan import SynthesisBlock, SynthesisNetwork, ToWavelets
+    from g2face.priors.mobilestylegan import SynthesisBlock, SynthesisNetwork
 
 BAND_ROWS = 16
 """Output rows of the last block per band (at 512 wide: 2 MB of 64-channel features per image)."""
 FAST_FROM_RESOLUTION = 128
 """Blocks below this resolution run the reference modules (see `synthesize_pooled`)."""
+BANDED_FROM_RESOLUTION = 256
+"""Blocks from this resolution on run in bands (the last one always does)."""
 
 
 def synthesize_pooled(
-    synthesis: SynthesisNetwork, wplus: Tensor, resolution: int, band_rows: int = BAND_ROWS
+    synthesis: SynthesisNetwork,
+    wplus: Tensor,
+    resolution: int,
+    band_rows: int = BAND_ROWS,
+    fast_from: int = FAST_FROM_RESOLUTION,
+    banded_from: int = BANDED_FROM_RESOLUTION,
 ) -> Tensor:
     """What `synthesis(wplus, None, resolution)` computes for a `resolution` below the full one
-    ([B, 3, R, R]), faster on a CPU. Call it without autograd (nothing here is meant to be
-    differentiated: use the reference for gradients)."""
+    ([B, 3, R, R]), faster on a CPU. Blocks whose output resolution is below `fast_from` run the
+    reference modules, the others NHWC, from `banded_from` on (and the last block always) in bands
+    of `band_rows` rows. Call it without autograd (nothing here is meant to be differentiated: the
+    reference modules are the differentiable path)."""
     factor = synthesis.pooling_factor(resolution)
     x = synthesis.conv(synthesis.input.expand(wplus.shape[0], -1, -1, -1), wplus[:, 0])
-    *early, last = synthesis.blocks
+    blocks = list(zip(synthesis.blocks, synthesis.resolutions[1:], strict=True))
+    styles = [(wplus[:, 2 * i + 1], wplus[:, 2 * i + 2]) for i in range(len(blocks))]
     # The small early blocks cost little, and their rounding is amplified the most by the blocks
-    # after them: the reference modules run them, so the output stays within ~1e-5 of the reference.
-    n_reference = sum(r < FAST_FROM_RESOLUTION for r in synthesis.resolutions[1 : len(early) + 1])
-    for i, block in enumerate(early[:n_reference]):
-        x = block(x, wplus[:, 2 * i + 1], wplus[:, 2 * i + 2])
+    # after them: the reference modules run them, so the output stays within ~3e-6 of the reference.
+    n_reference = min(sum(r < fast_from for _, r in blocks), len(blocks) - 1)
+    for (block, _), style in zip(blocks[:n_reference], styles, strict=False):
+        x = block(x, *style)
     x = x.permute(0, 2, 3, 1).contiguous()
-    for i, block in enumerate(early[n_reference:], start=n_reference):
-        x = _block(block, x, wplus[:, 2 * i + 1], wplus[:, 2 * i + 2])
-    styles = wplus[:, -3], wplus[:, -2], wplus[:, -1]
-    return _last_block_and_head(last, synthesis.to_wavelets, x, styles, factor, max(band_rows, factor))
+    for (block, res), style in zip(blocks[n_reference:-1], styles[n_reference:-1], strict=True):
+        if res < banded_from:
+            x = _block(block, x, *style)
+            continue
+        features = torch.empty(x.shape[0], res, res, block.conv2.bias.shape[0], dtype=x.dtype)
+
+        def store(top: int, band: Tensor, features: Tensor = features) -> None:
+            features[:, top : top + band.shape[1]] = band
+
+        _banded_block(block, x, *style, band_rows, store)
+        x = features
+    last, size = blocks[-1]
+    head = synthesis.to_wavelets
+    rows = max(band_rows, factor)
+    # the 256 image is avgpool(LL / 2) of the head, which is linear per pixel: pool first, then the
+    # 3 LL rows of its 12 outputs, with the 1/2 folded in
+    head_weight = 0.5 * head.weight[None, :3] * head.modulation(wplus[:, -1])[:, None, :]  # [B, 3, C]
+    head_bias = (0.5 * head.bias[:3])[:, None, None]
+    out = torch.empty(x.shape[0], 3, size // factor, size // factor, dtype=x.dtype)
+
+    def to_image(top: int, band: Tensor) -> None:
+        batch, height, width, channels = band.shape
+        pooled = band.view(batch, height // factor, factor, width // factor, factor, channels).mean((2, 4))
+        image = torch.bmm(head_weight, pooled.view(batch, -1, channels).transpose(1, 2))
+        out[:, :, top // factor : (top + height) // factor] = image.view(
+            batch, 3, height // factor, width // factor
+        ).add_(head_bias)
+
+    _banded_block(last, x, *styles[-1], rows, to_image)
+    return out
 
 
 def _block(block: SynthesisBlock, x: Tensor, style_up: Tensor, style_conv2: Tensor) -> Tensor:
     """One synthesis block on a whole NHWC map."""
+    conv1, conv2 = block.conv1, block.conv2
     x = _idwt(x * _idwt_scale(block, style_up))
-    x = _separable(block.conv1, x, _pointwise(block.conv1, style_up), block.conv1.noise[0, 0, :, :, None])
-    return _separable(block.conv2, x, _pointwise(block.conv2, style_conv2), block.conv2.noise[0, 0, :, :, None])
+    x = _separable(conv1, x, _pointwise(conv1, style_up), conv1.noise[0, 0, :, :, None])
+    return _separable(conv2, x, _pointwise(conv2, style_conv2), conv2.noise[0, 0, :, :, None])
 
 
-def _last_block_and_head(
+def _banded_block(
     block: SynthesisBlock,
-    head: ToWavelets,
     x: Tensor,
-    styles: tuple[Tensor, Tensor, Tensor],
-    factor: int,
+    style_up: Tensor,
+    style_conv2: Tensor,
     rows: int,
-) -> Tensor:
-    """The last block and the LL rows of the head, `rows` output rows at a time, pooled by `factor`."""
-    style_up, style_conv2, style_head = styles
-    batch, height_in = x.shape[:2]
+    consume: Callable[[int, Tensor], None],
+) -> None:
+    """One synthesis block on an NHWC map, `rows` output rows at a time: `consume(top, band)` gets
+    each band of output rows [B, rows, W, C] (valid only during the call)."""
+    height_in = x.shape[1]
     size = 2 * height_in
     rows = min(rows, size)
     if rows % 2 or size % rows:
@@ -81,11 +119,7 @@ def _last_block_and_head(
     conv1, conv2 = block.conv1, block.conv2
     up_scale = _idwt_scale(block, style_up)
     pointwise1, pointwise2 = _pointwise(conv1, style_up), _pointwise(conv2, style_conv2)
-    # the 256 image is avgpool(LL / 2): fold the 1/2 into the head (3 LL rows of its 12 outputs)
-    head_weight = 0.5 * head.weight[None, :3] * head.modulation(style_head)[:, None, :]  # [B, 3, C]
-    head_bias = (0.5 * head.bias[:3])[:, None, None]
     noise1, noise2 = conv1.noise[0, 0, :, :, None], conv2.noise[0, 0, :, :, None]
-    out = torch.empty(batch, 3, size // factor, size // factor, dtype=x.dtype, device=x.device)
     for top in range(0, size, rows):
         bottom = top + rows
         # conv2 needs conv1's rows top-1..bottom, which need the IDWT's rows top-2..bottom+1; input
@@ -100,11 +134,7 @@ def _last_block_and_head(
             hidden[:, :above] = 0
         if below:
             hidden[:, hidden.shape[1] - below :] = 0
-        features = _separable(conv2, hidden, pointwise2, noise2[top:bottom], pad_rows=0)
-        image = torch.bmm(head_weight, features.view(batch, rows * size, -1).transpose(1, 2))
-        image = image.view(batch, 3, rows, size).add_(head_bias)
-        out[:, :, top // factor : bottom // factor] = F.avg_pool2d(image, factor) if factor > 1 else image
-    return out
+        consume(top, _separable(conv2, hidden, pointwise2, noise2[top:bottom], pad_rows=0))
 
 
 def _pad_rows(x: Tensor, above: int, below: int) -> Tensor:
