@@ -8,8 +8,8 @@ import torch
 
 from g2face import hub
 from g2face.priors.base import freeze
-from g2face.priors.mobilestylegan import MobileStyleGAN, load_mobilestylegan
-from g2face.priors.mobilestylegan_fast import synthesize_pooled
+from g2face.priors.mobilestylegan import MobileStyleGAN, haar_idwt, load_mobilestylegan
+from g2face.priors.mobilestylegan_fast import haar_idwt_exact, synthesize_pooled
 
 CHANNELS = (16, 16, 16, 8, 8)  # features at 4 ... 64; full output 128
 TOLERANCE = 1e-5
@@ -95,3 +95,10 @@ def test_shipped_generator_matches_the_reference_and_is_deterministic():
         assert float((fast - reference).abs().max()) <= TOLERANCE
         assert float((fast.clamp(-1, 1) - reference.clamp(-1, 1)).abs().max()) <= TOLERANCE
         assert torch.equal(fast, generator(wplus))
+
+
+def test_written_out_idwt_is_bit_identical_to_the_reference():
+    torch.manual_seed(3)
+    for shape in ((1, 2048, 4, 4), (3, 64, 16, 12)):
+        coeffs = torch.randn(*shape) * 10
+        assert torch.equal(haar_idwt_exact(coeffs), haar_idwt(coeffs))
