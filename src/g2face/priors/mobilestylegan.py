@@ -164,7 +164,14 @@ class SynthesisBlock(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    """W+ [B, n_styles, style_dim] -> RGB at any power-of-two resolution up to 2x the last features."""
+    """W+ [B, n_styles, style_dim] -> RGB at any power-of-two resolution up to 2x the last features.
+
+    The modules below are the reference and the differentiable path. A pooled output (below the full
+    resolution) on the CPU without autograd or fuse hook, the shipped inference use, goes to
+    `mobilestylegan_fast.synthesize_pooled` (same numbers up to float rounding, ~3e-6, parity-tested);
+    `fast_inference = False` on an instance keeps such calls on the reference modules."""
+
+    fast_inference = True
 
     def __init__(self, channels: Sequence[int] = SHIPPED_CHANNELS, style_dim: int = STYLE_DIM):
         super().__init__()
@@ -193,10 +200,23 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"resolution must be a power of two <= {self.full_resolution}, got {resolution}")
         return factor
 
+    def _inference_on_cpu(self, wplus: Tensor) -> bool:
+        return (
+            self.fast_inference
+            and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and wplus.device.type == "cpu"
+            and wplus.dtype == self.input.dtype == torch.float32
+        )
+
     def forward(self, wplus: Tensor, fuse: FuseHook | None = None, resolution: int | None = None) -> Tensor:
         resolution = resolution or self.full_resolution
         if wplus.ndim != 3 or wplus.shape[1] != self.n_styles:
             raise ValueError(f"expected W+ of shape [B, {self.n_styles}, D], got {list(wplus.shape)}")
+        if fuse is None and resolution < self.full_resolution and self._inference_on_cpu(wplus):
+            from g2face.priors.mobilestylegan_fast import synthesize_pooled  # it imports this module
+
+            return synthesize_pooled(self, wplus, resolution)
         x = self.conv(self.input.expand(wplus.shape[0], -1, -1, -1), wplus[:, 0])
         if fuse is not None:
             x = fuse(4, x)
