@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--re-search-after", type=int, default=DummyPolicy.re_search_after)
     parser.add_argument("--min-face", type=float, default=DummyPolicy.min_face)
     parser.add_argument("--small-faces", default=DummyPolicy.small_faces)
+    parser.add_argument("--track-candidates", type=int, default=DummyPolicy.track_candidates)
     parser.add_argument(
         "--clip-salt",
         type=bytes.fromhex,
@@ -76,12 +77,18 @@ def main() -> None:
         default=None,
         help="FusionSettings overrides as JSON, e.g. '{\"render_only\": false}' (whole mesh region).",
     )
+    parser.add_argument(
+        "--candidates",
+        type=json.loads,
+        default=None,
+        help="CandidateSettings overrides as JSON, e.g. '{\"count\": 4}' (a wider search per track).",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
     secret = Secret(bytes(range(32)), "key")
     carriers = CarrierSettings(container=False, pixel_payload=False)
-    options = {"fusion": args.fusion} if args.fusion else None
+    options = {k: v for k, v in (("fusion", args.fusion), ("candidates", args.candidates)) if v} or None
     pipe = G2FacePipeline.from_pretrained(
         args.model, method=args.method, carriers=carriers, model_options=options
     )
@@ -93,6 +100,7 @@ def main() -> None:
         max_re_searches=args.max_re_searches,
         min_face=args.min_face,
         small_faces=args.small_faces,
+        track_candidates=args.track_candidates,
     )
     tracked = VideoAnonymizer(
         pipe, secret, rate=float(info.rate or 25), dummies=dummies, clip_salt=args.clip_salt

@@ -193,3 +193,16 @@ def test_spread_moves_a_dummy_away_from_the_average_face_at_the_same_geometry(pi
         hook.remove()
     centre, plain, spread = seen
     torch.testing.assert_close(spread - centre, 2.5 * (plain - centre), rtol=1e-4, atol=1e-4)
+
+
+def test_a_video_track_searches_wider_than_a_photo_with_the_same_networks(pipeline, secret):
+    from g2face.video import DummyPolicy, VideoAnonymizer
+
+    video = VideoAnonymizer(pipeline, secret, rate=25.0)
+    search_model = video.search_pipeline.model
+    assert search_model.candidates.count == DummyPolicy.track_candidates == 4
+    assert video.pipeline.model.candidates.count == pipeline.model.candidates.count == 2
+    assert search_model.candidates.spread == pipeline.model.candidates.spread  # only the width changes
+    assert search_model.generator is pipeline.model.generator and search_model.gie is pipeline.model.gie
+    narrow = VideoAnonymizer(pipeline, secret, rate=25.0, dummies=DummyPolicy(track_candidates=None))
+    assert narrow.search_pipeline is narrow.pipeline

@@ -451,9 +451,10 @@ def test_a_small_face_stays_filtered_until_clearly_above_the_threshold():
 
 
 def test_cli_small_face_filter_is_reported(tmp_path, clip, pipeline):
-    from g2face.cli.video import MAX_RE_SEARCHES, MIN_FACE
+    from g2face.cli.video import MAX_RE_SEARCHES, MIN_FACE, TRACK_CANDIDATES
 
     assert (DummyPolicy.min_face, DummyPolicy.max_re_searches) == (MIN_FACE, MAX_RE_SEARCHES)
+    assert DummyPolicy.track_candidates == TRACK_CANDIDATES
     weights = tmp_path / "tiny.safetensors"
     save_g2face(pipeline.model.net, weights)
     key = tmp_path / "key"

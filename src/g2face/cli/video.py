@@ -17,6 +17,7 @@ from g2face.types import InputError
 # g2face.video.DummyPolicy's defaults (not imported here: it loads torch; tests/test_video.py checks)
 MIN_FACE = 0.0
 MAX_RE_SEARCHES = 0
+TRACK_CANDIDATES = 4
 
 
 def _encoder(crf: int, lossless: bool):
@@ -56,18 +57,25 @@ def anonymize_video_command(
     min_face: float | None = None,
     small_faces: str | None = None,
     max_re_searches: int | None = None,
+    track_candidates: int | None = None,
     report: Path | None = None,
     force: bool = False,
 ) -> None:
     """Anonymize one clip; the sidecar `<output>.g2face` holds the exact-recovery containers.
-    `min_face`, `small_faces`, `max_re_searches`: `DummyPolicy`'s (its defaults when None)."""
+    `min_face`, `small_faces`, `max_re_searches`, `track_candidates`: `DummyPolicy`'s (its defaults
+    when None)."""
     from g2face.pipeline.g2face import CarrierSettings
     from g2face.video import DummyPolicy, anonymize_video
 
     _check_report(report, force)
     carriers = CarrierSettings(container=False, pixel_payload=pixel_payload)
     pipeline = _pipeline(model, device, method=method, carriers=carriers)
-    given = {"min_face": min_face, "small_faces": small_faces, "max_re_searches": max_re_searches}
+    given = {
+        "min_face": min_face,
+        "small_faces": small_faces,
+        "max_re_searches": max_re_searches,
+        "track_candidates": track_candidates,
+    }
     dummies = DummyPolicy(**{k: v for k, v in given.items() if v is not None})
     try:
         result = anonymize_video(
@@ -203,10 +211,18 @@ def video() -> None:
     help="Times a track whose fake face stays above the model's similarity bound may search a new one "
     "(default 0: with SFace as the judge it did not lower the measured leak, docs/video.md).",
 )
+@click.option(
+    "--track-candidates",
+    type=click.IntRange(1, 32),
+    default=TRACK_CANDIDATES,
+    show_default=True,
+    help="Fake faces rendered per round when a new track chooses its dummy (once per track, so wider "
+    "than a photo's search).",
+)
 @_secret_options
 def video_anonymize(
     source, output, model, device, force, report, crf, lossless, method, no_container, pixel_payload,
-    min_face, small_faces, max_re_searches, secret_sources,
+    min_face, small_faces, max_re_searches, track_candidates, secret_sources,
 ) -> None:  # fmt: skip
     """Anonymize the clip SOURCE into OUTPUT (container type from its suffix)."""
     anonymize_video_command(
@@ -223,6 +239,7 @@ def video_anonymize(
         min_face=min_face,
         small_faces=small_faces,
         max_re_searches=max_re_searches,
+        track_candidates=track_candidates,
         report=report,
         force=force,
     )

@@ -14,6 +14,7 @@ facial proportions carry identity (DESIGN.md §6 measured it), the rendered face
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from dataclasses import dataclass
@@ -146,6 +147,13 @@ class FusionAnonymizer(nn.Module):
     @property
     def image_size(self) -> int:
         return self.generator.output_resolution
+
+    def with_candidates(self, **changes) -> FusionAnonymizer:
+        """This anonymizer with a different candidate search (`CandidateSettings` fields), sharing
+        its networks (nothing is copied): e.g. a wider search where it runs once for many frames."""
+        view = copy.copy(self)
+        view.candidates = dataclasses.replace(self.candidates, **changes)
+        return view
 
     def _device(self) -> torch.device:
         return next(self.gie.parameters()).device
