@@ -78,21 +78,28 @@ def probe_ranking(model: FusionAnonymizer, seed: int, male: float, age: float, p
     return ranked, p_male.numpy(), p_age.numpy()
 
 
-def render(args: argparse.Namespace) -> None:
-    lfw = read_lfw_pairs(args.data)
+def genuine_pair_crops(data: Path, count: int) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """`count` LFW genuine pairs spread over the folds: A1's path, and the aligned crops of A1 and
+    A2 (pairs where either photo has no detected face are left out)."""
+    lfw = read_lfw_pairs(data)
     genuine = [(a, b) for a, b, same in zip(lfw.first, lfw.second, lfw.same, strict=True) if same]
-    pairs = genuine[:: max(1, len(genuine) // args.pairs)][: args.pairs]
-    model = load_model("g2face-lite")
-    assert isinstance(model, FusionAnonymizer) and model.attribute_probe is not None
+    pairs = genuine[:: max(1, len(genuine) // count)][:count]
     finder = FaceFinder(YuNetDetector())
     names, firsts, seconds = [], [], []
     for a, b in pairs:
-        f1 = finder.find(read_image(args.data / a).rgb)
-        f2 = finder.find(read_image(args.data / b).rgb)
+        f1 = finder.find(read_image(data / a).rgb)
+        f2 = finder.find(read_image(data / b).rgb)
         if f1 is not None and f2 is not None:
             names.append(a)
             firsts.append(f1.crop)
             seconds.append(f2.crop)
+    return names, firsts, seconds
+
+
+def render(args: argparse.Namespace) -> None:
+    model = load_model("g2face-lite")
+    assert isinstance(model, FusionAnonymizer) and model.attribute_probe is not None
+    names, firsts, seconds = genuine_pair_crops(args.data, args.pairs)
     crops = crops_to_tensor(firsts)
     size = model.image_size
     reference = model.attributes(crops)
@@ -295,10 +302,11 @@ def floors(s: Scores) -> dict[str, float]:
 SCORE_FIELDS = ("sface", "facenet", "dlib_male", "dlib_age", "wrn_male", "wrn_age", "ita")
 
 
-def evaluate(args: argparse.Namespace) -> None:
-    cache = dict(np.load(args.cache))
-    saved = args.out.with_suffix(".npz")
-    if args.reuse and saved.is_file():  # the same fusion's scores: only the rules change
+def scored(cache: dict, out: Path, reuse: bool) -> tuple[Scores, float]:
+    """The cached candidates' scores (`measure`, saved beside `out`; with `reuse`, read back: only
+    the rules change) and FaceNet's FAR-1e-3 threshold from the originals' impostor pairs."""
+    saved = out.with_suffix(".npz")
+    if reuse and saved.is_file():
         stored = dict(np.load(saved))
         s = Scores(**{k: stored.pop(k) for k in SCORE_FIELDS}, original=stored)
     else:
@@ -311,18 +319,26 @@ def evaluate(args: argparse.Namespace) -> None:
             model.identity,
             model.fusion,
         )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(saved, **{k: getattr(s, k) for k in SCORE_FIELDS}, **s.original)
-    n, c = s.sface.shape
+    n = s.sface.shape[0]
     names = [Path(str(k)).parent.name for k in cache["names"]]
     emb = s.original["a1_facenet"]
     iu = np.triu_indices(n, 1)
     different = np.array([names[i] != names[j] for i, j in zip(*iu, strict=True)])
-    threshold = threshold_at_far((emb @ emb.T)[iu][different], 1e-3)
+    return s, threshold_at_far((emb @ emb.T)[iu][different], 1e-3)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    cache = dict(np.load(args.cache))
+    s, threshold = scored(cache, args.out, args.reuse)
+    n, c = s.sface.shape
     report = {
         "faces": n,
         "facenet_threshold": threshold,
-        "facenet_tar_original_a1_a2": float(np.mean(np.sum(emb * s.original["a2_facenet"], 1) >= threshold)),
+        "facenet_tar_original_a1_a2": float(
+            np.mean(np.sum(s.original["a1_facenet"] * s.original["a2_facenet"], 1) >= threshold)
+        ),
         "estimator_floor": floors(s),
     }
     report["rules"] = {}

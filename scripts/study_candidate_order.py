@@ -34,18 +34,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from study_attribute_keeping import SCORE_FIELDS, Scores, face_seed, measure  # noqa: E402
+from study_attribute_keeping import Scores, face_seed, genuine_pair_crops, scored  # noqa: E402
 
-from g2face.detection import YuNetDetector  # noqa: E402
-from g2face.evaluation.faces import FaceFinder  # noqa: E402
-from g2face.evaluation.metrics import threshold_at_far  # noqa: E402
-from g2face.evaluation.protocols import read_lfw_pairs  # noqa: E402
-from g2face.io import read_image  # noqa: E402
 from g2face.models.fusion_anonymizer import PROBE_POOL, FusionAnonymizer, candidate_seed  # noqa: E402
 from g2face.models.zoo import load_model  # noqa: E402
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops  # noqa: E402
-from g2face.priors.attributes import DlibAgeGenderEstimator, WideResNetAgeGenderEstimator  # noqa: E402
-from g2face.priors.facenet import FaceNetEncoder  # noqa: E402
 
 POOL = PROBE_POOL
 BY_PROBE = 16
@@ -54,20 +47,9 @@ BY_COSINE = 4
 
 @torch.no_grad()
 def render(args: argparse.Namespace) -> None:
-    lfw = read_lfw_pairs(args.data)
-    genuine = [(a, b) for a, b, same in zip(lfw.first, lfw.second, lfw.same, strict=True) if same]
-    pairs = genuine[:: max(1, len(genuine) // args.pairs)][: args.pairs]
     model = load_model("g2face-lite")
     assert isinstance(model, FusionAnonymizer) and model.attribute_probe is not None
-    finder = FaceFinder(YuNetDetector())
-    names, firsts, seconds = [], [], []
-    for a, b in pairs:
-        f1 = finder.find(read_image(args.data / a).rgb)
-        f2 = finder.find(read_image(args.data / b).rgb)
-        if f1 is not None and f2 is not None:
-            names.append(a)
-            firsts.append(f1.crop)
-            seconds.append(f2.crop)
+    names, firsts, seconds = genuine_pair_crops(args.data, args.pairs)
     crops = crops_to_tensor(firsts)
     size = model.image_size
     reference = model.attributes(crops)
@@ -161,28 +143,8 @@ def rounds_rule(order_key: str | None, per_round: int, rounds: int, first_accept
 
 def evaluate(args: argparse.Namespace) -> None:
     cache = dict(np.load(args.cache))
-    saved = args.out.with_suffix(".npz")
-    if args.reuse and saved.is_file():
-        stored = dict(np.load(saved))
-        s = Scores(**{k: stored.pop(k) for k in SCORE_FIELDS}, original=stored)
-    else:
-        model = load_model("g2face-lite")
-        s = measure(
-            cache,
-            (DlibAgeGenderEstimator(), WideResNetAgeGenderEstimator()),
-            FaceNetEncoder(),
-            model.geometry,
-            model.identity,
-            model.fusion,
-        )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(saved, **{k: getattr(s, k) for k in SCORE_FIELDS}, **s.original)
+    s, threshold = scored(cache, args.out, args.reuse)
     n = s.sface.shape[0]
-    names = [Path(str(k)).parent.name for k in cache["names"]]
-    emb = s.original["a1_facenet"]
-    iu = np.triu_indices(n, 1)
-    different = np.array([names[i] != names[j] for i, j in zip(*iu, strict=True)])
-    threshold = threshold_at_far((emb @ emb.T)[iu][different], 1e-3)
     # Combined pre-render order: the probe's attribute gap plus the dummy's cosine to the original.
     for weight in (0.5, 1.0, 2.0):
         cache[f"combined_{weight}"] = cache["probe_gap"] + weight * cache["dummy_cos"]
