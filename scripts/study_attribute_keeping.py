@@ -394,8 +394,8 @@ def end_to_end(args: argparse.Namespace) -> None:
 
         original_scores = fusion_anonymizer.FusionAnonymizer._scores
 
-        def scores_with_side(self, reference, reference_attributes, faces):
-            found = original_scores(self, reference, reference_attributes, faces)
+        def scores_with_side(self, reference, reference_attributes, faces, points=None):
+            found = original_scores(self, reference, reference_attributes, faces, points)
             if reference_attributes is None:
                 return found
             crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)

@@ -12,12 +12,15 @@ import torch
 
 from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
 from g2face.models.fusion import (
+    GLASSES_EDGE,
+    GLASSES_EDGE_ORIGINAL,
     KEEP_REGIONS,
     NUM_MESH_POINTS,
     FusionSettings,
     face_region_mask,
     fit_render_to_original,
     fuse_face,
+    glasses_score,
     mesh_warp,
     render_face_mask,
     skin_mask,
@@ -243,11 +246,45 @@ def test_candidate_scores_from_the_estimator_keep_gender_by_side_and_age_by_gap(
 
     anonymizer = SimpleNamespace(identity=lambda crops: torch.eye(2, 3), attributes=Estimator())
     faces = [np.zeros((8, 8, 3), np.uint8)] * 2
-    young_other_side, old_same_side = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.6, 30.0), faces)
+    young_other_side, old_same_side = FusionAnonymizer._scores(
+        anonymizer, torch.ones(3), (0.6, 30.0, False), faces
+    )
     assert not young_other_side.same_gender and young_other_side.age_gap == 0
     assert old_same_side.same_gender and old_same_side.age_gap == pytest.approx(32)
     settings = CandidateSettings()
     assert not young_other_side.acceptable(settings) and not old_same_side.acceptable(settings)
+
+
+def _bridge_points() -> np.ndarray:
+    points = np.zeros((478, 2), np.float32)
+    points[133], points[362], points[168] = (100, 120), (156, 120), (128, 118)  # inner eye corners, bridge
+    return points
+
+
+def test_a_spectacle_bridge_is_seen_and_counts_only_where_the_original_has_no_glasses():
+    plain = np.full((256, 256, 3), 170, np.uint8)
+    spectacles = plain.copy()
+    spectacles[112:116, 96:160] = 20  # a dark bar across the nose bridge
+    points = _bridge_points()
+    assert glasses_score(plain, points) == 0
+    assert glasses_score(spectacles, points) >= GLASSES_EDGE > GLASSES_EDGE_ORIGINAL / 2
+    wrinkle = plain.copy()
+    wrinkle[112:113, 120:128] = 140  # a short faint crease
+    assert glasses_score(wrinkle, points) < GLASSES_EDGE_ORIGINAL
+
+    class Estimator:
+        def __call__(self, crops):
+            return SimpleNamespace(male_probability=torch.tensor([0.7, 0.7]), age=torch.tensor([40.0, 40.0]))
+
+    anonymizer = SimpleNamespace(identity=lambda crops: torch.zeros(2, 3), attributes=Estimator())
+    faces = [plain, spectacles]
+    bare, glasses = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, False), faces, points)
+    assert not bare.adds_glasses and glasses.adds_glasses
+    settings = CandidateSettings()
+    assert bare.acceptable(settings) and not glasses.acceptable(settings)
+    # The original wears glasses: a fake with glasses keeps them, one without is not rejected either.
+    bare, glasses = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, True), faces, points)
+    assert bare.acceptable(settings) and glasses.acceptable(settings)
 
 
 def test_only_the_rendered_face_is_pasted_not_its_background_or_fringe():

@@ -330,6 +330,31 @@ def transfer_colour(
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
+GLASSES_EDGE = 100.0
+"""`glasses_score` of a fused candidate (its preview, at the original's mesh) at or above which the
+rendered face wears glasses. 640 candidates of 32 LFW faces, judged by eye on the clean renders
+sorted by score (89 wear glasses): 88 % of those reach 100 on the preview, 0.2 % of the others."""
+GLASSES_EDGE_ORIGINAL = 90.0
+"""The same for a real photo, which has more texture (wrinkles, shadows): on 32 LFW originals every
+face at or above 90 wore glasses, but thin frames scored from 41 (a miss, not a false alarm)."""
+
+
+def glasses_score(image: np.ndarray, points: np.ndarray) -> float:
+    """How strongly a horizontal edge crosses the nose bridge between the eyes (a spectacle bridge
+    or frame): the largest row mean of |d/dy| of the grey image in a band between the inner eye
+    corners, from 0.6 below to 0.4 above the bridge point in units of their distance. A uint8 RGB
+    crop and its mesh points in pixels."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    vertical = np.abs(cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
+    inner_left, inner_right, bridge = points[133, :2], points[362, :2], points[168, :2]
+    x0, x1 = sorted((inner_left[0], inner_right[0]))
+    span = x1 - x0
+    x0, x1 = int(x0 + span / 5), int(x1 - span / 5)  # the middle: not the eye corners' own edges
+    y0, y1 = int(bridge[1] - 0.6 * span), int(bridge[1] + 0.4 * span)
+    band = vertical[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]
+    return float(band.mean(axis=1).max()) if band.size else 0.0
+
+
 @dataclass(frozen=True, eq=False)
 class FusedFace:
     crop: np.ndarray  # uint8 [S, S, 3]: the rendered face laid onto the original crop's frame

@@ -24,7 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from g2face.models.base import AnonymizedFaces, encode_identities
-from g2face.models.fusion import FusedFace, FusionSettings, fuse_face
+from g2face.models.fusion import (
+    GLASSES_EDGE,
+    GLASSES_EDGE_ORIGINAL,
+    FusedFace,
+    FusionSettings,
+    fuse_face,
+    glasses_score,
+)
 from g2face.models.gie import GIE
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
@@ -73,18 +80,21 @@ class CandidateScore:
     same_gender: bool = True  # both on the same side of P(male) = 0.5
     male_probability: float | None = None  # the candidate's own estimates (for the report)
     age: float | None = None
+    adds_glasses: bool = False  # the fake wears glasses the original does not
 
     def cost(self, settings: CandidateSettings) -> float:
         age_excess = max(0.0, self.age_gap - settings.age_tolerance)
         return self.similarity + settings.gender_weight * self.gender_gap + settings.age_weight * age_excess
 
     def acceptable(self, settings: CandidateSettings) -> bool:
-        """Different enough from the original, of the same apparent gender and about its age."""
+        """Different enough from the original, of the same apparent gender and about its age, and
+        no glasses the original lacks."""
         return (
             self.similarity <= settings.max_similarity
             # Same side, not a gap under 0.5: an original at 0.6 must not accept a candidate at 0.3.
             and self.same_gender
             and self.age_gap <= settings.max_age_gap
+            and not self.adds_glasses
         )
 
 
@@ -212,21 +222,33 @@ class FusionAnonymizer(nn.Module):
         predicted = self.attribute_probe(
             self.dummy_identities([candidate_seed(seed, k) for k in pool], dtype)
         )
-        male, age = reference
+        male, age = reference[:2]
         gap = (torch.sigmoid(predicted[:, 0]) - male).abs() * settings.gender_weight
         gap = gap + settings.age_weight * (predicted[:, 1] - age).abs()
         ranked = sorted(pool, key=lambda k: (float(gap[k]), k))
         return ranked[:total]
 
     def _scores(
-        self, reference: Tensor, reference_attributes, faces: list[np.ndarray]
+        self,
+        reference: Tensor,
+        reference_attributes,
+        faces: list[np.ndarray],
+        points: np.ndarray | None = None,
     ) -> list[CandidateScore]:
+        """Each fused candidate's identity cosine to the original (`reference`) and, when keeping
+        attributes (`reference_attributes`: the original's P(male), age and whether it wears
+        glasses), its apparent gender, age and glasses (`glasses_score` at the original's mesh
+        `points`)."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
         similarity = (self.identity(crops) @ reference).tolist()
         if self.attributes is None or reference_attributes is None:
             return [CandidateScore(s) for s in similarity]
         found = self.attributes(crops)
-        male, age = reference_attributes
+        male, age, has_glasses = reference_attributes
+        glasses = [
+            points is not None and not has_glasses and glasses_score(face, points) >= GLASSES_EDGE
+            for face in faces
+        ]
         return [
             CandidateScore(
                 similarity=s,
@@ -235,8 +257,9 @@ class FusionAnonymizer(nn.Module):
                 same_gender=(float(p) >= 0.5) == (male >= 0.5),
                 male_probability=float(p),
                 age=float(a),
+                adds_glasses=g,
             )
-            for s, p, a in zip(similarity, found.male_probability, found.age, strict=True)
+            for s, p, a, g in zip(similarity, found.male_probability, found.age, glasses, strict=True)
         ]
 
     @torch.no_grad()
@@ -269,7 +292,10 @@ class FusionAnonymizer(nn.Module):
         if self.attributes is not None:
             found = self.attributes(crops)
             reference_attributes = [
-                (float(p), float(a)) for p, a in zip(found.male_probability, found.age, strict=True)
+                (float(p), float(a), glasses_score(o, q) >= GLASSES_EDGE_ORIGINAL)
+                for p, a, o, q in zip(
+                    found.male_probability, found.age, originals, original_points, strict=True
+                )
             ]
         chosen_crops, chosen_masks, scores, rendered_seeds, attributes = [], [], [], [], []
         settings = self.candidates
@@ -288,7 +314,9 @@ class FusionAnonymizer(nn.Module):
                 )
                 renders_by_seed |= dict(zip(candidate_seeds, renders, strict=True))
                 fused = self.fuse_renders(originals[i], original_points[i], renders)
-                found = self._scores(embeddings[i], reference_attributes[i], [f.preview for f in fused])
+                found = self._scores(
+                    embeddings[i], reference_attributes[i], [f.preview for f in fused], original_points[i]
+                )
                 pool.extend(zip(found, fused, candidate_seeds, strict=True))
                 if any(c[0].acceptable(settings) for c in pool):
                     break
@@ -296,14 +324,16 @@ class FusionAnonymizer(nn.Module):
             # similar; else among those different enough the one closest in attributes; else the
             # least similar of all. (Picking the closest in attributes among acceptable ones raised
             # FaceNet's mean cosine to the original person from 0.24 to 0.33 on LFW.)
-            acceptable = [c for c in pool if c[0].acceptable(settings)]
-            different = [c for c in pool if c[0].similarity <= settings.max_similarity]
+            # No added glasses at any tier, unless every candidate wears them.
+            eligible = [c for c in pool if not c[0].adds_glasses] or pool
+            acceptable = [c for c in eligible if c[0].acceptable(settings)]
+            different = [c for c in eligible if c[0].similarity <= settings.max_similarity]
             if acceptable:
                 score, face, rendered = min(acceptable, key=lambda c: c[0].similarity)
             elif different:
                 score, face, rendered = min(different, key=lambda c: c[0].cost(settings))
             else:
-                score, face, rendered = min(pool, key=lambda c: c[0].similarity)
+                score, face, rendered = min(eligible, key=lambda c: c[0].similarity)
             if score.similarity > settings.max_similarity and self.fusion.render_only:
                 # Still too like the original: where the render's face is narrower, the original's
                 # outline showed through. Replace it too (realism second), if that helps.
@@ -311,7 +341,9 @@ class FusionAnonymizer(nn.Module):
                 (wider,) = self.fuse_renders(
                     originals[i], original_points[i], renders_by_seed[rendered][None], whole
                 )
-                (rescored,) = self._scores(embeddings[i], reference_attributes[i], [wider.preview])
+                (rescored,) = self._scores(
+                    embeddings[i], reference_attributes[i], [wider.preview], original_points[i]
+                )
                 if rescored.similarity < score.similarity:
                     score, face = rescored, wider
             scores.append(score.similarity)
@@ -336,8 +368,16 @@ class FusionAnonymizer(nn.Module):
             return None
         return {
             "estimator": getattr(self.attributes, "name", type(self.attributes).__name__),
-            "original": {"male_probability": round(reference[0], 3), "age": round(reference[1], 1)},
-            "anonymized": {"male_probability": round(score.male_probability, 3), "age": round(score.age, 1)},
+            "original": {
+                "male_probability": round(reference[0], 3),
+                "age": round(reference[1], 1),
+                "glasses": reference[2],
+            },
+            "anonymized": {
+                "male_probability": round(score.male_probability, 3),
+                "age": round(score.age, 1),
+                "glasses_added": score.adds_glasses,
+            },
         }
 
     def _refine(self, wplus: Tensor, identities: Tensor, steps: int, lr: float = 0.02) -> Tensor:
