@@ -30,8 +30,8 @@ class AnonymizedFaces:
     """Identity cosine of each anonymized face to its original (the anonymizer's own recognizer)."""
     attributes: tuple[dict | None, ...] | None = None
     """Per face, when the anonymizer estimated them: the apparent gender and age of the original
-    and of the face put in its place, `{"estimator", "original": {"male_probability", "age"},
-    "anonymized": {...}}`."""
+    and of the face put in its place, and glasses, `{"estimator", "original": {"male_probability",
+    "age", "glasses"}, "anonymized": {"male_probability", "age", "glasses_added"}}`."""
 
 
 @dataclass(frozen=True, eq=False)
