@@ -139,6 +139,7 @@ def test_cli_anonymize_recover_and_a_photo_without_a_face(tmp_path, photo):
     # old faces' candidates often wear glasses), so only the field's presence is checked here.
     assert estimated["original"]["glasses"] is False
     assert isinstance(estimated["anonymized"]["glasses_added"], bool)
+    assert estimated["anonymized"]["glasses_lost"] is False  # the original wears none
     result = runner.invoke(cli, ["recover", str(anon), "-o", str(back), "--key-file", str(key)])
     assert result.exit_code == 0, result.output
     assert "exactly (container)" in result.output

@@ -31,6 +31,7 @@ from g2face.models.fusion_anonymizer import (
     CandidateSettings,
     FusionAnonymizer,
     candidate_seed,
+    choose_candidate,
 )
 from g2face.types import AlignedFace, FaceDetection
 
@@ -282,9 +283,43 @@ def test_a_spectacle_bridge_is_seen_and_counts_only_where_the_original_has_no_gl
     assert not bare.adds_glasses and glasses.adds_glasses
     settings = CandidateSettings()
     assert bare.acceptable(settings) and not glasses.acceptable(settings)
-    # The original wears glasses: a fake with glasses keeps them, one without is not rejected either.
+    # The original wears glasses: a fake with glasses keeps them, one without is not rejected either
+    # (it is chosen only when no acceptable fake wears glasses).
     bare, glasses = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, True), faces, points)
     assert bare.acceptable(settings) and glasses.acceptable(settings)
+    assert bare.loses_glasses and not glasses.loses_glasses and not glasses.adds_glasses
+
+
+def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
+    settings = CandidateSettings()  # similarity bar 0.3
+    fit = dict(gender_gap=0.1, age_gap=2.0)
+    wrong_gender = dict(gender_gap=0.6, age_gap=2.0, same_gender=False)
+    # Among acceptable fakes the least similar, whatever their attribute gaps.
+    scores = [CandidateScore(0.2, **fit), CandidateScore(0.1, gender_gap=0.3, age_gap=9.0)]
+    assert choose_candidate(scores, settings) == 1
+    # A fake of the wrong gender is passed over even when it is the least similar.
+    scores = [CandidateScore(0.25, **fit), CandidateScore(0.0, **wrong_gender)]
+    assert choose_candidate(scores, settings) == 0
+    # None acceptable: the closest in attributes among those different enough ...
+    near_gender = dict(gender_gap=0.4, age_gap=3.0, same_gender=False)
+    scores = [CandidateScore(0.1, **wrong_gender), CandidateScore(0.28, **near_gender)]
+    assert choose_candidate(scores, settings) == 1
+    # ... and with none different enough, the least similar.
+    scores = [CandidateScore(0.5, **fit), CandidateScore(0.4, **wrong_gender)]
+    assert choose_candidate(scores, settings) == 1
+    # Added glasses are passed over at every tier, unless every fake wears them.
+    scores = [CandidateScore(0.1, adds_glasses=True, **fit), CandidateScore(0.29, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    scores = [CandidateScore(0.5, adds_glasses=True, **fit), CandidateScore(0.9, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    scores = [CandidateScore(0.5, adds_glasses=True, **fit), CandidateScore(0.4, adds_glasses=True, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    # The original's glasses: an acceptable fake that wears some beats a less similar bare one,
+    # but never at the cost of acceptability.
+    scores = [CandidateScore(0.05, loses_glasses=True, **fit), CandidateScore(0.25, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    scores = [CandidateScore(0.05, loses_glasses=True, **fit), CandidateScore(0.35, **fit)]
+    assert choose_candidate(scores, settings) == 0
 
 
 def test_only_the_rendered_face_is_pasted_not_its_background_or_fringe():
