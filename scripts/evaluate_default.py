@@ -10,6 +10,8 @@ carriers, and apparent attributes. On LFW genuine pairs (A1, A2 = two photos of 
 * attributes: apparent gender kept and age error with wrn-imdbwiki (never used by the anonymizer)
   and dlib-cydral (the one it chooses dummies with: white-box), and cheek ITA difference.
 Thresholds: FAR 1e-3 from impostor pairs of distinct people's original photos in the same set.
+Written to --out: metrics.json, rows.json (per pair, with wrn age and gender before/after) and
+faces.png (original | key A | key B per pair).
 
     python scripts/evaluate_default.py --data ../shared/data --pairs 150 --out runs/eval-default
 """
@@ -28,7 +30,7 @@ from PIL import Image
 
 from g2face.align import align_face, blend_faces
 from g2face.detection import YuNetDetector
-from g2face.evaluation.attributes import compare_attributes
+from g2face.evaluation.attributes import compare_attributes, estimate
 from g2face.evaluation.metrics import threshold_at_far
 from g2face.evaluation.protocols import read_lfw_pairs
 from g2face.io import read_image
@@ -55,6 +57,18 @@ def _main_face(detector, image):
     return min(
         faces, key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - w / 2, (f.box[1] + f.box[3]) / 2 - h / 2)
     )
+
+
+def contact_sheet(rows: list[dict], tile: int = 112) -> Image.Image:
+    """original | key A | key B per pair, in blocks of 10 rows side by side, to look at."""
+    per_column = 10
+    columns = max(1, -(-len(rows) // per_column))
+    sheet = Image.new("RGB", (columns * (3 * tile + 8), per_column * tile), "white")
+    for k, r in enumerate(rows):
+        x0, y = (k // per_column) * (3 * tile + 8), (k % per_column) * tile
+        for j, view in enumerate(("original", "anonymized", "anonymized_b")):
+            sheet.paste(Image.fromarray(r["crops"][view]).resize((tile, tile)), (x0 + j * tile, y))
+    return sheet
 
 
 def main() -> None:
@@ -129,7 +143,7 @@ def main() -> None:
                 "verified_q90": verified,
                 "emb_original_facenet": emb_f["original"].tolist(),
                 "emb_original_sface": emb_s["original"].tolist(),
-                "crops": {k: v for k, v in crops.items() if k in ("original", "anonymized")},
+                "crops": {k: v for k, v in crops.items() if k in ("original", "anonymized", "anonymized_b")},
             }
         )
         print(f"{n + 1}/{len(pairs)} {time.perf_counter() - started:.0f}s", flush=True)
@@ -160,6 +174,15 @@ def main() -> None:
     )
     results["attributes"] = comparison.summary()
     results["seconds"] = time.perf_counter() - started
+    wrn = WideResNetAgeGenderEstimator()
+    before, after = estimate(wrn, originals), estimate(wrn, anonymized)
+    for k, r in enumerate(rows):
+        # Per face, to see where attributes are lost (wrn never chooses dummies).
+        r["wrn"] = {
+            "age": [round(float(before.age[k]), 1), round(float(after.age[k]), 1)],
+            "male": [bool(before.male[k]), bool(after.male[k])],
+        }
+    contact_sheet(rows).save(args.out / "faces.png")
     for r in rows:
         del r["crops"], r["emb_original_facenet"], r["emb_original_sface"]
     (args.out / "rows.json").write_text(json.dumps(rows, indent=1))

@@ -1,9 +1,12 @@
 """Fit the default model's attribute probe: a linear map from a dummy identity (SFace-128, what
-f_dummy produces) to the apparent gender and age of the face GIE renders from it, so dummies can be
-drawn to match the original's attributes before any rendering (DESIGN.md §6; issue 19).
+f_dummy produces) to the apparent gender and age of the face GIE renders from it, and whether it
+wears glasses, so dummies can be drawn to match the original's attributes before any rendering
+(DESIGN.md §6; issue 19).
 
 Faces are measured with the dlib-cydral estimator (the one the anonymizer also uses to check its
-candidates); ridge regression identity → (gender logit, age). Which faces (`--renders`):
+candidates) and, for glasses, `glasses_score` on the render's own MediaPipe mesh (>= GLASSES_EDGE);
+ridge regression identity → (gender logit, age, glasses 0/1). `--rows` refits only some of the three
+rows and keeps the file's others (a probe without a glasses row gets one). Which faces (`--renders`):
 * `bank`: every bank sample rendered again from its w, with its SFace identity;
 * `dummies`: what the anonymizer ranks: one keyed dummy per bank sample (f_dummy of a seeded z, the
   seed being the sample's index) rendered by the model's GIE at that sample's expression and pose
@@ -12,6 +15,8 @@ The probe is stored inside the model file (`attribute_probe.*`).
 
     python scripts/fit_attribute_probe.py runs/lite/bank src/g2face/weights/g2face-lite.safetensors \
         --renders dummies
+    python scripts/fit_attribute_probe.py runs/lite/bank src/g2face/weights/g2face-lite.safetensors \
+        --renders dummies --rows glasses
 """
 
 from __future__ import annotations
@@ -26,13 +31,29 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from g2face.models.checkpoints import load_fusion_model
+from g2face.models.fusion import GLASSES_EDGE, glasses_score
 from g2face.models.fusion_anonymizer import PROBE_KEYS, FusionAnonymizer
 from g2face.models.zoo import load_model
 from g2face.priors.attributes import DlibAgeGenderEstimator
 from g2face.priors.base import Geometry
+from g2face.priors.mediapipe_geometry import MediaPipeGeometry
 from g2face.priors.mobilestylegan import load_mobilestylegan
 from g2face.training.sources import broadcast_w
 from g2face.training.stages import load_bank
+
+ROWS = ("gender", "age", "glasses")
+"""The probe's outputs, in order: gender logit, age in years, glasses (0/1 regressed)."""
+
+
+def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney), NaN with one class only."""
+    positive = labels > 0.5
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def main() -> None:
@@ -45,6 +66,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--renders", choices=["bank", "dummies"], default="bank")
     parser.add_argument("--limit", type=int, help="use only the first N bank samples")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=ROWS,
+        default=list(ROWS),
+        help="probe rows to fit; the others are kept from the model file",
+    )
     parser.add_argument("--dry-run", action="store_true", help="report the held-out fit, write nothing")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -57,7 +85,8 @@ def main() -> None:
     else:
         generator = load_mobilestylegan()
     estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
-    males, ages, identities = [], [], []
+    mesh = MediaPipeGeometry()
+    males, ages, glasses, identities = [], [], [], []
     for start in tqdm(range(0, len(bank["w"]), args.batch), desc="render + estimate", unit="batch"):
         part = slice(start, start + args.batch)
         if args.renders == "dummies":
@@ -72,9 +101,15 @@ def main() -> None:
         found = estimator(faces)
         males.append(found.male_probability.numpy())
         ages.append(found.age.numpy())
+        size = faces.shape[-1]
+        points = (mesh(faces).landmarks[..., :2] * size - 0.5).numpy()
+        images = ((faces.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
+        glasses.append(
+            [float(glasses_score(im, p) >= GLASSES_EDGE) for im, p in zip(images, points, strict=True)]
+        )
         identities.append(identity.numpy())
     male = np.clip(np.concatenate(males), 1e-3, 1 - 1e-3)
-    targets = np.stack([np.log(male / (1 - male)), np.concatenate(ages)], 1)
+    targets = np.stack([np.log(male / (1 - male)), np.concatenate(ages), np.concatenate(glasses)], 1)
     x = np.concatenate([np.concatenate(identities), np.ones((len(targets), 1))], 1)
     n_train = len(x) - len(x) // 5
     eye = np.eye(x.shape[1]) * args.ridge
@@ -84,11 +119,12 @@ def main() -> None:
     gender_agree = np.mean((held[:, 0] > 0) == (targets[n_train:, 0] > 0))
     age_error = np.mean(np.abs(held[:, 1] - targets[n_train:, 1]))
     age_corr = np.corrcoef(held[:, 1], targets[n_train:, 1])[0, 1]
+    glasses_auc = rank_auc(targets[n_train:, 2], held[:, 2])
     share_male, age_mean, age_std = np.mean(targets[:, 0] > 0), targets[:, 1].mean(), targets[:, 1].std()
     print(
         f"held-out: gender agreement {gender_agree:.3f}, age error {age_error:.1f} years, age correlation "
-        f"{age_corr:.2f} ({len(x) - n_train} samples; share male {share_male:.2f}, age {age_mean:.1f} ± "
-        f"{age_std:.1f})"
+        f"{age_corr:.2f}, glasses AUC {glasses_auc:.3f} ({len(x) - n_train} samples; share male "
+        f"{share_male:.2f}, age {age_mean:.1f} ± {age_std:.1f}, glasses {targets[:, 2].mean():.3f})"
     )
     if args.dry_run:
         return
@@ -98,8 +134,16 @@ def main() -> None:
     with safe_open(str(args.model), "pt") as f:
         metadata = f.metadata()
     tensors = load_file(str(args.model))
-    tensors[PROBE_KEYS[0]] = torch.from_numpy(weights[:-1].T.astype(np.float32).copy())
-    tensors[PROBE_KEYS[1]] = torch.from_numpy(weights[-1].astype(np.float32).copy())
+    weight = torch.from_numpy(weights[:-1].T.astype(np.float32).copy())
+    bias = torch.from_numpy(weights[-1].astype(np.float32).copy())
+    if set(args.rows) != set(ROWS):
+        if PROBE_KEYS[0] not in tensors:
+            raise SystemExit(f"{args.model} has no probe to keep rows of: fit every row")
+        stored_weight, stored_bias = tensors[PROBE_KEYS[0]].float(), tensors[PROBE_KEYS[1]].float()
+        for row in range(len(stored_bias)):
+            if ROWS[row] not in args.rows:
+                weight[row], bias[row] = stored_weight[row], stored_bias[row]
+    tensors[PROBE_KEYS[0]], tensors[PROBE_KEYS[1]] = weight, bias
     tmp = args.model.with_name(f".{args.model.name}.part")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(args.model)

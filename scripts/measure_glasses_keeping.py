@@ -1,0 +1,171 @@
+"""Does the default keep an original's glasses? (issue 19)
+
+One photo per LFW person (the sample of `measure_attributes.py`); the originals whose nose bridge
+carries a spectacle edge (`glasses_score` >= GLASSES_EDGE_ORIGINAL on their own mesh) are
+anonymized twice with the same model file and keyed seeds: once with the rules before glasses were
+kept (every candidate's `loses_glasses` cleared, so the search neither prefers a bespectacled fake
+nor draws a second round for one, and `glasses_weight` 0, so the probe's glasses row does not
+rank the pool), once as the file says. Reported: how often the
+chosen fake's own glasses score says it wears glasses (white-box: the chooser uses that score),
+renders per face, FaceNet-CASIA cosine of fake to original (never used by the model), and a
+contact sheet original | before | after with the scores, to judge by eye.
+
+    PYTHONPATH=src python scripts/measure_glasses_keeping.py --faces 400 --out runs/glasses [--model FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).parent))
+from measure_attributes import DEFAULT_LFW, lfw_crops  # noqa: E402
+
+from g2face.models.fusion import GLASSES_EDGE, GLASSES_EDGE_ORIGINAL, glasses_score  # noqa: E402
+from g2face.models.fusion_anonymizer import FusionAnonymizer  # noqa: E402
+from g2face.models.zoo import load_model  # noqa: E402
+from g2face.nn.crops import crops_to_tensor, tensor_to_crops  # noqa: E402
+from g2face.payload import Secret  # noqa: E402
+from g2face.priors.facenet import FaceNetEncoder  # noqa: E402
+
+
+def seed_of(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
+
+
+class Counting:
+    """Wraps `FusionAnonymizer._scores` to count fused candidates and, for the rule before glasses
+    were kept, to clear `loses_glasses`."""
+
+    def __init__(self, model: FusionAnonymizer, keep_glasses: bool):
+        self.scores, self.keep, self.calls = model._scores, keep_glasses, 0
+
+    def __call__(self, *args, **kwargs):
+        found = self.scores(*args, **kwargs)
+        self.calls += len(found)
+        return found if self.keep else [dataclasses.replace(s, loses_glasses=False) for s in found]
+
+
+def contact_sheet(
+    rows: list[dict], originals: list[np.ndarray], indices: list[int], tile: int = 128
+) -> Image.Image:
+    """original | before | after with each glasses score, in blocks of 12 rows side by side."""
+    per_column, line = 12, 14
+    columns = max(1, -(-len(rows) // per_column))
+    sheet = Image.new("RGB", (columns * (3 * tile + 12), per_column * (tile + line)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, row in enumerate(rows):
+        x0, y = (k // per_column) * (3 * tile + 12), (k % per_column) * (tile + line)
+        images = [originals[indices[k]], row["before"]["crop"], row["after"]["crop"]]
+        scores = [row["original_score"], row["before"]["glasses_score"], row["after"]["glasses_score"]]
+        for j, (image, score) in enumerate(zip(images, scores, strict=True)):
+            sheet.paste(Image.fromarray(image).resize((tile, tile)), (x0 + j * tile, y))
+            label = ("original", "before", "after")[j]
+            draw.text((x0 + j * tile + 2, y + tile), f"{label} {score:.0f}", fill="black")
+    return sheet
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="lfw-deepfunneled folder")
+    parser.add_argument("--faces", type=int, default=400, help="LFW people scanned for glasses")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--controls", type=int, default=40, help="originals without glasses anonymized too (added glasses)"
+    )
+    parser.add_argument("--model", default="g2face-lite", help="packaged name or fusion weights file")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if not args.lfw.is_dir():
+        print(f"LFW not found at {args.lfw}: pass --lfw; nothing measured")
+        return 0
+    torch.set_grad_enabled(False)
+    models = {
+        "before": load_model(args.model, candidates={"glasses_weight": 0.0}),
+        "after": load_model(args.model),
+    }
+    model = models["after"]
+    assert isinstance(model, FusionAnonymizer)
+    facenet, secret = FaceNetEncoder(), Secret(b"G" * 32, "key")
+    crops, names = lfw_crops(args.lfw, args.faces, args.seed)
+    size = model.image_size
+    points = (model.geometry(crops).landmarks[..., :2] * size - 0.5).numpy()
+    originals = tensor_to_crops(crops)
+    found = [glasses_score(o, p) for o, p in zip(originals, points, strict=True)]
+    wearing = [i for i, s in enumerate(found) if s >= GLASSES_EDGE_ORIGINAL]
+    print(f"{len(wearing)} of {len(crops)} originals wear glasses (score >= {GLASSES_EDGE_ORIGINAL})")
+    bare = [i for i, s in enumerate(found) if s < GLASSES_EDGE_ORIGINAL][: args.controls]
+
+    def both_rules(i: int) -> dict:
+        row = {"name": names[i], "original_score": found[i]}
+        reference = facenet(crops[i : i + 1])[0]
+        for label, keep in (("before", False), ("after", True)):
+            counting = Counting(models[label], keep)
+            models[label]._scores = counting
+            try:
+                out = models[label].anonymize(
+                    crops[i : i + 1], secret, seeds=[seed_of(names[i])], salts=[b"s" * 8]
+                )
+            finally:
+                del models[label]._scores
+            # The crop is the render in the original's frame; the photo gets it through the mask.
+            mask = out.masks[0][..., None]
+            fake = tensor_to_crops(out.images)[0] * mask + originals[i] * (1 - mask)
+            fake = np.round(fake).astype(np.uint8)
+            row[label] = {
+                "glasses_score": glasses_score(fake, points[i]),
+                "renders": counting.calls,
+                "facenet_to_original": float(facenet(crops_to_tensor([fake]))[0] @ reference),
+                "crop": fake,
+            }
+        return row
+
+    started = time.perf_counter()
+    groups = {"wearing": [], "bare": []}
+    for group, indices in (("wearing", wearing), ("bare", bare)):
+        for i in indices:
+            row = both_rules(i)
+            groups[group].append(row)
+            before, after = row["before"]["glasses_score"], row["after"]["glasses_score"]
+            print(f"{group} {names[i]}: glasses score before {before:.0f}, after {after:.0f}", flush=True)
+    summary: dict = {"scanned": len(crops), "seconds": time.perf_counter() - started}
+    for group, rows in groups.items():
+        summary[group] = {"faces": len(rows)}
+        for label in ("before", "after"):
+            summary[group][label] = {
+                "fake_wears_glasses": float(
+                    np.mean([r[label]["glasses_score"] >= GLASSES_EDGE for r in rows])
+                ),
+                "renders_per_face": float(np.mean([r[label]["renders"] for r in rows])),
+                "facenet_to_original": float(np.mean([r[label]["facenet_to_original"] for r in rows])),
+            }
+    args.out.mkdir(parents=True, exist_ok=True)
+    listed = {
+        group: [
+            {
+                k: {kk: vv for kk, vv in v.items() if kk != "crop"} if isinstance(v, dict) else v
+                for k, v in r.items()
+            }
+            for r in rows
+        ]
+        for group, rows in groups.items()
+    }
+    (args.out / "glasses.json").write_text(json.dumps({**summary, "rows": listed}, indent=2))
+    contact_sheet(groups["wearing"], originals, wearing).save(args.out / "glasses.png")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
