@@ -1,7 +1,7 @@
 """Package a trained GIE as the geometric-fusion default model (`g2face-lite`).
 
     python scripts/build_lite_model.py RUN/model.safetensors src/g2face/weights/g2face-lite.safetensors
-    python scripts/build_lite_model.py --candidates 2 --rounds 2 --spread 1.5 \
+    python scripts/build_lite_model.py --candidates 2 --rounds 2 --spread 1.5 --steer 1 \
         src/g2face/weights/g2face-lite.safetensors src/g2face/weights/g2face-lite.safetensors
 
 Takes the GIE part (f_dummy, f_mlp) of a `g2face train --stage gie` export and stores it with the
@@ -43,11 +43,19 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=CandidateSettings.count)
     parser.add_argument("--rounds", type=int, default=CandidateSettings.max_rounds)
     parser.add_argument("--spread", type=float, default=CandidateSettings.spread)
+    parser.add_argument("--steer", type=float, default=CandidateSettings.steer)
+    parser.add_argument("--glasses-weight", type=float, default=CandidateSettings.glasses_weight)
     parser.add_argument("--full", action="store_true", help="keep float32 weights")
     args = parser.parse_args()
     fusion, candidates = (
         FusionSettings(warp_strength=args.warp),
-        CandidateSettings(count=args.candidates, max_rounds=args.rounds, spread=args.spread),
+        CandidateSettings(
+            count=args.candidates,
+            max_rounds=args.rounds,
+            spread=args.spread,
+            steer=args.steer,
+            glasses_weight=args.glasses_weight,
+        ),
     )
     if weights_format(args.gie_export) == FUSION_FORMAT:
         _, stored = load_fusion_model(args.gie_export)

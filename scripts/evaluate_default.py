@@ -19,6 +19,7 @@ faces.png (original | key A | key B per pair).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import time
@@ -47,6 +48,10 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def _seed(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def _main_face(detector, image):
@@ -80,6 +85,12 @@ def main() -> None:
     parser.add_argument("--model", default="g2face-lite")
     parser.add_argument("--attributes", choices=["keep", "free"], default="keep")
     parser.add_argument(
+        "--candidates",
+        type=json.loads,
+        default=None,
+        help="CandidateSettings overrides as JSON, e.g. '{\"steer\": 0}' (an A/B run of one file)",
+    )
+    parser.add_argument(
         "--refine", type=int, default=0, help="also measure perfect-channel recovery refined N steps"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/eval-default"))
@@ -94,7 +105,10 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     detector = YuNetDetector()
-    pipeline = G2FacePipeline.from_pretrained(args.model, model_options={"attributes": args.attributes})
+    options: dict = {"attributes": args.attributes} | (
+        {"candidates": args.candidates} if args.candidates else {}
+    )
+    pipeline = G2FacePipeline.from_pretrained(args.model, model_options=options)
     facenet, sface = FaceNetEncoder(), SFaceEncoder()
     key_a, key_b = Secret(b"A" * 32, "key"), Secret(b"B" * 32, "key")
     size = 256
@@ -106,8 +120,10 @@ def main() -> None:
         f1, f2 = _main_face(detector, a1), _main_face(detector, a2)
         if f1 is None or f2 is None:
             continue
-        anon = pipeline.anonymize(a1, key_a, detections=[f1])
-        anon_b = pipeline.anonymize(a1, key_b, detections=[f1])
+        # Dummy seeds from the file name and the key: reproducible, and paired across A/B runs of
+        # different settings (the salts stay random, so payloads differ run to run).
+        anon = pipeline.anonymize(a1, key_a, detections=[f1], seeds=[_seed(pair[0] + "/A")])
+        anon_b = pipeline.anonymize(a1, key_b, detections=[f1], seeds=[_seed(pair[0] + "/B")])
         exact = pipeline.recover(anon.image, key_a, container=anon.container)
         published = _jpeg(anon.image, 90)
         back = pipeline.recover(published, key_a)

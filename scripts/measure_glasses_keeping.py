@@ -1,11 +1,13 @@
 """Does the default keep an original's glasses? (issue 19)
 
-One photo per LFW person (the sample of `measure_attributes.py`); the originals whose nose bridge
-carries a spectacle edge (`glasses_score` >= GLASSES_EDGE_ORIGINAL on their own mesh) are
-anonymized twice with the same model file and keyed seeds: once with the rules before glasses were
-kept (every candidate's `loses_glasses` cleared, so the search neither prefers a bespectacled fake
-nor draws a second round for one, and `glasses_weight` 0, so the probe's glasses row does not
-rank the pool), once as the file says. Reported: how often the
+One photo per LFW person (the sample of `measure_attributes.py`), grouped by the original's own
+`glasses_score` (`original_glasses`): "sure" (>= GLASSES_SURE_ORIGINAL: the fake should keep
+glasses), "unsure" (between) and "bare" (< GLASSES_EDGE_ORIGINAL, the first `--controls`: the fake
+must not add any). Each face is anonymized twice with the same model file and keyed seeds: once
+with the rules before glasses were kept (every candidate's `loses_glasses` cleared, so the search
+neither prefers a bespectacled fake nor draws a second round for one, and the `--before`
+candidate overrides, by default `glasses_weight` 0 and `steer` 0, so the probe neither ranks nor
+steers by glasses), once as the file says. Reported per group: how often the
 chosen fake's own glasses score says it wears glasses (white-box: the chooser uses that score),
 renders per face, FaceNet-CASIA cosine of fake to original (never used by the model), and a
 contact sheet original | before | after with the scores, to judge by eye.
@@ -30,8 +32,8 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).parent))
 from measure_attributes import DEFAULT_LFW, lfw_crops  # noqa: E402
 
-from g2face.models.fusion import GLASSES_EDGE, GLASSES_EDGE_ORIGINAL, glasses_score  # noqa: E402
-from g2face.models.fusion_anonymizer import FusionAnonymizer  # noqa: E402
+from g2face.models.fusion import GLASSES_EDGE, glasses_score  # noqa: E402
+from g2face.models.fusion_anonymizer import FusionAnonymizer, original_glasses  # noqa: E402
 from g2face.models.zoo import load_model  # noqa: E402
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops  # noqa: E402
 from g2face.payload import Secret  # noqa: E402
@@ -85,6 +87,12 @@ def main() -> int:
         "--controls", type=int, default=40, help="originals without glasses anonymized too (added glasses)"
     )
     parser.add_argument("--model", default="g2face-lite", help="packaged name or fusion weights file")
+    parser.add_argument(
+        "--before",
+        type=json.loads,
+        default={"glasses_weight": 0.0, "steer": 0.0},
+        help="CandidateSettings overrides of the 'before' run (JSON)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if not args.lfw.is_dir():
@@ -92,7 +100,7 @@ def main() -> int:
         return 0
     torch.set_grad_enabled(False)
     models = {
-        "before": load_model(args.model, candidates={"glasses_weight": 0.0}),
+        "before": load_model(args.model, candidates=args.before),
         "after": load_model(args.model),
     }
     model = models["after"]
@@ -103,9 +111,13 @@ def main() -> int:
     points = (model.geometry(crops).landmarks[..., :2] * size - 0.5).numpy()
     originals = tensor_to_crops(crops)
     found = [glasses_score(o, p) for o, p in zip(originals, points, strict=True)]
-    wearing = [i for i, s in enumerate(found) if s >= GLASSES_EDGE_ORIGINAL]
-    print(f"{len(wearing)} of {len(crops)} originals wear glasses (score >= {GLASSES_EDGE_ORIGINAL})")
-    bare = [i for i, s in enumerate(found) if s < GLASSES_EDGE_ORIGINAL][: args.controls]
+    state = [original_glasses(s) for s in found]
+    indices = {
+        "sure": [i for i, g in enumerate(state) if g is True],
+        "unsure": [i for i, g in enumerate(state) if g is None],
+        "bare": [i for i, g in enumerate(state) if g is False][: args.controls],
+    }
+    print({k: len(v) for k, v in indices.items()}, f"of {len(crops)} originals")
 
     def both_rules(i: int) -> dict:
         row = {"name": names[i], "original_score": found[i]}
@@ -132,9 +144,9 @@ def main() -> int:
         return row
 
     started = time.perf_counter()
-    groups = {"wearing": [], "bare": []}
-    for group, indices in (("wearing", wearing), ("bare", bare)):
-        for i in indices:
+    groups: dict[str, list[dict]] = {group: [] for group in indices}
+    for group, members in indices.items():
+        for i in members:
             row = both_rules(i)
             groups[group].append(row)
             before, after = row["before"]["glasses_score"], row["after"]["glasses_score"]
@@ -162,7 +174,8 @@ def main() -> int:
         for group, rows in groups.items()
     }
     (args.out / "glasses.json").write_text(json.dumps({**summary, "rows": listed}, indent=2))
-    contact_sheet(groups["wearing"], originals, wearing).save(args.out / "glasses.png")
+    for group in ("sure", "unsure"):
+        contact_sheet(groups[group], originals, indices[group]).save(args.out / f"glasses_{group}.png")
     print(json.dumps(summary, indent=2))
     return 0
 

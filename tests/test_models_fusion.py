@@ -3,6 +3,7 @@ meshes and images: no model assets needed."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import cv2
@@ -14,6 +15,7 @@ from g2face.align import blend_faces, estimate_similarity, face_mask, invert_aff
 from g2face.models.fusion import (
     GLASSES_EDGE,
     GLASSES_EDGE_ORIGINAL,
+    GLASSES_SURE_ORIGINAL,
     KEEP_REGIONS,
     NUM_MESH_POINTS,
     FusionSettings,
@@ -32,6 +34,7 @@ from g2face.models.fusion_anonymizer import (
     FusionAnonymizer,
     candidate_seed,
     choose_candidate,
+    original_glasses,
 )
 from g2face.types import AlignedFace, FaceDetection
 
@@ -288,6 +291,12 @@ def test_a_spectacle_bridge_is_seen_and_counts_only_where_the_original_has_no_gl
     bare, glasses = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, True), faces, points)
     assert bare.acceptable(settings) and glasses.acceptable(settings)
     assert bare.loses_glasses and not glasses.loses_glasses and not glasses.adds_glasses
+    # Unsure whether the original wears glasses (None): a fake may wear them or not.
+    bare, glasses = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, None), faces, points)
+    assert not (bare.loses_glasses or bare.adds_glasses or glasses.loses_glasses or glasses.adds_glasses)
+    assert original_glasses(GLASSES_EDGE_ORIGINAL - 1) is False
+    assert original_glasses(GLASSES_EDGE_ORIGINAL) is None
+    assert original_glasses(GLASSES_SURE_ORIGINAL) is True
 
 
 def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
@@ -341,3 +350,61 @@ def test_only_the_rendered_face_is_pasted_not_its_background_or_fringe():
     assert face[cheek[1], cheek[0]] > 0.99
     off = render_face_mask(render, points, np.zeros((256, 256), bool), settings)
     assert off[fringe].mean() > face[fringe].mean() + 0.5  # without skin statistics: the hull only
+
+
+@torch.no_grad()
+def test_the_probe_ranks_the_keyed_pool_by_predicted_attributes_glasses_included():
+    """With a probe that predicts glasses, dummies likely to render with glasses come first for an
+    original who wears them and last for one who does not; gender and age still lead."""
+
+    def identities(seeds, dtype):
+        # One identity per seed: [male logit, age, glasses] read straight off by the probe.
+        rows = [[5.0, 40.0, float(s % 2)] for s in seeds]
+        return torch.tensor(rows, dtype=dtype)
+
+    probe = torch.nn.Linear(3, 3)
+    with torch.no_grad():
+        probe.weight.copy_(torch.eye(3))
+        probe.bias.zero_()
+    anonymizer = SimpleNamespace(
+        candidates=CandidateSettings(count=2, max_rounds=2),
+        attribute_probe=probe,
+        dummy_identities=identities,
+    )
+    for wears in (True, False):
+        order = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, wears), torch.float32)
+        predicted = identities([candidate_seed(1234, k) for k in order], torch.float32)[:, 2]
+        assert len(order) == 4 and bool(predicted.eq(float(wears)).all())
+    # A probe without a glasses row (an older model file) ranks by gender and age only.
+    anonymizer.attribute_probe = torch.nn.Linear(3, 2)
+    order = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, True), torch.float32)
+    assert len(order) == 4
+
+
+@torch.no_grad()
+def test_steering_moves_a_dummy_only_along_the_probe_rows_to_the_originals_attributes():
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(16, 3)
+    anonymizer = SimpleNamespace(attribute_probe=probe, candidates=CandidateSettings(steer=1.0))
+    dummies = torch.randn(4, 16)
+    reference = (0.9, 63.0, True)
+    steered = FusionAnonymizer.steer_dummies(anonymizer, dummies, reference)
+    target = torch.tensor([math.log(0.9 / 0.1), 63.0, 1.0]).expand(4, -1)
+    assert torch.allclose(probe(steered), target, atol=1e-3)
+    # Nothing moves outside the span of the probe's rows: what tells two keyed dummies apart stays.
+    basis, _ = torch.linalg.qr(probe.weight.T)  # [16, 3]
+    outside = torch.eye(16) - basis @ basis.T
+    assert torch.allclose((steered - dummies) @ outside, torch.zeros(4, 16), atol=1e-4)
+    # Half the steer goes half the way; none, or no probe, leaves the dummies as drawn.
+    anonymizer.candidates = CandidateSettings(steer=0.5)
+    half = FusionAnonymizer.steer_dummies(anonymizer, dummies, reference)
+    assert torch.allclose(probe(half), (probe(dummies) + target) / 2, atol=1e-3)
+    # Unsure about the original's glasses: gender and age are steered, the glasses row is free.
+    anonymizer.candidates = CandidateSettings(steer=1.0)
+    unsure = FusionAnonymizer.steer_dummies(anonymizer, dummies, (0.9, 63.0, None))
+    assert torch.allclose(probe(unsure)[:, :2], target[:, :2], atol=1e-3)
+    assert not torch.allclose(probe(unsure)[:, 2], target[:, 2], atol=1e-2)
+    anonymizer.candidates = CandidateSettings(steer=0.0)
+    assert FusionAnonymizer.steer_dummies(anonymizer, dummies, reference) is dummies
+    anonymizer.candidates, anonymizer.attribute_probe = CandidateSettings(steer=1.0), None
+    assert FusionAnonymizer.steer_dummies(anonymizer, dummies, reference) is dummies

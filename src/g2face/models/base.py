@@ -31,7 +31,8 @@ class AnonymizedFaces:
     attributes: tuple[dict | None, ...] | None = None
     """Per face, when the anonymizer estimated them: the apparent gender and age of the original
     and of the face put in its place, and glasses, `{"estimator", "original": {"male_probability",
-    "age", "glasses"}, "anonymized": {"male_probability", "age", "glasses_added", "glasses_lost"}}`."""
+    "age", "glasses"}, "anonymized": {"male_probability", "age", "glasses_added", "glasses_lost"}}`
+    (the original's `glasses` is None when unsure, `models.fusion_anonymizer.original_glasses`)."""
 
 
 @dataclass(frozen=True, eq=False)

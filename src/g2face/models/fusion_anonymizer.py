@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from g2face.models.base import AnonymizedFaces, encode_identities
 from g2face.models.fusion import (
     GLASSES_EDGE,
     GLASSES_EDGE_ORIGINAL,
+    GLASSES_SURE_ORIGINAL,
     FusedFace,
     FusionSettings,
     fuse_face,
@@ -58,6 +60,14 @@ class CandidateSettings:
     age_tolerance: float = 4.0
     max_age_gap: float = 10.0
     """A candidate further than this from the original's apparent age is not acceptable."""
+    steer: float = 0.0
+    """With a probe: each candidate's dummy identity is moved this fraction of the way (the
+    smallest move, along the probe's rows) to where the probe predicts the original's apparent
+    gender, age and glasses (`FusionAnonymizer.steer_dummies`); 0 leaves dummies as drawn."""
+    glasses_weight: float = 0.5
+    """With a probe that predicts glasses: penalty per unit of |predicted glasses (0..1) - whether
+    the original wears them| when the keyed pool is ranked, so an original's glasses are kept and
+    none are added without rendering candidates that would be passed over."""
     spread: float = 1.0
     """A dummy's W+ is taken this many times as far from the average identity's W+ (at the same
     geometry) as f_mlp puts it. f_mlp regresses W+ with a squared error, which pulls its output
@@ -68,6 +78,8 @@ class CandidateSettings:
     def __post_init__(self) -> None:
         if self.count < 1 or self.max_rounds < 1:
             raise ValueError("count and max_rounds must be >= 1")
+        if not 0 <= self.steer <= 2:
+            raise ValueError(f"steer must be in [0, 2], got {self.steer}")
         if not 0 < self.spread <= 4:
             raise ValueError(f"spread must be in (0, 4], got {self.spread}")
 
@@ -97,6 +109,14 @@ class CandidateScore:
             and self.age_gap <= settings.max_age_gap
             and not self.adds_glasses
         )
+
+
+def original_glasses(score: float) -> bool | None:
+    """Whether a real photo wears glasses by its `glasses_score`: False (a fake must not bring
+    any), True (the fake should keep them) or None (unsure: neither)."""
+    if score < GLASSES_EDGE_ORIGINAL:
+        return False
+    return True if score >= GLASSES_SURE_ORIGINAL else None
 
 
 def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) -> int:
@@ -152,8 +172,8 @@ class FusionAnonymizer(nn.Module):
     ):
         """`attributes`: an apparent age/gender estimator; when given, dummies are chosen to keep
         the original's apparent gender and age (`--attributes keep`). `attribute_probe`: a linear
-        map from a dummy identity to the (gender logit, age) of the face GIE renders from it, used
-        to draw dummies of the right attributes before rendering any."""
+        map from a dummy identity to the (gender logit, age[, glasses]) of the face GIE renders
+        from it, used to draw dummies of the right attributes before rendering any."""
         super().__init__()
         if identity.embedding_dim != codec.embedding_dim or identity.embedding_dim != gie.config.identity_dim:
             raise ValueError(
@@ -202,6 +222,27 @@ class FusionAnonymizer(nn.Module):
         z = [torch.randn(dim, generator=torch.Generator().manual_seed(s % 2**63)) for s in seeds]
         return self.gie.dummy_identity(torch.stack(z).to(self._device(), dtype))
 
+    def steer_dummies(self, identities: Tensor, reference) -> Tensor:
+        """Dummy identities [N, D] moved `candidates.steer` of the way to the original's apparent
+        attributes (`reference`: P(male), age, glasses — None when unsure, then not steered) as the
+        attribute probe reads them: the
+        minimum-norm change δ with P·(d + δ) = target for the probe's rows P (gender logit, age, and
+        glasses where it has that row; bias included). Only the attributes move: δ lies in the
+        span of the probe's rows, so the rest of the identity (what makes two keys different
+        people) is untouched."""
+        if self.candidates.steer == 0 or self.attribute_probe is None or reference is None:
+            return identities
+        male, age, glasses = reference
+        male = min(max(male, 1e-3), 1 - 1e-3)
+        target = [math.log(male / (1 - male)), age] + ([] if glasses is None else [float(glasses)])
+        n = min(len(target), len(self.attribute_probe.weight))  # no glasses row: gender and age
+        rows = self.attribute_probe.weight[:n].to(identities)
+        target = torch.tensor(target[:n], dtype=identities.dtype, device=identities.device)
+        error = target - self.attribute_probe(identities)[:, :n]  # [N, n]
+        # δ = Pᵀ (P Pᵀ)⁻¹ error, per dummy.
+        delta = torch.linalg.solve(rows @ rows.T, error.T).T @ rows
+        return identities + self.candidates.steer * delta
+
     def render_dummies(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
         """Identities [N, D] rendered at one geometry [1, G] or one each [N, G]; `spread` scales
         each W+ away from the average identity's at the same geometry (`CandidateSettings.spread`)."""
@@ -232,7 +273,8 @@ class FusionAnonymizer(nn.Module):
 
     def _candidate_order(self, seed: int, reference, dtype: torch.dtype) -> list[int]:
         """Candidate indices in the order they are rendered: keyed order, or, with a probe, the
-        keyed pool sorted by how close the predicted gender and age are to the original's."""
+        keyed pool sorted by how close the predicted gender, age (and glasses, where the probe
+        predicts them) are to the original's."""
         settings = self.candidates
         total = settings.count * settings.max_rounds
         if self.attribute_probe is None or reference is None:
@@ -241,9 +283,11 @@ class FusionAnonymizer(nn.Module):
         predicted = self.attribute_probe(
             self.dummy_identities([candidate_seed(seed, k) for k in pool], dtype)
         )
-        male, age = reference[:2]
+        male, age, glasses = reference
         gap = (torch.sigmoid(predicted[:, 0]) - male).abs() * settings.gender_weight
         gap = gap + settings.age_weight * (predicted[:, 1] - age).abs()
+        if predicted.shape[1] > 2 and glasses is not None:  # a probe fitted with a glasses row
+            gap = gap + settings.glasses_weight * (predicted[:, 2].clamp(0, 1) - float(glasses)).abs()
         ranked = sorted(pool, key=lambda k: (float(gap[k]), k))
         return ranked[:total]
 
@@ -256,15 +300,15 @@ class FusionAnonymizer(nn.Module):
     ) -> list[CandidateScore]:
         """Each fused candidate's identity cosine to the original (`reference`) and, when keeping
         attributes (`reference_attributes`: the original's P(male), age and whether it wears
-        glasses), its apparent gender, age and glasses (`glasses_score` at the original's mesh
-        `points`)."""
+        glasses, `original_glasses`), its apparent gender, age and glasses (`glasses_score` at the
+        original's mesh `points`)."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
         similarity = (self.identity(crops) @ reference).tolist()
         if self.attributes is None or reference_attributes is None:
             return [CandidateScore(s) for s in similarity]
         found = self.attributes(crops)
-        male, age, has_glasses = reference_attributes
-        glasses = [points is not None and glasses_score(face, points) >= GLASSES_EDGE for face in faces]
+        male, age, glasses = reference_attributes
+        wears = [points is not None and bool(glasses_score(face, points) >= GLASSES_EDGE) for face in faces]
         return [
             CandidateScore(
                 similarity=s,
@@ -273,10 +317,10 @@ class FusionAnonymizer(nn.Module):
                 same_gender=(float(p) >= 0.5) == (male >= 0.5),
                 male_probability=float(p),
                 age=float(a),
-                adds_glasses=g and not has_glasses,
-                loses_glasses=has_glasses and points is not None and not g,
+                adds_glasses=g and glasses is False,
+                loses_glasses=glasses is True and points is not None and not g,
             )
-            for s, p, a, g in zip(similarity, found.male_probability, found.age, glasses, strict=True)
+            for s, p, a, g in zip(similarity, found.male_probability, found.age, wears, strict=True)
         ]
 
     @torch.no_grad()
@@ -309,7 +353,7 @@ class FusionAnonymizer(nn.Module):
         if self.attributes is not None:
             found = self.attributes(crops)
             reference_attributes = [
-                (float(p), float(a), glasses_score(o, q) >= GLASSES_EDGE_ORIGINAL)
+                (float(p), float(a), original_glasses(glasses_score(o, q)))
                 for p, a, o, q in zip(
                     found.male_probability, found.age, originals, original_points, strict=True
                 )
@@ -323,7 +367,9 @@ class FusionAnonymizer(nn.Module):
             for round_ in range(settings.max_rounds if search else 1):
                 indices = order[round_ * settings.count : (round_ + 1) * settings.count]
                 candidate_seeds = [candidate_seed(seeds[i], k) for k in indices]
-                dummies = self.dummy_identities(candidate_seeds, crops.dtype)
+                dummies = self.steer_dummies(
+                    self.dummy_identities(candidate_seeds, crops.dtype), reference_attributes[i]
+                )
                 # One at a time: a batch of candidates is slower per image on a CPU (its 512x512
                 # feature maps fall out of cache) and multiplies the peak memory.
                 renders = torch.cat(
