@@ -1,5 +1,6 @@
 """What `g2face eval` cannot see of the geometric-fusion default: recovery through the image-level
-carriers, and apparent attributes. On LFW genuine pairs (A1, A2 = two photos of one person):
+carriers, and apparent attributes. On genuine pairs (A1, A2 = two photos of one person) of LFW
+(the protocol's) or CelebA (`--dataset celeba`: each identity's first two photos):
 
 * anonymity: FaceNet-CASIA (never a loss) and SFace (white-box) of anonymized A1 vs A2;
 * two keys, same face: FaceNet match of the two anonymized versions of A1;
@@ -19,6 +20,7 @@ faces.png (original | key A | key B per pair).
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import io
 import json
@@ -50,8 +52,33 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
+DATASET_INDEX = {"lfw": "lfw/pairs.txt", "celeba": "celeba/identities.csv"}
+
+
+def _genuine_pairs(data: Path, dataset: str) -> list[tuple[str, str]]:
+    """(A1, A2) paths under `data`: two photos of one person, in the set's order."""
+    if dataset == "lfw":
+        lfw = read_lfw_pairs(data)
+        return [(a, b) for a, b, same in zip(lfw.first, lfw.second, lfw.same, strict=True) if same]
+    by_identity: dict[str, list[str]] = {}
+    for row in csv.DictReader((data / DATASET_INDEX[dataset]).open()):
+        by_identity.setdefault(row["identity"], []).append(f"celeba/{row['file']}")
+    return [(files[0], files[1]) for files in by_identity.values() if len(files) >= 2]
+
+
 def _seed(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def _person_of(data: Path, dataset: str):
+    """path -> who is in the photo: LFW's folder name, CelebA's identity label."""
+    if dataset == "lfw":
+        return lambda path: Path(path).parent.name
+    labels = {
+        f"celeba/{row['file']}": row["identity"]
+        for row in csv.DictReader((data / DATASET_INDEX["celeba"]).open())
+    }
+    return labels.__getitem__
 
 
 def _main_face(detector, image):
@@ -81,7 +108,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--pairs", type=int, default=150, help="genuine LFW pairs (spread over the folds)")
+    parser.add_argument("--pairs", type=int, default=150, help="genuine pairs (spread over the set)")
+    parser.add_argument(
+        "--dataset",
+        choices=sorted(DATASET_INDEX),
+        default="lfw",
+        help="lfw: the protocol's genuine pairs; celeba: the first two photos of each identity",
+    )
     parser.add_argument("--model", default="g2face-lite")
     parser.add_argument("--attributes", choices=["keep", "free"], default="keep")
     parser.add_argument(
@@ -95,11 +128,12 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/eval-default"))
     args = parser.parse_args()
-    if not (args.data / "lfw" / "pairs.txt").is_file():
-        raise SystemExit(f"no LFW under {args.data}: pass --data pointing at the shared data folder")
+    if not (args.data / DATASET_INDEX[args.dataset]).is_file():
+        raise SystemExit(
+            f"no {args.dataset} under {args.data}: pass --data pointing at the shared data folder"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    lfw = read_lfw_pairs(args.data)
-    genuine = [(a, b) for a, b, same in zip(lfw.first, lfw.second, lfw.same, strict=True) if same]
+    genuine = _genuine_pairs(args.data, args.dataset)
     step = max(1, len(genuine) // args.pairs)
     pairs = genuine[::step][: args.pairs]
 
@@ -165,7 +199,8 @@ def main() -> None:
         print(f"{n + 1}/{len(pairs)} {time.perf_counter() - started:.0f}s", flush=True)
 
     # Thresholds at FAR 1e-3 from distinct people's originals (first photos of different pairs).
-    names = [Path(r["pair"][0]).parent.name for r in rows]
+    person = _person_of(args.data, args.dataset)
+    names = [person(r["pair"][0]) for r in rows]
     results = {"pairs": len(rows)}
     for recognizer in ("facenet", "sface"):
         emb = np.array([r[f"emb_original_{recognizer}"] for r in rows])
