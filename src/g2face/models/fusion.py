@@ -337,11 +337,11 @@ sorted by score (89 wear glasses): 88 % of those reach 100 on the preview, 0.2 %
 GLASSES_EDGE_ORIGINAL = 90.0
 """Below this a real photo (more texture: wrinkles, shadows) counts as without glasses, so a fake
 must not bring any. Thin frames can score from 41 (a miss). Between this and
-`GLASSES_SURE_ORIGINAL` the photo may or may not wear glasses: judged by eye, 14 of the 38 LFW
+`GLASSES_SURE_ORIGINAL` the photo may or may not wear glasses: judged by eye, 14 of the 39 LFW
 originals (of 400) scoring 90-150 wore none."""
 GLASSES_SURE_ORIGINAL = 150.0
-"""At or above this a real photo wears glasses and the fake should keep them: 10 of the 11 LFW
-originals (of 400) scoring 150 or more did (the other: a dark moustache under the bridge)."""
+"""At or above this a real photo wears glasses and the fake should keep them: all 10 LFW originals
+(of 400, one photo per person) scoring 150 or more did, judged by eye."""
 
 
 def glasses_score(image: np.ndarray, points: np.ndarray) -> float:
