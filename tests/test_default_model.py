@@ -200,7 +200,9 @@ def test_spread_moves_a_dummy_away_from_the_average_face_at_the_same_geometry(pi
     torch.testing.assert_close(spread - centre, 2.5 * (plain - centre), rtol=1e-4, atol=1e-4)
 
 
-def test_a_video_track_searches_wider_than_a_photo_with_the_same_networks(pipeline, secret):
+def test_a_video_track_searches_wider_than_a_photo_with_the_same_networks_and_without_steering(
+    pipeline, secret
+):
     from g2face.video import DummyPolicy, VideoAnonymizer
 
     video = VideoAnonymizer(pipeline, secret, rate=25.0)
@@ -211,3 +213,8 @@ def test_a_video_track_searches_wider_than_a_photo_with_the_same_networks(pipeli
     assert search_model.generator is pipeline.model.generator and search_model.gie is pipeline.model.gie
     narrow = VideoAnonymizer(pipeline, secret, rate=25.0, dummies=DummyPolicy(track_candidates=None))
     assert narrow.search_pipeline is narrow.pipeline
+    # Photos steer dummies to the original's attributes; a track re-renders one dummy on every frame,
+    # so video does not (per-frame estimates jitter), for its search and for its other frames alike.
+    assert pipeline.model.candidates.steer == 1.0
+    assert video.pipeline.model.candidates.steer == search_model.candidates.steer == 0.0
+    assert narrow.pipeline.model.candidates.steer == 0.0

@@ -182,6 +182,13 @@ class VideoAnonymizer:
         # `track_candidates` per round; every other frame renders the chosen dummy.
         self.search_pipeline = self.pipeline
         model = self.pipeline.model
+        if hasattr(model, "with_candidates"):
+            # No attribute steering on video: a known track re-renders its dummy seed on every frame,
+            # and steering it to that frame's attribute estimates (age jitters by years from frame to
+            # frame) would change the track's face from frame to frame.
+            self.pipeline = copy.copy(self.pipeline)
+            self.pipeline.model = model = model.with_candidates(steer=0.0)
+            self.search_pipeline = self.pipeline
         if self.dummies.track_candidates is not None and hasattr(model, "with_candidates"):
             self.search_pipeline = copy.copy(self.pipeline)
             self.search_pipeline.model = model.with_candidates(count=self.dummies.track_candidates)
