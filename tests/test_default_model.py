@@ -87,7 +87,10 @@ def test_same_key_and_salt_reproduce_the_output_bit_for_bit_and_two_keys_differ(
     other = pipeline.anonymize(photo, Secret(bytes(range(1, 33)), "key"))
     assert other.faces[0].dummy_seed != face.dummy_seed
     face_diff = other.image[y0:y1, x0:x1].astype(int) - anonymized.image[y0:y1, x0:x1].astype(int)
-    assert np.abs(face_diff).mean() > 5
+    # Same seed: ~1.2 (the payload's changes); other keys: 5-9 over 7 draws (steering takes both
+    # keys' fakes to the same apparent age and gender, so they differ less than unsteered ones).
+    # Above the same-seed bound, with margin for a fresh salt's draw.
+    assert np.abs(face_diff).mean() > 3
 
 
 def test_container_recovers_the_original_exactly(pipeline, anonymized, photo, secret):
