@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import time
@@ -35,7 +34,7 @@ from g2face.align import align_face, blend_faces
 from g2face.detection import YuNetDetector
 from g2face.evaluation.attributes import compare_attributes, estimate
 from g2face.evaluation.metrics import threshold_at_far
-from g2face.evaluation.protocols import read_lfw_pairs
+from g2face.evaluation.protocols import name_seed, read_lfw_pairs
 from g2face.io import read_image
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import Secret
@@ -58,16 +57,11 @@ DATASET_INDEX = {"lfw": "lfw/pairs.txt", "celeba": "celeba/identities.csv"}
 def _genuine_pairs(data: Path, dataset: str) -> list[tuple[str, str]]:
     """(A1, A2) paths under `data`: two photos of one person, in the set's order."""
     if dataset == "lfw":
-        lfw = read_lfw_pairs(data)
-        return [(a, b) for a, b, same in zip(lfw.first, lfw.second, lfw.same, strict=True) if same]
+        return read_lfw_pairs(data).genuine()
     by_identity: dict[str, list[str]] = {}
     for row in csv.DictReader((data / DATASET_INDEX[dataset]).open()):
         by_identity.setdefault(row["identity"], []).append(f"celeba/{row['file']}")
     return [(files[0], files[1]) for files in by_identity.values() if len(files) >= 2]
-
-
-def _seed(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def _person_of(data: Path, dataset: str):
@@ -156,8 +150,8 @@ def main() -> None:
             continue
         # Dummy seeds from the file name and the key: reproducible, and paired across A/B runs of
         # different settings (the salts stay random, so payloads differ run to run).
-        anon = pipeline.anonymize(a1, key_a, detections=[f1], seeds=[_seed(pair[0] + "/A")])
-        anon_b = pipeline.anonymize(a1, key_b, detections=[f1], seeds=[_seed(pair[0] + "/B")])
+        anon = pipeline.anonymize(a1, key_a, detections=[f1], seeds=[name_seed(pair[0] + "/A")])
+        anon_b = pipeline.anonymize(a1, key_b, detections=[f1], seeds=[name_seed(pair[0] + "/B")])
         exact = pipeline.recover(anon.image, key_a, container=anon.container)
         published = _jpeg(anon.image, 90)
         back = pipeline.recover(published, key_a)

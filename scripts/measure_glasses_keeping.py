@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 import time
@@ -32,16 +31,13 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).parent))
 from measure_attributes import DEFAULT_LFW, lfw_crops  # noqa: E402
 
+from g2face.evaluation.protocols import name_seed  # noqa: E402
 from g2face.models.fusion import GLASSES_EDGE, glasses_score  # noqa: E402
 from g2face.models.fusion_anonymizer import FusionAnonymizer, original_glasses  # noqa: E402
 from g2face.models.zoo import load_model  # noqa: E402
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops  # noqa: E402
 from g2face.payload import Secret  # noqa: E402
 from g2face.priors.facenet import FaceNetEncoder  # noqa: E402
-
-
-def seed_of(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
 
 
 class Counting:
@@ -127,7 +123,7 @@ def main() -> int:
             models[label]._scores = counting
             try:
                 out = models[label].anonymize(
-                    crops[i : i + 1], secret, seeds=[seed_of(names[i])], salts=[b"s" * 8]
+                    crops[i : i + 1], secret, seeds=[name_seed(names[i])], salts=[b"s" * 8]
                 )
             finally:
                 del models[label]._scores

@@ -32,7 +32,6 @@ gender test patched into the candidate loop) for the end-to-end figures.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from g2face.detection import YuNetDetector
 from g2face.evaluation.attributes import skin_tones
 from g2face.evaluation.faces import FaceFinder
 from g2face.evaluation.metrics import threshold_at_far
-from g2face.evaluation.protocols import read_lfw_pairs
+from g2face.evaluation.protocols import name_seed, read_lfw_pairs
 from g2face.io import read_image
 from g2face.models.fusion import fuse_face
 from g2face.models.fusion_anonymizer import PROBE_POOL, FusionAnonymizer, candidate_seed
@@ -59,10 +58,6 @@ from g2face.priors.facenet import FaceNetEncoder
 SHIPPED_RENDERS = 8  # count 4 × max_rounds 2
 EXTRA_RENDERS = 4  # the probe's best of the larger pool not among the shipped 8
 LARGE_POOL = 8 * PROBE_POOL
-
-
-def face_seed(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def probe_ranking(model: FusionAnonymizer, seed: int, male: float, age: float, pool: int):
@@ -82,8 +77,7 @@ def genuine_pair_crops(data: Path, count: int) -> tuple[list[str], list[np.ndarr
     """`count` LFW genuine pairs spread over the folds: A1's path, and the aligned crops of A1 and
     A2 (pairs where either photo has no detected face are left out)."""
     lfw = read_lfw_pairs(data)
-    genuine = [(a, b) for a, b, same in zip(lfw.first, lfw.second, lfw.same, strict=True) if same]
-    pairs = genuine[:: max(1, len(genuine) // count)][:count]
+    pairs = lfw.genuine(count)
     finder = FaceFinder(YuNetDetector())
     names, firsts, seconds = [], [], []
     for a, b in pairs:
@@ -107,7 +101,7 @@ def render(args: argparse.Namespace) -> None:
     renders, render_points, predicted, shipped = [], [], [], []
     started = time.perf_counter()
     for i, name in enumerate(tqdm(names, desc="render", unit="face")):
-        seed = face_seed(name)
+        seed = name_seed(name)
         male, age = float(reference.male_probability[i]), float(reference.age[i])
         small, *_ = probe_ranking(model, seed, male, age, PROBE_POOL)
         large, p_male, p_age = probe_ranking(model, seed, male, age, LARGE_POOL)
@@ -417,7 +411,7 @@ def end_to_end(args: argparse.Namespace) -> None:
     for name in tqdm(names, desc="anonymize", unit="face"):
         image = read_image(args.data / name).rgb
         face = FaceFinder(detector).find(image)
-        anon = pipeline.anonymize(image, secret, seeds=[face_seed(name)], detections=[face.detection])
+        anon = pipeline.anonymize(image, secret, seeds=[name_seed(name)], detections=[face.detection])
         originals.append(face.crop)
         anonymized.append(align_face(anon.image, face.detection, 256).crop)
     a1, fake, a2 = (crops_to_tensor(x) for x in (originals, anonymized, cache["others"]))

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from study_attribute_keeping import Scores, face_seed, genuine_pair_crops, scored  # noqa: E402
+from study_attribute_keeping import Scores, genuine_pair_crops, scored  # noqa: E402
 
+from g2face.evaluation.protocols import name_seed  # noqa: E402
 from g2face.models.fusion_anonymizer import PROBE_POOL, FusionAnonymizer, candidate_seed  # noqa: E402
 from g2face.models.zoo import load_model  # noqa: E402
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops  # noqa: E402
@@ -61,7 +62,7 @@ def render(args: argparse.Namespace) -> None:
     }
     started = time.perf_counter()
     for i, name in enumerate(tqdm(names, desc="render", unit="face")):
-        seed = face_seed(name)
+        seed = name_seed(name)
         dummies = model.dummy_identities([candidate_seed(seed, k) for k in range(POOL)], torch.float32)
         predicted = model.attribute_probe(dummies)
         p_male, p_age = torch.sigmoid(predicted[:, 0]), predicted[:, 1]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from g2face.align import align_face
 from g2face.detection import YuNetDetector
 from g2face.evaluation.faces import FaceFinder
 from g2face.evaluation.metrics import threshold_at_far
-from g2face.evaluation.protocols import read_lfw_pairs
+from g2face.evaluation.protocols import name_seed, read_lfw_pairs
 from g2face.io import read_image
 from g2face.models.fusion_anonymizer import FusionAnonymizer
 from g2face.nn.crops import crops_to_tensor
@@ -41,10 +40,6 @@ from g2face.payload import Secret
 from g2face.pipeline.g2face import G2FacePipeline
 from g2face.priors.facenet import FaceNetEncoder
 from g2face.training.stages import load_bank
-
-
-def face_seed(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
 
 
 @torch.no_grad()
@@ -92,15 +87,14 @@ def prepare_val(pipeline: G2FacePipeline, data: Path, pairs: int, out: Path) -> 
     model = pipeline.model
     finder, facenet, secret = FaceFinder(YuNetDetector()), FaceNetEncoder(), Secret(b"A" * 32, "key")
     lfw = read_lfw_pairs(data)
-    genuine = [(a, b) for a, b, same in zip(lfw.first, lfw.second, lfw.same, strict=True) if same]
-    chosen = genuine[:: max(1, len(genuine) // pairs)][:pairs]
+    chosen = lfw.genuine(pairs)
     record: dict = {"names": [], "anonymized": [], "truth": [], "facenet_a1": [], "facenet_a2": []}
     for a, b in tqdm(chosen, desc="val pairs", unit="pair"):
         image = read_image(data / a).rgb
         f1, f2 = finder.find(image), finder.find(read_image(data / b).rgb)
         if f1 is None or f2 is None:
             continue
-        anon = pipeline.anonymize(image, secret, seeds=[face_seed(a)], detections=[f1.detection])
+        anon = pipeline.anonymize(image, secret, seeds=[name_seed(a)], detections=[f1.detection])
         record["anonymized"].append(crops_to_tensor([align_face(anon.image, f1.detection, 256).crop])[0])
         originals = crops_to_tensor([f1.crop, f2.crop])
         e = facenet(originals)

@@ -21,7 +21,6 @@ the same detection: the same pixels up to resampling).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -34,17 +33,13 @@ from g2face.align import align_face
 from g2face.detection import YuNetDetector
 from g2face.evaluation.faces import FaceFinder
 from g2face.evaluation.metrics import threshold_at_far
-from g2face.evaluation.protocols import read_lfw_pairs
+from g2face.evaluation.protocols import name_seed, read_lfw_pairs
 from g2face.io import read_image
 from g2face.models.fusion_anonymizer import FusionAnonymizer
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import Secret
 from g2face.pipeline.g2face import G2FacePipeline
 from g2face.priors.facenet import FaceNetEncoder
-
-
-def face_seed(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def refine_trajectory(model: FusionAnonymizer, wplus, identity, steps: int, lr: float, keep: set[int]):
@@ -110,8 +105,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     lfw = read_lfw_pairs(args.data)
-    genuine = [(a, b) for a, b, same in zip(lfw.first, lfw.second, lfw.same, strict=True) if same]
-    pairs = genuine[:: max(1, len(genuine) // args.pairs)][: args.pairs]
+    pairs = lfw.genuine(args.pairs)
     torch.set_grad_enabled(False)
     pipeline = G2FacePipeline.from_pretrained("g2face-lite")
     model = pipeline.model
@@ -131,7 +125,7 @@ def main() -> None:
         f2 = finder.find(read_image(args.data / b).rgb)
         if f1 is None or f2 is None:
             continue
-        anon = pipeline.anonymize(image, secret, seeds=[face_seed(a)], detections=[f1.detection])
+        anon = pipeline.anonymize(image, secret, seeds=[name_seed(a)], detections=[f1.detection])
         anonymized = crops_to_tensor([align_face(anon.image, f1.detection, 256).crop])
         originals = crops_to_tensor([f1.crop, f2.crop])
         truth = model.identity(originals[:1])

@@ -19,7 +19,6 @@ photo of the person) and A1 (the same photo); `--sheet` saves key A's fake per v
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from study_attribute_keeping import genuine_pair_crops  # noqa: E402
 
+from g2face.evaluation.protocols import name_seed  # noqa: E402
 from g2face.models.fusion_anonymizer import FusionAnonymizer  # noqa: E402
 from g2face.models.zoo import load_model  # noqa: E402
 from g2face.nn.crops import crops_to_tensor  # noqa: E402
@@ -46,10 +46,6 @@ MIXES = {
     "mid+high 1": (1, 1),
     "mid+high 0.7": (0.7, 0.7),
 }
-
-
-def seed_of(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def spread_styles(model: FusionAnonymizer, dummy: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
@@ -91,7 +87,7 @@ def main() -> None:
         for variant, setting in variants.items():
             fakes = []
             for key in ("A", "B"):
-                seed = seed_of(name + key)
+                seed = name_seed(name + key)
                 dummy = model.dummy_identities([seed], torch.float32)
                 keyed = torch.Generator().manual_seed(seed % 2**63)
                 if args.variant == "shape":

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from g2face.align import template_points
 from g2face.evaluation import methods as mt
 from g2face.evaluation.faces import DISTORTIONS, FaceFinder
-from g2face.evaluation.protocols import read_celeba_split, read_lfw_pairs
+from g2face.evaluation.protocols import name_seed, read_celeba_split, read_lfw_pairs
 from g2face.evaluation.runner import EvalConfig, Toolkit, run_evaluation
 from g2face.priors.base import Geometry
 from g2face.types import FaceDetection
@@ -119,6 +119,11 @@ def test_readers(tiny_data):
     assert pairs.second[2] == "lfw/lfw-deepfunneled/Bob_B/Bob_B_0001.jpg"
     limited = read_lfw_pairs(tiny_data, limit=4)
     assert len(limited) == 4 and list(limited.same) == [True, False, True, False]
+    genuine = pairs.genuine()
+    assert len(genuine) == 4 and all(a.split("/")[2] == b.split("/")[2] for a, b in genuine)
+    assert pairs.genuine(2) == [genuine[0], genuine[2]]  # spread over the list: both folds
+    assert name_seed("a.jpg/A") == name_seed("a.jpg/A") != name_seed("a.jpg/B")
+    assert 0 <= name_seed("a.jpg") < 2**63
     split = read_celeba_split(tiny_data)
     assert split.gallery == (
         "celeba/images/000000.jpg",

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,20 @@ class LfwPairs:
 
     def __len__(self) -> int:
         return len(self.same)
+
+    def genuine(self, count: int | None = None) -> list[tuple[str, str]]:
+        """(first, second) of the same-person pairs, in file order; `count` keeps about that many,
+        taken evenly over the list (so every fold is represented)."""
+        pairs = [(a, b) for a, b, same in zip(self.first, self.second, self.same, strict=True) if same]
+        if count is None:
+            return pairs
+        return pairs[:: max(1, len(pairs) // count)][:count]
+
+
+def name_seed(name: str) -> int:
+    """A reproducible 63-bit seed for a photo (its file name, plus a label such as a key's): runs
+    of different settings draw the same dummies for the same photo, so they compare paired."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def lfw_key(name: str, number: str | int) -> str:

@@ -145,6 +145,16 @@ def _padded_box(d: FaceDetection, padding: float, shape: tuple[int, ...]) -> tup
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
+def _with_candidates(pipeline: G2FacePipeline, **changes) -> G2FacePipeline:
+    """The pipeline with its model's candidate search changed (`FusionAnonymizer.with_candidates`,
+    networks shared); unchanged for a model without a search."""
+    if not hasattr(pipeline.model, "with_candidates"):
+        return pipeline
+    view = copy.copy(pipeline)
+    view.model = pipeline.model.with_candidates(**changes)
+    return view
+
+
 class VideoAnonymizer:
     """Stateful per clip: feed the frames in order to `process`."""
 
@@ -180,18 +190,13 @@ class VideoAnonymizer:
         self.dummies = dummies or DummyPolicy()
         # A track's searches (its first frame, re-searches) run on a pipeline whose model renders
         # `track_candidates` per round; every other frame renders the chosen dummy.
+        # No attribute steering on video: a known track re-renders its dummy seed on every frame,
+        # and steering it to that frame's attribute estimates (age jitters by years from frame to
+        # frame) would change the track's face from frame to frame.
+        self.pipeline = _with_candidates(self.pipeline, steer=0.0)
         self.search_pipeline = self.pipeline
-        model = self.pipeline.model
-        if hasattr(model, "with_candidates"):
-            # No attribute steering on video: a known track re-renders its dummy seed on every frame,
-            # and steering it to that frame's attribute estimates (age jitters by years from frame to
-            # frame) would change the track's face from frame to frame.
-            self.pipeline = copy.copy(self.pipeline)
-            self.pipeline.model = model = model.with_candidates(steer=0.0)
-            self.search_pipeline = self.pipeline
-        if self.dummies.track_candidates is not None and hasattr(model, "with_candidates"):
-            self.search_pipeline = copy.copy(self.pipeline)
-            self.search_pipeline.model = model.with_candidates(count=self.dummies.track_candidates)
+        if self.dummies.track_candidates is not None:
+            self.search_pipeline = _with_candidates(self.pipeline, count=self.dummies.track_candidates)
         candidates = getattr(pipeline.model, "candidates", None)
         self.similarity_bound = (
             self.dummies.max_similarity
