@@ -23,6 +23,7 @@ from g2face.models.fusion import (
     fit_render_to_original,
     fuse_face,
     glasses_score,
+    is_monochrome,
     mesh_warp,
     render_face_mask,
     skin_mask,
@@ -189,6 +190,22 @@ def test_fuse_face_returns_crop_mask_and_a_preview_that_keeps_the_outside():
     assert fused.crop.shape == original.shape and fused.mask.shape == (SIZE, SIZE)
     outside = fused.mask == 0
     assert np.array_equal(fused.preview[outside], original[outside])
+
+
+def test_a_black_and_white_or_toned_photo_gets_a_face_of_its_tone():
+    render = _image(3, (90, 140, 200))
+    grey = np.repeat(_image(0).mean(2, keepdims=True).astype(np.uint8), 3, axis=2)
+    sepia = np.clip(grey * np.array([1.0, 0.85, 0.65]), 0, 255).astype(np.uint8)
+    assert is_monochrome(grey) and is_monochrome(sepia) and not is_monochrome(render)
+    for original in (grey, sepia):
+        fused = fuse_face(original, _mesh(), render, _mesh(seed=5, centre=(62, 72)), FusionSettings())
+        for image in (fused.crop, fused.preview):
+            assert is_monochrome(image)
+    fused = fuse_face(grey, _mesh(), render, _mesh(seed=5, centre=(62, 72)), FusionSettings())
+    assert np.abs(np.diff(fused.crop.astype(int), axis=2)).max() <= 2  # grey stays grey
+    # A colour photo keeps its colour.
+    colour = fuse_face(_image(0), _mesh(), render, _mesh(seed=5, centre=(62, 72)), FusionSettings())
+    assert not is_monochrome(colour.crop)
 
 
 def _aligned(image: np.ndarray, scale: float, offset: tuple[float, float]) -> AlignedFace:

@@ -360,6 +360,18 @@ def glasses_score(image: np.ndarray, points: np.ndarray) -> float:
     return float(band.mean(axis=1).max()) if band.size else 0.0
 
 
+MONOCHROME_CHROMA_STD = 4.0
+"""A crop whose a* and b* (OpenCV 8-bit Lab) both vary by at most this standard deviation is a
+monochrome photo: black-and-white or toned (sepia). On 84 aligned LFW crops and the 4 fixtures, the
+two monochrome ones scored 0.6 and 2.9, the lowest colour photo 5.4."""
+
+
+def is_monochrome(image: np.ndarray) -> bool:
+    """Whether a uint8 RGB crop is a black-and-white or toned photo."""
+    chroma = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 1:].reshape(-1, 2).astype(np.float32)
+    return bool(chroma.std(axis=0).max() <= MONOCHROME_CHROMA_STD)
+
+
 @dataclass(frozen=True, eq=False)
 class FusedFace:
     crop: np.ndarray  # uint8 [S, S, 3]: the rendered face laid onto the original crop's frame
@@ -395,6 +407,13 @@ def fuse_face(
         width,
         settings,
     )
+    if is_monochrome(original):
+        # A black-and-white or toned photo gets a face of its tone: the render's lightness with the
+        # photo's own a*, b*. The colour transfer matches skin statistics, and render colour it
+        # cannot see (eyes, lips, the edges) showed as tinted patches on LFW's toned photos.
+        lab = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB)
+        lab[..., 1:] = cv2.cvtColor(original, cv2.COLOR_RGB2LAB)[..., 1:]
+        coloured = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
     if settings.render_only:
         # Where the render is not face, the crop carries the original's own (resampled) pixels: the
         # replaced region, and with it the in-pixel payload's room, stays the original's mesh's.
