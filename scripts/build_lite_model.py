@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=CandidateSettings.spread)
     parser.add_argument("--steer", type=float, default=CandidateSettings.steer)
     parser.add_argument("--glasses-weight", type=float, default=CandidateSettings.glasses_weight)
+    parser.add_argument("--facial-hair-weight", type=float, default=CandidateSettings.facial_hair_weight)
     parser.add_argument("--full", action="store_true", help="keep float32 weights")
     args = parser.parse_args()
     fusion, candidates = (
@@ -55,6 +56,7 @@ def main() -> None:
             spread=args.spread,
             steer=args.steer,
             glasses_weight=args.glasses_weight,
+            facial_hair_weight=args.facial_hair_weight,
         ),
     )
     if weights_format(args.gie_export) == FUSION_FORMAT:

@@ -1,12 +1,13 @@
 """Fit the default model's attribute probe: a linear map from a dummy identity (SFace-128, what
 f_dummy produces) to the apparent gender and age of the face GIE renders from it, and whether it
-wears glasses, so dummies can be drawn to match the original's attributes before any rendering
-(DESIGN.md §6; issue 19).
+wears glasses or a moustache/beard, so dummies can be drawn to match the original's attributes
+before any rendering (DESIGN.md §6; issue 19).
 
 Faces are measured with the dlib-cydral estimator (the one the anonymizer also uses to check its
-candidates) and, for glasses, `glasses_score` on the render's own MediaPipe mesh (>= GLASSES_EDGE);
-ridge regression identity → (gender logit, age, glasses 0/1). `--rows` refits only some of the three
-rows and keeps the file's others (a probe without a glasses row gets one). Which faces (`--renders`):
+candidates), for glasses `glasses_score` on the render's own MediaPipe mesh (>= GLASSES_EDGE) and
+for facial hair `facial_hair_score` (>= FACIAL_HAIR_EDGE); ridge regression identity → (gender
+logit, age, glasses 0/1, facial hair 0/1). `--rows` refits only some of the rows and keeps the
+file's others (a probe without the later rows gets them). Which faces (`--renders`):
 * `bank`: every bank sample rendered again from its w, with its SFace identity;
 * `dummies`: what the anonymizer ranks: one keyed dummy per bank sample (f_dummy of a seeded z, the
   seed being the sample's index) rendered by the model's GIE at that sample's expression and pose
@@ -16,7 +17,7 @@ The probe is stored inside the model file (`attribute_probe.*`).
     python scripts/fit_attribute_probe.py runs/lite/bank src/g2face/weights/g2face-lite.safetensors \
         --renders dummies
     python scripts/fit_attribute_probe.py runs/lite/bank src/g2face/weights/g2face-lite.safetensors \
-        --renders dummies --rows glasses
+        --renders dummies --rows glasses facial_hair
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from g2face.models.checkpoints import load_fusion_model
-from g2face.models.fusion import GLASSES_EDGE, glasses_score
-from g2face.models.fusion_anonymizer import PROBE_KEYS, FusionAnonymizer
+from g2face.models.fusion import FACIAL_HAIR_EDGE, GLASSES_EDGE, facial_hair_score, glasses_score
+from g2face.models.fusion_anonymizer import PROBE_KEYS, PROBE_ROWS, FusionAnonymizer
 from g2face.models.zoo import load_model
 from g2face.priors.attributes import DlibAgeGenderEstimator
 from g2face.priors.base import Geometry
@@ -41,8 +42,7 @@ from g2face.priors.mobilestylegan import load_mobilestylegan
 from g2face.training.sources import broadcast_w
 from g2face.training.stages import load_bank
 
-ROWS = ("gender", "age", "glasses")
-"""The probe's outputs, in order: gender logit, age in years, glasses (0/1 regressed)."""
+ROWS = PROBE_ROWS
 
 
 def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -86,7 +86,7 @@ def main() -> None:
         generator = load_mobilestylegan()
     estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
     mesh = MediaPipeGeometry()
-    males, ages, glasses, identities = [], [], [], []
+    males, ages, glasses, hair, identities = [], [], [], [], []
     for start in tqdm(range(0, len(bank["w"]), args.batch), desc="render + estimate", unit="batch"):
         part = slice(start, start + args.batch)
         if args.renders == "dummies":
@@ -107,9 +107,17 @@ def main() -> None:
         glasses.append(
             [float(glasses_score(im, p) >= GLASSES_EDGE) for im, p in zip(images, points, strict=True)]
         )
+        hair.append(
+            [
+                float(facial_hair_score(im, p) >= FACIAL_HAIR_EDGE)
+                for im, p in zip(images, points, strict=True)
+            ]
+        )
         identities.append(identity.numpy())
     male = np.clip(np.concatenate(males), 1e-3, 1 - 1e-3)
-    targets = np.stack([np.log(male / (1 - male)), np.concatenate(ages), np.concatenate(glasses)], 1)
+    targets = np.stack(
+        [np.log(male / (1 - male)), np.concatenate(ages), np.concatenate(glasses), np.concatenate(hair)], 1
+    )
     x = np.concatenate([np.concatenate(identities), np.ones((len(targets), 1))], 1)
     n_train = len(x) - len(x) // 5
     eye = np.eye(x.shape[1]) * args.ridge
@@ -120,11 +128,13 @@ def main() -> None:
     age_error = np.mean(np.abs(held[:, 1] - targets[n_train:, 1]))
     age_corr = np.corrcoef(held[:, 1], targets[n_train:, 1])[0, 1]
     glasses_auc = rank_auc(targets[n_train:, 2], held[:, 2])
+    hair_auc = rank_auc(targets[n_train:, 3], held[:, 3])
     share_male, age_mean, age_std = np.mean(targets[:, 0] > 0), targets[:, 1].mean(), targets[:, 1].std()
     print(
         f"held-out: gender agreement {gender_agree:.3f}, age error {age_error:.1f} years, age correlation "
-        f"{age_corr:.2f}, glasses AUC {glasses_auc:.3f} ({len(x) - n_train} samples; share male "
-        f"{share_male:.2f}, age {age_mean:.1f} ± {age_std:.1f}, glasses {targets[:, 2].mean():.3f})"
+        f"{age_corr:.2f}, glasses AUC {glasses_auc:.3f}, facial hair AUC {hair_auc:.3f} ({len(x) - n_train} "
+        f"samples; share male {share_male:.2f}, age {age_mean:.1f} ± {age_std:.1f}, glasses "
+        f"{targets[:, 2].mean():.3f}, facial hair {targets[:, 3].mean():.3f})"
     )
     if args.dry_run:
         return

@@ -143,6 +143,10 @@ def test_cli_anonymize_recover_and_a_photo_without_a_face(tmp_path, photo):
     assert estimated["original"]["glasses"] is False
     assert isinstance(estimated["anonymized"]["glasses_added"], bool)
     assert estimated["anonymized"]["glasses_lost"] is False  # the original wears none
+    # Nor a moustache or beard: the fake must not bring one unless every candidate did.
+    assert estimated["original"]["facial_hair"] is False
+    assert isinstance(estimated["anonymized"]["facial_hair_added"], bool)
+    assert estimated["anonymized"]["facial_hair_lost"] is False
     result = runner.invoke(cli, ["recover", str(anon), "-o", str(back), "--key-file", str(key)])
     assert result.exit_code == 0, result.output
     assert "exactly (container)" in result.output

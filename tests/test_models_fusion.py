@@ -13,6 +13,8 @@ import torch
 
 from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
 from g2face.models.fusion import (
+    FACIAL_HAIR_BARE_ORIGINAL,
+    FACIAL_HAIR_SURE_ORIGINAL,
     GLASSES_EDGE,
     GLASSES_EDGE_ORIGINAL,
     GLASSES_SURE_ORIGINAL,
@@ -20,6 +22,7 @@ from g2face.models.fusion import (
     NUM_MESH_POINTS,
     FusionSettings,
     face_region_mask,
+    facial_hair_score,
     fit_render_to_original,
     fuse_face,
     glasses_score,
@@ -35,6 +38,7 @@ from g2face.models.fusion_anonymizer import (
     FusionAnonymizer,
     candidate_seed,
     choose_candidate,
+    original_facial_hair,
     original_glasses,
 )
 from g2face.types import AlignedFace, FaceDetection
@@ -316,6 +320,65 @@ def test_a_spectacle_bridge_is_seen_and_counts_only_where_the_original_has_no_gl
     assert original_glasses(GLASSES_SURE_ORIGINAL) is True
 
 
+def test_a_moustache_is_seen_as_dark_lost_colour_above_the_lip_and_a_shadow_is_not():
+    points = _mean_face()
+    skin = np.full((256, 256, 3), (200, 150, 125), np.uint8)
+    band = (
+        slice(int(points[2, 1]), int(points[0, 1]) + 1),
+        slice(int(points[61, 0]), int(points[291, 0]) + 1),
+    )
+    moustache, shadow = skin.copy(), skin.copy()
+    moustache[band] = (60, 45, 35)  # dark brown hair between the nose and the upper lip
+    shadow[band] = (170, 127, 106)  # the skin 15 % darker: a nose shadow keeps its colour
+    assert facial_hair_score(skin, points) == 0
+    assert facial_hair_score(moustache, points) >= FACIAL_HAIR_SURE_ORIGINAL
+    assert facial_hair_score(shadow, points) < FACIAL_HAIR_BARE_ORIGINAL
+    # Without colour only darkness counts, twice: a black-and-white moustache is still seen.
+    grey = np.repeat(cv2.cvtColor(moustache, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    assert facial_hair_score(grey, points) >= FACIAL_HAIR_SURE_ORIGINAL
+    # The original's three states; a face that looks female counts as without facial hair.
+    assert original_facial_hair(FACIAL_HAIR_BARE_ORIGINAL - 1, 0.9) is False
+    assert original_facial_hair(FACIAL_HAIR_BARE_ORIGINAL, 0.9) is None
+    assert original_facial_hair(FACIAL_HAIR_SURE_ORIGINAL, 0.9) is True
+    assert original_facial_hair(FACIAL_HAIR_SURE_ORIGINAL, 0.2) is False
+
+    class Estimator:
+        def __call__(self, crops):
+            return SimpleNamespace(male_probability=torch.tensor([0.7, 0.7]), age=torch.tensor([40.0, 40.0]))
+
+    anonymizer = SimpleNamespace(identity=lambda crops: torch.zeros(2, 3), attributes=Estimator())
+    faces = [skin, moustache]
+    settings = CandidateSettings()
+    # A clean-shaven original: a fake with a moustache adds one and is not acceptable.
+    bare, hairy = FusionAnonymizer._scores(
+        anonymizer, torch.ones(3), (0.7, 40.0, False, False), faces, points
+    )
+    assert hairy.adds_facial_hair and hairy.adds_accessory and not hairy.acceptable(settings)
+    assert not bare.adds_accessory and bare.acceptable(settings)
+    # A moustached original: the bare fake loses it (still acceptable; the choice prefers the other).
+    bare, hairy = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, None, True), faces, points)
+    assert bare.loses_facial_hair and bare.accessories_lost == 1 and bare.acceptable(settings)
+    assert not hairy.loses_facial_hair and not hairy.adds_facial_hair and hairy.acceptable(settings)
+    # Unsure: either fake.
+    bare, hairy = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, None, None), faces, points)
+    assert not (
+        bare.accessories_lost or hairy.accessories_lost or bare.adds_accessory or hairy.adds_accessory
+    )
+    # Without a mesh neither accessory can be read, so none is claimed.
+    (blind,) = FusionAnonymizer._scores(
+        SimpleNamespace(
+            identity=lambda crops: torch.zeros(1, 3),
+            attributes=lambda crops: SimpleNamespace(
+                male_probability=torch.tensor([0.7]), age=torch.tensor([40.0])
+            ),
+        ),
+        torch.ones(3),
+        (0.7, 40.0, True, True),
+        [moustache],
+    )
+    assert not blind.adds_accessory and not blind.accessories_lost
+
+
 def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
     settings = CandidateSettings()  # similarity bar 0.3
     fit = dict(gender_gap=0.1, age_gap=2.0)
@@ -346,6 +409,15 @@ def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
     assert choose_candidate(scores, settings) == 1
     scores = [CandidateScore(0.05, loses_glasses=True, **fit), CandidateScore(0.35, **fit)]
     assert choose_candidate(scores, settings) == 0
+    # Facial hair the same way: none added at any tier, the original's kept where it can be, and
+    # the fake that loses fewer of the original's accessories first.
+    scores = [CandidateScore(0.1, adds_facial_hair=True, **fit), CandidateScore(0.5, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    scores = [CandidateScore(0.05, loses_facial_hair=True, **fit), CandidateScore(0.25, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    both = dict(loses_glasses=True, loses_facial_hair=True)
+    scores = [CandidateScore(0.05, **both, **fit), CandidateScore(0.2, loses_glasses=True, **fit)]
+    assert choose_candidate(scores, settings) == 1
 
 
 def test_only_the_rendered_face_is_pasted_not_its_background_or_fringe():
@@ -392,6 +464,20 @@ def test_the_probe_ranks_the_keyed_pool_by_predicted_attributes_glasses_included
         order = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, wears), torch.float32)
         predicted = identities([candidate_seed(1234, k) for k in order], torch.float32)[:, 2]
         assert len(order) == 4 and bool(predicted.eq(float(wears)).all())
+
+    # A fourth row (facial hair) ranks the same way, on its own when glasses are unsure.
+    def identities4(seeds, dtype):
+        return torch.tensor([[5.0, 40.0, 0.0, float(s % 3 == 0)] for s in seeds], dtype=dtype)
+
+    anonymizer.attribute_probe, anonymizer.dummy_identities = torch.nn.Linear(4, 4), identities4
+    with torch.no_grad():
+        anonymizer.attribute_probe.weight.copy_(torch.eye(4))
+        anonymizer.attribute_probe.bias.zero_()
+    for hair in (True, False):
+        order = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, None, hair), torch.float32)
+        predicted = identities4([candidate_seed(1234, k) for k in order], torch.float32)[:, 3]
+        assert len(order) == 4 and bool(predicted.eq(float(hair)).all())
+    anonymizer.dummy_identities = identities
     # A probe without a glasses row (an older model file) ranks by gender and age only.
     anonymizer.attribute_probe = torch.nn.Linear(3, 2)
     order = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, True), torch.float32)
@@ -421,6 +507,17 @@ def test_steering_moves_a_dummy_only_along_the_probe_rows_to_the_originals_attri
     unsure = FusionAnonymizer.steer_dummies(anonymizer, dummies, (0.9, 63.0, None))
     assert torch.allclose(probe(unsure)[:, :2], target[:, :2], atol=1e-3)
     assert not torch.allclose(probe(unsure)[:, 2], target[:, 2], atol=1e-2)
+    # A probe with a facial-hair row: unsure glasses, known facial hair steer rows 0, 1 and 3.
+    probe4 = torch.nn.Linear(16, 4)
+    anonymizer.attribute_probe = probe4
+    hair = FusionAnonymizer.steer_dummies(anonymizer, dummies, (0.9, 63.0, None, False))
+    assert torch.allclose(
+        probe4(hair)[:, [0, 1, 3]], target[:, [0, 1, 2]] * torch.tensor([1, 1, 0]), atol=1e-3
+    )
+    basis4, _ = torch.linalg.qr(probe4.weight[[0, 1, 3]].T)
+    outside4 = torch.eye(16) - basis4 @ basis4.T
+    assert torch.allclose((hair - dummies) @ outside4, torch.zeros(4, 16), atol=1e-4)
+    anonymizer.attribute_probe = probe
     anonymizer.candidates = CandidateSettings(steer=0.0)
     assert FusionAnonymizer.steer_dummies(anonymizer, dummies, reference) is dummies
     anonymizer.candidates, anonymizer.attribute_probe = CandidateSettings(steer=1.0), None

@@ -30,9 +30,11 @@ class AnonymizedFaces:
     """Identity cosine of each anonymized face to its original (the anonymizer's own recognizer)."""
     attributes: tuple[dict | None, ...] | None = None
     """Per face, when the anonymizer estimated them: the apparent gender and age of the original
-    and of the face put in its place, and glasses, `{"estimator", "original": {"male_probability",
-    "age", "glasses"}, "anonymized": {"male_probability", "age", "glasses_added", "glasses_lost"}}`
-    (the original's `glasses` is None when unsure, `models.fusion_anonymizer.original_glasses`)."""
+    and of the face put in its place, glasses and facial hair, `{"estimator", "original":
+    {"male_probability", "age", "glasses", "facial_hair"}, "anonymized": {"male_probability", "age",
+    "glasses_added", "glasses_lost", "facial_hair_added", "facial_hair_lost"}}` (the original's
+    `glasses` and `facial_hair` are None when unsure, `models.fusion_anonymizer.original_glasses`,
+    `original_facial_hair`)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,11 +27,15 @@ from torch import Tensor, nn
 
 from g2face.models.base import AnonymizedFaces, encode_identities
 from g2face.models.fusion import (
+    FACIAL_HAIR_BARE_ORIGINAL,
+    FACIAL_HAIR_EDGE,
+    FACIAL_HAIR_SURE_ORIGINAL,
     GLASSES_EDGE,
     GLASSES_EDGE_ORIGINAL,
     GLASSES_SURE_ORIGINAL,
     FusedFace,
     FusionSettings,
+    facial_hair_score,
     fuse_face,
     glasses_score,
 )
@@ -69,6 +74,8 @@ class CandidateSettings:
     the original wears them| when the keyed pool is ranked (no term when unsure, see
     `original_glasses`), so an original's glasses are kept and none are added without rendering
     candidates that would be passed over."""
+    facial_hair_weight: float = 0.5
+    """The same for a moustache or beard (`original_facial_hair`), with a probe that predicts it."""
     spread: float = 1.0
     """A dummy's W+ is taken this many times as far from the average identity's W+ (at the same
     geometry) as f_mlp puts it. f_mlp regresses W+ with a squared error, which pulls its output
@@ -95,6 +102,18 @@ class CandidateScore:
     age: float | None = None
     adds_glasses: bool = False  # the fake wears glasses the original does not
     loses_glasses: bool = False  # the original wears glasses and the fake does not
+    adds_facial_hair: bool = False  # the fake has a moustache or beard the original does not
+    loses_facial_hair: bool = False  # the original has one and the fake does not
+
+    @property
+    def adds_accessory(self) -> bool:
+        """The fake brings glasses or facial hair the original lacks."""
+        return self.adds_glasses or self.adds_facial_hair
+
+    @property
+    def accessories_lost(self) -> int:
+        """How many of the original's glasses and facial hair the fake lacks."""
+        return int(self.loses_glasses) + int(self.loses_facial_hair)
 
     def cost(self, settings: CandidateSettings) -> float:
         age_excess = max(0.0, self.age_gap - settings.age_tolerance)
@@ -102,14 +121,25 @@ class CandidateScore:
 
     def acceptable(self, settings: CandidateSettings) -> bool:
         """Different enough from the original, of the same apparent gender and about its age, and
-        no glasses the original lacks."""
+        no glasses or facial hair the original lacks."""
         return (
             self.similarity <= settings.max_similarity
             # Same side, not a gap under 0.5: an original at 0.6 must not accept a candidate at 0.3.
             and self.same_gender
             and self.age_gap <= settings.max_age_gap
-            and not self.adds_glasses
+            and not self.adds_accessory
         )
+
+
+class ApparentAttributes(NamedTuple):
+    """What an original face shows, as the anonymizer reads it: P(male) and age from the attribute
+    estimator, glasses (`original_glasses`) and facial hair (`original_facial_hair`), each of the
+    last two None when unsure (then neither kept nor avoided)."""
+
+    male: float
+    age: float
+    glasses: bool | None = None
+    facial_hair: bool | None = None
 
 
 def original_glasses(score: float) -> bool | None:
@@ -120,30 +150,56 @@ def original_glasses(score: float) -> bool | None:
     return True if score >= GLASSES_SURE_ORIGINAL else None
 
 
+def original_facial_hair(score: float, male_probability: float) -> bool | None:
+    """Whether a real photo wears a moustache or beard by its `facial_hair_score`: False (a fake
+    must not bring one), True (the fake should keep it) or None (unsure: neither). A face that
+    looks female counts as without: its fake is drawn female, and a dark upper lip there is
+    lipstick's edge or shadow far more often than hair."""
+    if score < FACIAL_HAIR_BARE_ORIGINAL or male_probability < 0.5:
+        return False
+    return True if score >= FACIAL_HAIR_SURE_ORIGINAL else None
+
+
 def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) -> int:
     """The index of the candidate to keep. Anonymity first: among candidates of the original's
     apparent gender and age the least similar; else among those different enough the one closest
     in attributes; else the least similar of all. (Picking the closest in attributes among
     acceptable ones raised FaceNet's mean cosine to the original person from 0.24 to 0.33 on LFW.)
-    No added glasses at any tier, unless every candidate wears them; an original's glasses are kept
-    where an acceptable (or, failing that, different-enough) candidate wears some."""
+    No added glasses or facial hair at any tier, unless every candidate brings some; an original's
+    glasses and facial hair are kept where an acceptable (or, failing that, different-enough)
+    candidate has them (fewest lost first)."""
     indices = range(len(scores))
-    eligible = [i for i in indices if not scores[i].adds_glasses] or list(indices)
+    eligible = [i for i in indices if not scores[i].adds_accessory] or list(indices)
     acceptable = [i for i in eligible if scores[i].acceptable(settings)]
     if acceptable:
-        return min(acceptable, key=lambda i: (scores[i].loses_glasses, scores[i].similarity))
+        return min(acceptable, key=lambda i: (scores[i].accessories_lost, scores[i].similarity))
     different = [i for i in eligible if scores[i].similarity <= settings.max_similarity]
     if different:
-        return min(different, key=lambda i: (scores[i].loses_glasses, scores[i].cost(settings)))
+        return min(different, key=lambda i: (scores[i].accessories_lost, scores[i].cost(settings)))
     return min(eligible, key=lambda i: scores[i].similarity)
 
 
 PROBE_KEYS = ("attribute_probe.weight", "attribute_probe.bias")
 """Tensors of the optional attribute probe in a fusion model file (scripts/fit_attribute_probe.py)."""
+PROBE_ROWS = ("gender", "age", "glasses", "facial_hair")
+"""The probe's outputs, in order: gender logit, age in years, glasses and facial hair (0/1
+regressed). A probe may have only the first two or three."""
 
 PROBE_POOL = 64
 """With a probe, this many keyed dummies are drawn (cheap: f_dummy only; more if a search may
 render more) and the ones whose predicted attributes are closest to the original's are rendered."""
+
+
+def probe_targets(reference: ApparentAttributes, rows: int) -> dict[int, float]:
+    """The attribute probe's rows (of its first `rows`, `PROBE_ROWS`) the original's attributes give
+    a target for, and those targets: gender logit and age always, glasses and facial hair where
+    known."""
+    male = min(max(reference.male, 1e-3), 1 - 1e-3)
+    targets = {0: math.log(male / (1 - male)), 1: reference.age}
+    for row, value in ((2, reference.glasses), (3, reference.facial_hair)):
+        if value is not None:
+            targets[row] = float(value)
+    return {row: t for row, t in targets.items() if row < rows}
 
 
 def candidate_seed(dummy_seed: int, index: int) -> int:
@@ -173,8 +229,9 @@ class FusionAnonymizer(nn.Module):
     ):
         """`attributes`: an apparent age/gender estimator; when given, dummies are chosen to keep
         the original's apparent gender and age (`--attributes keep`). `attribute_probe`: a linear
-        map from a dummy identity to the (gender logit, age[, glasses]) of the face GIE renders
-        from it, used to draw dummies of the right attributes before rendering any."""
+        map from a dummy identity to the `PROBE_ROWS` of the face GIE renders from it (gender
+        logit, age, and where fitted glasses and facial hair), used to draw dummies of the right
+        attributes before rendering any."""
         super().__init__()
         if identity.embedding_dim != codec.embedding_dim or identity.embedding_dim != gie.config.identity_dim:
             raise ValueError(
@@ -225,21 +282,20 @@ class FusionAnonymizer(nn.Module):
 
     def steer_dummies(self, identities: Tensor, reference) -> Tensor:
         """Dummy identities [N, D] moved `candidates.steer` of the way to the original's apparent
-        attributes (`reference`: P(male), age, glasses — None when unsure, then not steered) as the
-        attribute probe reads them: the minimum-norm change δ with P·(d + δ) + b = target for the
-        probe's rows P (gender logit, age, and glasses where it has that row) and bias b. Only the
-        attributes move: δ lies in the span of the probe's rows, so the rest of the identity (what
-        makes two keys different people) is untouched. Measured on 40 LFW pairs with the same
-        seeds (steer 0 → 1): wrn age error 9.9 → 7.9 years, FaceNet anonymity unchanged."""
+        attributes (`reference`, `ApparentAttributes`; glasses or facial hair None when unsure,
+        then not steered) as the attribute probe reads them: the minimum-norm change δ with
+        P·(d + δ) + b = target for the probe's rows P (those it has and the original gives a
+        target for) and bias b. Only the attributes move: δ lies in the span of those rows, so the
+        rest of the identity (what makes two keys different people) is untouched. Measured on 40
+        LFW pairs with the same seeds (steer 0 → 1): wrn age error 9.9 → 7.9 years, FaceNet
+        anonymity unchanged."""
         if self.candidates.steer == 0 or self.attribute_probe is None or reference is None:
             return identities
-        male, age, glasses = reference
-        male = min(max(male, 1e-3), 1 - 1e-3)
-        target = [math.log(male / (1 - male)), age] + ([] if glasses is None else [float(glasses)])
-        n = min(len(target), len(self.attribute_probe.weight))  # no glasses row: gender and age
-        rows = self.attribute_probe.weight[:n].to(identities)
-        target = torch.tensor(target[:n], dtype=identities.dtype, device=identities.device)
-        error = target - self.attribute_probe(identities)[:, :n]  # [N, n]
+        targets = probe_targets(ApparentAttributes(*reference), len(self.attribute_probe.weight))
+        used = list(targets)
+        rows = self.attribute_probe.weight[used].to(identities)
+        target = torch.tensor(list(targets.values()), dtype=identities.dtype, device=identities.device)
+        error = target - self.attribute_probe(identities)[:, used]  # [N, rows used]
         # δ = Pᵀ (P Pᵀ)⁻¹ error, per dummy.
         delta = torch.linalg.solve(rows @ rows.T, error.T).T @ rows
         return identities + self.candidates.steer * delta
@@ -274,8 +330,8 @@ class FusionAnonymizer(nn.Module):
 
     def _candidate_order(self, seed: int, reference, dtype: torch.dtype) -> list[int]:
         """Candidate indices in the order they are rendered: keyed order, or, with a probe, the
-        keyed pool sorted by how close the predicted gender, age (and glasses, where the probe
-        predicts them) are to the original's."""
+        keyed pool sorted by how close the predicted gender, age (and glasses and facial hair,
+        where the probe predicts them and the original's are known) are to the original's."""
         settings = self.candidates
         total = settings.count * settings.max_rounds
         if self.attribute_probe is None or reference is None:
@@ -284,11 +340,13 @@ class FusionAnonymizer(nn.Module):
         predicted = self.attribute_probe(
             self.dummy_identities([candidate_seed(seed, k) for k in pool], dtype)
         )
-        male, age, glasses = reference
-        gap = (torch.sigmoid(predicted[:, 0]) - male).abs() * settings.gender_weight
-        gap = gap + settings.age_weight * (predicted[:, 1] - age).abs()
-        if predicted.shape[1] > 2 and glasses is not None:  # a probe fitted with a glasses row
-            gap = gap + settings.glasses_weight * (predicted[:, 2].clamp(0, 1) - float(glasses)).abs()
+        reference = ApparentAttributes(*reference)
+        gap = (torch.sigmoid(predicted[:, 0]) - reference.male).abs() * settings.gender_weight
+        gap = gap + settings.age_weight * (predicted[:, 1] - reference.age).abs()
+        weights = {2: settings.glasses_weight, 3: settings.facial_hair_weight}
+        for row, target in probe_targets(reference, predicted.shape[1]).items():
+            if row in weights:
+                gap = gap + weights[row] * (predicted[:, row].clamp(0, 1) - target).abs()
         ranked = sorted(pool, key=lambda k: (float(gap[k]), k))
         return ranked[:total]
 
@@ -300,16 +358,19 @@ class FusionAnonymizer(nn.Module):
         points: np.ndarray | None = None,
     ) -> list[CandidateScore]:
         """Each fused candidate's identity cosine to the original (`reference`) and, when keeping
-        attributes (`reference_attributes`: the original's P(male), age and whether it wears
-        glasses, `original_glasses`), its apparent gender, age and glasses (`glasses_score` at the
-        original's mesh `points`)."""
+        attributes (`reference_attributes`, `ApparentAttributes`), its apparent gender, age, glasses
+        and facial hair (`glasses_score`, `facial_hair_score` at the original's mesh `points`)."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
         similarity = (self.identity(crops) @ reference).tolist()
         if self.attributes is None or reference_attributes is None:
             return [CandidateScore(s) for s in similarity]
         found = self.attributes(crops)
-        male, age, glasses = reference_attributes
-        wears = [points is not None and bool(glasses_score(face, points) >= GLASSES_EDGE) for face in faces]
+        male, age, glasses, facial_hair = ApparentAttributes(*reference_attributes)
+        if points is None:  # no mesh: neither accessory can be read
+            wears = hair = [None] * len(faces)
+        else:
+            wears = [bool(glasses_score(face, points) >= GLASSES_EDGE) for face in faces]
+            hair = [bool(facial_hair_score(face, points) >= FACIAL_HAIR_EDGE) for face in faces]
         return [
             CandidateScore(
                 similarity=s,
@@ -318,10 +379,12 @@ class FusionAnonymizer(nn.Module):
                 same_gender=(float(p) >= 0.5) == (male >= 0.5),
                 male_probability=float(p),
                 age=float(a),
-                adds_glasses=g and glasses is False,
-                loses_glasses=glasses is True and points is not None and not g,
+                adds_glasses=g is True and glasses is False,
+                loses_glasses=g is False and glasses is True,
+                adds_facial_hair=h is True and facial_hair is False,
+                loses_facial_hair=h is False and facial_hair is True,
             )
-            for s, p, a, g in zip(similarity, found.male_probability, found.age, wears, strict=True)
+            for s, p, a, g, h in zip(similarity, found.male_probability, found.age, wears, hair, strict=True)
         ]
 
     @torch.no_grad()
@@ -354,7 +417,12 @@ class FusionAnonymizer(nn.Module):
         if self.attributes is not None:
             found = self.attributes(crops)
             reference_attributes = [
-                (float(p), float(a), original_glasses(glasses_score(o, q)))
+                ApparentAttributes(
+                    float(p),
+                    float(a),
+                    original_glasses(glasses_score(o, q)),
+                    original_facial_hair(facial_hair_score(o, q), float(p)),
+                )
                 for p, a, o, q in zip(
                     found.male_probability, found.age, originals, original_points, strict=True
                 )
@@ -382,9 +450,9 @@ class FusionAnonymizer(nn.Module):
                     embeddings[i], reference_attributes[i], [f.preview for f in fused], original_points[i]
                 )
                 pool.extend(zip(found, fused, candidate_seeds, strict=True))
-                # An original's glasses are kept by choosing a fake that wears some: while none of
-                # the acceptable ones does, the next round is drawn too.
-                if any(c[0].acceptable(settings) and not c[0].loses_glasses for c in pool):
+                # An original's glasses and facial hair are kept by choosing a fake that has them:
+                # while no acceptable one does, the next round is drawn too.
+                if any(c[0].acceptable(settings) and not c[0].accessories_lost for c in pool):
                     break
             score, face, rendered = pool[choose_candidate([c[0] for c in pool], settings)]
             if score.similarity > settings.max_similarity and self.fusion.render_only:
@@ -419,18 +487,22 @@ class FusionAnonymizer(nn.Module):
     def _attribute_report(self, reference, score: CandidateScore) -> dict | None:
         if reference is None or score.male_probability is None:
             return None
+        reference = ApparentAttributes(*reference)
         return {
             "estimator": getattr(self.attributes, "name", type(self.attributes).__name__),
             "original": {
-                "male_probability": round(reference[0], 3),
-                "age": round(reference[1], 1),
-                "glasses": reference[2],
+                "male_probability": round(reference.male, 3),
+                "age": round(reference.age, 1),
+                "glasses": reference.glasses,
+                "facial_hair": reference.facial_hair,
             },
             "anonymized": {
                 "male_probability": round(score.male_probability, 3),
                 "age": round(score.age, 1),
                 "glasses_added": score.adds_glasses,
                 "glasses_lost": score.loses_glasses,
+                "facial_hair_added": score.adds_facial_hair,
+                "facial_hair_lost": score.loses_facial_hair,
             },
         }
 
