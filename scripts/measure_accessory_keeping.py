@@ -108,6 +108,9 @@ def main() -> int:
     parser.add_argument(
         "--controls", type=int, default=40, help="originals without the accessory anonymized too (added ones)"
     )
+    parser.add_argument(
+        "--groups", nargs="+", choices=["sure", "unsure", "bare"], default=["sure", "unsure", "bare"]
+    )
     parser.add_argument("--model", default="g2face-lite", help="packaged name or fusion weights file")
     parser.add_argument(
         "--before", type=json.loads, default={}, help="CandidateSettings overrides of the 'before' run (JSON)"
@@ -139,6 +142,7 @@ def main() -> int:
         "unsure": [i for i, g in enumerate(state) if g is None],
         "bare": [i for i, g in enumerate(state) if g is False][: args.controls],
     }
+    indices = {group: members for group, members in indices.items() if group in args.groups}
     print({k: len(v) for k, v in indices.items()}, f"of {len(crops)} originals")
 
     def both_rules(i: int) -> dict:
@@ -201,7 +205,7 @@ def main() -> int:
         for group, rows in groups.items()
     }
     (args.out / f"{args.accessory}.json").write_text(json.dumps({**summary, "rows": listed}, indent=2))
-    for group in ("sure", "unsure", "bare"):
+    for group in indices:
         sheet = contact_sheet(groups[group], originals, indices[group])
         sheet.save(args.out / f"{args.accessory}_{group}.png")
     print(json.dumps(summary, indent=2))
