@@ -473,10 +473,14 @@ def test_the_probe_ranks_the_keyed_pool_by_predicted_attributes_glasses_included
     with torch.no_grad():
         anonymizer.attribute_probe.weight.copy_(torch.eye(4))
         anonymizer.attribute_probe.bias.zero_()
-    for hair in (True, False):
-        order = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, None, hair), torch.float32)
-        predicted = identities4([candidate_seed(1234, k) for k in order], torch.float32)[:, 3]
-        assert len(order) == 4 and bool(predicted.eq(float(hair)).all())
+    order = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, None, True), torch.float32)
+    predicted = identities4([candidate_seed(1234, k) for k in order], torch.float32)[:, 3]
+    assert len(order) == 4 and bool(predicted.eq(1.0).all())
+    # A clean-shaven original's pool is not ranked away from facial hair (that drew younger
+    # dummies); the search passes over fakes that add some instead.
+    shaven = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, None, False), torch.float32)
+    unsure = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, None, None), torch.float32)
+    assert shaven == unsure
     anonymizer.dummy_identities = identities
     # A probe without a glasses row (an older model file) ranks by gender and age only.
     anonymizer.attribute_probe = torch.nn.Linear(3, 2)
@@ -509,7 +513,7 @@ def test_steering_moves_a_dummy_only_along_the_probe_rows_to_the_originals_attri
     assert not torch.allclose(probe(unsure)[:, 2], target[:, 2], atol=1e-2)
     # A probe with a facial-hair row: unsure glasses and a moustached original steer rows 0, 1, 3
     # (to 1); a clean-shaven original's dummies are not steered away from facial hair (that made
-    # them younger), only gender and age.
+    # them younger), only gender and age (`probe_targets`).
     probe4 = torch.nn.Linear(16, 4)
     anonymizer.attribute_probe = probe4
     hair = FusionAnonymizer.steer_dummies(anonymizer, dummies, (0.9, 63.0, None, True))

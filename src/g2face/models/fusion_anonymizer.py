@@ -190,18 +190,19 @@ PROBE_POOL = 64
 render more) and the ones whose predicted attributes are closest to the original's are rendered."""
 
 
-def probe_targets(reference: ApparentAttributes, rows: int, *, steering: bool = False) -> dict[int, float]:
+def probe_targets(reference: ApparentAttributes, rows: int) -> dict[int, float]:
     """The attribute probe's rows (of its first `rows`, `PROBE_ROWS`) the original's attributes give
-    a target for, and those targets: gender logit and age always, glasses and facial hair where
-    known. `steering`: facial hair only where the original has it. Steering every clean-shaven
-    original's dummies away from facial hair made them younger (in the dummies, facial hair goes
-    with age more than the probe's age row captures): on 40 LFW pairs with the same seeds, wrn age
-    error 7.8 → 9.2 years; the search already passes over fakes that add facial hair."""
+    a target for, and those targets: gender logit and age always, glasses where known, facial hair
+    only where the original has it. Steering or ranking every clean-shaven original's dummies away
+    from facial hair made them younger (in the dummies, facial hair goes with age more than the
+    probe's age row captures; 40 LFW pairs, same seeds: wrn age error 7.8 → 9.2 years steered,
+    8.6 ranked); the search passes over fakes that add facial hair instead."""
     male = min(max(reference.male, 1e-3), 1 - 1e-3)
     targets = {0: math.log(male / (1 - male)), 1: reference.age}
-    for row, value in ((2, reference.glasses), (3, reference.facial_hair)):
-        if value is not None and not (steering and row == 3 and not value):
-            targets[row] = float(value)
+    if reference.glasses is not None:
+        targets[2] = float(reference.glasses)
+    if reference.facial_hair:
+        targets[3] = 1.0
     return {row: t for row, t in targets.items() if row < rows}
 
 
@@ -294,7 +295,7 @@ class FusionAnonymizer(nn.Module):
         anonymity unchanged."""
         if self.candidates.steer == 0 or self.attribute_probe is None or reference is None:
             return identities
-        targets = probe_targets(ApparentAttributes(*reference), len(self.attribute_probe.weight), steering=True)
+        targets = probe_targets(ApparentAttributes(*reference), len(self.attribute_probe.weight))
         used = list(targets)
         rows = self.attribute_probe.weight[used].to(identities)
         target = torch.tensor(list(targets.values()), dtype=identities.dtype, device=identities.device)
