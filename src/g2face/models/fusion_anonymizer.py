@@ -294,7 +294,9 @@ class FusionAnonymizer(nn.Module):
         anonymity unchanged."""
         if self.candidates.steer == 0 or self.attribute_probe is None or reference is None:
             return identities
-        targets = probe_targets(ApparentAttributes(*reference), len(self.attribute_probe.weight), steering=True)
+        targets = probe_targets(
+            ApparentAttributes(*reference), len(self.attribute_probe.weight), steering=True
+        )
         used = list(targets)
         rows = self.attribute_probe.weight[used].to(identities)
         target = torch.tensor(list(targets.values()), dtype=identities.dtype, device=identities.device)
