@@ -439,6 +439,35 @@ def test_only_the_rendered_face_is_pasted_not_its_background_or_fringe():
     assert face[cheek[1], cheek[0]] > 0.99
     off = render_face_mask(render, points, np.zeros((256, 256), bool), settings)
     assert off[fringe].mean() > face[fringe].mean() + 0.5  # without skin statistics: the hull only
+    # A lock of hair hanging into the hull beside the eye is not face either; a beard at the jaw is.
+    left = int(points[:NUM_MESH_POINTS, 0].min())
+    eye_level, jaw = int(points[33, 1]), int(points[152, 1]) - 8
+    lock = (slice(eye_level - 4, eye_level + 12), slice(left, left + 10))
+    beard = (slice(jaw - 6, jaw), slice(118, 138))
+    hairy = render.copy()
+    hairy[lock] = hairy[beard] = (70, 45, 30)
+    face = render_face_mask(hairy, points, skin_mask(points, hairy), settings)
+    assert face[lock].mean() < 0.2
+    assert face[beard].mean() > 0.9
+
+
+def test_a_whole_region_paste_fills_the_renders_hair_with_its_face_colour():
+    """When the whole region is replaced, a render's lock of hair at the cheek is not pasted as a
+    dark patch: it gets the colour of the render's face around it."""
+    points = _mean_face()
+    hull = cv2.convexHull(np.round(points[:NUM_MESH_POINTS]).astype(np.int32))
+    original = np.full((256, 256, 3), (90, 120, 150), np.uint8)
+    cv2.fillConvexPoly(original, hull, (190, 140, 120))
+    render = np.full((256, 256, 3), (40, 60, 90), np.uint8)
+    cv2.fillConvexPoly(render, hull, (200, 150, 125))
+    left, eye_level = int(points[:NUM_MESH_POINTS, 0].min()), int(points[33, 1])
+    lock = (slice(eye_level - 4, eye_level + 12), slice(left, left + 10))
+    render[lock] = (30, 20, 15)
+    whole = FusionSettings(render_only=False)
+    fused = fuse_face(original, points, render, points, whole)
+    skin = fused.crop[int(points[50, 1]), int(points[50, 0])].astype(float)
+    patch = fused.crop[lock].reshape(-1, 3).astype(float).mean(0)
+    assert np.abs(patch - skin).max() < 25  # the lock became skin, not a dark patch
 
 
 @torch.no_grad()

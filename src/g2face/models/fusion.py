@@ -213,6 +213,14 @@ def keep_region_mask(points: np.ndarray, size: int, settings: FusionSettings) ->
 HAIR_DISTANCE = 2.5
 """A forehead pixel of a render further than this many of its skin's standard deviations (Lab,
 lightness and colour together) from its skin's mean is its hair, not skin."""
+FILL_SIGMA = 0.1
+"""Scale (face widths) over which the render's face colour is carried out into what is not face
+inside the replaced region, when the whole region is replaced."""
+SIDE_BAND = 0.15
+"""Beside the eyes and nose (from the brows down to the mouth corners), a render's pixels within this
+many face widths of its mesh hull's edge and as far from its skin as `HAIR_DISTANCE` are hair or
+background hanging into the hull (a lock beside the cheek, the far side of a turned head), not face.
+Below the mouth they are left alone: a beard at the jaw belongs to the face."""
 
 
 def render_face_mask(
@@ -220,8 +228,9 @@ def render_face_mask(
 ) -> np.ndarray:
     """Soft mask [S, S] in [0, 1] of what is face in a rendered crop (uint8 RGB) with its mesh
     `points` (crop pixels) and bare-skin mask `skin`: its mesh hull, eased to 0 over the fusion's
-    feather width inside the hull's edge, minus its hair on the forehead (pixels above the brows
-    whose colour is far from its skin's)."""
+    feather width inside the hull's edge, minus its hair: pixels whose colour is far from its
+    skin's on the forehead (above the brows) and at the hull's sides between the brows and the mouth
+    (`SIDE_BAND`)."""
     size = render.shape[0]
     mesh = points[:NUM_MESH_POINTS, :2]
     width = face_width(mesh)
@@ -246,7 +255,18 @@ def render_face_mask(
     for polygon in KEEP_REGIONS["brows"]:
         brow_mask |= (_polygon_mask(points[list(polygon), :2], size) > 0.5).astype(np.uint8)
     forehead &= 1 - cv2.dilate(brow_mask, kernel, iterations=2)
-    hair = ((distance > HAIR_DISTANCE) & (forehead > 0) & (hull > 0)).astype(np.uint8)
+    # The sides: near the hull's edge, from the brows down to the mouth corners.
+    side = np.zeros((size, size), np.uint8)
+    mouth = max(points[61, 1], points[291, 1])
+    side[max(0, int(brow_bottom)) : max(0, int(mouth))] = 1
+    side &= (inside < SIDE_BAND * width).astype(np.uint8)
+    eyes = np.zeros((size, size), np.uint8)  # a turned face's far eye can lie near the edge
+    for polygon in KEEP_REGIONS["eyes"]:
+        eyes |= (_polygon_mask(points[[i for i in polygon if i < len(points)], :2], size) > 0.5).astype(
+            np.uint8
+        )
+    side &= 1 - cv2.dilate(eyes, kernel, iterations=2)
+    hair = ((distance > HAIR_DISTANCE) & ((forehead | side) > 0) & (hull > 0)).astype(np.uint8)
     # Opened (a stray dark pixel or a wrinkle is not a fringe), then grown and softened.
     small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     hair = cv2.dilate(cv2.morphologyEx(hair, cv2.MORPH_OPEN, small), kernel, iterations=2)
@@ -475,11 +495,22 @@ def fuse_face(
         lab = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB)
         lab[..., 1:] = cv2.cvtColor(original, cv2.COLOR_RGB2LAB)[..., 1:]
         coloured = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    face = render_face_mask(warped, moved, render_skin, settings)
     if settings.render_only:
         # Where the render is not face, the crop carries the original's own (resampled) pixels: the
         # replaced region, and with it the in-pixel payload's room, stays the original's mesh's.
-        face = render_face_mask(warped, moved, render_skin, settings)[..., None]
-        coloured = np.clip(np.rint(coloured * face + original * (1 - face)), 0, 255).astype(np.uint8)
+        fill = original
+    else:
+        # The whole region is replaced (the original's outline showed through): what is not face
+        # in the render there (a lock of its hair, its background beside a turned head) is filled
+        # with the colour of the render's face around it (a normalised blur of the face alone),
+        # not pasted as a dark patch on the cheek.
+        solid = (face > 0.5).astype(np.float32)
+        sigma = max(1.0, FILL_SIGMA * width)
+        spread = cv2.GaussianBlur(coloured.astype(np.float32) * solid[..., None], (0, 0), sigma)
+        fill = spread / np.maximum(cv2.GaussianBlur(solid, (0, 0), sigma), 1e-4)[..., None]
+    face = face[..., None]
+    coloured = np.clip(np.rint(coloured * face + fill * (1 - face)), 0, 255).astype(np.uint8)
     alpha = region[..., None]
     preview = np.clip(np.rint(original * (1 - alpha) + coloured * alpha), 0, 255).astype(np.uint8)
     return FusedFace(coloured, region, preview)
