@@ -393,7 +393,7 @@ moustache or beard. On 600 LFW photos (one per person), judged by eye on the sor
 23 and 40 only six wore facial hair, three of them white (white hair is not darker than skin)."""
 FACIAL_HAIR_SURE_ORIGINAL = 100.0
 """At or above this a real photo wears a moustache (or a beard with one) and the fake should keep
-it: all 16 of 600 LFW photos did, judged by eye. Between the two thresholds are moustaches, stubble
+it: all 14 of 600 LFW photos did, judged by eye. Between the two thresholds are moustaches, stubble
 and smiles whose nose shadows darken the lip alike (about 60 % of those scoring 77-100 wore hair)."""
 
 

@@ -75,7 +75,9 @@ class CandidateSettings:
     `original_glasses`), so an original's glasses are kept and none are added without rendering
     candidates that would be passed over."""
     facial_hair_weight: float = 0.5
-    """The same for a moustache or beard (`original_facial_hair`), with a probe that predicts it."""
+    """With a probe that predicts facial hair: penalty per unit of (1 - predicted facial hair) when
+    the original surely has a moustache or beard (`original_facial_hair`); a clean-shaven
+    original's pool is not ranked away from it (`probe_targets` says why)."""
     spread: float = 1.0
     """A dummy's W+ is taken this many times as far from the average identity's W+ (at the same
     geometry) as f_mlp puts it. f_mlp regresses W+ with a squared error, which pulls its output
