@@ -197,8 +197,9 @@ def probe_targets(reference: ApparentAttributes, rows: int) -> dict[int, float]:
     a target for, and those targets: gender logit and age always, glasses where known, facial hair
     only where the original has it. Steering or ranking every clean-shaven original's dummies away
     from facial hair made them younger (in the dummies, facial hair goes with age more than the
-    probe's age row captures; 40 LFW pairs, same seeds: wrn age error 7.8 → 9.2 years steered,
-    8.6 ranked); the search passes over fakes that add facial hair instead."""
+    probe's age row captures; 40 LFW pairs, same seeds: wrn age error 7.8 → 9.2 years steered and
+    ranked, 8.6 ranked only, 8.1 neither); the search passes over fakes that add facial hair
+    instead."""
     male = min(max(reference.male, 1e-3), 1 - 1e-3)
     targets = {0: math.log(male / (1 - male)), 1: reference.age}
     if reference.glasses is not None:
