@@ -13,10 +13,10 @@ says it has the accessory (white-box: the chooser uses that score), renders per 
 FaceNet-CASIA cosine of fake to original (never used by the model), and contact sheets original |
 before | after with the scores, to judge by eye.
 
-    PYTHONPATH=src python scripts/measure_accessory_keeping.py --faces 400 --out runs/glasses \
-        --before '{"glasses_weight": 0, "steer": 0}'
-    PYTHONPATH=src python scripts/measure_accessory_keeping.py --accessory facial_hair --faces 600 \
-        --out runs/facial_hair --before-model OLD.safetensors
+    PYTHONPATH=src python scripts/measure_accessory_keeping.py --faces 400 --out runs/glasses
+        --before '{"glasses_weight": 0, "steer": 0}'        (one command)
+    PYTHONPATH=src python scripts/measure_accessory_keeping.py --accessory facial_hair
+        --faces 600 --out runs/facial_hair --before-model OLD.safetensors        (one command)
 """
 
 from __future__ import annotations
