@@ -500,6 +500,8 @@ def fuse_face(
         # Where the render is not face, the crop carries the original's own (resampled) pixels: the
         # replaced region, and with it the in-pixel payload's room, stays the original's mesh's.
         fill = original
+    elif (face > 0.5).sum() < 16:  # no face found in the render to take a colour from
+        fill = coloured
     else:
         # The whole region is replaced (the original's outline showed through): what is not face
         # in the render there (a lock of its hair, its background beside a turned head) is filled
