@@ -54,25 +54,20 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 DATASET_INDEX = {"lfw": "lfw/pairs.txt", "celeba": "celeba/identities.csv"}
 
 
-def _genuine_pairs(data: Path, dataset: str) -> list[tuple[str, str]]:
-    """(A1, A2) paths under `data`: two photos of one person, in the set's order."""
+def _genuine_pairs(data: Path, dataset: str):
+    """(A1, A2) paths under `data` (two photos of one person, in the set's order), and path -> who
+    is in the photo (LFW's folder name, CelebA's identity label)."""
     if dataset == "lfw":
-        return read_lfw_pairs(data).genuine()
-    by_identity: dict[str, list[str]] = {}
-    for row in csv.DictReader((data / DATASET_INDEX[dataset]).open()):
-        by_identity.setdefault(row["identity"], []).append(f"celeba/{row['file']}")
-    return [(files[0], files[1]) for files in by_identity.values() if len(files) >= 2]
-
-
-def _person_of(data: Path, dataset: str):
-    """path -> who is in the photo: LFW's folder name, CelebA's identity label."""
-    if dataset == "lfw":
-        return lambda path: Path(path).parent.name
+        return read_lfw_pairs(data).genuine(), lambda path: Path(path).parent.name
     labels = {
         f"celeba/{row['file']}": row["identity"]
-        for row in csv.DictReader((data / DATASET_INDEX["celeba"]).open())
+        for row in csv.DictReader((data / DATASET_INDEX[dataset]).open())
     }
-    return labels.__getitem__
+    by_identity: dict[str, list[str]] = {}
+    for path, identity in labels.items():
+        by_identity.setdefault(identity, []).append(path)
+    pairs = [(files[0], files[1]) for files in by_identity.values() if len(files) >= 2]
+    return pairs, labels.__getitem__
 
 
 def _main_face(detector, image):
@@ -127,7 +122,7 @@ def main() -> None:
             f"no {args.dataset} under {args.data}: pass --data pointing at the shared data folder"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    genuine = _genuine_pairs(args.data, args.dataset)
+    genuine, person = _genuine_pairs(args.data, args.dataset)
     step = max(1, len(genuine) // args.pairs)
     pairs = genuine[::step][: args.pairs]
 
@@ -193,7 +188,6 @@ def main() -> None:
         print(f"{n + 1}/{len(pairs)} {time.perf_counter() - started:.0f}s", flush=True)
 
     # Thresholds at FAR 1e-3 from distinct people's originals (first photos of different pairs).
-    person = _person_of(args.data, args.dataset)
     names = [person(r["pair"][0]) for r in rows]
     results = {"pairs": len(rows)}
     for recognizer in ("facenet", "sface"):

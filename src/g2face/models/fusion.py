@@ -170,6 +170,17 @@ def _polygon_mask(points: np.ndarray, size: int) -> np.ndarray:
     return mask.astype(np.float32) / 255
 
 
+def _features_mask(points: np.ndarray, size: int, names: tuple[str, ...]) -> np.ndarray:
+    """Hard uint8 mask [size, size] of the named `KEEP_REGIONS` (eyes, brows, mouth) of a mesh; a
+    mesh without irises simply lacks those points."""
+    mask = np.zeros((size, size), np.uint8)
+    for name in names:
+        for polygon in KEEP_REGIONS[name]:
+            present = [i for i in polygon if i < len(points)]
+            mask |= (_polygon_mask(points[present, :2], size) > 0.5).astype(np.uint8)
+    return mask
+
+
 def face_region_mask(points: np.ndarray, size: int, settings: FusionSettings) -> np.ndarray:
     """Soft mask [size, size] in [0, 1] of the region replaced: the original's mesh hull grown by
     `mask_grow` face widths (sides and jaw: the outline carries identity), its top kept below the
@@ -251,21 +262,14 @@ def render_face_mask(
     forehead[: max(0, int(brow_bottom))] = 1
     grow = max(1, int(round(0.02 * width)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    brow_mask = np.zeros((size, size), np.uint8)
-    for polygon in KEEP_REGIONS["brows"]:
-        brow_mask |= (_polygon_mask(points[list(polygon), :2], size) > 0.5).astype(np.uint8)
-    forehead &= 1 - cv2.dilate(brow_mask, kernel, iterations=2)
+    forehead &= 1 - cv2.dilate(_features_mask(points, size, ("brows",)), kernel, iterations=2)
     # The sides: near the hull's edge, from the brows down to the mouth corners.
     side = np.zeros((size, size), np.uint8)
     mouth = max(points[61, 1], points[291, 1])
     side[max(0, int(brow_bottom)) : max(0, int(mouth))] = 1
     side &= (inside < SIDE_BAND * width).astype(np.uint8)
-    eyes = np.zeros((size, size), np.uint8)  # a turned face's far eye can lie near the edge
-    for polygon in KEEP_REGIONS["eyes"]:
-        eyes |= (_polygon_mask(points[[i for i in polygon if i < len(points)], :2], size) > 0.5).astype(
-            np.uint8
-        )
-    side &= 1 - cv2.dilate(eyes, kernel, iterations=2)
+    # A turned face's far eye can lie near the edge.
+    side &= 1 - cv2.dilate(_features_mask(points, size, ("eyes",)), kernel, iterations=2)
     hair = ((distance > HAIR_DISTANCE) & ((forehead | side) > 0) & (hull > 0)).astype(np.uint8)
     # Opened (a stray dark pixel or a wrinkle is not a fringe), then grown and softened.
     small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -286,11 +290,7 @@ def skin_mask(points: np.ndarray, image: np.ndarray) -> np.ndarray:
     top, height = mesh[:, 1].min(), mesh[:, 1].max() - mesh[:, 1].min()
     shrunk[:, 1] = np.maximum(shrunk[:, 1], top + SKIN_TOP * height)
     area = _polygon_mask(shrunk, size) > 0.5
-    features = np.zeros((size, size), np.uint8)
-    for name in SKIN_FEATURES:
-        for polygon in KEEP_REGIONS[name]:
-            present = [i for i in polygon if i < len(points)]
-            features |= (_polygon_mask(points[present, :2], size) > 0.5).astype(np.uint8)
+    features = _features_mask(points, size, SKIN_FEATURES)
     grow = max(1, int(round(SKIN_FEATURE_GROW * width)))
     features = cv2.dilate(
         features, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
