@@ -2,7 +2,7 @@
 
     python scripts/build_lite_model.py RUN/model.safetensors src/g2face/weights/g2face-lite.safetensors
     python scripts/build_lite_model.py --candidates 2 --rounds 2 --spread 1.5 --steer 1 \
-        src/g2face/weights/g2face-lite.safetensors src/g2face/weights/g2face-lite.safetensors
+        --age-stretch 0.6 src/g2face/weights/g2face-lite.safetensors src/g2face/weights/g2face-lite.safetensors
 
 Takes the GIE part (f_dummy, f_mlp) of a `g2face train --stage gie` export and stores it with the
 settings the anonymizer is rebuilt from (GIE configuration, prior family, fusion and candidate
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--steer", type=float, default=CandidateSettings.steer)
     parser.add_argument("--glasses-weight", type=float, default=CandidateSettings.glasses_weight)
     parser.add_argument("--facial-hair-weight", type=float, default=CandidateSettings.facial_hair_weight)
+    parser.add_argument("--age-stretch", type=float, default=CandidateSettings.age_stretch)
     parser.add_argument("--full", action="store_true", help="keep float32 weights")
     args = parser.parse_args()
     fusion, candidates = (
@@ -57,6 +58,7 @@ def main() -> None:
             steer=args.steer,
             glasses_weight=args.glasses_weight,
             facial_hair_weight=args.facial_hair_weight,
+            age_stretch=args.age_stretch,
         ),
     )
     if weights_format(args.gie_export) == FUSION_FORMAT:

@@ -33,6 +33,7 @@ from g2face.models.fusion import (
     transfer_colour,
 )
 from g2face.models.fusion_anonymizer import (
+    AGE_PIVOT,
     CandidateScore,
     CandidateSettings,
     FusionAnonymizer,
@@ -40,6 +41,7 @@ from g2face.models.fusion_anonymizer import (
     choose_candidate,
     original_facial_hair,
     original_glasses,
+    probe_age_target,
 )
 from g2face.types import AlignedFace, FaceDetection
 
@@ -560,3 +562,36 @@ def test_steering_moves_a_dummy_only_along_the_probe_rows_to_the_originals_attri
     assert FusionAnonymizer.steer_dummies(anonymizer, dummies, reference) is dummies
     anonymizer.candidates, anonymizer.attribute_probe = CandidateSettings(steer=1.0), None
     assert FusionAnonymizer.steer_dummies(anonymizer, dummies, reference) is dummies
+
+
+def test_the_age_stretch_aims_older_originals_older_and_younger_ones_younger():
+    """Fused fakes read younger than their target the older the original (and older below the
+    pivot), so the probe's target is stretched away from `AGE_PIVOT`; 0 aims at the age itself."""
+    assert probe_age_target(63.0, 0.0) == 63.0 and probe_age_target(AGE_PIVOT, 0.6) == AGE_PIVOT
+    assert probe_age_target(63.0, 0.6) == pytest.approx(AGE_PIVOT + 1.6 * (63.0 - AGE_PIVOT))
+    assert probe_age_target(15.0, 0.6) < 15.0
+    with pytest.raises(ValueError, match="age_stretch"):
+        CandidateSettings(age_stretch=1.5)
+
+
+@torch.no_grad()
+def test_steering_and_ranking_aim_at_the_stretched_age():
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(16, 2)
+    stretch = CandidateSettings(steer=1.0, age_stretch=0.6)
+    anonymizer = SimpleNamespace(attribute_probe=probe, candidates=stretch)
+    steered = FusionAnonymizer.steer_dummies(anonymizer, torch.randn(4, 16), (0.9, 63.0))
+    expected = torch.tensor(probe_age_target(63.0, 0.6)).expand(4)
+    assert torch.allclose(probe(steered)[:, 1], expected, atol=1e-3)
+
+    def identities(seeds, dtype):  # [male logit, age] read straight off by the probe
+        return torch.tensor([[5.0, float(20 + s % 60)] for s in seeds], dtype=dtype)
+
+    ranker = torch.nn.Linear(2, 2)
+    ranker.weight.copy_(torch.eye(2))
+    ranker.bias.zero_()
+    anonymizer = SimpleNamespace(candidates=stretch, attribute_probe=ranker, dummy_identities=identities)
+    order = FusionAnonymizer._candidate_order(anonymizer, 99, (0.99, 60.0), torch.float32)
+    ages = identities([candidate_seed(99, k) for k in order], torch.float32)[:, 1]
+    # Ranked around the stretched target (81 years), not the original's 60.
+    assert float((ages - probe_age_target(60.0, 0.6)).abs().mean()) < float((ages - 60.0).abs().mean())

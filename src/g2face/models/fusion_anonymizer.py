@@ -78,6 +78,12 @@ class CandidateSettings:
     """With a probe that predicts facial hair: penalty per unit of (1 - predicted facial hair) when
     the original surely has a moustache or beard (`original_facial_hair`); a clean-shaven
     original's pool is not ranked away from it (`probe_targets` says why)."""
+    age_stretch: float = 0.0
+    """The probe's age target (for ranking the pool and steering) is the original's apparent age
+    moved this fraction further from `AGE_PIVOT` (`probe_age_target`). Fused fakes come out
+    compressed towards young adulthood: on 120 LFW faces a candidate's apparent age was
+    5.9 + 0.76 × the original's (dlib, fused preview), i.e. about 7 years young at 55, so older
+    originals need an older target; 0 aims at the original's age itself."""
     spread: float = 1.0
     """A dummy's W+ is taken this many times as far from the average identity's W+ (at the same
     geometry) as f_mlp puts it. f_mlp regresses W+ with a squared error, which pulls its output
@@ -90,6 +96,8 @@ class CandidateSettings:
             raise ValueError("count and max_rounds must be >= 1")
         if not 0 <= self.steer <= 2:
             raise ValueError(f"steer must be in [0, 2], got {self.steer}")
+        if not 0 <= self.age_stretch <= 1:
+            raise ValueError(f"age_stretch must be in [0, 1], got {self.age_stretch}")
         if not 0 < self.spread <= 4:
             raise ValueError(f"spread must be in (0, 4], got {self.spread}")
 
@@ -192,16 +200,28 @@ PROBE_POOL = 64
 render more) and the ones whose predicted attributes are closest to the original's are rendered."""
 
 
-def probe_targets(reference: ApparentAttributes, rows: int) -> dict[int, float]:
+AGE_PIVOT = 25.0
+"""Years: the apparent age the fused fakes' compression leaves in place (the fixed point of the fit
+in `CandidateSettings.age_stretch`: 5.9 / (1 - 0.76))."""
+
+
+def probe_age_target(age: float, stretch: float) -> float:
+    """The age the probe should aim a dummy at for an original of apparent `age`."""
+    if stretch == 0:
+        return age
+    return AGE_PIVOT + (1 + stretch) * (age - AGE_PIVOT)
+
+
+def probe_targets(reference: ApparentAttributes, rows: int, age_stretch: float = 0.0) -> dict[int, float]:
     """The attribute probe's rows (of its first `rows`, `PROBE_ROWS`) the original's attributes give
-    a target for, and those targets: gender logit and age always, glasses where known, facial hair
-    only where the original has it. Steering or ranking every clean-shaven original's dummies away
-    from facial hair made them younger (in the dummies, facial hair goes with age more than the
-    probe's age row captures; 40 LFW pairs, same seeds: wrn age error 7.8 → 9.2 years steered and
-    ranked, 8.6 ranked only, 8.1 neither); the search passes over fakes that add facial hair
-    instead."""
+    a target for, and those targets: gender logit and age (`probe_age_target`) always, glasses
+    where known, facial hair only where the original has it. Steering or ranking every
+    clean-shaven original's dummies away from facial hair made them younger (in the dummies, facial
+    hair goes with age more than the probe's age row captures; 40 LFW pairs, same seeds: wrn age
+    error 7.8 → 9.2 years steered and ranked, 8.6 ranked only, 8.1 neither); the search passes over
+    fakes that add facial hair instead."""
     male = min(max(reference.male, 1e-3), 1 - 1e-3)
-    targets = {0: math.log(male / (1 - male)), 1: reference.age}
+    targets = {0: math.log(male / (1 - male)), 1: probe_age_target(reference.age, age_stretch)}
     if reference.glasses is not None:
         targets[2] = float(reference.glasses)
     if reference.facial_hair:
@@ -298,7 +318,9 @@ class FusionAnonymizer(nn.Module):
         anonymity unchanged."""
         if self.candidates.steer == 0 or self.attribute_probe is None or reference is None:
             return identities
-        targets = probe_targets(ApparentAttributes(*reference), len(self.attribute_probe.weight))
+        targets = probe_targets(
+            ApparentAttributes(*reference), len(self.attribute_probe.weight), self.candidates.age_stretch
+        )
         used = list(targets)
         rows = self.attribute_probe.weight[used].to(identities)
         target = torch.tensor(list(targets.values()), dtype=identities.dtype, device=identities.device)
@@ -319,17 +341,22 @@ class FusionAnonymizer(nn.Module):
             wplus = torch.lerp(centre, wplus, spread)
         return self.generator(wplus).clamp(-1, 1)
 
+    def render_points(self, renders: Tensor) -> np.ndarray:
+        """The mesh of each rendered face [N, 3, S, S] in crop pixels [N, 478, 2]."""
+        return (self.geometry(renders).landmarks[..., :2] * self.image_size - 0.5).cpu().numpy()
+
     def fuse_renders(
         self,
         original: np.ndarray,
         original_points: np.ndarray,
         renders: Tensor,
         settings: FusionSettings | None = None,
+        render_points=None,
     ) -> list[FusedFace]:
-        """Each rendered face [N, 3, S, S] laid onto one original crop by its own mesh."""
+        """Each rendered face [N, 3, S, S] laid onto one original crop by its own mesh
+        (`render_points`, `render_points()` of the renders, when already known)."""
         settings = settings or self.fusion
-        size = self.image_size
-        points = (self.geometry(renders).landmarks[..., :2] * size - 0.5).cpu().numpy()
+        points = self.render_points(renders) if render_points is None else render_points
         crops = tensor_to_crops(renders)
         return [
             fuse_face(original, original_points, c, p, settings) for c, p in zip(crops, points, strict=True)
@@ -349,9 +376,10 @@ class FusionAnonymizer(nn.Module):
         )
         reference = ApparentAttributes(*reference)
         gap = (torch.sigmoid(predicted[:, 0]) - reference.male).abs() * settings.gender_weight
-        gap = gap + settings.age_weight * (predicted[:, 1] - reference.age).abs()
+        targets = probe_targets(reference, predicted.shape[1], settings.age_stretch)
+        gap = gap + settings.age_weight * (predicted[:, 1] - targets[1]).abs()
         weights = {2: settings.glasses_weight, 3: settings.facial_hair_weight}
-        for row, target in probe_targets(reference, predicted.shape[1]).items():
+        for row, target in targets.items():
             if row in weights:
                 gap = gap + weights[row] * (predicted[:, row].clamp(0, 1) - target).abs()
         ranked = sorted(pool, key=lambda k: (float(gap[k]), k))
@@ -439,6 +467,7 @@ class FusionAnonymizer(nn.Module):
         for i in range(n):
             pool: list[tuple[CandidateScore, FusedFace, int]] = []
             renders_by_seed: dict[int, Tensor] = {}
+            points_by_seed: dict[int, np.ndarray] = {}
             order = self._candidate_order(seeds[i], reference_attributes[i], crops.dtype) if search else [0]
             for round_ in range(settings.max_rounds if search else 1):
                 indices = order[round_ * settings.count : (round_ + 1) * settings.count]
@@ -452,7 +481,11 @@ class FusionAnonymizer(nn.Module):
                     [self.render_dummies(d[None], vectors[i : i + 1], settings.spread) for d in dummies]
                 )
                 renders_by_seed |= dict(zip(candidate_seeds, renders, strict=True))
-                fused = self.fuse_renders(originals[i], original_points[i], renders)
+                render_points = self.render_points(renders)
+                points_by_seed |= dict(zip(candidate_seeds, render_points, strict=True))
+                fused = self.fuse_renders(
+                    originals[i], original_points[i], renders, render_points=render_points
+                )
                 found = self._scores(
                     embeddings[i], reference_attributes[i], [f.preview for f in fused], original_points[i]
                 )
@@ -467,7 +500,11 @@ class FusionAnonymizer(nn.Module):
                 # outline showed through. Replace it too (realism second), if that helps.
                 whole = dataclasses.replace(self.fusion, render_only=False)
                 (wider,) = self.fuse_renders(
-                    originals[i], original_points[i], renders_by_seed[rendered][None], whole
+                    originals[i],
+                    original_points[i],
+                    renders_by_seed[rendered][None],
+                    whole,
+                    render_points=[points_by_seed[rendered]],
                 )
                 (rescored,) = self._scores(
                     embeddings[i], reference_attributes[i], [wider.preview], original_points[i]
