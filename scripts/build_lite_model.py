@@ -1,8 +1,8 @@
 """Package a trained GIE as the geometric-fusion default model (`g2face-lite`).
 
     python scripts/build_lite_model.py RUN/model.safetensors src/g2face/weights/g2face-lite.safetensors
-    python scripts/build_lite_model.py --candidates 2 --rounds 2 --spread 1.5 --steer 1 \
-        --age-stretch 0.6 src/g2face/weights/g2face-lite.safetensors src/g2face/weights/g2face-lite.safetensors
+    python scripts/build_lite_model.py --candidates 2 --rounds 2 --spread 1.5 --steer 1 --age-stretch 0.6 \
+        src/g2face/weights/g2face-lite.safetensors src/g2face/weights/g2face-lite.safetensors
 
 Takes the GIE part (f_dummy, f_mlp) of a `g2face train --stage gie` export and stores it with the
 settings the anonymizer is rebuilt from (GIE configuration, prior family, fusion and candidate
