@@ -83,7 +83,9 @@ class CandidateSettings:
     moved this fraction further from `AGE_PIVOT` (`probe_age_target`). Fused fakes come out
     compressed towards young adulthood: on 120 LFW faces a candidate's apparent age was
     5.9 + 0.76 × the original's (dlib, fused preview), i.e. about 7 years young at 55, so older
-    originals need an older target; 0 aims at the original's age itself."""
+    originals need an older target; 0 aims at the original's age itself. The shipped file sets 0.6,
+    where those candidates' mean dlib age gap to the original came to zero
+    (scripts/study_age_stretch.py)."""
     spread: float = 1.0
     """A dummy's W+ is taken this many times as far from the average identity's W+ (at the same
     geometry) as f_mlp puts it. f_mlp regresses W+ with a squared error, which pulls its output
