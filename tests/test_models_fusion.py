@@ -395,8 +395,15 @@ def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
     near_gender = dict(gender_gap=0.4, age_gap=3.0, same_gender=False)
     scores = [CandidateScore(0.1, **wrong_gender), CandidateScore(0.28, **near_gender)]
     assert choose_candidate(scores, settings) == 1
-    # ... and with none different enough, the least similar.
+    # ... of the original's apparent gender first, even where another is nearer in cost ...
+    other_side = dict(gender_gap=0.45, age_gap=2.0, same_gender=False)
+    scores = [CandidateScore(0.1, **other_side), CandidateScore(0.29, gender_gap=0.45, age_gap=12.0)]
+    assert choose_candidate(scores, settings) == 1
+    # ... and with none different enough, the least similar of the original's apparent gender
+    # (of all, when none is).
     scores = [CandidateScore(0.5, **fit), CandidateScore(0.4, **wrong_gender)]
+    assert choose_candidate(scores, settings) == 0
+    scores = [CandidateScore(0.5, **wrong_gender), CandidateScore(0.4, **wrong_gender)]
     assert choose_candidate(scores, settings) == 1
     # Added glasses are passed over at every tier, unless every fake wears them.
     scores = [CandidateScore(0.1, adds_glasses=True, **fit), CandidateScore(0.29, **fit)]

@@ -175,11 +175,12 @@ def original_facial_hair(score: float, male_probability: float) -> bool | None:
 def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) -> int:
     """The index of the candidate to keep. Anonymity first: among candidates of the original's
     apparent gender and age the least similar; else among those different enough the one closest
-    in attributes; else the least similar of all. (Picking the closest in attributes among
-    acceptable ones raised FaceNet's mean cosine to the original person from 0.24 to 0.33 on LFW.)
-    No added glasses or facial hair at any tier, unless every candidate brings some; an original's
-    glasses and facial hair are kept where an acceptable (or, failing that, different-enough)
-    candidate has them (fewest lost first)."""
+    in attributes, of the original's apparent gender first; else the least similar of that gender
+    (of all, when none is; the whole-region fallback then lowers the similarity). (Picking the
+    closest in attributes among acceptable ones raised FaceNet's mean cosine to the original person
+    from 0.24 to 0.33 on LFW.) No added glasses or facial hair at any tier, unless every candidate
+    brings some; an original's glasses and facial hair are kept where an acceptable (or, failing
+    that, different-enough) candidate has them (fewest lost first)."""
     indices = range(len(scores))
     eligible = [i for i in indices if not scores[i].adds_accessory] or list(indices)
     acceptable = [i for i in eligible if scores[i].acceptable(settings)]
@@ -187,8 +188,12 @@ def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) 
         return min(acceptable, key=lambda i: (scores[i].accessories_lost, scores[i].similarity))
     different = [i for i in eligible if scores[i].similarity <= settings.max_similarity]
     if different:
-        return min(different, key=lambda i: (scores[i].accessories_lost, scores[i].cost(settings)))
-    return min(eligible, key=lambda i: scores[i].similarity)
+        return min(
+            different,
+            key=lambda i: (not scores[i].same_gender, scores[i].accessories_lost, scores[i].cost(settings)),
+        )
+    same_gender = [i for i in eligible if scores[i].same_gender]
+    return min(same_gender or eligible, key=lambda i: scores[i].similarity)
 
 
 PROBE_KEYS = ("attribute_probe.weight", "attribute_probe.bias")
