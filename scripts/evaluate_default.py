@@ -33,7 +33,7 @@ from PIL import Image
 
 from g2face.align import align_face, blend_faces
 from g2face.detection import YuNetDetector
-from g2face.evaluation.attributes import compare_attributes, estimate
+from g2face.evaluation.attributes import compare_attributes
 from g2face.evaluation.metrics import threshold_at_far
 from g2face.evaluation.protocols import name_seed, read_lfw_pairs
 from g2face.io import read_image
@@ -214,22 +214,17 @@ def main() -> None:
     )
     results["attributes"] = comparison.summary()
     results["seconds"] = time.perf_counter() - started
-    for estimator in (WideResNetAgeGenderEstimator(), DlibAgeGenderEstimator()):
-        before, after = estimate(estimator, originals), estimate(estimator, anonymized)
+    for name, (before, after) in comparison.estimates.items():
         for k, r in enumerate(rows):
             # Per face, to see where attributes are lost (wrn never chooses dummies).
-            r[estimator.name.split("-")[0]] = {
+            r[name.split("-")[0]] = {
                 "age": [round(float(before.age[k]), 1), round(float(after.age[k]), 1)],
                 "male": [bool(before.male[k]), bool(after.male[k])],
             }
-    # The two estimators disagree on some originals' gender; there the "kept" figure of either one
-    # mostly measures that estimator's own error on the original (judged by the person's name on
-    # LFW, dlib was right in 8 of 10 such faces of 120), so the figure is also given where they agree.
-    agree = [r["wrn"]["male"][0] == r["dlib"]["male"][0] for r in rows]
-    results["attributes"]["originals_gender_estimators_agree"] = float(np.mean(agree))
-    for name in ("wrn", "dlib"):
-        kept = [r[name]["male"][0] == r[name]["male"][1] for r, a in zip(rows, agree, strict=True) if a]
-        results["attributes"][f"gender_kept_where_estimators_agree/{name}"] = float(np.mean(kept))
+    agree, kept = comparison.gender_kept_where_estimators_agree()
+    results["attributes"]["originals_gender_estimators_agree"] = agree
+    for name, value in kept.items():
+        results["attributes"][f"gender_kept_where_estimators_agree/{name.split('-')[0]}"] = value
     contact_sheet(rows).save(args.out / "faces.png")
     for r in rows:
         del r["crops"], r["emb_original_facenet"], r["emb_original_sface"]

@@ -121,3 +121,29 @@ def test_kid_same_distribution_near_zero_shifted_positive():
     assert abs(same.mean) < 0.05 and same.subset_size == 150
     assert shifted.mean > 1.0 and shifted.mean > 20 * abs(same.mean)
     assert m.kid(x[:50], y, n_subsets=2, subset_size=1000).subset_size == 50
+
+
+def test_gender_kept_is_also_given_where_the_estimators_agree_on_the_original():
+    from g2face.evaluation.attributes import compare_attributes
+    from g2face.priors.attributes import Attributes
+
+    # Faces are told apart by their first pixel; each estimator reads P(male) from a table.
+    originals, anonymized = torch.zeros(4, 3, 8, 8), torch.zeros(4, 3, 8, 8)
+    originals[:, 0, 0, 0] = torch.arange(4.0)
+    anonymized[:, 0, 0, 0] = torch.arange(4.0) + 10
+
+    def estimator(name, table):
+        def read(crops):
+            p = torch.tensor([table[int(k)] for k in crops[:, 0, 0, 0]])
+            return Attributes(age=torch.full((len(crops),), 30.0), male_probability=p)
+
+        return type(name, (), {"name": name, "__call__": staticmethod(read)})()
+
+    # Originals 0-3: both read 0 and 1 male, 3 female; they disagree on 2.
+    a = estimator("a", {0: 0.9, 1: 0.9, 2: 0.9, 3: 0.1, 10: 0.9, 11: 0.1, 12: 0.9, 13: 0.1})
+    b = estimator("b", {0: 0.9, 1: 0.9, 2: 0.1, 3: 0.1, 10: 0.9, 11: 0.9, 12: 0.9, 13: 0.1})
+    comparison = compare_attributes(originals, anonymized, [a, b])
+    assert comparison.summary()["gender_kept/a"] == pytest.approx(0.75)
+    agree, kept = comparison.gender_kept_where_estimators_agree()
+    assert agree == pytest.approx(0.75)
+    assert kept == {"a": pytest.approx(2 / 3), "b": pytest.approx(1.0)}

@@ -10,7 +10,7 @@ white-box; `dlib-cydral` is reported beside it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -61,6 +61,18 @@ class AttributeComparison:
     ita_difference: np.ndarray | None
     """|ITA(original) - ITA(anonymized)| in degrees [N] (NaN where either is a greyscale photo), or
     None when no geometry prior was given."""
+    estimates: dict[str, tuple[Attributes, Attributes]] = field(default_factory=dict)
+    """estimator name -> its estimates of the originals and of the anonymized faces."""
+
+    def gender_kept_where_estimators_agree(self) -> tuple[float, dict[str, float]]:
+        """The share of originals whose gender every estimator reads alike, and each estimator's
+        gender kept over those faces only. Where estimators disagree on an original, "kept" mostly
+        measures one estimator's own error on it (on LFW, judged by the person's name, dlib-cydral
+        was right in 8 of 10 such faces of 120)."""
+        males = [before.male for before, _ in self.estimates.values()]
+        agree = torch.stack(males).eq(males[0]).all(0).numpy()
+        kept = {name: float(self.gender_kept[name][agree].mean()) for name in self.estimates}
+        return float(agree.mean()), kept
 
     def summary(self) -> dict[str, float]:
         """Means over faces, keyed `gender_kept/<estimator>`, `age_error/<estimator>` and
@@ -86,12 +98,13 @@ def compare_attributes(
         raise ValueError(
             f"originals {tuple(originals.shape)} and anonymized {tuple(anonymized.shape)} differ"
         )
-    gender_kept, age_error = {}, {}
+    gender_kept, age_error, estimates = {}, {}, {}
     for estimator in estimators:
         before, after = (
             estimate(estimator, originals, batch_size),
             estimate(estimator, anonymized, batch_size),
         )
+        estimates[estimator.name] = (before, after)
         gender_kept[estimator.name] = (before.male == after.male).numpy()
         age_error[estimator.name] = (before.age - after.age).abs().numpy()
     ita = None
@@ -99,7 +112,9 @@ def compare_attributes(
         ita = np.abs(
             skin_tones(geometry, originals, batch_size) - skin_tones(geometry, anonymized, batch_size)
         )
-    return AttributeComparison(gender_kept=gender_kept, age_error=age_error, ita_difference=ita)
+    return AttributeComparison(
+        gender_kept=gender_kept, age_error=age_error, ita_difference=ita, estimates=estimates
+    )
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,7 @@ in `CandidateSettings.age_stretch`: 5.9 / (1 - 0.76))."""
 
 def probe_age_target(age: float, stretch: float) -> float:
     """The age the probe should aim a dummy at for an original of apparent `age`."""
-    if stretch == 0:
+    if stretch == 0:  # exactly the age: a model file without a stretch renders as it did
         return age
     return AGE_PIVOT + (1 + stretch) * (age - AGE_PIVOT)
 
@@ -358,7 +358,7 @@ class FusionAnonymizer(nn.Module):
         original_points: np.ndarray,
         renders: Tensor,
         settings: FusionSettings | None = None,
-        render_points=None,
+        render_points: np.ndarray | list[np.ndarray] | None = None,
     ) -> list[FusedFace]:
         """Each rendered face [N, 3, S, S] laid onto one original crop by its own mesh
         (`render_points`, `render_points()` of the renders, when already known)."""
