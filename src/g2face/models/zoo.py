@@ -272,6 +272,11 @@ def build_fusion_anonymizer(
             weight, bias = (state[k].float() for k in PROBE_KEYS)
             probe = nn.Linear(weight.shape[1], weight.shape[0])
             probe.load_state_dict({"weight": weight, "bias": bias})
+    second_identity = None
+    if candidates.second_judge == "dlib-resnet":
+        from g2face.priors.dlib_face import DlibFaceEncoder
+
+        second_identity = DlibFaceEncoder(crop_size=generator.output_resolution)
     return FusionAnonymizer(
         gie.eval(),
         generator,
@@ -282,6 +287,7 @@ def build_fusion_anonymizer(
         candidates=candidates,
         attributes=estimator,
         attribute_probe=probe,
+        second_identity=second_identity,
     )
 
 
