@@ -333,6 +333,8 @@ def test_candidate_scores_weigh_the_second_judge_when_the_search_has_one():
     # The same to SFace; the first looks like the original to the second judge, the second does not.
     assert [s.similarity for s in judged] == pytest.approx([0.2, 0.2])
     assert judged[0].ranking_similarity > 0.5 and judged[1].ranking_similarity == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="gender_margin"):
+        CandidateSettings(gender_margin=0.5)
     with pytest.raises(ValueError, match="unknown second_judge"):
         CandidateSettings(second_judge="arcface")
     with pytest.raises(ValueError, match="no such recogniser"):
@@ -590,6 +592,8 @@ def test_a_textured_fill_carries_the_originals_skin_grain_but_not_its_outline():
     assert np.corrcoef(grain.ravel(), original[:, 40:65, 0].astype(float).ravel())[0, 1] > 0.5
     assert np.abs((fill - flat)[:, 10:22]).max() < 1  # none on its background
     assert np.abs((fill - flat)[:, 27:34]).mean() < 1.5 * np.abs(grain).mean()  # no outline
+    with pytest.raises(ValueError, match="fill_texture"):
+        FusionSettings(fill_texture=-1)
 
 
 def test_a_whole_region_paste_fills_the_renders_hair_with_its_face_colour():

@@ -129,6 +129,10 @@ def fusion_parts(model: FusionAnonymizer, x: Tensor, device: torch.device, repea
     }
     if model.attributes is not None:
         parts["attributes (per candidate)"] = _time(lambda: model.attributes(x), device, repeats)
+    if model.second_identity is not None:
+        parts[f"second judge ({model.candidates.second_judge}, per candidate)"] = _time(
+            lambda: model.second_identity(x), device, repeats
+        )
     search = model.candidates
     parts[f"candidates rendered per face: {search.count} per round, up to {search.max_rounds} rounds"] = 0.0
     return parts

@@ -471,9 +471,8 @@ def pull_push_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
     levels = [(image.reshape(*known.shape, channels) * known[..., None], known.astype(np.float32))]
     while min(levels[-1][1].shape) > 4:
         values, weight = levels[-1]
-        levels.append(
-            (cv2.pyrDown(values).reshape(-1, (weight.shape[1] + 1) // 2, channels), cv2.pyrDown(weight))
-        )
+        down = cv2.pyrDown(values)  # OpenCV drops a single channel's axis: put it back
+        levels.append((down.reshape(*down.shape[:2], channels), cv2.pyrDown(weight)))
     filled = None
     for values, weight in reversed(levels):
         trust = np.clip(weight, 0, 1)[..., None]  # a level's own average, where it has support
@@ -508,11 +507,11 @@ def textured_fill(
     """Float RGB [S, S, 3] for the places inside the replaced region where the render (`coloured`,
     uint8, recoloured) is not face (`face` < 0.5): the colour of the render's face around them
     (`pull_push_fill` from its face pixels, less its `features` (a mask of eyes, brows and mouth))
-    plus `strength` times the original's fine
-    lightness texture (`DETAIL_SIGMA`, clipped to `DETAIL_CLIP` of its skin's), only where the
-    original itself shows skin-coloured pixels. The blur alone left flat patches on foreheads and
-    cheeks that read as a smooth, younger face; the original's own texture there carries its skin's
-    age and grain, while the coarse shading and outline (what carries identity) stay the render's."""
+    plus `strength` times the original's fine lightness texture (`DETAIL_SIGMA`, clipped to
+    `DETAIL_CLIP` of its skin's), only where the original itself shows skin-coloured pixels. The
+    blur alone left flat patches on foreheads and cheeks that read as a smooth, younger face; the
+    original's own texture there carries its skin's age and grain, while the coarse shading and
+    outline (what carries identity) stay the render's."""
     known = (face > 0.5).astype(np.float32)
     if features is not None:  # colour from skin: dark brows or a mouth must not tint the fill
         known = known * (1 - features)
@@ -588,6 +587,8 @@ def fuse_face(
     elif (face > 0.5).sum() < 16:  # no face found in the render to take a colour from
         fill = coloured
     else:
+        # The whole region is replaced (the original's outline showed through): what is not face in
+        # the render there (a lock of its hair, its background beside a turned head) is filled.
         features = _features_mask(moved, size, SKIN_FEATURES).astype(np.float32)
         fill = textured_fill(coloured, face, original, original_skin, width, settings.fill_texture, features)
     face = face[..., None]

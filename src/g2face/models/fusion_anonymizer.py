@@ -4,8 +4,9 @@ at the original's pose and expression, and geometric fusion lays it onto the ori
     e_id = E_fr(X);  V = codec.encode(e_id, secret)            (carried by the pipeline's carriers)
     for k in candidates:  d_k = f_dummy(z(key, salt, face, k));  Y_k = G(spread(f_mlp(d_k, geo₀(X))))
                           F_k = fuse(Y_k onto X)                 (mesh alignment, colour, mask)
-    keep the F_k that E_fr finds least like X (the paper's away-from-original term, at inference)
-    among those whose apparent gender and age match X's (attribute estimator, when given)
+    keep the F_k that E_fr (and a second recogniser, when set) finds least like X (the paper's
+    away-from-original term, at inference) among those whose apparent gender and age match X's
+    (attribute estimator, when given)
     recover: Ŷ = fuse(G(f_mlp(e_id', geo₀(Y))) onto Y)
 
 geo₀ is the geometry with the identity shape coefficients set to the average face: the original's
@@ -126,10 +127,9 @@ class CandidateSettings:
             raise ValueError(f"gender_margin must be in [0, 0.5), got {self.gender_margin}")
         if not 0 <= self.age_stretch <= 1:
             raise ValueError(f"age_stretch must be in [0, 1], got {self.age_stretch}")
-        if self.second_judge is not None and self.second_judge not in IDENTITY_JUDGES:
-            raise ValueError(
-                f"unknown second_judge {self.second_judge!r}; known: {', '.join(IDENTITY_JUDGES)}"
-            )
+        seconds = sorted(set(IDENTITY_JUDGES) - {"sface"})
+        if self.second_judge is not None and self.second_judge not in seconds:
+            raise ValueError(f"unknown second_judge {self.second_judge!r}; known: {', '.join(seconds)}")
         if not 0 < self.spread <= 4:
             raise ValueError(f"spread must be in (0, 4], got {self.spread}")
 
