@@ -15,7 +15,6 @@ L2-normalised like every `IdentityEncoder`, and `raw_descriptors` as dlib gives 
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +97,9 @@ def read_dlib_layers(path: Path) -> list[tuple[str, np.ndarray]]:
     data = path.read_bytes()
     layers, pos = [], 0
     while True:
-        found = [(data.find(struct.pack("B", 1) + bytes([len(t)]) + t, pos), t) for t in LAYER_TAGS]
+        # A layer's name as dlib writes it: a one-byte length integer, then the characters. (Float
+        # data could only mimic one by chance; the layer counts and the parity test would show it.)
+        found = [(data.find(bytes([1, len(t)]) + t, pos), t) for t in LAYER_TAGS]
         found = [(at, t) for at, t in found if at >= 0]
         if not found:
             return layers
