@@ -29,7 +29,7 @@ from g2face.models.checkpoints import (
     weights_format,
 )
 from g2face.models.fusion import FusionSettings
-from g2face.models.fusion_anonymizer import IDENTITY_JUDGES, CandidateSettings
+from g2face.models.fusion_anonymizer import SECOND_JUDGES, CandidateSettings
 from g2face.models.gie import GIEConfig
 from g2face.models.zoo import fusion_settings
 
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--age-stretch", type=float, default=CandidateSettings.age_stretch)
     parser.add_argument(
         "--second-judge",
-        choices=sorted(set(IDENTITY_JUDGES) - {"sface"}),
+        choices=SECOND_JUDGES,
         default=CandidateSettings.second_judge,
         help="a second recogniser the dummy search weighs with SFace",
     )

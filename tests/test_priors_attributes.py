@@ -17,12 +17,12 @@ from g2face.align import align_face
 from g2face.detection import YuNetDetector
 from g2face.hub.store import sha256_file
 from g2face.priors.attributes import (
-    DLIB_CHANNEL_MEANS,
     AttributeEstimator,
     DlibAgeGenderEstimator,
     WideResNetAgeGenderEstimator,
     same_average_pool,
 )
+from g2face.priors.dlib_layers import DLIB_CHANNEL_MEANS
 from g2face.priors.skin_tone import cheek_mask, ita_degrees, skin_tone_ita
 
 torch.set_num_threads(1)

@@ -50,6 +50,8 @@ IDENTITY_JUDGES = {"sface": (0.0814, 0.0883), "dlib-resnet": (0.8347, 0.0355)}
 """Mean and standard deviation of each recogniser's cosine between two different people: 179,700
 pairs of 600 LFW photos, one per person (aligned crops). They put one recogniser's cosine in
 another's units."""
+SECOND_JUDGES = tuple(sorted(set(IDENTITY_JUDGES) - {"sface"}))
+"""The recognisers `CandidateSettings.second_judge` may name (SFace is always the first)."""
 
 
 def in_sface_units(cosine: Tensor, judge: str) -> Tensor:
@@ -127,9 +129,8 @@ class CandidateSettings:
             raise ValueError(f"gender_margin must be in [0, 0.5), got {self.gender_margin}")
         if not 0 <= self.age_stretch <= 1:
             raise ValueError(f"age_stretch must be in [0, 1], got {self.age_stretch}")
-        seconds = sorted(set(IDENTITY_JUDGES) - {"sface"})
-        if self.second_judge is not None and self.second_judge not in seconds:
-            raise ValueError(f"unknown second_judge {self.second_judge!r}; known: {', '.join(seconds)}")
+        if self.second_judge is not None and self.second_judge not in SECOND_JUDGES:
+            raise ValueError(f"unknown second_judge {self.second_judge!r}; known: {', '.join(SECOND_JUDGES)}")
         if not 0 < self.spread <= 4:
             raise ValueError(f"spread must be in (0, 4], got {self.spread}")
 

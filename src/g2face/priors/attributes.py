@@ -26,10 +26,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from g2face import hub
-from g2face.align import estimate_similarity, template_points
 from g2face.priors.base import freeze
-from g2face.priors.crops import FixedCrop, ffhq_box
-from g2face.priors.dlib_layers import ConvAffine, DlibResidual
+from g2face.priors.crops import ffhq_box
+from g2face.priors.dlib_layers import (
+    ConvAffine,
+    DlibNormalise,
+    DlibResidual,
+    ffhq_to_dlib_chip,
+)
 
 
 @dataclass(frozen=True)
@@ -57,39 +61,7 @@ class AttributeEstimator(Protocol):
 
 DLIB_ASSET = "dlib-age-gender"
 DLIB_CONVERTER_TAG = "v1"
-DLIB_CHANNEL_MEANS = (122.781998, 117.000999, 104.297997)  # RGB, from the wheel's manifest.json
-DLIB_CHIP_PADDING = 0.2  # dlib's get_face_chip_details default, which the networks were run with
 DLIB_AGE_CLASS_YEARS = (0.25, *range(1, 81))  # class 0 is "under one year", weighted 0.25
-
-# dlib's 68-point mean face (get_face_chip_details, image_transforms/interpolation.h), unit square,
-# for the points YuNet's 5 landmarks correspond to: the two eye rings (36-41, 42-47), whose mean is
-# the eye centre, the nose tip (30) and the mouth corners (48, 54).
-_DLIB_IMAGE_LEFT_EYE = np.array(
-    [[0.121737, 0.216423], [0.187122, 0.178758], [0.265825, 0.179852],
-     [0.334606, 0.231733], [0.260918, 0.245099], [0.182743, 0.244077]]
-)  # fmt: skip
-_DLIB_IMAGE_RIGHT_EYE = np.array(
-    [[0.645647, 0.231733], [0.714428, 0.179852], [0.793132, 0.178758],
-     [0.858516, 0.216423], [0.79751, 0.244077], [0.719335, 0.245099]]
-)  # fmt: skip
-DLIB_MEAN_FACE_5 = np.array(
-    [
-        _DLIB_IMAGE_LEFT_EYE.mean(0),
-        _DLIB_IMAGE_RIGHT_EYE.mean(0),
-        [0.490127, 0.515625],
-        [0.254149, 0.780233],
-        [0.726104, 0.780233],
-    ]
-)
-"""YuNet's 5 points (`g2face.align` order) on dlib's mean face, in unit face coordinates."""
-
-
-def ffhq_to_dlib_chip(in_size: int, chip_size: int, padding: float = DLIB_CHIP_PADDING) -> FixedCrop:
-    """FFHQ-framed crop -> the chip dlib's `extract_image_chip(get_face_chip_details(shape, size,
-    padding))` cuts for the same face: the mean face scaled into the padded chip. dlib's chip pixels
-    have their centres at integer coordinates, so unit u sits at pixel u * size."""
-    chip_points = (DLIB_MEAN_FACE_5 + padding) / (1 + 2 * padding) * chip_size
-    return FixedCrop(estimate_similarity(template_points(in_size), chip_points), in_size, chip_size)
 
 
 class DlibAgeNet(nn.Module):
@@ -199,12 +171,9 @@ class DlibAgeGenderEstimator(nn.Module):
         self.gender_net.load_state_dict(_split(tensors, "gender."))
         self.to_age_chip = ffhq_to_dlib_chip(crop_size, 64)
         self.to_gender_chip = ffhq_to_dlib_chip(crop_size, 32)
-        self.register_buffer("means", torch.tensor(DLIB_CHANNEL_MEANS).view(1, 3, 1, 1), persistent=False)
+        self.normalise = DlibNormalise()
         self.register_buffer("class_years", torch.tensor(DLIB_AGE_CLASS_YEARS), persistent=False)
         freeze(self.to(device, dtype))
-
-    def normalise(self, chips_0_255: Tensor) -> Tensor:
-        return (chips_0_255 - self.means) / 256
 
     def age_probabilities(self, age_chips_0_255: Tensor) -> Tensor:
         """RGB 64 px dlib chips in 0..255 -> [B, 81] class probabilities."""

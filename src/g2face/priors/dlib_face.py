@@ -8,7 +8,7 @@ its 29 `con_` and `affine_` layers and of the final `fc_` in that order. The arc
 `dnn_face_recognition_ex` network: a 7x7 stride-2 stem, max pool, 14 residual blocks (32 ... 256
 channels; dlib's unpadded stride-2 downsampling, `dlib_layers`), global average, 128-d projection.
 Input: a 150 px chip cut as dlib's `get_face_chip(…, 150, 0.25)` would, here by a fixed warp from
-the FFHQ-framed crop (`ffhq_to_dlib_chip`), RGB (x - mean) / 256. dlib compares faces by the
+the FFHQ-framed crop (`dlib_layers.ffhq_to_dlib_chip`), RGB (x - mean) / 256. dlib compares faces by the
 Euclidean distance of the raw descriptors (same person below 0.6); `DlibFaceEncoder` returns them
 L2-normalised like every `IdentityEncoder`, and `raw_descriptors` as dlib gives them.
 """
@@ -24,9 +24,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from g2face import hub
-from g2face.priors.attributes import DLIB_CHANNEL_MEANS, ffhq_to_dlib_chip
 from g2face.priors.base import freeze
-from g2face.priors.dlib_layers import ConvAffine, DlibResidual
+from g2face.priors.dlib_layers import ConvAffine, DlibNormalise, DlibResidual, ffhq_to_dlib_chip
 
 ASSET = "dlib-face-recognition"
 CONVERTER_TAG = "v1"
@@ -163,12 +162,12 @@ class DlibFaceEncoder(nn.Module):
         self.net = DlibFaceNet()
         self.net.load_state_dict(load_file(str(weights or weights_path())))
         self.to_chip = ffhq_to_dlib_chip(crop_size, CHIP_SIZE, CHIP_PADDING)
-        self.register_buffer("means", torch.tensor(DLIB_CHANNEL_MEANS).view(1, 3, 1, 1), persistent=False)
+        self.normalise = DlibNormalise()
         freeze(self.to(device, dtype))
 
     def descriptors_of_chips(self, chips_0_255: Tensor) -> Tensor:
         """dlib's raw descriptors of 150 px RGB chips in 0..255 [B, 3, 150, 150]."""
-        return self.net((chips_0_255 - self.means) / 256)
+        return self.net(self.normalise(chips_0_255))
 
     def raw_descriptors(self, crops: Tensor) -> Tensor:
         """dlib's raw descriptors (compare by Euclidean distance, `SAME_PERSON_DISTANCE`)."""
