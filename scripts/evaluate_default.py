@@ -114,6 +114,12 @@ def main() -> None:
         help="CandidateSettings overrides as JSON, e.g. '{\"steer\": 0}' (an A/B run of one file)",
     )
     parser.add_argument(
+        "--fusion",
+        type=json.loads,
+        default=None,
+        help="FusionSettings overrides as JSON, e.g. '{\"warp_strength\": 0.25}'",
+    )
+    parser.add_argument(
         "--refine", type=int, default=0, help="also measure perfect-channel recovery refined N steps"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/eval-default"))
@@ -131,7 +137,7 @@ def main() -> None:
     detector = YuNetDetector()
     options: dict = {"attributes": args.attributes} | (
         {"candidates": args.candidates} if args.candidates else {}
-    )
+    ) | ({"fusion": args.fusion} if args.fusion else {})
     pipeline = G2FacePipeline.from_pretrained(args.model, model_options=options)
     facenet, sface = FaceNetEncoder(), SFaceEncoder()
     key_a, key_b = Secret(b"A" * 32, "key"), Secret(b"B" * 32, "key")

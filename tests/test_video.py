@@ -477,3 +477,59 @@ def test_cli_small_face_filter_is_reported(tmp_path, clip, pipeline):
     assert document["details"]["dummies"]["min_face"] == 10 * FACE
     assert sum(t["frames_small_face_filter"] for t in document["tracks"]) == document["face_frames"] > 0
     assert "small ones with the pixelate filter" in result.output
+
+
+class _RegionScripted:
+    """Stands in for a geometric-fusion model around the tiny one: `with_fusion(render_only=...)`
+    gives a view, and track 0's render needs the whole face region from frame `turn` on (as the
+    model's anonymity fallback reports for a head turn), track 1's never."""
+
+    def __init__(self, inner, calls: list, turn: int, whole_seeds: set, render_only: bool = True):
+        self.inner, self.calls, self.turn, self.whole_seeds = inner, calls, turn, whole_seeds
+        self.render_only, self.frame = render_only, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def with_candidates(self, **changes):
+        return self
+
+    def with_fusion(self, **changes):
+        view = _RegionScripted(self.inner, self.calls, self.turn, self.whole_seeds, **changes)
+        view.frame_of = self.frame_of
+        return view
+
+    def anonymize(self, crops, secret, *, seeds=None, search=True, **kwargs):
+        out = self.inner.anonymize(crops, secret, seeds=seeds, search=search, **kwargs)
+        frame = self.frame_of()
+        self.calls.append((frame, tuple(out.dummy_seeds), self.render_only))
+        whole = tuple(
+            not self.render_only or (s in self.whole_seeds and frame >= self.turn) for s in out.dummy_seeds
+        )
+        return dataclasses.replace(out, whole_region=whole)
+
+
+def test_a_track_that_needed_the_whole_region_once_keeps_it(clip, secret):
+    """The fusion model's anonymity fallback (the whole face region replaced) decided per frame
+    switched a turning head's face shape back and forth; once a track needed it, every later frame
+    renders it that way, and the frame report says so. Other tracks are untouched."""
+    pipe = G2FacePipeline(build_model(tiny_config()))
+    calls: list = []
+    frame_index = [0]
+    video = VideoAnonymizer(pipe, secret, seal=False)
+    first_seed = video.track_seed(0)
+    model = _RegionScripted(pipe.model, calls, turn=3, whole_seeds={first_seed})
+    model.frame_of = lambda: frame_index[0]
+    pipe.model = model
+    video = VideoAnonymizer(pipe, secret, seal=False, clip_salt=video.clip_salt)
+    reported = []
+    for frame in read_frames(clip, limit=8):
+        frame_index[0] = frame.index
+        result = video.process(frame.rgb, frame.index)
+        reported.append({f["track"]: f.get("whole_region", False) for f in result.faces})
+    assert video.whole_region_tracks == {0}
+    track0 = [(frame, render_only) for frame, seeds, render_only in calls if first_seed in seeds]
+    assert all(render_only for frame, render_only in track0 if frame <= 3)
+    assert all(not render_only for frame, render_only in track0 if frame > 3)  # sticky from then on
+    assert [r[0] for r in reported] == [False] * 3 + [True] * 5
+    assert not any(r.get(1) for r in reported)

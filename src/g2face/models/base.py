@@ -35,6 +35,10 @@ class AnonymizedFaces:
     "glasses_added", "glasses_lost", "facial_hair_added", "facial_hair_lost"}}` (the original's
     `glasses` and `facial_hair` are None when unsure, `models.fusion_anonymizer.original_glasses`,
     `original_facial_hair`)."""
+    whole_region: tuple[bool, ...] | None = None
+    """Per face, for a geometric-fusion anonymizer: whether the fake replaced the whole face region
+    (its anonymity fallback, `FusionSettings.render_only` False) rather than only the render's own
+    face. A video track that needed it once keeps it (`video.clips.VideoAnonymizer`)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -375,6 +375,13 @@ class FusionAnonymizer(nn.Module):
         view._check_second_judge()
         return view
 
+    def with_fusion(self, **changes) -> FusionAnonymizer:
+        """This anonymizer with different `FusionSettings` fields, sharing its networks: e.g. the
+        whole region replaced on every frame of a video track that needed it once."""
+        view = copy.copy(self)
+        view.fusion = dataclasses.replace(self.fusion, **changes)
+        return view
+
     def _device(self) -> torch.device:
         return next(self.gie.parameters()).device
 
@@ -561,7 +568,7 @@ class FusionAnonymizer(nn.Module):
                     found.male_probability, found.age, originals, original_points, strict=True
                 )
             ]
-        chosen_crops, chosen_masks, scores, rendered_seeds, attributes = [], [], [], [], []
+        chosen_crops, chosen_masks, scores, rendered_seeds, attributes, whole_region = [], [], [], [], [], []
         settings = self.candidates
         for i in range(n):
             pool: list[tuple[CandidateScore, FusedFace, int]] = []
@@ -598,6 +605,7 @@ class FusionAnonymizer(nn.Module):
                 if any(c[0].acceptable(settings) and not c[0].accessories_lost for c in pool):
                     break
             score, face, rendered = pool[choose_candidate([c[0] for c in pool], settings)]
+            whole = not self.fusion.render_only
             if score.similarity > settings.max_similarity and self.fusion.render_only:
                 # Still too like the original: where the render's face is narrower, the original's
                 # outline showed through. Replace it too (realism second), if that helps.
@@ -617,12 +625,13 @@ class FusionAnonymizer(nn.Module):
                     second_embeddings[i],
                 )
                 if rescored.ranking_similarity < score.ranking_similarity:
-                    score, face = rescored, wider
+                    score, face, whole = rescored, wider, True
             scores.append(score.similarity)
             attributes.append(self._attribute_report(reference_attributes[i], score))
             rendered_seeds.append(rendered)
             chosen_crops.append(face.crop)
             chosen_masks.append(face.mask)
+            whole_region.append(whole)
         images = crops_to_tensor(chosen_crops, device=crops.device, dtype=crops.dtype)
         bits = torch.from_numpy(np.stack([e.bits for e in encoded])).to(crops.device, crops.dtype)
         return AnonymizedFaces(
@@ -633,6 +642,7 @@ class FusionAnonymizer(nn.Module):
             masks=np.stack(chosen_masks),
             similarities=tuple(scores),
             attributes=tuple(attributes),
+            whole_region=tuple(whole_region),
         )
 
     def _attribute_report(self, reference, score: CandidateScore) -> dict | None:

@@ -77,6 +77,7 @@ class AnonymizedFace:
     similarity: float | None = None  # identity cosine to the original (the anonymizer's recognizer)
     method: str = "g2face"  # what replaced it: the model, or a classic filter (blur, pixelate, box)
     attributes: dict | None = None  # apparent gender and age, original and fake (AnonymizedFaces)
+    whole_region: bool = False  # the fake replaced the whole face region (AnonymizedFaces.whole_region)
 
 
 FaceAction = Literal["anonymized", "exempt", "small-face fallback"]
@@ -296,6 +297,7 @@ class G2FacePipeline:
         dummy_seeds = [s for o in outputs for s in o.dummy_seeds]
         similarities = [s for o in outputs for s in (o.similarities or [None] * len(o.salts))]
         attributes = [a for o in outputs for a in (o.attributes or [None] * len(o.salts))]
+        whole = [w for o in outputs for w in (o.whole_region or [False] * len(o.salts))]
         carried = [False] * len(result.faces)
         carrier = self.pixel_carrier
         if model.payload_in_crops:
@@ -312,9 +314,9 @@ class G2FacePipeline:
                 carried[i] = True
         method = getattr(model, "method", "g2face")
         faces = [
-            AnonymizedFace(r.detection, s, r.footprint, c, sim, method, a)
-            for r, s, c, sim, a in zip(
-                result.faces, dummy_seeds, carried, similarities, attributes, strict=True
+            AnonymizedFace(r.detection, s, r.footprint, c, sim, method, a, w)
+            for r, s, c, sim, a, w in zip(
+                result.faces, dummy_seeds, carried, similarities, attributes, whole, strict=True
             )
         ]
         return composed, faces
@@ -503,6 +505,8 @@ def decision_json(decision: FaceDecision, container: bool) -> dict:
             "identity_similarity": None if face.similarity is None else round(face.similarity, 4),
             "carriers": (["pixel"] if face.pixel_payload else []) + (["container"] if container else []),
         }
+        if face.whole_region:
+            entry["whole_region"] = True
         if face.attributes is not None:
             entry["apparent_attributes"] = face.attributes
     return entry

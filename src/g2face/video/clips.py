@@ -155,6 +155,16 @@ def _with_candidates(pipeline: G2FacePipeline, **changes) -> G2FacePipeline:
     return view
 
 
+def _with_fusion(pipeline: G2FacePipeline, **changes) -> G2FacePipeline | None:
+    """The pipeline with its model's fusion settings changed (`FusionAnonymizer.with_fusion`,
+    networks shared); None for a model without a geometric fusion."""
+    if not hasattr(pipeline.model, "with_fusion"):
+        return None
+    view = copy.copy(pipeline)
+    view.model = pipeline.model.with_fusion(**changes)
+    return view
+
+
 class VideoAnonymizer:
     """Stateful per clip: feed the frames in order to `process`."""
 
@@ -197,6 +207,12 @@ class VideoAnonymizer:
         self.search_pipeline = self.pipeline
         if self.dummies.track_candidates is not None:
             self.search_pipeline = _with_candidates(self.pipeline, count=self.dummies.track_candidates)
+        # A track whose fake once needed the whole face region replaced (the model's anonymity
+        # fallback: its render alone left too much of the original's outline) keeps that on every
+        # later frame. Decided per frame, a head turn switched a d3 track between the two from
+        # frame to frame, and with them its face's shape and apparent identity.
+        self.whole_pipeline = _with_fusion(self.pipeline, render_only=False)
+        self.whole_region_tracks: set[int] = set()
         candidates = getattr(pipeline.model, "candidates", None)
         self.similarity_bound = (
             self.dummies.max_similarity
@@ -268,6 +284,7 @@ class VideoAnonymizer:
         faces = tuple(
             {"track": f.track.id, "state": f.state, "box": [round(v, 1) for v in f.detection.box]}
             | ({"method": methods[f.track.id]} if f.track.id in methods else {})
+            | ({"whole_region": True} if f.track.id in self.whole_region_tracks else {})
             | (
                 {"similarity": round(similarity[f.track.id], 4)}
                 if similarity.get(f.track.id) is not None
@@ -298,13 +315,21 @@ class VideoAnonymizer:
         small = [f for f in active if f.track.id in small_ids]
         rendered = [f for f in active if f.track.id not in small_ids]
         known = [f for f in rendered if f.track.id in self.dummy_seeds]
+        whole = [f for f in known if f.track.id in self.whole_region_tracks]
+        known = [f for f in known if f.track.id not in self.whole_region_tracks]
         new = [f for f in rendered if f.track.id not in self.dummy_seeds]
         # min_face=inf: every face of that call gets the pipeline's small-face filter
-        for faces, search, min_face in ((known, False, 0.0), (new, True, 0.0), (small, False, math.inf)):
+        calls = (
+            (known, self.pipeline, False, 0.0),
+            (whole, self.whole_pipeline, False, 0.0),
+            (new, self.search_pipeline, True, 0.0),
+            (small, self.pipeline, False, math.inf),
+        )
+        for faces, pipeline, search, min_face in calls:
             if not faces:
                 continue
             seeds = [self.dummy_seeds.get(f.track.id, self.track_seed(f.track.id)) for f in faces]
-            anon = (self.search_pipeline if search else self.pipeline).anonymize(
+            anon = pipeline.anonymize(
                 image,
                 self.secret,
                 seeds=seeds,
@@ -317,6 +342,8 @@ class VideoAnonymizer:
             for f, face in zip(faces, anon.faces, strict=True):
                 if min_face == 0.0:  # a filtered face chose no dummy: its track searches once rendered
                     self.dummy_seeds[f.track.id] = face.dummy_seed
+                    if face.whole_region and self.whole_pipeline is not None:
+                        self.whole_region_tracks.add(f.track.id)
                 else:
                     self.small_face_frames[f.track.id] = self.small_face_frames.get(f.track.id, 0) + 1
                 footprints.append(face.footprint)
@@ -362,6 +389,10 @@ class VideoAnonymizer:
             switched = after is not None and after <= before - self.dummies.min_gain
             if switched:
                 self.dummy_seeds[track] = face.dummy_seed
+                # the new dummy starts over: whole region only if its own search needed it
+                self.whole_region_tracks.discard(track)
+                if face.whole_region and self.whole_pipeline is not None:
+                    self.whole_region_tracks.add(track)
                 self.switches[track] = self.switches.get(track, 0) + 1
             self.re_searches[track] = attempt
             self._frames_above[track] = 0
