@@ -135,9 +135,11 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     detector = YuNetDetector()
-    options: dict = {"attributes": args.attributes} | (
-        {"candidates": args.candidates} if args.candidates else {}
-    ) | ({"fusion": args.fusion} if args.fusion else {})
+    options: dict = (
+        {"attributes": args.attributes}
+        | ({"candidates": args.candidates} if args.candidates else {})
+        | ({"fusion": args.fusion} if args.fusion else {})
+    )
     pipeline = G2FacePipeline.from_pretrained(args.model, model_options=options)
     facenet, sface = FaceNetEncoder(), SFaceEncoder()
     key_a, key_b = Secret(b"A" * 32, "key"), Secret(b"B" * 32, "key")
