@@ -189,6 +189,10 @@ def main() -> None:
                 "sface": {k: float(emb_s[k] @ emb_s["other"]) for k in crops if k != "other"},
                 "exact": bool(np.array_equal(exact.image, a1)),
                 "verified_q90": verified,
+                # what the anonymizer itself saw: its recognizer's cosine to the same photo, and
+                # whether it replaced the whole face region (its anonymity fallback)
+                "chosen_similarity": anon.faces[0].similarity,
+                "whole_region": anon.faces[0].whole_region,
                 "emb_original_facenet": emb_f["original"].tolist(),
                 "emb_original_sface": emb_s["original"].tolist(),
                 "crops": {k: v for k, v in crops.items() if k in ("original", "anonymized", "anonymized_b")},
