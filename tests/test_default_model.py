@@ -225,3 +225,29 @@ def test_a_video_track_searches_wider_than_a_photo_with_the_same_networks_and_wi
     assert pipeline.model.candidates.steer == 1.0
     assert video.pipeline.model.candidates.steer == search_model.candidates.steer == 0.0
     assert narrow.pipeline.model.candidates.steer == 0.0
+
+
+def test_dark_glasses_stay_in_front_of_the_fake_face(pipeline, photo, secret):
+    """Dark lenses over both eyes are the original's pixels in the output (they hide the eyes, so
+    keeping them costs no anonymity); the rest of the face is the fake's, and the report says so."""
+    import cv2
+
+    face = pipeline.detector.detect(photo)[0]
+    left, right = face.points[0], face.points[1]
+    span = float(np.hypot(*(right - left)))
+    wearing = photo.copy()
+    lenses = np.zeros(photo.shape[:2], np.uint8)
+    for eye in (left, right):
+        centre = tuple(int(round(v)) for v in eye)
+        axes = (int(0.42 * span), int(0.3 * span))
+        cv2.ellipse(wearing, centre, axes, 0, 0, 360, (22, 24, 28), -1)
+        cv2.ellipse(lenses, centre, (axes[0] - 3, axes[1] - 3), 0, 0, 360, 1, -1)  # the lens inside its edge
+    lenses = lenses.astype(bool)
+    result = pipeline.anonymize(wearing, secret, seeds=[20261202])
+    (fake,) = result.faces
+    assert fake.attributes["original"]["sunglasses_kept"] is True
+    assert np.array_equal(result.image[lenses], wearing[lenses])
+    x0, y0, x1, y1 = (int(v) for v in face.box)
+    lower = np.zeros(lenses.shape, bool)
+    lower[int(y0 + 0.65 * (y1 - y0)) : y1, x0:x1] = True  # mouth and chin: the fake's
+    assert np.any(result.image != wearing, axis=2)[lower].mean() > 0.5

@@ -19,6 +19,7 @@ from g2face.models.fusion import (
     GLASSES_EDGE_ORIGINAL,
     GLASSES_SURE_ORIGINAL,
     KEEP_REGIONS,
+    SUNGLASSES_EYES,
     NUM_MESH_POINTS,
     FusionSettings,
     face_region_mask,
@@ -31,6 +32,8 @@ from g2face.models.fusion import (
     pull_push_fill,
     render_face_mask,
     skin_mask,
+    sunglasses_mask,
+    sunglasses_score,
     textured_fill,
     transfer_colour,
 )
@@ -738,3 +741,60 @@ def test_steering_and_ranking_aim_at_the_stretched_age():
     ages = identities([candidate_seed(99, k) for k in order], torch.float32)[:, 1]
     # Ranked around the stretched target (81 years), not the original's 60.
     assert float((ages - probe_age_target(60.0, 0.6)).abs().mean()) < float((ages - 60.0).abs().mean())
+
+
+def _face_with_eyes() -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """A 256 crop of skin with two open eyes (white, a dark iris) and a mesh whose eye polygons
+    ring them; the eye centres."""
+    points = _mesh(centre=(128.0, 140.0), radius=(64.0, 80.0))
+    centres = [(100, 120), (156, 120)]
+    for (cx, cy), polygon in zip(centres, KEEP_REGIONS["eyes"], strict=True):
+        angle = np.linspace(0, 2 * np.pi, len(polygon), endpoint=False)
+        points[list(polygon), 0] = cx + 16 * np.cos(angle)
+        points[list(polygon), 1] = cy + 9 * np.sin(angle)
+    rng = np.random.default_rng(1)
+    image = np.clip(np.full((256, 256, 3), (205, 165, 145), float) + rng.normal(0, 6, (256, 256, 3)), 0, 255)
+    image = image.astype(np.uint8)
+    for cx, cy in centres:
+        cv2.ellipse(image, (cx, cy), (12, 5), 0, 0, 360, (235, 235, 230), -1)
+        cv2.circle(image, (cx, cy), 4, (40, 30, 25), -1)
+    return image, points, centres
+
+
+def _with_lenses(image: np.ndarray, centres, which=(0, 1)) -> tuple[np.ndarray, np.ndarray]:
+    """Dark lenses (with a bright reflection) drawn over the given eyes; and where they are."""
+    out, lens = image.copy(), np.zeros(image.shape[:2], np.uint8)
+    for k in which:
+        cv2.ellipse(out, centres[k], (26, 18), 0, 0, 360, (25, 25, 30), -1)
+        cv2.ellipse(lens, centres[k], (26, 18), 0, 0, 360, 1, -1)
+    cx, cy = centres[which[0]]
+    cv2.circle(out, (cx - 10, cy - 6), 3, (240, 240, 240), -1)  # a reflection is still lens
+    return out, lens.astype(bool)
+
+
+def test_dark_glasses_are_seen_over_both_eyes_and_not_in_open_eyes_or_a_one_sided_shadow():
+    face, points, centres = _face_with_eyes()
+    assert sunglasses_score(face, points) < 0.5  # open eyes: lids and whites are light
+    sunglasses, lens = _with_lenses(face, centres)
+    assert sunglasses_score(sunglasses, points) >= SUNGLASSES_EYES
+    shadow, _ = _with_lenses(face, centres, which=(0,))
+    assert sunglasses_score(shadow, points) < SUNGLASSES_EYES  # one eye only: a shadow, hair, a hand
+    mask = sunglasses_mask(sunglasses, points)
+    assert np.mean(mask[lens] >= 0.99) > 0.97  # the lenses, their reflection included
+    assert mask[200, 128] == 0 and mask[150, 60] == 0  # mouth and cheek stay the fake's
+    assert mask.max() == 1 and np.mean(mask > 0) < 0.1
+
+
+def test_what_is_kept_in_front_of_the_face_stays_the_originals_pixel_for_pixel():
+    face, points, centres = _face_with_eyes()
+    sunglasses, _ = _with_lenses(face, centres)
+    keep = sunglasses_mask(sunglasses, points)
+    render = _image(3, (90, 140, 200))
+    render = cv2.resize(render, (256, 256))
+    settings = FusionSettings()
+    fused = fuse_face(sunglasses, points, render, points, settings, keep)
+    kept = keep >= 1
+    assert kept.sum() > 1000 and np.array_equal(fused.preview[kept], sunglasses[kept])
+    assert np.all(fused.mask[kept] == 0)  # not part of the replaced region, so not pasted
+    plain = fuse_face(sunglasses, points, render, points, settings)
+    assert not np.array_equal(plain.preview[kept], sunglasses[kept])

@@ -34,11 +34,14 @@ from g2face.models.fusion import (
     GLASSES_EDGE,
     GLASSES_EDGE_ORIGINAL,
     GLASSES_SURE_ORIGINAL,
+    SUNGLASSES_EYES,
     FusedFace,
     FusionSettings,
     facial_hair_score,
     fuse_face,
     glasses_score,
+    sunglasses_mask,
+    sunglasses_score,
 )
 from g2face.models.gie import GIE
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
@@ -445,15 +448,26 @@ class FusionAnonymizer(nn.Module):
         renders: Tensor,
         settings: FusionSettings | None = None,
         render_points: np.ndarray | list[np.ndarray] | None = None,
+        keep: np.ndarray | None = None,
     ) -> list[FusedFace]:
         """Each rendered face [N, 3, S, S] laid onto one original crop by its own mesh
-        (`render_points`, `render_points()` of the renders, when already known)."""
+        (`render_points`, `render_points()` of the renders, when already known), the original's
+        pixels kept where `keep` says (`occluders`)."""
         settings = settings or self.fusion
         points = self.render_points(renders) if render_points is None else render_points
         crops = tensor_to_crops(renders)
         return [
-            fuse_face(original, original_points, c, p, settings) for c, p in zip(crops, points, strict=True)
+            fuse_face(original, original_points, c, p, settings, keep)
+            for c, p in zip(crops, points, strict=True)
         ]
+
+    def occluders(self, original: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+        """What of an original crop (uint8, with its mesh in pixels) stays in front of any fake
+        face: its dark glasses (`FusionSettings.keep_sunglasses`), or None."""
+        if not self.fusion.keep_sunglasses or sunglasses_score(original, points) < SUNGLASSES_EYES:
+            return None
+        lenses = sunglasses_mask(original, points)
+        return lenses if lenses.any() else None
 
     def _candidate_order(self, seed: int, reference, dtype: torch.dtype) -> list[int]:
         """Candidate indices in the order they are rendered: keyed order, or, with a probe, the
@@ -485,11 +499,13 @@ class FusionAnonymizer(nn.Module):
         faces: list[np.ndarray],
         points: np.ndarray | None = None,
         second_reference: Tensor | None = None,
+        glasses_views: list[np.ndarray] | None = None,
     ) -> list[CandidateScore]:
         """Each fused candidate's identity similarity to the original (SFace embedding `reference`,
         and the second judge's `second_reference` when the search has one) and, when keeping
         attributes (`reference_attributes`, `ApparentAttributes`), its apparent gender, age, glasses
-        and facial hair (`glasses_score`, `facial_hair_score` at the original's mesh `points`)."""
+        and facial hair (`glasses_score`, `facial_hair_score` at the original's mesh `points`; glasses
+        on `glasses_views` instead of the previews when given)."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
         similarity = (self.identity(crops) @ reference).tolist()
         second = [None] * len(faces)
@@ -503,7 +519,10 @@ class FusionAnonymizer(nn.Module):
         if points is None:  # no mesh: neither accessory can be read
             wears = hair = [None] * len(faces)
         else:
-            wears = [bool(glasses_score(face, points) >= GLASSES_EDGE) for face in faces]
+            # Glasses are read where the fake's own would show: on the previews, or on the renders
+            # alone when the original's dark glasses are kept in front of them.
+            views = faces if glasses_views is None else glasses_views
+            wears = [bool(glasses_score(face, points) >= GLASSES_EDGE) for face in views]
             hair = [bool(facial_hair_score(face, points) >= FACIAL_HAIR_EDGE) for face in faces]
         return [
             CandidateScore(
@@ -554,6 +573,7 @@ class FusionAnonymizer(nn.Module):
         size = self.image_size
         originals = tensor_to_crops(crops)
         original_points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
+        occluders = [self.occluders(o, q) for o, q in zip(originals, original_points, strict=True)]
         reference_attributes = [None] * n
         if self.attributes is not None:
             found = self.attributes(crops)
@@ -561,11 +581,12 @@ class FusionAnonymizer(nn.Module):
                 ApparentAttributes(
                     float(p),
                     float(a),
-                    original_glasses(glasses_score(o, q)),
+                    # kept dark glasses stand in front of the fake: it must bring none of its own
+                    False if k is not None else original_glasses(glasses_score(o, q)),
                     original_facial_hair(facial_hair_score(o, q), float(p)),
                 )
-                for p, a, o, q in zip(
-                    found.male_probability, found.age, originals, original_points, strict=True
+                for p, a, o, q, k in zip(
+                    found.male_probability, found.age, originals, original_points, occluders, strict=True
                 )
             ]
         chosen_crops, chosen_masks, scores, rendered_seeds, attributes, whole_region = [], [], [], [], [], []
@@ -590,7 +611,7 @@ class FusionAnonymizer(nn.Module):
                 render_points = self.render_points(renders)
                 points_by_seed |= dict(zip(candidate_seeds, render_points, strict=True))
                 fused = self.fuse_renders(
-                    originals[i], original_points[i], renders, render_points=render_points
+                    originals[i], original_points[i], renders, render_points=render_points, keep=occluders[i]
                 )
                 found = self._scores(
                     embeddings[i],
@@ -598,6 +619,7 @@ class FusionAnonymizer(nn.Module):
                     [f.preview for f in fused],
                     original_points[i],
                     second_embeddings[i],
+                    None if occluders[i] is None else [f.crop for f in fused],
                 )
                 pool.extend(zip(found, fused, candidate_seeds, strict=True))
                 # An original's glasses and facial hair are kept by choosing a fake that has them:
@@ -616,6 +638,7 @@ class FusionAnonymizer(nn.Module):
                     renders_by_seed[rendered][None],
                     whole,
                     render_points=[points_by_seed[rendered]],
+                    keep=occluders[i],
                 )
                 (rescored,) = self._scores(
                     embeddings[i],
@@ -623,11 +646,13 @@ class FusionAnonymizer(nn.Module):
                     [wider.preview],
                     original_points[i],
                     second_embeddings[i],
+                    None if occluders[i] is None else [wider.crop],
                 )
                 if rescored.ranking_similarity < score.ranking_similarity:
                     score, face, whole = rescored, wider, True
             scores.append(score.similarity)
-            attributes.append(self._attribute_report(reference_attributes[i], score))
+            report = self._attribute_report(reference_attributes[i], score, occluders[i] is not None)
+            attributes.append(report)
             rendered_seeds.append(rendered)
             chosen_crops.append(face.crop)
             chosen_masks.append(face.mask)
@@ -645,7 +670,7 @@ class FusionAnonymizer(nn.Module):
             whole_region=tuple(whole_region),
         )
 
-    def _attribute_report(self, reference, score: CandidateScore) -> dict | None:
+    def _attribute_report(self, reference, score: CandidateScore, sunglasses: bool = False) -> dict | None:
         if reference is None or score.male_probability is None:
             return None
         reference = ApparentAttributes(*reference)
@@ -656,6 +681,7 @@ class FusionAnonymizer(nn.Module):
                 "age": round(reference.age, 1),
                 "glasses": reference.glasses,
                 "facial_hair": reference.facial_hair,
+                "sunglasses_kept": sunglasses,
             },
             "anonymized": {
                 "male_probability": round(score.male_probability, 3),
@@ -706,7 +732,11 @@ class FusionAnonymizer(nn.Module):
         originals = tensor_to_crops(crops)
         points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
         fused = [
-            self.fuse_renders(originals[i], points[i], renders[i : i + 1])[0] for i in range(crops.shape[0])
+            # dark glasses kept on the anonymized face stay in front of the recovered one too
+            self.fuse_renders(
+                originals[i], points[i], renders[i : i + 1], keep=self.occluders(originals[i], points[i])
+            )[0]
+            for i in range(crops.shape[0])
         ]
         images = crops_to_tensor([f.crop for f in fused], device=crops.device, dtype=crops.dtype)
         return images, np.stack([f.mask for f in fused])
