@@ -251,3 +251,11 @@ def test_dark_glasses_stay_in_front_of_the_fake_face(pipeline, photo, secret):
     lower = np.zeros(lenses.shape, bool)
     lower[int(y0 + 0.65 * (y1 - y0)) : y1, x0:x1] = True  # mouth and chin: the fake's
     assert np.any(result.image != wearing, axis=2)[lower].mean() > 0.5
+
+
+def test_an_evaluation_method_can_vary_the_shipped_settings():
+    from g2face.evaluation.methods import build_method
+
+    method = build_method("g2face", options={"fusion": {"warp_strength": 0.2}}, name="g2face-warp-0.2")
+    assert method.name == "g2face-warp-0.2" and method.model.fusion.warp_strength == 0.2
+    assert method.model.fusion.mask_grow == G2FacePipeline.from_pretrained("g2face-lite").model.fusion.mask_grow

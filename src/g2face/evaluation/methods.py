@@ -83,11 +83,14 @@ class G2FaceMethod:
         password: str = "g2face-evaluation",
         device: str = "cpu",
         name: str = "g2face",
+        options: dict | None = None,
     ):
+        """`options`: `load_model` keyword arguments, e.g. `{"fusion": {"warp_strength": 0.2}}` for
+        an A/B run of one model file's settings (give each variant its own `name`)."""
         from g2face.models.zoo import load_model
 
         self.name, self.password, self.device = name, password, device
-        self.model = load_model(model, device=device)
+        self.model = load_model(model, device=device, **(options or {}))
         self.recovers_from_crops = self.model.payload_in_crops
         self._secrets: dict[str, Secret] = {}
 
