@@ -128,7 +128,9 @@ METHODS: dict[str, Callable[..., Anonymizer]] = {
 BASELINES = ("none", "blur", "pixelate", "box")
 
 
-def build_method(name: str, **options) -> Anonymizer:
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
-    return METHODS[name](**options)
+def build_method(method: str, /, **options) -> Anonymizer:
+    """The named method with its options (positional-only, so a method's own `name` option, which
+    labels an A/B variant in the results, can be passed too)."""
+    if method not in METHODS:
+        raise KeyError(f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
+    return METHODS[method](**options)
