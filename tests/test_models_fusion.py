@@ -798,3 +798,29 @@ def test_what_is_kept_in_front_of_the_face_stays_the_originals_pixel_for_pixel()
     assert np.all(fused.mask[kept] == 0)  # not part of the replaced region, so not pasted
     plain = fuse_face(sunglasses, points, render, points, settings)
     assert not np.array_equal(plain.preview[kept], sunglasses[kept])
+
+
+def test_the_pose_correction_moves_the_low_and_middle_styles_onto_the_target_pose_minimally():
+    from g2face.models.gie import PoseCorrection
+
+    torch.manual_seed(0)
+    correction = PoseCorrection(style_dim=16, n_styles=5)
+    correction.directions.copy_(torch.randn(2, 16))
+    correction.bias.copy_(torch.tensor([1.0, -2.0]))
+    correction.mean.copy_(torch.randn(16))
+    wplus = torch.randn(3, 8, 16)
+    target = torch.tensor([[20.0, -5.0], [0.0, 0.0], [-35.0, 10.0]])
+    moved = correction(wplus, target)
+    torch.testing.assert_close(correction.predict(moved), target, atol=1e-4, rtol=0)
+    assert torch.equal(moved[:, 5:], wplus[:, 5:])  # the high styles (texture, colour) stay
+    delta = moved[:, 0] - wplus[:, 0]
+    assert torch.allclose(moved[:, :5] - wplus[:, :5], delta[:, None].expand(-1, 5, -1))
+    # the smallest such change: it lies in the span of the two directions
+    coefficients = torch.linalg.lstsq(correction.directions.T, delta.T).solution
+    torch.testing.assert_close(correction.directions.T @ coefficients, delta.T, atol=1e-5, rtol=0)
+    # a gain scales the step: the prediction moves `gain` times the error
+    correction.gain.copy_(torch.tensor([3.0, 2.0]))
+    before = correction.predict(wplus)
+    torch.testing.assert_close(
+        correction.predict(correction(wplus, target)), before + torch.tensor([3.0, 2.0]) * (target - before)
+    )

@@ -75,12 +75,20 @@ class _Landmarks(nn.Module):
 
 
 class _Styles(nn.Module):
+    """f_mlp, then the model's pose correction (when it has one and follows the pose). The
+    correction is affine in W+, so applying it before a dummy's spread (a lerp with the average
+    identity's W+, itself corrected) gives what `FusionAnonymizer.styles` computes after it."""
+
     def __init__(self, model: FusionAnonymizer):
         super().__init__()
         self.gie = model.gie
+        self.pose_correction = model.pose_correction if model.fusion.follow_pose else None
 
     def forward(self, identity: Tensor, geometry: Tensor) -> Tensor:
-        return self.gie.styles(identity, geometry)
+        wplus = self.gie.styles(identity, geometry)
+        if self.pose_correction is not None:
+            wplus = self.pose_correction(wplus, geometry[:, -3:-1])
+        return wplus
 
 
 def default_graphs(model: FusionAnonymizer, batch: int = 2) -> list[Graph]:
@@ -125,9 +133,11 @@ def default_graphs(model: FusionAnonymizer, batch: int = 2) -> list[Graph]:
             ("wplus",),
             f"identity [B, {config.identity_dim}] (dummy, or a decoded SFace embedding for recovery), "
             f"geometry [B, {geometry_dim}] = shape ⊕ expression ⊕ pose of the original face, with the "
-            "shape part set to the model's average face (FusionAnonymizer.geometry_vector) → W+; a "
-            "dummy's W+ is then lerp(W+ of the average identity (style_mlp.input_mean), its W+, "
-            "candidates.spread), a decoded identity's is used as it is",
+            "shape part set to the model's average face (FusionAnonymizer.geometry_vector) → W+, "
+            "turned to the geometry's yaw and pitch when the model has a pose correction "
+            "(models.gie.PoseCorrection, included); a dummy's W+ is then lerp(W+ of the average "
+            "identity (style_mlp.input_mean) at the same geometry, its W+, candidates.spread), a "
+            "decoded identity's is used as it is",
             {"identity": both, "geometry": both, "wplus": both},
         ),
         Graph(

@@ -106,6 +106,9 @@ class FusionSettings:
     its face is narrower than the original's grown mask) nor its own hair on its forehead (a
     fringe), which came out as dark strips and a second hairline (`render_face_mask`); the
     original's pixels fill those places inside the replaced region."""
+    follow_pose: bool = True
+    """Render the dummy turned and tilted as the original is, with the model file's pose correction
+    (`models.gie.PoseCorrection`; a file without one renders as f_mlp alone does)."""
     keep_sunglasses: bool = True
     """An original's dark glasses stay in front of the fake face (`sunglasses_score`,
     `sunglasses_mask`): they hide the eyes, so keeping them costs no anonymity, and a fake without

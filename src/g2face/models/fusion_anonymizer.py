@@ -43,7 +43,7 @@ from g2face.models.fusion import (
     sunglasses_mask,
     sunglasses_score,
 )
-from g2face.models.gie import GIE
+from g2face.models.gie import GIE, PoseCorrection
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
 from g2face.priors.attributes import AttributeEstimator
@@ -334,6 +334,7 @@ class FusionAnonymizer(nn.Module):
         attributes: AttributeEstimator | None = None,
         attribute_probe: nn.Linear | None = None,
         second_identity: IdentityEncoder | None = None,
+        pose_correction: PoseCorrection | None = None,
     ):
         """`attributes`: an apparent age/gender estimator; when given, dummies are chosen to keep
         the original's apparent gender and age (`--attributes keep`). `attribute_probe`: a linear
@@ -358,6 +359,7 @@ class FusionAnonymizer(nn.Module):
         self.attributes = attributes
         self.attribute_probe = attribute_probe if attributes is not None else None
         self.second_identity = second_identity
+        self.pose_correction = pose_correction
         self._check_second_judge()
         self.eval()
 
@@ -428,6 +430,12 @@ class FusionAnonymizer(nn.Module):
     def render_dummies(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
         """Identities [N, D] rendered at one geometry [1, G] or one each [N, G]; `spread` scales
         each W+ away from the average identity's at the same geometry (`CandidateSettings.spread`)."""
+        return self.generator(self.styles(identities, geometry_vector, spread)).clamp(-1, 1)
+
+    def styles(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
+        """The W+ [N, S, D] the identities [N, D] are rendered from at one geometry [1, G] or one
+        each [N, G]: f_mlp's, `spread` away from the average identity's, then turned to the
+        geometry's yaw and pitch (`PoseCorrection`, `FusionSettings.follow_pose`)."""
         n = len(identities)
         geometry_vector = geometry_vector.expand(n, -1)
         wplus = self.gie.styles(identities, geometry_vector)
@@ -435,7 +443,10 @@ class FusionAnonymizer(nn.Module):
             mean = self.gie.style_mlp.input_mean[: self.gie.config.identity_dim].to(identities)
             centre = self.gie.styles(mean.expand(n, -1), geometry_vector)
             wplus = torch.lerp(centre, wplus, spread)
-        return self.generator(wplus).clamp(-1, 1)
+        if self.pose_correction is not None and self.fusion.follow_pose:
+            # the geometry vector ends with the pose (yaw, pitch, roll); roll is the fit's rotation
+            wplus = self.pose_correction(wplus, geometry_vector[:, -3:-1])
+        return wplus
 
     def render_points(self, renders: Tensor) -> np.ndarray:
         """The mesh of each rendered face [N, 3, S, S] in crop pixels [N, 478, 2]."""
@@ -724,7 +735,7 @@ class FusionAnonymizer(nn.Module):
         `refine_steps` > 0 optimises each render towards its identity first (`--refine`)."""
         geometry = self.geometry(crops)
         identities = identities.to(crops)
-        wplus = self.gie.styles(identities, self.geometry_vector(geometry))
+        wplus = self.styles(identities, self.geometry_vector(geometry))
         if refine_steps > 0:
             wplus = self._refine(wplus, identities, refine_steps)
         renders = self.generator(wplus).clamp(-1, 1)

@@ -34,7 +34,7 @@ from g2face.models.fusion import FusionSettings
 from g2face.models.fusion_anonymizer import PROBE_KEYS, CandidateSettings, FusionAnonymizer
 from g2face.models.g2face import G2FaceNet
 from g2face.models.generator_api import style_group_sizes
-from g2face.models.gie import GIE
+from g2face.models.gie import GIE, POSE_KEYS, PoseCorrection
 from g2face.models.stylegan2 import StyleGAN2Synthesis
 from g2face.payload import PayloadCodec
 from g2face.payload.layouts import ReferenceFloatPayload, RepeatedPayload
@@ -272,6 +272,10 @@ def build_fusion_anonymizer(
             weight, bias = (state[k].float() for k in PROBE_KEYS)
             probe = nn.Linear(weight.shape[1], weight.shape[0])
             probe.load_state_dict({"weight": weight, "bias": bias})
+    pose_correction = None
+    if all(k in state for k in POSE_KEYS):
+        pose_correction = PoseCorrection(generator.style_dim, groups[0] + groups[1])
+        pose_correction.load_state_dict({k.split(".", 1)[1]: state[k].float() for k in POSE_KEYS})
     second_identity = None
     if candidates.second_judge == "dlib-resnet":
         from g2face.priors.dlib_face import DlibFaceEncoder
@@ -288,6 +292,7 @@ def build_fusion_anonymizer(
         attributes=estimator,
         attribute_probe=probe,
         second_identity=second_identity,
+        pose_correction=pose_correction,
     )
 
 
