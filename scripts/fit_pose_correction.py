@@ -152,7 +152,7 @@ def main() -> None:
     tensors = load_file(str(args.model))
     values = (directions, bias, mean, np.array(gain))
     for key, value in zip(POSE_KEYS, values, strict=True):
-        tensors[key] = torch.from_numpy(value.astype(np.float32))
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
     tmp = args.model.with_name(f".{args.model.name}.part")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(args.model)
