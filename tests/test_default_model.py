@@ -259,3 +259,23 @@ def test_an_evaluation_method_can_vary_the_shipped_settings():
     method = build_method("g2face", options={"fusion": {"warp_strength": 0.2}}, name="g2face-warp-0.2")
     assert method.name == "g2face-warp-0.2" and method.model.fusion.warp_strength == 0.2
     assert method.model.fusion.mask_grow == G2FacePipeline.from_pretrained("g2face-lite").model.fusion.mask_grow
+
+
+def test_a_dummy_is_rendered_turned_as_the_original(pipeline, photo):
+    """The shipped file's pose correction: a dummy rendered at a face's geometry with its yaw set to
+    ±25° comes out turned that way (f_mlp alone rendered real faces' yaw at a quarter of it)."""
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model
+    assert model.pose_correction is not None and model.fusion.follow_pose
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    vector = model.geometry_vector(model.geometry(crop))
+    dummy = model.dummy_identities([7], crop.dtype)
+    plain = model.with_fusion(follow_pose=False)
+    for yaw in (-25.0, 25.0):
+        turned = vector.clone()
+        turned[0, -3] = yaw
+        rendered = model.geometry(model.render_dummies(dummy, turned, model.candidates.spread)).pose[0, 0]
+        uncorrected = plain.geometry(plain.render_dummies(dummy, turned, model.candidates.spread)).pose[0, 0]
+        assert abs(float(rendered) - yaw) < 8 < abs(float(uncorrected) - yaw)

@@ -541,6 +541,25 @@ def test_only_the_rendered_face_is_pasted_not_its_background_or_fringe():
     assert face[beard].mean() > 0.9
 
 
+def test_a_tilted_faces_eyes_are_face_not_fringe():
+    """A head tilted 20° in the crop has one brow well above the other: the forehead is what lies
+    above the line through both brows, so the higher side's eye (dark, like hair) stays face."""
+    upright = _mean_face()
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = (upright - 128) @ rotation.T + 128
+    render = np.full((256, 256, 3), (40, 60, 90), np.uint8)
+    hull = cv2.convexHull(np.round(points[:NUM_MESH_POINTS]).astype(np.int32))
+    cv2.fillConvexPoly(render, hull, (200, 150, 125))
+    for polygon in KEEP_REGIONS["eyes"]:
+        contour = cv2.convexHull(np.round(points[list(polygon[:16])]).astype(np.int32))
+        cv2.fillConvexPoly(render, contour, (45, 35, 30))  # dark eyes (lashes, iris, shadow)
+    face = render_face_mask(render, points, skin_mask(points, render), FusionSettings())
+    for polygon in KEEP_REGIONS["eyes"]:
+        x, y = np.round(points[list(polygon[:16])].mean(0)).astype(int)
+        assert face[y, x] > 0.9
+
+
 def test_a_highlight_on_a_renders_forehead_is_face_not_hair():
     """A bald or shiny forehead lighter than the cheeks, of the same hue, stays the render's face;
     a fringe of the same lightness step but another colour (blond) does not."""
@@ -801,7 +820,7 @@ def test_what_is_kept_in_front_of_the_face_stays_the_originals_pixel_for_pixel()
 
 
 def test_the_pose_correction_moves_the_low_and_middle_styles_onto_the_target_pose_minimally():
-    from g2face.models.gie import PoseCorrection
+    from g2face.models.gie import POSE_LIMITS, PoseCorrection
 
     torch.manual_seed(0)
     correction = PoseCorrection(style_dim=16, n_styles=5)
@@ -809,9 +828,14 @@ def test_the_pose_correction_moves_the_low_and_middle_styles_onto_the_target_pos
     correction.bias.copy_(torch.tensor([1.0, -2.0]))
     correction.mean.copy_(torch.randn(16))
     wplus = torch.randn(3, 8, 16)
-    target = torch.tensor([[20.0, -5.0], [0.0, 0.0], [-35.0, 10.0]])
+    target = torch.tensor([[20.0, -5.0], [0.0, 0.0], [-28.0, 10.0]])
     moved = correction(wplus, target)
     torch.testing.assert_close(correction.predict(moved), target, atol=1e-4, rtol=0)
+    # a profile is not turned beyond what the generator renders well
+    beyond = correction.predict(correction(wplus, torch.tensor([[60.0, -40.0]] * 3)))
+    torch.testing.assert_close(
+        beyond, torch.tensor([list(POSE_LIMITS)] * 3) * torch.tensor([1.0, -1.0]), atol=1e-4, rtol=0
+    )
     assert torch.equal(moved[:, 5:], wplus[:, 5:])  # the high styles (texture, colour) stay
     delta = moved[:, 0] - wplus[:, 0]
     assert torch.allclose(moved[:, :5] - wplus[:, :5], delta[:, None].expand(-1, 5, -1))

@@ -273,26 +273,33 @@ def render_face_mask(
     # not hair: blond or grey hair differs in colour too.
     deviation[..., 0] = np.minimum(deviation[..., 0], 0)
     distance = np.sqrt((deviation**2).sum(-1))
-    # The forehead: above the brows' lower edge, the brows themselves (grown) left out.
-    brows = [points[i, :2] for polygon in KEEP_REGIONS["brows"] for i in polygon]
-    brow_bottom = max(p[1] for p in brows)
-    forehead = np.zeros((size, size), np.uint8)
-    forehead[: max(0, int(brow_bottom))] = 1
+    # The forehead: above the line through the two brows' lower edges (a tilted head's brows are
+    # not level: a horizontal cut at the lower one took the higher side's eye for a fringe), the
+    # brows themselves (grown) left out.
+    (x_left, y_left), (x_right, y_right) = (
+        (points[list(polygon), 0].mean(), points[list(polygon), 1].max()) for polygon in KEEP_REGIONS["brows"]
+    )
+    slope = (y_right - y_left) / (x_right - x_left) if abs(x_right - x_left) > 1 else 0.0
+    columns = np.arange(size, dtype=np.float64)
+    brow_line = y_left + slope * (columns - x_left)  # per column
+    rows = np.arange(size, dtype=np.float64)[:, None]
+    forehead = (rows < brow_line[None, :]).astype(np.uint8)
     grow = max(1, int(round(0.02 * width)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     forehead &= 1 - cv2.dilate(_features_mask(points, size, ("brows",)), kernel, iterations=2)
     # The sides: near the hull's edge, from the brows down to the mouth corners.
-    side = np.zeros((size, size), np.uint8)
     mouth = max(points[61, 1], points[291, 1])
-    side[max(0, int(brow_bottom)) : max(0, int(mouth))] = 1
+    side = ((rows >= brow_line[None, :]) & (rows < mouth)).astype(np.uint8)
     side &= (inside < SIDE_BAND * width).astype(np.uint8)
-    # A turned face's far eye can lie near the edge.
-    side &= 1 - cv2.dilate(_features_mask(points, size, ("eyes",)), kernel, iterations=2)
-    hair = ((distance > HAIR_DISTANCE) & ((forehead | side) > 0) & (hull > 0)).astype(np.uint8)
+    # The eyes are never hair (a turned face's far eye can lie near the edge, a tilted one's above
+    # the other brow).
+    eyes = cv2.dilate(_features_mask(points, size, ("eyes",)), kernel, iterations=2)
+    hair = ((distance > HAIR_DISTANCE) & ((forehead | side) > 0) & (hull > 0) & (eyes == 0)).astype(np.uint8)
     # Opened (a stray dark pixel or a wrinkle is not a fringe), then grown and softened.
     small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     hair = cv2.dilate(cv2.morphologyEx(hair, cv2.MORPH_OPEN, small), kernel, iterations=2)
     hair = cv2.GaussianBlur(hair.astype(np.float32), (0, 0), max(1.0, 0.02 * width))
+    hair *= 1 - _features_mask(points, size, ("eyes",))  # grown back over an eye: still not hair
     return (face * (1 - np.clip(hair, 0, 1))).astype(np.float32)
 
 

@@ -130,6 +130,12 @@ POSE_KEYS = (
 """Tensors of the optional pose correction in a fusion model file (scripts/fit_pose_correction.py)."""
 
 
+POSE_LIMITS = (30.0, 20.0)
+"""|yaw| and |pitch| in degrees beyond which a render is not turned further: about the generator
+bank's 5-95 % range (yaw -28 to 25°, pitch -19 to 11°). Pushed to a profile's 48°, a render broke
+up (smeared features, a dark band along the jaw) where the frontal-ish one still looked like a face."""
+
+
 class PoseCorrection(nn.Module):
     """Moves f_mlp's W+ so the rendered head turns (yaw) and tilts (pitch) as the original does.
 
@@ -157,9 +163,12 @@ class PoseCorrection(nn.Module):
         return (wplus[:, 0] - self.mean.to(wplus)) @ self.directions.to(wplus).T + self.bias.to(wplus)
 
     def forward(self, wplus: Tensor, target: Tensor) -> Tensor:
-        """W+ [B, S, D] moved towards the (yaw, pitch) `target` [B, 2] in degrees."""
+        """W+ [B, S, D] moved towards the (yaw, pitch) `target` [B, 2] in degrees, clamped to
+        `POSE_LIMITS`."""
         directions = self.directions.to(wplus)
-        error = self.gain.to(wplus) * (target.to(wplus) - self.predict(wplus))  # [B, 2]
+        limits = torch.tensor(POSE_LIMITS, dtype=wplus.dtype, device=wplus.device)
+        target = torch.maximum(torch.minimum(target.to(wplus), limits), -limits)
+        error = self.gain.to(wplus) * (target - self.predict(wplus))  # [B, 2]
         # δ = Dᵀ (D Dᵀ)⁻¹ e: the minimum-norm change with D · δ = e; the 2×2 inverse written out
         # (adjugate over determinant), which every ONNX runtime runs.
         (a, b), (c, d) = directions @ directions.T
