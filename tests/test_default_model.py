@@ -258,7 +258,9 @@ def test_an_evaluation_method_can_vary_the_shipped_settings():
 
     method = build_method("g2face", options={"fusion": {"warp_strength": 0.2}}, name="g2face-warp-0.2")
     assert method.name == "g2face-warp-0.2" and method.model.fusion.warp_strength == 0.2
-    assert method.model.fusion.mask_grow == G2FacePipeline.from_pretrained("g2face-lite").model.fusion.mask_grow
+    assert (
+        method.model.fusion.mask_grow == G2FacePipeline.from_pretrained("g2face-lite").model.fusion.mask_grow
+    )
 
 
 def test_a_dummy_is_rendered_turned_as_the_original(pipeline, photo):
@@ -279,3 +281,30 @@ def test_a_dummy_is_rendered_turned_as_the_original(pipeline, photo):
         rendered = model.geometry(model.render_dummies(dummy, turned, model.candidates.spread)).pose[0, 0]
         uncorrected = plain.geometry(plain.render_dummies(dummy, turned, model.candidates.spread)).pose[0, 0]
         assert abs(float(rendered) - yaw) < 8 < abs(float(uncorrected) - yaw)
+
+
+@pytest.mark.parametrize("wider_is_further", [True, False])
+def test_the_whole_region_flag_says_whether_the_fallback_was_kept(pipeline, photo, secret, wider_is_further):
+    """Every candidate above the bar makes the model try the whole-region replacement; the face is
+    flagged `whole_region` (what a video track then keeps) only when that version was kept, i.e.
+    was further from the original."""
+    import dataclasses as dc
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model.with_candidates()
+    scores = model._scores
+
+    def scripted(reference, attributes, faces, *args, **kwargs):
+        found = scores(reference, attributes, faces, *args, **kwargs)
+        if len(faces) == model.candidates.count:  # a round of candidates: all too like the original
+            return [dc.replace(s, similarity=0.9, second_similarity=None) for s in found]
+        value = 0.5 if wider_is_further else 0.95  # the whole-region try
+        return [dc.replace(s, similarity=value, second_similarity=None) for s in found]
+
+    model._scores = scripted
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    out = model.anonymize(crop, secret, seeds=[11])
+    assert out.whole_region == (wider_is_further,)
+    assert out.similarities == ((0.5,) if wider_is_further else (0.9,))

@@ -638,16 +638,16 @@ class FusionAnonymizer(nn.Module):
                 if any(c[0].acceptable(settings) and not c[0].accessories_lost for c in pool):
                     break
             score, face, rendered = pool[choose_candidate([c[0] for c in pool], settings)]
-            whole = not self.fusion.render_only
+            replaced_whole = not self.fusion.render_only
             if score.similarity > settings.max_similarity and self.fusion.render_only:
                 # Still too like the original: where the render's face is narrower, the original's
                 # outline showed through. Replace it too (realism second), if that helps.
-                whole = dataclasses.replace(self.fusion, render_only=False)
+                whole_fusion = dataclasses.replace(self.fusion, render_only=False)
                 (wider,) = self.fuse_renders(
                     originals[i],
                     original_points[i],
                     renders_by_seed[rendered][None],
-                    whole,
+                    whole_fusion,
                     render_points=[points_by_seed[rendered]],
                     keep=occluders[i],
                 )
@@ -660,14 +660,14 @@ class FusionAnonymizer(nn.Module):
                     None if occluders[i] is None else [wider.crop],
                 )
                 if rescored.ranking_similarity < score.ranking_similarity:
-                    score, face, whole = rescored, wider, True
+                    score, face, replaced_whole = rescored, wider, True
             scores.append(score.similarity)
             report = self._attribute_report(reference_attributes[i], score, occluders[i] is not None)
             attributes.append(report)
             rendered_seeds.append(rendered)
             chosen_crops.append(face.crop)
             chosen_masks.append(face.mask)
-            whole_region.append(whole)
+            whole_region.append(replaced_whole)
         images = crops_to_tensor(chosen_crops, device=crops.device, dtype=crops.dtype)
         bits = torch.from_numpy(np.stack([e.bits for e in encoded])).to(crops.device, crops.dtype)
         return AnonymizedFaces(
