@@ -2,7 +2,7 @@
 
     python scripts/build_lite_model.py RUN/model.safetensors src/g2face/weights/g2face-lite.safetensors
     python scripts/build_lite_model.py --candidates 2 --rounds 2 --spread 1.5 --steer 1 --age-stretch 0.6 \
-        --second-judge dlib-resnet \
+        --second-judge dlib-resnet --warp 0.2 --shading-sigma 0.5 \
         src/g2face/weights/g2face-lite.safetensors src/g2face/weights/g2face-lite.safetensors
 
 Takes the GIE part (f_dummy, f_mlp) of a `g2face train --stage gie` export and stores it with the
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("gie_export", type=Path, help="model.safetensors of a GIE training run")
     parser.add_argument("out", type=Path)
     parser.add_argument("--warp", type=float, default=FusionSettings.warp_strength)
+    parser.add_argument("--shading-sigma", type=float, default=FusionSettings.shading_sigma)
     parser.add_argument("--candidates", type=int, default=CandidateSettings.count)
     parser.add_argument("--rounds", type=int, default=CandidateSettings.max_rounds)
     parser.add_argument("--spread", type=float, default=CandidateSettings.spread)
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="keep float32 weights")
     args = parser.parse_args()
     fusion, candidates = (
-        FusionSettings(warp_strength=args.warp),
+        FusionSettings(warp_strength=args.warp, shading_sigma=args.shading_sigma),
         CandidateSettings(
             count=args.candidates,
             max_rounds=args.rounds,

@@ -216,7 +216,8 @@ def _selector(pipeline, exempt_refs: tuple[str, ...], only_refs: tuple[str, ...]
     "--warp",
     type=click.FloatRange(0, 1),
     help="How far the fake face is warped onto the original's face shape, 0..1; higher keeps the "
-    "expression closer but copies more of the original's facial geometry [model default: 0.5].",
+    "expression closer but copies more of the original's facial geometry "
+    "[stored in the model; g2face-lite: 0.2].",
 )
 @click.option(
     "--keep",

@@ -26,6 +26,7 @@ says which candidate is right.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -55,6 +56,11 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 # centre sits 0.13 eye-to-mouth lengths above the landmark centroid; the crop is 1 / 0.2571
 # eye-to-mouth lengths wide; the paste mask's semi-axes are 0.37 and 0.43 crop widths.
 _ANCHOR_ABOVE_CENTROID = 0.13
+ANCHOR_DRIFT = 0.1
+"""How far, in face widths, a re-detected face's anchor may lie from the embedder's: the fake face's
+eyes and mouth are the render's, not the original's, so the detector's landmarks move with them
+(up to 29 px on the 290 px wide Biden fixture with the session-11 default, whose render keeps more
+of its own layout). The reader searches anchor blocks that far, and never fewer than 2 blocks."""
 _CROP_PER_EYE_MOUTH = 1 / 0.2571
 _MASK_SEMI_AXES = (0.37, 0.43)
 _ELLIPSE_RATIO = _MASK_SEMI_AXES[1] / _MASK_SEMI_AXES[0]
@@ -527,7 +533,7 @@ def read_payload(
     carrier: DctQimCarrier | None = None,
     *,
     search_resized: bool = True,
-    max_shift: int = 2,
+    max_shift: int | None = None,
     attempts_per_phase: int = 3,
 ) -> DecodedPayload | None:
     """The payload of this face, or None when none is found.
@@ -541,6 +547,9 @@ def read_payload(
     `verified=False`, and a password's KDF runs only for a real payload.
     """
     carrier = carrier or DctQimCarrier(codec.n_bits)
+    if max_shift is None:  # anchor blocks searched: `ANCHOR_DRIFT` of the face's width, at least 2
+        width = float(detection.box[2] - detection.box[0])
+        max_shift = max(2, math.ceil(ANCHOR_DRIFT * width / BLOCK))
     own_scale_fit = 0.0
     for scales in ((1.0,), RESIZE_SCALES) if search_resized else ((1.0,),):
         candidates = carrier.read(image, detection, scales=scales, max_shift=max_shift)
