@@ -266,6 +266,8 @@ def test_an_evaluation_method_can_vary_the_shipped_settings():
 def test_a_dummy_is_rendered_turned_as_the_original(pipeline, photo):
     """The shipped file's pose correction: a dummy rendered at a face's geometry with its yaw set to
     ±25° comes out turned that way (f_mlp alone rendered real faces' yaw at a quarter of it)."""
+    import torch
+
     from g2face.align import align_face
     from g2face.nn.crops import crops_to_tensor
 
@@ -278,8 +280,11 @@ def test_a_dummy_is_rendered_turned_as_the_original(pipeline, photo):
     for yaw in (-25.0, 25.0):
         turned = vector.clone()
         turned[0, -3] = yaw
-        rendered = model.geometry(model.render_dummies(dummy, turned, model.candidates.spread)).pose[0, 0]
-        uncorrected = plain.geometry(plain.render_dummies(dummy, turned, model.candidates.spread)).pose[0, 0]
+        with torch.no_grad():
+            rendered = model.geometry(model.render_dummies(dummy, turned, model.candidates.spread)).pose[0, 0]
+            uncorrected = plain.geometry(plain.render_dummies(dummy, turned, model.candidates.spread)).pose[
+                0, 0
+            ]
         assert abs(float(rendered) - yaw) < 8 < abs(float(uncorrected) - yaw)
 
 
