@@ -27,11 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from g2face.models.checkpoints import load_fusion_model
+from g2face.models.checkpoints import add_fusion_tensors, load_fusion_model
 from g2face.models.fusion import FACIAL_HAIR_EDGE, GLASSES_EDGE, facial_hair_score, glasses_score
 from g2face.models.fusion_anonymizer import PROBE_KEYS, PROBE_ROWS, FusionAnonymizer
 from g2face.models.zoo import load_model
@@ -140,23 +138,17 @@ def main() -> None:
         return
     # Refit on everything for the shipped probe.
     weights = np.linalg.solve(x.T @ x + eye, x.T @ targets)
-    load_fusion_model(args.model)  # refuses anything but a geometric-fusion model file
-    with safe_open(str(args.model), "pt") as f:
-        metadata = f.metadata()
-    tensors = load_file(str(args.model))
     weight = torch.from_numpy(weights[:-1].T.astype(np.float32).copy())
     bias = torch.from_numpy(weights[-1].astype(np.float32).copy())
     if set(args.rows) != set(ROWS):
-        if PROBE_KEYS[0] not in tensors:
+        stored, _ = load_fusion_model(args.model)
+        if PROBE_KEYS[0] not in stored:
             raise SystemExit(f"{args.model} has no probe to keep rows of: fit every row")
-        stored_weight, stored_bias = tensors[PROBE_KEYS[0]].float(), tensors[PROBE_KEYS[1]].float()
+        stored_weight, stored_bias = stored[PROBE_KEYS[0]], stored[PROBE_KEYS[1]]
         for row in range(len(stored_bias)):
             if ROWS[row] not in args.rows:
                 weight[row], bias[row] = stored_weight[row], stored_bias[row]
-    tensors[PROBE_KEYS[0]], tensors[PROBE_KEYS[1]] = weight, bias
-    tmp = args.model.with_name(f".{args.model.name}.part")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(args.model)
+    add_fusion_tensors(args.model, {PROBE_KEYS[0]: weight, PROBE_KEYS[1]: bias})
     print(f"wrote the probe into {args.model}")
 
 

@@ -24,13 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from g2face.align import align_face
 from g2face.detection import YuNetDetector
 from g2face.io import read_image
-from g2face.models.checkpoints import load_fusion_model
+from g2face.models.checkpoints import add_fusion_tensors, load_fusion_model
 from g2face.models.fusion_anonymizer import FusionAnonymizer, candidate_seed
 from g2face.models.gie import POSE_KEYS, PoseCorrection
 from g2face.models.zoo import load_model
@@ -147,15 +145,14 @@ def main() -> None:
     print(f"LFW ({args.check}): |yaw|, |pitch| error {check[0].round(1)} without, {check[1].round(1)} with")
     if args.dry_run:
         return
-    with safe_open(str(args.model), "pt") as f:
-        metadata = f.metadata()
-    tensors = load_file(str(args.model))
     values = (directions, bias, mean, np.array(gain))
-    for key, value in zip(POSE_KEYS, values, strict=True):
-        tensors[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-    tmp = args.model.with_name(f".{args.model.name}.part")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(args.model)
+    add_fusion_tensors(
+        args.model,
+        {
+            k: torch.from_numpy(np.asarray(v, dtype=np.float32))
+            for k, v in zip(POSE_KEYS, values, strict=True)
+        },
+    )
     print(f"wrote the pose correction into {args.model}")
 
 

@@ -313,3 +313,28 @@ def test_the_whole_region_flag_says_whether_the_fallback_was_kept(pipeline, phot
     out = model.anonymize(crop, secret, seeds=[11])
     assert out.whole_region == (wider_is_further,)
     assert out.similarities == ((0.5,) if wider_is_further else (0.9,))
+
+
+def test_fitted_tensors_are_added_to_a_fusion_file_and_the_rest_kept(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from g2face.models.checkpoints import WeightsFileError, add_fusion_tensors, load_fusion_model
+
+    copy = tmp_path / "lite.safetensors"
+    copy.write_bytes((PACKAGED_WEIGHTS / "g2face-lite.safetensors").read_bytes())
+    before, settings = load_fusion_model(copy)
+    add_fusion_tensors(copy, {"pose_correction.gain": torch.tensor([1.0, 1.0]), "extra.x": torch.ones(3)})
+    after, settings_after = load_fusion_model(copy)
+    assert settings_after == settings and torch.equal(after["extra.x"], torch.ones(3))
+    assert torch.equal(after["pose_correction.gain"], torch.tensor([1.0, 1.0]))
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k != "pose_correction.gain")
+    with safe_open(str(copy), "pt") as f:
+        assert f.metadata()["format"] == "g2face-fusion"
+    assert not list(tmp_path.glob(".*.part"))
+    other = tmp_path / "not-a-model.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.ones(1)}, str(other))
+    with pytest.raises(WeightsFileError):
+        add_fusion_tensors(other, {"y": torch.ones(1)})

@@ -167,6 +167,20 @@ def save_fusion_model(
     os.replace(tmp, path)
 
 
+def add_fusion_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
+    """Add (or replace) tensors in a geometric-fusion file in place, everything else in it kept as
+    stored (the fitted attribute probe, the pose correction); written atomically."""
+    load_fusion_model(path)  # refuses anything but a geometric-fusion model file
+    path = Path(path)
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    stored = load_file(str(path))
+    stored.update({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    tmp = path.with_name(f".{path.name}.part")
+    save_file(stored, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
 def load_fusion_model(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     """The GIE tensors (float32) and settings of a file written by `save_fusion_model`."""
     with safe_open(str(path), "pt") as f:
