@@ -876,11 +876,8 @@ def test_the_skin_tone_can_follow_the_original_more_locally_than_its_shading():
         render, original, skin, skin, region, 100.0, FusionSettings(shading_sigma=0.5, chroma_sigma=0.1)
     )
     right = (slice(40, 90), slice(95, 110))
-
-    def error(out: np.ndarray) -> float:
-        return np.abs(
-            lab(out)[right][..., 1:].mean((0, 1)) - lab(original)[right][..., 1:].mean((0, 1))
-        ).max()
-
+    error = lambda out: np.abs(
+        lab(out)[right][..., 1:].mean((0, 1)) - lab(original)[right][..., 1:].mean((0, 1))
+    ).max()  # noqa: E731
     assert error(fine) < error(same)  # the tone where it is
     assert np.abs(lab(fine)[..., 0] - lab(same)[..., 0])[skin].mean() < 1.5  # the lightness as before
