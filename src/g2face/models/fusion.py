@@ -98,10 +98,6 @@ class FusionSettings:
     the original's finer shading (cheekbones, the nose's and the eye sockets' shadows: face shape):
     with one fixed dummy on 40 LFW faces, FaceNet-CASIA's cosine to the same photo fell 0.014 at
     0.25, 0.017 at 0.5, 0.019 at 1 (paired, ± 0.003). Session 11: 0.12 → 0.5."""
-    chroma_sigma: float | None = None
-    """The same scale for the colour channels (a*, b*: the skin's tone) alone; None: `shading_sigma`.
-    Lightness carries the shading that shows the face's shape; the tone does not, so it can follow
-    the original more locally without copying that shape."""
     colour_std_range: tuple[float, float] = (0.7, 1.4)
     """Bounds of the per-channel contrast change of the colour transfer."""
     chroma_std_max: float = 1.0
@@ -376,18 +372,15 @@ def transfer_colour(
         mo, so = lab_o[..., c][original_skin].mean(), lab_o[..., c][original_skin].std() + 1e-3
         top = hi if c == 0 else min(hi, settings.chroma_std_max)
         out[..., c] = (lab_r[..., c] - mr) * np.clip(so / sr, min(lo, top), top) + mo
+    sigma = max(1.0, settings.shading_sigma * width)
     weight_o, weight_r = original_skin.astype(np.float32), render_skin.astype(np.float32)
-    chroma_scale = settings.shading_sigma if settings.chroma_sigma is None else settings.chroma_sigma
-    confidence: dict[float, np.ndarray] = {}
-    for c, scale in enumerate((settings.shading_sigma, chroma_scale, chroma_scale)):
-        sigma = max(1.0, scale * width)
-        if sigma not in confidence:
-            support_o = cv2.GaussianBlur(weight_o, (0, 0), sigma)
-            support_r = cv2.GaussianBlur(weight_r, (0, 0), sigma)
-            confidence[sigma] = np.clip(np.minimum(support_o, support_r) / SKIN_MIN_SUPPORT, 0, 1) * region
+    support_o = cv2.GaussianBlur(weight_o, (0, 0), sigma)
+    support_r = cv2.GaussianBlur(weight_r, (0, 0), sigma)
+    confidence = np.clip(np.minimum(support_o, support_r) / SKIN_MIN_SUPPORT, 0, 1) * region
+    for c in range(3):
         local_o = _masked_blur(lab_o[..., c], weight_o, sigma)
         local_r = _masked_blur(out[..., c], weight_r, sigma)
-        out[..., c] += (local_o - local_r) * confidence[sigma]
+        out[..., c] += (local_o - local_r) * confidence
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
