@@ -139,7 +139,7 @@ up (smeared features, a dark band along the jaw) where the frontal-ish one still
 class PoseCorrection(nn.Module):
     """Moves f_mlp's W+ so the rendered head turns (yaw) and tilts (pitch) as the original does.
 
-    f_mlp follows the pose it is given only weakly on real faces (on 24 CelebA crops the render's
+    f_mlp follows the pose it is given only weakly on real faces (on 40 CelebA crops the render's
     yaw was 0.22 × the original's: a face turned 30° came out nearly frontal, and the fusion then
     squeezed a frontal face onto a turned one). A ridge regression over the generator's bank, pose
     ≈ directions · (w − mean) + bias (held-out R² 0.91 for yaw, 0.78 for pitch), gives the
