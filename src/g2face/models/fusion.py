@@ -302,13 +302,16 @@ def render_face_mask(
     side &= (inside < SIDE_BAND * width).astype(np.uint8)
     # The eyes are never hair (a turned face's far eye can lie near the edge, a tilted one's above
     # the other brow).
-    eyes = cv2.dilate(_features_mask(points, size, ("eyes",)), kernel, iterations=2)
-    hair = ((distance > HAIR_DISTANCE) & ((forehead | side) > 0) & (hull > 0) & (eyes == 0)).astype(np.uint8)
+    eyes = _features_mask(points, size, ("eyes",))
+    near_eyes = cv2.dilate(eyes, kernel, iterations=2)
+    hair = ((distance > HAIR_DISTANCE) & ((forehead | side) > 0) & (hull > 0) & (near_eyes == 0)).astype(
+        np.uint8
+    )
     # Opened (a stray dark pixel or a wrinkle is not a fringe), then grown and softened.
     small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     hair = cv2.dilate(cv2.morphologyEx(hair, cv2.MORPH_OPEN, small), kernel, iterations=2)
     hair = cv2.GaussianBlur(hair.astype(np.float32), (0, 0), max(1.0, 0.02 * width))
-    hair *= 1 - _features_mask(points, size, ("eyes",))  # grown back over an eye: still not hair
+    hair *= 1 - eyes  # grown back over an eye: still not hair
     return (face * (1 - np.clip(hair, 0, 1))).astype(np.float32)
 
 

@@ -145,24 +145,15 @@ def _padded_box(d: FaceDetection, padding: float, shape: tuple[int, ...]) -> tup
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def _with_candidates(pipeline: G2FacePipeline, **changes) -> G2FacePipeline:
-    """The pipeline with its model's candidate search changed (`FusionAnonymizer.with_candidates`,
-    networks shared); unchanged for a model without a search."""
-    if not hasattr(pipeline.model, "with_candidates"):
+def _with_model_view(pipeline: G2FacePipeline, view: str, **changes) -> G2FacePipeline:
+    """The pipeline with its model replaced by the model's `view` (`with_candidates`: another
+    candidate search, `with_fusion`: other fusion settings; networks shared); unchanged for a model
+    without it (a learned network or a classic filter: no search, no fusion)."""
+    if not hasattr(pipeline.model, view):
         return pipeline
-    view = copy.copy(pipeline)
-    view.model = pipeline.model.with_candidates(**changes)
-    return view
-
-
-def _with_fusion(pipeline: G2FacePipeline, **changes) -> G2FacePipeline | None:
-    """The pipeline with its model's fusion settings changed (`FusionAnonymizer.with_fusion`,
-    networks shared); None for a model without a geometric fusion."""
-    if not hasattr(pipeline.model, "with_fusion"):
-        return None
-    view = copy.copy(pipeline)
-    view.model = pipeline.model.with_fusion(**changes)
-    return view
+    copied = copy.copy(pipeline)
+    copied.model = getattr(pipeline.model, view)(**changes)
+    return copied
 
 
 class VideoAnonymizer:
@@ -203,15 +194,17 @@ class VideoAnonymizer:
         # No attribute steering on video: a known track re-renders its dummy seed on every frame,
         # and steering it to that frame's attribute estimates (age jitters by years from frame to
         # frame) would change the track's face from frame to frame.
-        self.pipeline = _with_candidates(self.pipeline, steer=0.0)
+        self.pipeline = _with_model_view(self.pipeline, "with_candidates", steer=0.0)
         self.search_pipeline = self.pipeline
         if self.dummies.track_candidates is not None:
-            self.search_pipeline = _with_candidates(self.pipeline, count=self.dummies.track_candidates)
+            self.search_pipeline = _with_model_view(
+                self.pipeline, "with_candidates", count=self.dummies.track_candidates
+            )
         # A track whose fake once needed the whole face region replaced (the model's anonymity
         # fallback: its render alone left too much of the original's outline) keeps that on every
         # later frame. Decided per frame, a head turn switched a d3 track between the two from
         # frame to frame, and with them its face's shape and apparent identity.
-        self.whole_pipeline = _with_fusion(self.pipeline, render_only=False)
+        self.whole_pipeline = _with_model_view(self.pipeline, "with_fusion", render_only=False)
         self.whole_region_tracks: set[int] = set()
         candidates = getattr(pipeline.model, "candidates", None)
         self.similarity_bound = (
@@ -342,7 +335,7 @@ class VideoAnonymizer:
             for f, face in zip(faces, anon.faces, strict=True):
                 if min_face == 0.0:  # a filtered face chose no dummy: its track searches once rendered
                     self.dummy_seeds[f.track.id] = face.dummy_seed
-                    if face.whole_region and self.whole_pipeline is not None:
+                    if face.whole_region:
                         self.whole_region_tracks.add(f.track.id)
                 else:
                     self.small_face_frames[f.track.id] = self.small_face_frames.get(f.track.id, 0) + 1
@@ -391,7 +384,7 @@ class VideoAnonymizer:
                 self.dummy_seeds[track] = face.dummy_seed
                 # the new dummy starts over: whole region only if its own search needed it
                 self.whole_region_tracks.discard(track)
-                if face.whole_region and self.whole_pipeline is not None:
+                if face.whole_region:
                     self.whole_region_tracks.add(track)
                 self.switches[track] = self.switches.get(track, 0) + 1
             self.re_searches[track] = attempt
