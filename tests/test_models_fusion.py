@@ -28,6 +28,7 @@ from g2face.models.fusion import (
     fuse_face,
     glasses_score,
     is_monochrome,
+    match_cheek_tone,
     mesh_warp,
     pull_push_fill,
     render_face_mask,
@@ -199,6 +200,36 @@ def test_colour_transfer_follows_the_original_skin_locally_without_its_dark_feat
         assert np.abs(lab(out)[part].mean((0, 1)) - lab(original)[part].mean((0, 1))).max() < 8
     beside_eye = (slice(40, 52), slice(54, 62))
     assert lab(out)[beside_eye][..., 0].mean() > lab(original)[beside_eye][..., 0].mean() - 8
+
+
+def test_each_cheek_takes_the_originals_tone_unless_it_is_hidden():
+    from g2face.priors.skin_tone import CHEEK_POLYGONS, cheek_mask, trimmed_lab_mean
+
+    points = _mean_face()
+    size = 256
+    original = np.full((size, size, 3), (170, 120, 100), np.uint8)
+    cheeks = [cheek_mask(size, points / size, (polygon,)) for polygon in CHEEK_POLYGONS]
+    original[cheeks[0]] = (140, 95, 80)  # photos' cheeks sit below the skin's mean
+    original[cheeks[1]] = (150, 100, 85)
+    render = np.full((size, size, 3), (175, 128, 108), np.uint8)  # renders' cheeks above it
+    region = np.ones((size, size), np.float32)
+    skin = np.ones((size, size), bool)
+    out = match_cheek_tone(render, original, points, points, skin, skin, region, 120.0)
+    lab = lambda im, m: trimmed_lab_mean(cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[m].astype(float))  # noqa: E731
+    for cheek in cheeks:  # each read as the ITA reads a cheek: trimmed mean over the polygon
+        expected, before, got = lab(original, cheek), lab(render, cheek), lab(out, cheek)
+        assert np.abs(got - expected).max() < np.abs(before - expected).max() / 4
+    forehead = np.round(points[151]).astype(int)
+    assert np.abs(out[forehead[1], forehead[0]].astype(int) - render[forehead[1], forehead[0]]).max() <= 2
+    # the original's right cheek covered (not skin: a hand, hair): that cheek keeps the render's tone
+    covered = skin & ~cheeks[0]
+    out = match_cheek_tone(render, original, points, points, skin, covered, region, 120.0)
+    centre = np.round(points[50]).astype(int)  # the subject's right cheek point
+    assert np.abs(out[centre[1], centre[0]].astype(int) - render[centre[1], centre[0]]).max() <= 3
+    assert not np.array_equal(out[cheeks[1]], render[cheeks[1]])
+    # and outside the replaced region nothing moves
+    out = match_cheek_tone(render, original, points, points, skin, skin, np.zeros_like(region), 120.0)
+    assert np.array_equal(out, render)
 
 
 def test_fuse_face_returns_crop_mask_and_a_preview_that_keeps_the_outside():

@@ -19,8 +19,8 @@ from g2face.hub.store import sha256_file
 from g2face.priors.attributes import (
     AttributeEstimator,
     DlibAgeGenderEstimator,
-    convert_dlib_age_gender,
     WideResNetAgeGenderEstimator,
+    convert_dlib_age_gender,
     same_average_pool,
 )
 from g2face.priors.dlib_layers import DLIB_CHANNEL_MEANS

@@ -40,15 +40,18 @@ def ita_degrees(lightness: float, b_star: float) -> float:
     return math.degrees(math.atan((lightness - 50) / b_star))
 
 
-def cheek_mask(size: int, landmarks: np.ndarray) -> np.ndarray:
-    """Boolean [size, size] mask of both cheek polygons; landmarks [>= 468, 2 or 3] in unit crop
-    coordinates (x, y in [0, 1], as `MediaPipeGeometry` returns them)."""
+def cheek_mask(
+    size: int, landmarks: np.ndarray, polygons: tuple[tuple[int, ...], ...] = CHEEK_POLYGONS
+) -> np.ndarray:
+    """Boolean [size, size] mask of the cheek `polygons` (both, unless one is given); landmarks
+    [>= 468, 2 or 3] in unit crop coordinates (x, y in [0, 1], as `MediaPipeGeometry` returns
+    them)."""
     points = np.asarray(landmarks, dtype=np.float64)
     if points.ndim != 2 or points.shape[0] < 468 or points.shape[1] not in (2, 3):
         raise ValueError(f"landmarks must be MediaPipe face-mesh points [>= 468, 2 or 3], got {points.shape}")
     mask = np.zeros((size, size), dtype=np.uint8)
     scale = 1 << _SUBPIXEL_BITS
-    for polygon in CHEEK_POLYGONS:
+    for polygon in polygons:
         pixels = points[list(polygon), :2] * size - 0.5  # unit -> pixel centres at integers
         cv2.fillPoly(mask, [np.round(pixels * scale).astype(np.int32)], 1, cv2.LINE_8, _SUBPIXEL_BITS)
     return mask.astype(bool)
@@ -64,10 +67,15 @@ def cheek_lab(
     if mask.sum() < 10:
         raise ValueError("the cheek region has fewer than 10 pixels in this crop: is the face in it?")
     lab = cv2.cvtColor(crop.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[mask]
-    low, high = np.quantile(lab[:, 0], [trim, 1 - trim])
-    kept = lab[(lab[:, 0] >= low) & (lab[:, 0] <= high)]
-    lightness, a_star, b_star = kept.mean(axis=0)
+    lightness, a_star, b_star = trimmed_lab_mean(lab, trim)
     return float(lightness), float(a_star), float(b_star)
+
+
+def trimmed_lab_mean(lab: np.ndarray, trim: float = TRIM_FRACTION) -> np.ndarray:
+    """Mean [3] of Lab pixels [N, 3] (any Lab scaling) without the `trim` fraction at each end of
+    their lightness range."""
+    low, high = np.quantile(lab[:, 0], [trim, 1 - trim])
+    return lab[(lab[:, 0] >= low) & (lab[:, 0] <= high)].mean(axis=0)
 
 
 def skin_tone_ita(crop: np.ndarray, landmarks: np.ndarray, trim: float = TRIM_FRACTION) -> float:
