@@ -315,6 +315,43 @@ def test_the_whole_region_flag_says_whether_the_fallback_was_kept(pipeline, phot
     assert out.similarities == ((0.5,) if wider_is_further else (0.9,))
 
 
+def test_a_candidate_that_keeps_the_attributes_is_widened_before_one_that_does_not_is_kept(
+    pipeline, photo, secret
+):
+    """The only candidate different enough is of another age (a child for a young man): a candidate
+    that keeps the attributes but was too similar is tried with the whole region replaced, and kept
+    when that brings it under the bar."""
+    import dataclasses as dc
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model.with_candidates()
+    scores = model._scores
+
+    def scripted(reference, attributes, faces, *args, **kwargs):
+        found = scores(reference, attributes, faces, *args, **kwargs)
+        keeps = {"same_gender": True, "sure_gender": True, "adds_glasses": False, "adds_facial_hair": False}
+        if len(faces) == model.candidates.count:  # a round: the first is a child, the rest too similar
+            child = dc.replace(
+                found[0], similarity=0.1, second_similarity=None, age=3.0, age_gap=20.0, **keeps
+            )
+            return [child] + [
+                dc.replace(s, similarity=0.9, second_similarity=None, age=24.0, age_gap=1.0, **keeps)
+                for s in found[1:]
+            ]
+        return [
+            dc.replace(s, similarity=0.2, second_similarity=None, age=24.0, age_gap=1.0, **keeps)
+            for s in found
+        ]
+
+    model._scores = scripted
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    out = model.anonymize(crop, secret, seeds=[11])
+    assert out.whole_region == (True,) and out.similarities == (0.2,)
+    assert out.attributes[0]["anonymized"]["age"] == 24.0  # not the child
+
+
 def test_fitted_tensors_are_added_to_a_fusion_file_and_the_rest_kept(tmp_path):
     import torch
     from safetensors import safe_open

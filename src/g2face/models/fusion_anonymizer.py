@@ -187,17 +187,20 @@ class CandidateScore:
             + settings.age_weight * age_excess
         )
 
-    def acceptable(self, settings: CandidateSettings) -> bool:
-        """Different enough from the original, of the same apparent gender and about its age, and
-        no glasses or facial hair the original lacks."""
+    def keeps_attributes(self, settings: CandidateSettings) -> bool:
+        """Of the same apparent gender and about its age, and no glasses or facial hair the
+        original lacks."""
         return (
-            self.similarity <= settings.max_similarity
             # Same side, not a gap under 0.5: an original at 0.6 must not accept a candidate at 0.3;
             # and clearly: a fake the chooser reads at 0.7 male is read female by others half the time.
-            and self.surely_same_gender
+            self.surely_same_gender
             and self.age_gap <= settings.max_age_gap
             and not self.adds_accessory
         )
+
+    def acceptable(self, settings: CandidateSettings) -> bool:
+        """Different enough from the original and keeps its attributes (`keeps_attributes`)."""
+        return self.similarity <= settings.max_similarity and self.keeps_attributes(settings)
 
 
 class ApparentAttributes(NamedTuple):
@@ -268,6 +271,10 @@ def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) 
     same_gender = [i for i in eligible if scores[i].same_gender]
     return min(sure or same_gender or eligible, key=lambda i: scores[i].ranking_similarity)
 
+
+WHOLE_REGION_TRIES = 2
+"""When no candidate is acceptable, at most this many of those that keep the attributes (least
+similar first) are also tried with the whole face region replaced, besides the chosen one."""
 
 PROBE_KEYS = ("attribute_probe.weight", "attribute_probe.bias")
 """Tensors of the optional attribute probe in a fusion model file (scripts/fit_attribute_probe.py)."""
@@ -637,30 +644,43 @@ class FusionAnonymizer(nn.Module):
                 # while no acceptable one does, the next round is drawn too.
                 if any(c[0].acceptable(settings) and not c[0].accessories_lost for c in pool):
                     break
-            score, face, rendered = pool[choose_candidate([c[0] for c in pool], settings)]
+            chosen = choose_candidate([c[0] for c in pool], settings)
+            score, face, rendered = pool[chosen]
             replaced_whole = not self.fusion.render_only
-            if score.similarity > settings.max_similarity and self.fusion.render_only:
-                # Still too like the original: where the render's face is narrower, the original's
-                # outline showed through. Replace it too (realism second), if that helps.
+            if self.fusion.render_only and not score.acceptable(settings):
+                # Too like the original, or unlike it in attributes (the only candidate different
+                # enough was a child for a young man): where the render's face is narrower, the
+                # original's outline showed through. With the whole region replaced (realism second)
+                # the chosen one, or else one of the least similar that keep the attributes, may pass
+                # the bar; the first that does is kept.
                 whole_fusion = dataclasses.replace(self.fusion, render_only=False)
-                (wider,) = self.fuse_renders(
-                    originals[i],
-                    original_points[i],
-                    renders_by_seed[rendered][None],
-                    whole_fusion,
-                    render_points=[points_by_seed[rendered]],
-                    keep=occluders[i],
-                )
-                (rescored,) = self._scores(
-                    embeddings[i],
-                    reference_attributes[i],
-                    [wider.preview],
-                    original_points[i],
-                    second_embeddings[i],
-                    None if occluders[i] is None else [wider.crop],
-                )
-                if rescored.ranking_similarity < score.ranking_similarity:
-                    score, face, replaced_whole = rescored, wider, True
+                tries = [chosen] if score.similarity > settings.max_similarity else []
+                keepers = [j for j, c in enumerate(pool) if j != chosen and c[0].keeps_attributes(settings)]
+                tries += sorted(keepers, key=lambda j: pool[j][0].ranking_similarity)[:WHOLE_REGION_TRIES]
+                for j in tries:
+                    seed = pool[j][2]
+                    (wider,) = self.fuse_renders(
+                        originals[i],
+                        original_points[i],
+                        renders_by_seed[seed][None],
+                        whole_fusion,
+                        render_points=[points_by_seed[seed]],
+                        keep=occluders[i],
+                    )
+                    (rescored,) = self._scores(
+                        embeddings[i],
+                        reference_attributes[i],
+                        [wider.preview],
+                        original_points[i],
+                        second_embeddings[i],
+                        None if occluders[i] is None else [wider.crop],
+                    )
+                    if rescored.acceptable(settings):
+                        score, face, rendered, replaced_whole = rescored, wider, seed, True
+                        break
+                    if j == chosen and rescored.ranking_similarity < score.ranking_similarity:
+                        # none may pass: the chosen one at least less like the original
+                        score, face, replaced_whole = rescored, wider, True
             scores.append(score.similarity)
             report = self._attribute_report(reference_attributes[i], score, occluders[i] is not None)
             attributes.append(report)
