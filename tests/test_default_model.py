@@ -352,6 +352,45 @@ def test_a_candidate_that_keeps_the_attributes_is_widened_before_one_that_does_n
     assert out.attributes[0]["anonymized"]["age"] == 24.0  # not the child
 
 
+@pytest.mark.parametrize("extra_rounds", [0, 2])
+def test_more_rounds_are_drawn_while_the_choice_would_change_the_apparent_gender(
+    pipeline, photo, secret, extra_rounds
+):
+    """The first `max_rounds` rounds give only a woman different enough for a man (the others too
+    similar, also with the whole region replaced): up to `attribute_rounds` more are drawn, and the
+    third round's man is kept; without them the woman is."""
+    import dataclasses as dc
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model.with_candidates(max_rounds=2, attribute_rounds=extra_rounds)
+    scores, rounds = model._scores, []
+
+    def scripted(reference, attributes, faces, *args, **kwargs):
+        found = scores(reference, attributes, faces, *args, **kwargs)
+        plain = {"second_similarity": None, "age_gap": 1.0, "adds_glasses": False, "adds_facial_hair": False}
+        man = {"same_gender": True, "sure_gender": True, "male_probability": 0.99}
+        woman = {"same_gender": False, "sure_gender": False, "male_probability": 0.01}
+        if len(faces) != model.candidates.count:  # a whole-region try: still too similar
+            return [dc.replace(s, similarity=0.8, **plain, **man) for s in found]
+        rounds.append(len(rounds))
+        if len(rounds) <= 2:
+            return [dc.replace(found[0], similarity=0.1, **plain, **woman)] + [
+                dc.replace(s, similarity=0.9, **plain, **man) for s in found[1:]
+            ]
+        return [dc.replace(s, similarity=0.2, **plain, **man) for s in found]
+
+    model._scores = scripted
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    out = model.anonymize(crop, secret, seeds=[11])
+    kept = out.attributes[0]["anonymized"]["male_probability"]
+    if extra_rounds:
+        assert len(rounds) == 3 and kept == 0.99 and out.similarities == (0.2,)
+    else:
+        assert len(rounds) == 2 and kept == 0.01
+
+
 def test_fitted_tensors_are_added_to_a_fusion_file_and_the_rest_kept(tmp_path):
     import torch
     from safetensors import safe_open

@@ -77,6 +77,10 @@ class CandidateSettings:
     """A fused candidate whose identity cosine to the original exceeds this is rejected; while every
     candidate is rejected, `count` more are drawn (up to `max_rounds` rounds)."""
     max_rounds: int = 2
+    attribute_rounds: int = 2
+    """Rounds drawn beyond `max_rounds`, one at a time, while the face kept would still lose the
+    original's apparent gender or age or add an accessory (`CandidateScore.keeps_attributes`):
+    the only candidates different enough were a woman for a man or a child for a young man."""
     gender_weight: float = 1.0
     """Penalty per unit of |P(male) difference| between a candidate and the original."""
     gender_margin: float = 0.45
@@ -124,8 +128,8 @@ class CandidateSettings:
     decoded identity unscaled."""
 
     def __post_init__(self) -> None:
-        if self.count < 1 or self.max_rounds < 1:
-            raise ValueError("count and max_rounds must be >= 1")
+        if self.count < 1 or self.max_rounds < 1 or self.attribute_rounds < 0:
+            raise ValueError("count and max_rounds must be >= 1, attribute_rounds >= 0")
         if not 0 <= self.steer <= 2:
             raise ValueError(f"steer must be in [0, 2], got {self.steer}")
         if not 0 <= self.gender_margin < 0.5:
@@ -193,9 +197,7 @@ class CandidateScore:
         return (
             # Same side, not a gap under 0.5: an original at 0.6 must not accept a candidate at 0.3;
             # and clearly: a fake the chooser reads at 0.7 male is read female by others half the time.
-            self.surely_same_gender
-            and self.age_gap <= settings.max_age_gap
-            and not self.adds_accessory
+            self.surely_same_gender and self.age_gap <= settings.max_age_gap and not self.adds_accessory
         )
 
     def acceptable(self, settings: CandidateSettings) -> bool:
@@ -323,6 +325,110 @@ def candidate_seed(dummy_seed: int, index: int) -> int:
         return dummy_seed
     digest = hashlib.blake2b(f"{dummy_seed}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
+
+
+class _FaceSearch:
+    """The search for one face's dummy (`FusionAnonymizer.anonymize`): keyed candidates rendered in
+    rounds, fused and scored; the choice (`choose_candidate`); the whole-region replacement when none
+    is acceptable; and, while the choice still loses the original's apparent gender or age,
+    up to `CandidateSettings.attribute_rounds` more rounds."""
+
+    def __init__(self, model: FusionAnonymizer, *, seed, original, points, vector, embedding,
+                 second_embedding, reference, occluder, dtype) -> None:  # fmt: skip
+        self.model, self.settings, self.seed = model, model.candidates, seed
+        self.original, self.points, self.vector = original, points, vector
+        self.embedding, self.second_embedding = embedding, second_embedding
+        self.reference, self.occluder, self.dtype = reference, occluder, dtype
+        self.pool: list[tuple[CandidateScore, FusedFace, int]] = []
+        self.renders: dict[int, Tensor] = {}
+        self.render_points: dict[int, np.ndarray] = {}
+        self.widened: dict[int, tuple[CandidateScore, FusedFace]] = {}  # pool index -> whole-region try
+
+    def _score(self, fused: list[FusedFace]) -> list[CandidateScore]:
+        return self.model._scores(
+            self.embedding,
+            self.reference,
+            [f.preview for f in fused],
+            self.points,
+            self.second_embedding,
+            None if self.occluder is None else [f.crop for f in fused],
+        )
+
+    def _render_round(self, indices: list[int]) -> None:
+        model = self.model
+        candidate_seeds = [candidate_seed(self.seed, k) for k in indices]
+        dummies = model.steer_dummies(model.dummy_identities(candidate_seeds, self.dtype), self.reference)
+        # One at a time: a batch of candidates is slower per image on a CPU (its 512x512 feature
+        # maps fall out of cache) and multiplies the peak memory.
+        renders = torch.cat(
+            [model.render_dummies(d[None], self.vector, self.settings.spread) for d in dummies]
+        )
+        self.renders |= dict(zip(candidate_seeds, renders, strict=True))
+        render_points = model.render_points(renders)
+        self.render_points |= dict(zip(candidate_seeds, render_points, strict=True))
+        fused = model.fuse_renders(
+            self.original, self.points, renders, render_points=render_points, keep=self.occluder
+        )
+        self.pool.extend(zip(self._score(fused), fused, candidate_seeds, strict=True))
+
+    def _widen(self, j: int) -> tuple[CandidateScore, FusedFace]:
+        """Pool candidate `j` fused with the whole face region replaced, and its score (once)."""
+        if j not in self.widened:
+            seed = self.pool[j][2]
+            (wider,) = self.model.fuse_renders(
+                self.original,
+                self.points,
+                self.renders[seed][None],
+                dataclasses.replace(self.model.fusion, render_only=False),
+                render_points=[self.render_points[seed]],
+                keep=self.occluder,
+            )
+            self.widened[j] = (self._score([wider])[0], wider)
+        return self.widened[j]
+
+    def _choose(self) -> tuple[CandidateScore, FusedFace, int, bool]:
+        settings, model = self.settings, self.model
+        chosen = choose_candidate([c[0] for c in self.pool], settings)
+        score, face, rendered = self.pool[chosen]
+        replaced_whole = not model.fusion.render_only
+        if not model.fusion.render_only or score.acceptable(settings):
+            return score, face, rendered, replaced_whole
+        # Too like the original, or unlike it in attributes (the only candidate different enough
+        # was a child for a young man): where the render's face is narrower, the original's outline
+        # showed through. With the whole region replaced (realism second) the chosen one, or else
+        # one of the least similar that keep the attributes, may pass the bar; the first that does
+        # is kept.
+        tries = [chosen] if score.similarity > settings.max_similarity else []
+        keepers = [j for j, c in enumerate(self.pool) if j != chosen and c[0].keeps_attributes(settings)]
+        tries += sorted(keepers, key=lambda j: self.pool[j][0].ranking_similarity)[:WHOLE_REGION_TRIES]
+        for j in tries:
+            rescored, wider = self._widen(j)
+            if rescored.acceptable(settings):
+                return rescored, wider, self.pool[j][2], True
+            if j == chosen and rescored.ranking_similarity < score.ranking_similarity:
+                # none may pass: the chosen one at least less like the original
+                score, face, replaced_whole = rescored, wider, True
+        return score, face, rendered, replaced_whole
+
+    def run(self, search: bool = True) -> tuple[CandidateScore, FusedFace, int, bool]:
+        """(score, fused face, dummy seed, whole region replaced) of the face kept."""
+        settings = self.settings
+        if not search:
+            self._render_round([0])
+            return self._choose()
+        rounds = settings.max_rounds + settings.attribute_rounds
+        order = self.model._candidate_order(self.seed, self.reference, self.dtype, rounds)
+        for round_ in range(rounds):
+            self._render_round(order[round_ * settings.count : (round_ + 1) * settings.count])
+            # An original's glasses and facial hair are kept by choosing a fake that has them: while
+            # no acceptable one does, the next of the first `max_rounds` rounds is drawn too.
+            found = any(c[0].acceptable(settings) and not c[0].accessories_lost for c in self.pool)
+            if round_ + 1 < settings.max_rounds and not found:
+                continue
+            result = self._choose()
+            if result[0].keeps_attributes(settings):
+                break
+        return result
 
 
 class FusionAnonymizer(nn.Module):
@@ -487,12 +593,14 @@ class FusionAnonymizer(nn.Module):
         lenses = sunglasses_mask(original, points)
         return lenses if lenses.any() else None
 
-    def _candidate_order(self, seed: int, reference, dtype: torch.dtype) -> list[int]:
+    def _candidate_order(
+        self, seed: int, reference, dtype: torch.dtype, rounds: int | None = None
+    ) -> list[int]:
         """Candidate indices in the order they are rendered: keyed order, or, with a probe, the
         keyed pool sorted by how close the predicted gender, age (and glasses and facial hair,
         where the probe predicts them and the original's are known) are to the original's."""
         settings = self.candidates
-        total = settings.count * settings.max_rounds
+        total = settings.count * (settings.max_rounds if rounds is None else rounds)
         if self.attribute_probe is None or reference is None:
             return list(range(total))
         pool = list(range(max(total, PROBE_POOL)))
@@ -608,79 +716,20 @@ class FusionAnonymizer(nn.Module):
                 )
             ]
         chosen_crops, chosen_masks, scores, rendered_seeds, attributes, whole_region = [], [], [], [], [], []
-        settings = self.candidates
         for i in range(n):
-            pool: list[tuple[CandidateScore, FusedFace, int]] = []
-            renders_by_seed: dict[int, Tensor] = {}
-            points_by_seed: dict[int, np.ndarray] = {}
-            order = self._candidate_order(seeds[i], reference_attributes[i], crops.dtype) if search else [0]
-            for round_ in range(settings.max_rounds if search else 1):
-                indices = order[round_ * settings.count : (round_ + 1) * settings.count]
-                candidate_seeds = [candidate_seed(seeds[i], k) for k in indices]
-                dummies = self.steer_dummies(
-                    self.dummy_identities(candidate_seeds, crops.dtype), reference_attributes[i]
-                )
-                # One at a time: a batch of candidates is slower per image on a CPU (its 512x512
-                # feature maps fall out of cache) and multiplies the peak memory.
-                renders = torch.cat(
-                    [self.render_dummies(d[None], vectors[i : i + 1], settings.spread) for d in dummies]
-                )
-                renders_by_seed |= dict(zip(candidate_seeds, renders, strict=True))
-                render_points = self.render_points(renders)
-                points_by_seed |= dict(zip(candidate_seeds, render_points, strict=True))
-                fused = self.fuse_renders(
-                    originals[i], original_points[i], renders, render_points=render_points, keep=occluders[i]
-                )
-                found = self._scores(
-                    embeddings[i],
-                    reference_attributes[i],
-                    [f.preview for f in fused],
-                    original_points[i],
-                    second_embeddings[i],
-                    None if occluders[i] is None else [f.crop for f in fused],
-                )
-                pool.extend(zip(found, fused, candidate_seeds, strict=True))
-                # An original's glasses and facial hair are kept by choosing a fake that has them:
-                # while no acceptable one does, the next round is drawn too.
-                if any(c[0].acceptable(settings) and not c[0].accessories_lost for c in pool):
-                    break
-            chosen = choose_candidate([c[0] for c in pool], settings)
-            score, face, rendered = pool[chosen]
-            replaced_whole = not self.fusion.render_only
-            if self.fusion.render_only and not score.acceptable(settings):
-                # Too like the original, or unlike it in attributes (the only candidate different
-                # enough was a child for a young man): where the render's face is narrower, the
-                # original's outline showed through. With the whole region replaced (realism second)
-                # the chosen one, or else one of the least similar that keep the attributes, may pass
-                # the bar; the first that does is kept.
-                whole_fusion = dataclasses.replace(self.fusion, render_only=False)
-                tries = [chosen] if score.similarity > settings.max_similarity else []
-                keepers = [j for j, c in enumerate(pool) if j != chosen and c[0].keeps_attributes(settings)]
-                tries += sorted(keepers, key=lambda j: pool[j][0].ranking_similarity)[:WHOLE_REGION_TRIES]
-                for j in tries:
-                    seed = pool[j][2]
-                    (wider,) = self.fuse_renders(
-                        originals[i],
-                        original_points[i],
-                        renders_by_seed[seed][None],
-                        whole_fusion,
-                        render_points=[points_by_seed[seed]],
-                        keep=occluders[i],
-                    )
-                    (rescored,) = self._scores(
-                        embeddings[i],
-                        reference_attributes[i],
-                        [wider.preview],
-                        original_points[i],
-                        second_embeddings[i],
-                        None if occluders[i] is None else [wider.crop],
-                    )
-                    if rescored.acceptable(settings):
-                        score, face, rendered, replaced_whole = rescored, wider, seed, True
-                        break
-                    if j == chosen and rescored.ranking_similarity < score.ranking_similarity:
-                        # none may pass: the chosen one at least less like the original
-                        score, face, replaced_whole = rescored, wider, True
+            search_face = _FaceSearch(
+                self,
+                seed=seeds[i],
+                original=originals[i],
+                points=original_points[i],
+                vector=vectors[i : i + 1],
+                embedding=embeddings[i],
+                second_embedding=second_embeddings[i],
+                reference=reference_attributes[i],
+                occluder=occluders[i],
+                dtype=crops.dtype,
+            )
+            score, face, rendered, replaced_whole = search_face.run(search)
             scores.append(score.similarity)
             report = self._attribute_report(reference_attributes[i], score, occluders[i] is not None)
             attributes.append(report)
