@@ -232,6 +232,19 @@ def test_each_cheek_takes_the_originals_tone_unless_it_is_hidden():
     assert np.array_equal(out, render)
 
 
+@pytest.mark.parametrize("sigma", [3.0, 20.0, 60.0])
+def test_a_wide_blur_at_reduced_resolution_matches_the_full_one(sigma):
+    from g2face.models.fusion import _low_pass
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (256, 256, 3)).astype(np.float32)
+    image[60:200, 80:180] += 80  # a face-sized patch: the low frequencies the transfer uses
+    full = cv2.GaussianBlur(image, (0, 0), sigma)
+    fast = _low_pass(image, sigma)
+    assert fast.shape == full.shape and fast.dtype == np.float32
+    assert np.abs(fast - full).max() < 0.02 * (image.max() - image.min())
+
+
 def test_fuse_face_returns_crop_mask_and_a_preview_that_keeps_the_outside():
     original, render = _image(0), _image(3, (90, 140, 200))
     fused = fuse_face(original, _mesh(), render, _mesh(seed=5, centre=(62, 72)), FusionSettings())
