@@ -134,7 +134,8 @@ def fusion_parts(model: FusionAnonymizer, x: Tensor, device: torch.device, repea
             lambda: model.second_identity(x), device, repeats
         )
     search = model.candidates
-    parts[f"candidates rendered per face: {search.count} per round, up to {search.max_rounds} rounds"] = 0.0
+    rounds = f"up to {search.max_rounds} rounds (+{search.attribute_rounds} while attributes would change)"
+    parts[f"candidates rendered per face: {search.count} per round, {rounds}"] = 0.0
     return parts
 
 
