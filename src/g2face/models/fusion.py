@@ -442,9 +442,8 @@ def match_cheek_tone(
     """The recoloured render (uint8 RGB, its mesh `render_points` in pixels) with each cheek's
     trimmed-mean Lab shifted to the original's cheek's: the shift spread smoothly from the cheek
     (`CHEEK_TONE_SIGMA`), scaled so the cheek's mean moves by exactly that much, and faded out with
-    `region`. One colour per
-    cheek: the skin tone, not the original's shading within the cheek (which carries the face's
-    shape). A cheek hidden in either face is left as it is."""
+    `region`. One colour per cheek: the skin tone, not the original's shading within the cheek
+    (which carries the face's shape). A cheek hidden in either face is left as it is."""
     size = original.shape[0]
     lab_c = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB).astype(np.float32)
     lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
