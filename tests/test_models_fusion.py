@@ -232,6 +232,35 @@ def test_each_cheek_takes_the_originals_tone_unless_it_is_hidden():
     assert np.array_equal(out, render)
 
 
+def test_render_lips_are_made_no_redder_than_the_originals_but_never_redder():
+    from g2face.models.fusion import LIP_REDNESS_FLOOR, LIP_REDNESS_MARGIN, lips_mask, match_lip_tone
+    from g2face.priors.skin_tone import trimmed_lab_mean
+
+    points = _mean_face()
+    size = 256
+    lips = lips_mask(points, size)
+    assert lips.sum() > 100
+    mouth_centre = np.round(points[[13, 14]].mean(0)).astype(int)  # between the lips: the opening
+    assert not lips[mouth_centre[1], mouth_centre[0]]
+    skin = ~lips
+    region = np.ones((size, size), np.float32)
+    original = np.full((size, size, 3), (170, 120, 100), np.uint8)
+    original[lips] = (165, 100, 95)  # lips barely redder than the skin (a man's)
+    render = np.full((size, size, 3), (170, 120, 100), np.uint8)
+    render[lips] = (200, 60, 80)  # bright red render lips
+    lab = lambda im, m: trimmed_lab_mean(cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[m].astype(float))  # noqa: E731
+    redness = lambda im: lab(im, lips)[1] - lab(im, skin)[1]  # noqa: E731
+    out = match_lip_tone(render, original, points, points, skin, skin, region, 120.0)
+    allowed = max(redness(original), LIP_REDNESS_FLOOR) + LIP_REDNESS_MARGIN
+    assert redness(render) > allowed + 10
+    assert abs(redness(out) - allowed) < 2.5
+    assert abs(lab(out, lips)[0] - lab(render, lips)[0]) < 3  # lightness stays the render's
+    # pale render lips are not made redder, and outside the replaced region nothing moves
+    assert np.array_equal(match_lip_tone(original, render, points, points, skin, skin, region, 120.0), original)
+    out = match_lip_tone(render, original, points, points, skin, skin, np.zeros_like(region), 120.0)
+    assert np.array_equal(out, render)
+
+
 @pytest.mark.parametrize("sigma", [3.0, 20.0, 60.0])
 def test_a_wide_blur_at_reduced_resolution_matches_the_full_one(sigma):
     from g2face.models.fusion import _low_pass

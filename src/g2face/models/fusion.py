@@ -59,6 +59,24 @@ edge showed as a patch on the cheek)."""
 CHEEK_TONE_MAX = 25.0
 """Largest shift per Lab channel (OpenCV's 8-bit Lab, L in 0..255) of a cheek's tone."""
 
+# MediaPipe's lip rings, in order round the mouth (FaceLandmarksConnections' lips): the outer edge
+# of the lips and the edge of the opening between them (teeth, the dark of the mouth).
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+LIP_MIN_PIXELS = 20
+"""Lips smaller than this in either face (a closed mouth seen from the side, a covered mouth)
+keep the colour transfer's colour."""
+LIP_TONE_SIGMA = 0.03
+"""The lip colour shift is spread with a Gaussian of this many face widths."""
+LIP_REDNESS_FLOOR = 4.0
+LIP_REDNESS_MARGIN = 4.0
+"""A render's lips are made less red, never redder: down to this much (a*, OpenCV's 8-bit Lab)
+above the original's own lip redness over its skin, read as at least `LIP_REDNESS_FLOOR`. Real
+photos' lips (150 LFW and 150 CelebA originals) sit a* +4 to +6 above the skin for men and +8.5
+for women (medians; 95th percentile +8 to +13 and +16 to +21); the renders' at +8 to +24. Matched
+exactly, a smiling woman's misread lips (no redder than her flushed skin) came out grey."""
+
+
 # Mesh landmarks of the regions a user may keep (MediaPipe FaceLandmarksConnections, plus the lid
 # rings up to the crease and the irises for the eyes); each side is its own polygon.
 KEEP_REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -142,6 +160,10 @@ class FusionSettings:
     skin as a whole matched the original's (70 CelebA candidates: mean L* within 0.01), but the
     renders' cheeks sit 2.5 L* above their skin's mean and real photos' 1.5 below, so the fakes'
     cheeks came out 4.4 L* lighter, a cheek ITA 8° lighter."""
+    match_lip_tone: bool = True
+    """Lips no redder over the fake's skin than the original's are over theirs (`match_lip_tone`):
+    renders' lips are redder than photos' (a* +8 to +24 over the skin against +4 to +9), and a
+    man's fake with bright red lips was read as a woman (CelebA)."""
     fill_texture: float = 1.0
     """When the whole region is replaced (`render_only` False), how much of the original's fine
     skin texture (pores, wrinkles; clipped to the skin's own range, none on its hair or background)
@@ -467,6 +489,58 @@ def match_cheek_tone(
     return out
 
 
+def lips_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """Hard bool mask [size, size] of the lips of a mesh (pixels): inside the outer lip ring, outside
+    the mouth's opening."""
+    def ring(indices: tuple[int, ...]) -> np.ndarray:
+        mask = np.zeros((size, size), np.uint8)
+        polygon = np.round(points[list(indices), :2] * 16).astype(np.int32)
+        cv2.fillPoly(mask, [polygon], 1, lineType=cv2.LINE_8, shift=4)
+        return mask.astype(bool)
+
+    return ring(LIPS_OUTER) & ~ring(LIPS_INNER)
+
+
+def match_lip_tone(
+    coloured: np.ndarray,
+    original: np.ndarray,
+    render_points: np.ndarray,
+    original_points: np.ndarray,
+    render_skin: np.ndarray,
+    original_skin: np.ndarray,
+    region: np.ndarray,
+    width: float,
+) -> np.ndarray:
+    """The recoloured render (uint8 RGB) with lips no redder over its own skin than the original's
+    are over theirs (`LIP_REDNESS_MARGIN`): a* of the lips' trimmed mean lowered, spread smoothly
+    (`LIP_TONE_SIGMA`), scaled so the lips' mean moves by exactly that much, faded out with
+    `region`. Lightness and hue otherwise stay the render's. Lips too small or without skin to
+    compare against in either face are left as they are."""
+    size = original.shape[0]
+    lips_r = lips_mask(render_points, size)
+    lips_o = lips_mask(original_points, size)
+    if min(lips_r.sum(), lips_o.sum()) < LIP_MIN_PIXELS or not (render_skin.any() and original_skin.any()):
+        return coloured
+    lab_c = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
+
+    def redness(lab: np.ndarray, lips: np.ndarray, skin: np.ndarray) -> float:
+        return float(trimmed_lab_mean(lab[lips])[1] - trimmed_lab_mean(lab[skin])[1])
+
+    allowed = max(redness(lab_o, lips_o, original_skin), LIP_REDNESS_FLOOR) + LIP_REDNESS_MARGIN
+    excess = redness(lab_c, lips_r, render_skin) - allowed
+    if excess <= 0.5:
+        return coloured
+    spread = cv2.GaussianBlur(lips_r.astype(np.float32), (0, 0), max(1.0, LIP_TONE_SIGMA * width))
+    shift = spread / spread[lips_r].mean() * -excess * region
+    moved = np.abs(shift) >= 0.5
+    lab_c[..., 1] += shift
+    out = coloured.copy()
+    lab = np.clip(np.rint(lab_c), 0, 255).astype(np.uint8)
+    out[moved] = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)[moved]
+    return out
+
+
 GLASSES_EDGE = 100.0
 """`glasses_score` of a fused candidate (its preview, at the original's mesh) at or above which the
 rendered face wears glasses. 640 candidates of 32 LFW faces, judged by eye on the clean renders
@@ -771,6 +845,10 @@ def fuse_face(
     )
     if settings.match_cheek_tone:
         coloured = match_cheek_tone(
+            coloured, original, moved, original_points[:, :2], render_skin, original_skin, region, width
+        )
+    if settings.match_lip_tone:
+        coloured = match_lip_tone(
             coloured, original, moved, original_points[:, :2], render_skin, original_skin, region, width
         )
     if is_monochrome(original):
