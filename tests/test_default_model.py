@@ -253,6 +253,42 @@ def test_dark_glasses_stay_in_front_of_the_fake_face(pipeline, photo, secret):
     assert np.any(result.image != wearing, axis=2)[lower].mean() > 0.5
 
 
+def test_a_face_turned_beyond_what_the_generator_renders_is_blurred_and_reported(pipeline, photo, secret):
+    """A face turned further than `FusionSettings.max_yaw` gets the classic filter, not a fake (a
+    frontal render laid onto a profile came out as a second face): reported per face, with both
+    carriers, and the container still restores it exactly. The fixture photo is nearly frontal, so
+    the bar is lowered to turn it into such a face."""
+    import copy
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+    from g2face.pipeline.g2face import decision_json
+
+    model = pipeline.model
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    yaw = abs(float(model.geometry(crop).pose[0, 0]))
+    assert yaw < model.fusion.max_yaw  # rendered as usual (the other tests)
+    turned = copy.copy(pipeline)
+    turned.model = model.with_fusion(max_yaw=max(yaw / 2, 0.1))
+    result = turned.anonymize(photo, secret, seeds=[20261203])
+    (decision,) = result.decisions
+    (face,) = result.faces
+    assert decision.action == "turned-face fallback" and face.method == "blur"
+    assert "turned" in face.fallback_reason and face.similarity is None and face.attributes is None
+    entry = decision_json(decision, result.container is not None)
+    assert entry["action"] == "turned-face fallback" and entry["fallback_reason"] == face.fallback_reason
+    changed = np.any(result.image != photo, axis=2)
+    x0, y0, x1, y1 = face.footprint.box
+    inside = np.zeros(changed.shape, bool)
+    inside[y0:y1, x0:x1] = face.footprint.mask
+    assert changed[inside].mean() > 0.5 and not (changed & ~inside).any()
+    assert face.pixel_payload and result.container is not None
+    back = turned.recover(result.image, secret, container=result.container)
+    assert np.array_equal(back.image, photo)
+    with pytest.raises(ValueError, match="turned_filter"):
+        model.with_fusion(turned_filter="swirl")
+
+
 def test_an_evaluation_method_can_vary_the_shipped_settings():
     from g2face.evaluation.methods import build_method
 

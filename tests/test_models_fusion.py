@@ -256,7 +256,9 @@ def test_render_lips_are_made_no_redder_than_the_originals_but_never_redder():
     assert abs(redness(out) - allowed) < 2.5
     assert abs(lab(out, lips)[0] - lab(render, lips)[0]) < 3  # lightness stays the render's
     # pale render lips are not made redder, and outside the replaced region nothing moves
-    assert np.array_equal(match_lip_tone(original, render, points, points, skin, skin, region, 120.0), original)
+    assert np.array_equal(
+        match_lip_tone(original, render, points, points, skin, skin, region, 120.0), original
+    )
     out = match_lip_tone(render, original, points, points, skin, skin, np.zeros_like(region), 120.0)
     assert np.array_equal(out, render)
 

@@ -533,3 +533,51 @@ def test_a_track_that_needed_the_whole_region_once_keeps_it(clip, secret):
     assert all(not render_only for frame, render_only in track0 if frame > 3)  # sticky from then on
     assert [r[0] for r in reported] == [False] * 3 + [True] * 5
     assert not any(r.get(1) for r in reported)
+
+
+class _TurnScripted:
+    """Stands in for a geometric-fusion model around the tiny one that reports every face as turned
+    too far to render (`AnonymizedFaces.fallbacks`) before frame `turn`."""
+
+    def __init__(self, inner, calls: list, turn: int):
+        self.inner, self.calls, self.turn = inner, calls, turn
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def with_candidates(self, **changes):
+        return self
+
+    def with_fusion(self, **changes):
+        return self
+
+    def anonymize(self, crops, secret, *, seeds=None, search=True, **kwargs):
+        from g2face.models.base import Fallback
+
+        out = self.inner.anonymize(crops, secret, seeds=seeds, search=search, **kwargs)
+        frame = self.frame_of()
+        self.calls.append((frame, search))
+        if frame >= self.turn:
+            return out
+        return dataclasses.replace(out, fallbacks=(Fallback("blur", "turned 60 degrees"),) * len(out.salts))
+
+
+def test_a_track_turned_too_far_to_render_chooses_its_dummy_once_it_turns_back(clip, secret):
+    """Frames where the model filtered a face it cannot render (turned away) choose no dummy: the
+    track searches on its first rendered frame, and the report counts the filtered frames."""
+    pipe = G2FacePipeline(build_model(tiny_config()))
+    calls: list = []
+    frame_index = [0]
+    model = _TurnScripted(pipe.model, calls, turn=3)
+    model.frame_of = lambda: frame_index[0]
+    pipe.model = model
+    video = VideoAnonymizer(pipe, secret, seal=False)
+    for frame in read_frames(clip, limit=6):
+        frame_index[0] = frame.index
+        result = video.process(frame.rgb, frame.index)
+        assert {f["method"] for f in result.faces} == ({"blur"} if frame.index < 3 else {"g2face"})
+    assert video.turned_face_frames == {0: 3, 1: 3} and video.small_face_frames == {}
+    assert {frame for frame, _ in calls} == set(range(6))
+    assert all(search for frame, search in calls if frame <= 3)  # no dummy chosen before frame 3
+    assert not any(search for frame, search in calls if frame > 3)
+    assert set(video.dummy_seeds) == {0, 1}

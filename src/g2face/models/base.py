@@ -17,6 +17,15 @@ from torch import Tensor
 from g2face.payload import EncodedPayload, PayloadCodec, PayloadError, Secret
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """A face the anonymizer gave a classic filter (`method`: blur, pixelate, box) instead of a
+    fake, and why (e.g. turned further than its generator renders)."""
+
+    method: str
+    reason: str
+
+
 @dataclass(frozen=True, eq=False)
 class AnonymizedFaces:
     images: Tensor  # [B, 3, S, S] in [-1, 1]
@@ -26,8 +35,9 @@ class AnonymizedFaces:
     masks: np.ndarray | None = None
     """float32 [B, S, S] in [0, 1]: where each crop replaces the original (None: the default face
     ellipse of `g2face.align.face_mask`)."""
-    similarities: tuple[float, ...] | None = None
-    """Identity cosine of each anonymized face to its original (the anonymizer's own recognizer)."""
+    similarities: tuple[float | None, ...] | None = None
+    """Identity cosine of each anonymized face to its original (the anonymizer's own recognizer);
+    None for a face given a classic filter (`fallbacks`)."""
     attributes: tuple[dict | None, ...] | None = None
     """Per face, when the anonymizer estimated them: the apparent gender and age of the original
     and of the face put in its place, glasses and facial hair, `{"estimator", "original":
@@ -39,6 +49,9 @@ class AnonymizedFaces:
     """Per face, for a geometric-fusion anonymizer: whether the fake replaced the whole face region
     (its anonymity fallback, `FusionSettings.render_only` False) rather than only the render's own
     face. A video track that needed it once keeps it (`video.clips.VideoAnonymizer`)."""
+    fallbacks: tuple[Fallback | None, ...] | None = None
+    """Per face: the classic filter given instead of a fake, and why; None where a fake was
+    rendered (`FusionSettings.max_yaw`)."""
 
 
 @dataclass(frozen=True, eq=False)

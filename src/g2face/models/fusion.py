@@ -28,6 +28,7 @@ import numpy as np
 from scipy.interpolate import griddata
 
 from g2face.align import estimate_similarity, transform_points
+from g2face.models.classic import CLASSIC_FILTERS
 from g2face.priors.skin_tone import CHEEK_POLYGONS, cheek_mask, trimmed_lab_mean
 
 NUM_MESH_POINTS = 468  # landmarks beyond these are the irises, which follow gaze
@@ -164,6 +165,15 @@ class FusionSettings:
     """Lips no redder over the fake's skin than the original's are over theirs (`match_lip_tone`):
     renders' lips are redder than photos' (a* +8 to +24 over the skin against +4 to +9), and a
     man's fake with bright red lips was read as a woman (CelebA)."""
+    max_yaw: float = 40.0
+    """Faces turned further than this (|yaw| in degrees, the geometry prior's) get the classic
+    `turned_filter` instead of a fake: the generator renders heads turned up to about 30° (its
+    bank's 5-95 % range, `models.gie.PoseCorrection`), and laid onto a face turned 44° or more the
+    render came out as a second, frontal face inside the head, a woman's face on a bearded profile
+    (8 of 150 CelebA faces, 44-89°; at 36° it still fitted; LFW's 150 reach 35°). 90 or more turns
+    it off."""
+    turned_filter: str = "blur"
+    """The classic filter (`models.classic.CLASSIC_FILTERS`) of faces turned beyond `max_yaw`."""
     fill_texture: float = 1.0
     """When the whole region is replaced (`render_only` False), how much of the original's fine
     skin texture (pores, wrinkles; clipped to the skin's own range, none on its hair or background)
@@ -182,6 +192,12 @@ class FusionSettings:
             raise ValueError(f"chroma_std_max must be > 0, got {self.chroma_std_max}")
         if not 0 <= self.fill_texture <= 2:
             raise ValueError(f"fill_texture must be in [0, 2], got {self.fill_texture}")
+        if self.turned_filter not in CLASSIC_FILTERS:
+            raise ValueError(
+                f"turned_filter must be one of {', '.join(CLASSIC_FILTERS)}, got {self.turned_filter!r}"
+            )
+        if self.max_yaw <= 0:
+            raise ValueError(f"max_yaw must be > 0 degrees, got {self.max_yaw}")
         if self.mask_feather <= 0 or self.mask_grow < -0.1:
             raise ValueError("mask_feather must be > 0 and mask_grow >= -0.1")
 
@@ -492,6 +508,7 @@ def match_cheek_tone(
 def lips_mask(points: np.ndarray, size: int) -> np.ndarray:
     """Hard bool mask [size, size] of the lips of a mesh (pixels): inside the outer lip ring, outside
     the mouth's opening."""
+
     def ring(indices: tuple[int, ...]) -> np.ndarray:
         mask = np.zeros((size, size), np.uint8)
         polygon = np.round(points[list(indices), :2] * 16).astype(np.int32)

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from g2face.models.base import AnonymizedFaces, encode_identities
+from g2face.align import face_mask
+from g2face.models.base import AnonymizedFaces, Fallback, encode_identities
+from g2face.models.classic import CLASSIC_FILTERS
 from g2face.models.fusion import (
     FACIAL_HAIR_BARE_ORIGINAL,
     FACIAL_HAIR_EDGE,
@@ -37,6 +39,7 @@ from g2face.models.fusion import (
     SUNGLASSES_EYES,
     FusedFace,
     FusionSettings,
+    face_region_mask,
     facial_hair_score,
     fuse_face,
     glasses_score,
@@ -716,7 +719,23 @@ class FusionAnonymizer(nn.Module):
                 )
             ]
         chosen_crops, chosen_masks, scores, rendered_seeds, attributes, whole_region = [], [], [], [], [], []
+        fallbacks: list[Fallback | None] = [None] * n
+        yaws = geometry.pose[:, 0].float().cpu().numpy()
         for i in range(n):
+            if abs(yaws[i]) > self.fusion.max_yaw:
+                fallbacks[i] = Fallback(
+                    self.fusion.turned_filter,
+                    f"turned {abs(yaws[i]):.0f} degrees, beyond the {self.fusion.max_yaw:g} "
+                    "the generator renders",
+                )
+                crop, mask = self._turned_face(crops[i : i + 1], original_points[i])
+                scores.append(None)
+                attributes.append(None)
+                rendered_seeds.append(seeds[i])
+                chosen_crops.append(crop)
+                chosen_masks.append(mask)
+                whole_region.append(False)
+                continue
             search_face = _FaceSearch(
                 self,
                 seed=seeds[i],
@@ -748,7 +767,17 @@ class FusionAnonymizer(nn.Module):
             similarities=tuple(scores),
             attributes=tuple(attributes),
             whole_region=tuple(whole_region),
+            fallbacks=tuple(fallbacks),
         )
+
+    def _turned_face(self, crop: Tensor, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A face turned beyond `FusionSettings.max_yaw`: its crop [1, 3, S, S] through the classic
+        `turned_filter`, pasted over the default face ellipse and the face's mesh region (the mesh
+        follows a profile beyond the ellipse) as uint8 crop and mask [S, S]."""
+        filtered = CLASSIC_FILTERS[self.fusion.turned_filter]().anonymize(crop)
+        size = self.image_size
+        mask = np.maximum(face_mask(size), face_region_mask(points, size, self.fusion))
+        return tensor_to_crops(filtered)[0], mask.astype(np.float32)
 
     def _attribute_report(self, reference, score: CandidateScore, sunglasses: bool = False) -> dict | None:
         if reference is None or score.male_probability is None:

@@ -78,9 +78,10 @@ class AnonymizedFace:
     method: str = "g2face"  # what replaced it: the model, or a classic filter (blur, pixelate, box)
     attributes: dict | None = None  # apparent gender and age, original and fake (AnonymizedFaces)
     whole_region: bool = False  # the fake replaced the whole face region (AnonymizedFaces.whole_region)
+    fallback_reason: str | None = None  # why the model gave it a classic filter (AnonymizedFaces.fallbacks)
 
 
-FaceAction = Literal["anonymized", "exempt", "small-face fallback"]
+FaceAction = Literal["anonymized", "exempt", "small-face fallback", "turned-face fallback"]
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,11 @@ class G2FacePipeline:
         ]
         if self.carriers.container and regions:
             container = seal_regions(regions, secret, image.shape, image_salt=image_salt)
+        # the model itself gives a face it cannot render (turned too far) a classic filter
+        actions = [
+            "turned-face fallback" if i in made and made[i].fallback_reason is not None else a
+            for i, a in enumerate(actions)
+        ]
         decisions = tuple(
             FaceDecision(d, a, None if a == "exempt" else made[i].method, m, made.get(i))
             for i, (d, a, m) in enumerate(zip(detections, actions, matches, strict=True))
@@ -298,6 +304,7 @@ class G2FacePipeline:
         similarities = [s for o in outputs for s in (o.similarities or [None] * len(o.salts))]
         attributes = [a for o in outputs for a in (o.attributes or [None] * len(o.salts))]
         whole = [w for o in outputs for w in (o.whole_region or [False] * len(o.salts))]
+        fallbacks = [f for o in outputs for f in (o.fallbacks or [None] * len(o.salts))]
         carried = [False] * len(result.faces)
         carrier = self.pixel_carrier
         if model.payload_in_crops:
@@ -314,9 +321,19 @@ class G2FacePipeline:
                 carried[i] = True
         method = getattr(model, "method", "g2face")
         faces = [
-            AnonymizedFace(r.detection, s, r.footprint, c, sim, method, a, w)
-            for r, s, c, sim, a, w in zip(
-                result.faces, dummy_seeds, carried, similarities, attributes, whole, strict=True
+            AnonymizedFace(
+                r.detection,
+                s,
+                r.footprint,
+                c,
+                sim,
+                method if f is None else f.method,
+                a,
+                w,
+                None if f is None else f.reason,
+            )
+            for r, s, c, sim, a, w, f in zip(
+                result.faces, dummy_seeds, carried, similarities, attributes, whole, fallbacks, strict=True
             )
         ]
         return composed, faces
@@ -507,6 +524,8 @@ def decision_json(decision: FaceDecision, container: bool) -> dict:
         }
         if face.whole_region:
             entry["whole_region"] = True
+        if face.fallback_reason is not None:
+            entry["fallback_reason"] = face.fallback_reason
         if face.attributes is not None:
             entry["apparent_attributes"] = face.attributes
     return entry

@@ -17,6 +17,7 @@ REVIEW_SUFFIX = ".review.png"
 ACTION_COLOURS = {  # RGB
     "anonymized": (40, 170, 40),
     "small-face fallback": (230, 150, 0),
+    "turned-face fallback": (230, 150, 0),
     "exempt": (220, 30, 30),  # left exposed: the one a reviewer must confirm
 }
 

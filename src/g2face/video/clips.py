@@ -216,6 +216,7 @@ class VideoAnonymizer:
         self.re_searches: dict[int, int] = {}  # track id -> searches run after its first frame
         self.switches: dict[int, int] = {}  # track id -> dummies it switched to
         self.small_face_frames: dict[int, int] = {}  # track id -> frames given the small-face filter
+        self.turned_face_frames: dict[int, int] = {}  # track id -> frames the model filtered (turned away)
         self._small: set[int] = set()  # tracks currently given the small-face filter
         self.detector = detector or YuNetDetector(score_threshold=self.policy.min_score)
         self.tracker = FaceTracker(
@@ -333,12 +334,16 @@ class VideoAnonymizer:
             )
             image = anon.image
             for f, face in zip(faces, anon.faces, strict=True):
-                if min_face == 0.0:  # a filtered face chose no dummy: its track searches once rendered
+                # a filtered face (small, or turned too far for the model) chose no dummy: its
+                # track searches once rendered
+                if min_face != 0.0:
+                    self.small_face_frames[f.track.id] = self.small_face_frames.get(f.track.id, 0) + 1
+                elif face.fallback_reason is not None:
+                    self.turned_face_frames[f.track.id] = self.turned_face_frames.get(f.track.id, 0) + 1
+                else:
                     self.dummy_seeds[f.track.id] = face.dummy_seed
                     if face.whole_region:
                         self.whole_region_tracks.add(f.track.id)
-                else:
-                    self.small_face_frames[f.track.id] = self.small_face_frames.get(f.track.id, 0) + 1
                 footprints.append(face.footprint)
                 similarity[f.track.id] = face.similarity
                 methods[f.track.id] = face.method
@@ -512,6 +517,7 @@ def anonymize_video(
             "frames_predicted": t.predicted,
             "frames_fail_closed": t.lost_frames,
             "frames_small_face_filter": anonymizer.small_face_frames.get(t.id, 0),
+            "frames_turned_face_filter": anonymizer.turned_face_frames.get(t.id, 0),
             "re_searches": anonymizer.re_searches.get(t.id, 0),
             "dummy_switches": anonymizer.switches.get(t.id, 0),
         }
