@@ -285,6 +285,9 @@ def test_a_face_turned_beyond_what_the_generator_renders_is_blurred_and_reported
     assert face.pixel_payload and result.container is not None
     back = turned.recover(result.image, secret, container=result.container)
     assert np.array_equal(back.image, photo)
+    # without the container the identity is decoded, but no render is laid onto a turned face
+    decoded = turned.recover(result.image, secret)
+    assert decoded.faces[0].verified and np.array_equal(decoded.image, result.image)
     with pytest.raises(ValueError, match="turned_filter"):
         model.with_fusion(turned_filter="swirl")
 

@@ -830,7 +830,9 @@ class FusionAnonymizer(nn.Module):
         self, crops: Tensor, identities: Tensor, refine_steps: int = 0
     ) -> tuple[Tensor, np.ndarray]:
         """The identities rendered at each crop's pose and expression and laid onto it;
-        `refine_steps` > 0 optimises each render towards its identity first (`--refine`)."""
+        `refine_steps` > 0 optimises each render towards its identity first (`--refine`). A face
+        turned beyond `FusionSettings.max_yaw` is left as it is (mask 0): it was filtered, not
+        replaced, and a render laid onto it would be a second face inside the head."""
         geometry = self.geometry(crops)
         identities = identities.to(crops)
         wplus = self.styles(identities, self.geometry_vector(geometry))
@@ -847,5 +849,11 @@ class FusionAnonymizer(nn.Module):
             )[0]
             for i in range(crops.shape[0])
         ]
-        images = crops_to_tensor([f.crop for f in fused], device=crops.device, dtype=crops.dtype)
-        return images, np.stack([f.mask for f in fused])
+        turned = geometry.pose[:, 0].abs().cpu().numpy() > self.fusion.max_yaw
+        images = crops_to_tensor(
+            [o if t else f.crop for o, f, t in zip(originals, fused, turned, strict=True)],
+            device=crops.device,
+            dtype=crops.dtype,
+        )
+        masks = np.stack([np.zeros_like(f.mask) if t else f.mask for f, t in zip(fused, turned, strict=True)])
+        return images, masks
