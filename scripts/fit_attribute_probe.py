@@ -5,8 +5,9 @@ before any rendering (DESIGN.md §6; issue 19).
 
 Faces are measured with the dlib-cydral estimator (the one the anonymizer also uses to check its
 candidates), for glasses `glasses_score` on the render's own MediaPipe mesh (>= GLASSES_EDGE) and
-for facial hair `facial_hair_score` (>= FACIAL_HAIR_EDGE); ridge regression identity → (gender
-logit, age, glasses 0/1, facial hair 0/1). `--rows` refits only some of the rows and keeps the
+for facial hair `facial_hair_score` (>= FACIAL_HAIR_EDGE), for skin tone the cheek ITA
+(`skin_tone_ita`) on the render's own mesh; ridge regression identity → (gender logit, age,
+glasses 0/1, facial hair 0/1, skin tone in degrees). `--rows` refits only some of the rows and keeps the
 file's others (a probe without the later rows gets them). Which faces (`--renders`):
 * `bank`: every bank sample rendered again from its w, with its SFace identity;
 * `dummies`: what the anonymizer ranks: one keyed dummy per bank sample (f_dummy of a seeded z, the
@@ -37,6 +38,7 @@ from g2face.priors.attributes import DlibAgeGenderEstimator
 from g2face.priors.base import Geometry
 from g2face.priors.mediapipe_geometry import MediaPipeGeometry
 from g2face.priors.mobilestylegan import load_mobilestylegan
+from g2face.priors.skin_tone import skin_tone_ita
 from g2face.training.sources import broadcast_w
 from g2face.training.stages import load_bank
 
@@ -84,7 +86,7 @@ def main() -> None:
         generator = load_mobilestylegan()
     estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
     mesh = MediaPipeGeometry()
-    males, ages, glasses, hair, identities = [], [], [], [], []
+    males, ages, glasses, hair, tones, identities = [], [], [], [], [], []
     for start in tqdm(range(0, len(bank["w"]), args.batch), desc="render + estimate", unit="batch"):
         part = slice(start, start + args.batch)
         if args.renders == "dummies":
@@ -111,10 +113,20 @@ def main() -> None:
                 for im, p in zip(images, points, strict=True)
             ]
         )
+        tones.append([skin_tone_ita(im, p / size) for im, p in zip(images, points + 0.5, strict=True)])
         identities.append(identity.numpy())
     male = np.clip(np.concatenate(males), 1e-3, 1 - 1e-3)
+    tone = np.concatenate(tones)
+    tone = np.where(np.isnan(tone), np.nanmean(tone), tone)  # a render without colour: the mean
     targets = np.stack(
-        [np.log(male / (1 - male)), np.concatenate(ages), np.concatenate(glasses), np.concatenate(hair)], 1
+        [
+            np.log(male / (1 - male)),
+            np.concatenate(ages),
+            np.concatenate(glasses),
+            np.concatenate(hair),
+            tone,
+        ],
+        1,
     )
     x = np.concatenate([np.concatenate(identities), np.ones((len(targets), 1))], 1)
     n_train = len(x) - len(x) // 5
@@ -127,12 +139,15 @@ def main() -> None:
     age_corr = np.corrcoef(held[:, 1], targets[n_train:, 1])[0, 1]
     glasses_auc = rank_auc(targets[n_train:, 2], held[:, 2])
     hair_auc = rank_auc(targets[n_train:, 3], held[:, 3])
+    tone_corr = np.corrcoef(held[:, 4], targets[n_train:, 4])[0, 1]
+    tone_error = np.mean(np.abs(held[:, 4] - targets[n_train:, 4]))
     share_male, age_mean, age_std = np.mean(targets[:, 0] > 0), targets[:, 1].mean(), targets[:, 1].std()
     print(
         f"held-out: gender agreement {gender_agree:.3f}, age error {age_error:.1f} years, age correlation "
         f"{age_corr:.2f}, glasses AUC {glasses_auc:.3f}, facial hair AUC {hair_auc:.3f} ({len(x) - n_train} "
         f"samples; share male {share_male:.2f}, age {age_mean:.1f} ± {age_std:.1f}, glasses "
-        f"{targets[:, 2].mean():.3f}, facial hair {targets[:, 3].mean():.3f})"
+        f"{targets[:, 2].mean():.3f}, facial hair {targets[:, 3].mean():.3f}); skin tone (cheek ITA) "
+        f"correlation {tone_corr:.2f}, error {tone_error:.1f}° (ITA {tone.mean():.1f} ± {tone.std():.1f}°)"
     )
     if args.dry_run:
         return

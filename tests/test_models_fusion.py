@@ -763,6 +763,40 @@ def test_the_probe_ranks_the_keyed_pool_by_predicted_attributes_glasses_included
 
 
 @torch.no_grad()
+def test_a_skin_tone_row_ranks_the_pool_by_the_renders_tone_only_when_weighted():
+    """A fifth probe row (the raw render's cheek ITA) puts dummies of the original's skin tone first
+    when `skin_tone_weight` > 0, steers them to it, and changes nothing at 0."""
+
+    def identities(seeds, dtype):  # [male logit, age, glasses, facial hair, ITA]
+        return torch.tensor([[5.0, 40.0, 0.0, 0.0, 10.0 + 40.0 * (s % 2)] for s in seeds], dtype=dtype)
+
+    probe = torch.nn.Linear(5, 5)
+    with torch.no_grad():
+        probe.weight.copy_(torch.eye(5))
+        probe.bias.zero_()
+    dark = (0.99, 40.0, None, None, 12.0)  # a dark-skinned original (low ITA)
+    anonymizer = SimpleNamespace(
+        candidates=CandidateSettings(count=2, max_rounds=2, skin_tone_weight=0.01),
+        attribute_probe=probe,
+        dummy_identities=identities,
+    )
+    order = FusionAnonymizer._candidate_order(anonymizer, 1234, dark, torch.float32)
+    tones = identities([candidate_seed(1234, k) for k in order], torch.float32)[:, 4]
+    assert len(order) == 4 and bool(tones.eq(10.0).all())
+    light = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, None, None, 55.0), torch.float32)
+    assert bool(identities([candidate_seed(1234, k) for k in light], torch.float32)[:, 4].eq(50.0).all())
+    anonymizer.candidates = CandidateSettings(count=2, max_rounds=2, steer=1.0, skin_tone_weight=0.01)
+    steered = FusionAnonymizer.steer_dummies(anonymizer, identities([1, 2], torch.float32), dark)
+    assert torch.allclose(steered[:, 4], torch.tensor([12.0, 12.0]), atol=1e-4)
+    # weight 0: neither ranked nor steered by tone (as without the row)
+    anonymizer.candidates = CandidateSettings(count=2, max_rounds=2, steer=1.0)
+    unweighted = FusionAnonymizer._candidate_order(anonymizer, 1234, dark, torch.float32)
+    assert unweighted == FusionAnonymizer._candidate_order(anonymizer, 1234, dark[:4], torch.float32)
+    kept = FusionAnonymizer.steer_dummies(anonymizer, identities([1, 2], torch.float32), dark)
+    assert torch.allclose(kept[:, 4], torch.tensor([50.0, 10.0]))
+
+
+@torch.no_grad()
 def test_steering_moves_a_dummy_only_along_the_probe_rows_to_the_originals_attributes():
     torch.manual_seed(0)
     probe = torch.nn.Linear(16, 3)

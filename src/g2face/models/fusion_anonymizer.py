@@ -51,6 +51,7 @@ from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
 from g2face.priors.attributes import AttributeEstimator
 from g2face.priors.base import GenerativePrior, Geometry, GeometryEncoder, IdentityEncoder
+from g2face.priors.skin_tone import skin_tone_ita
 
 IDENTITY_JUDGES = {"sface": (0.0814, 0.0883), "dlib-resnet": (0.8347, 0.0355)}
 """Mean and standard deviation of each recogniser's cosine between two different people: 179,700
@@ -109,6 +110,12 @@ class CandidateSettings:
     """With a probe that predicts facial hair: penalty per unit of (1 - predicted facial hair) when
     the original surely has a moustache or beard (`original_facial_hair`); a clean-shaven
     original's pool is not ranked away from it (`probe_targets` says why)."""
+    skin_tone_weight: float = 0.0
+    """With a probe that predicts the render's skin tone: penalty per degree of |predicted cheek ITA
+    - the original's| when the keyed pool is ranked (and the tone a steered dummy is moved to), so
+    a dark-skinned original's dummies are drawn among dark-skinned renders: the colour transfer
+    matches the tone, but the face's features come with the dummy. 0: neither ranked nor steered
+    by it."""
     age_stretch: float = 0.0
     """The probe's age target (for ranking the pool and steering) is the original's apparent age
     moved this fraction further from `AGE_PIVOT` (`probe_age_target`). Fused fakes come out
@@ -217,6 +224,8 @@ class ApparentAttributes(NamedTuple):
     age: float
     glasses: bool | None = None
     facial_hair: bool | None = None
+    skin_tone: float | None = None
+    """Cheek ITA in degrees (`priors.skin_tone.skin_tone_ita`); None for a black-and-white photo."""
 
 
 def original_glasses(score: float) -> bool | None:
@@ -283,9 +292,10 @@ similar first) are also tried with the whole face region replaced, besides the c
 
 PROBE_KEYS = ("attribute_probe.weight", "attribute_probe.bias")
 """Tensors of the optional attribute probe in a fusion model file (scripts/fit_attribute_probe.py)."""
-PROBE_ROWS = ("gender", "age", "glasses", "facial_hair")
+PROBE_ROWS = ("gender", "age", "glasses", "facial_hair", "skin_tone")
 """The probe's outputs, in order: gender logit, age in years, glasses and facial hair (0/1
-regressed). A probe may have only the first two or three."""
+regressed), and the cheek ITA in degrees of the render before any colour transfer (the dummy's own
+skin tone, which goes with its apparent ancestry). A probe may have only the first two to four."""
 
 PROBE_POOL = 64
 """With a probe, this many keyed dummies are drawn (cheap: f_dummy only; more if a search may
@@ -304,7 +314,9 @@ def probe_age_target(age: float, stretch: float) -> float:
     return AGE_PIVOT + (1 + stretch) * (age - AGE_PIVOT)
 
 
-def probe_targets(reference: ApparentAttributes, rows: int, age_stretch: float = 0.0) -> dict[int, float]:
+def probe_targets(
+    reference: ApparentAttributes, rows: int, age_stretch: float = 0.0, skin_tone: bool = False
+) -> dict[int, float]:
     """The attribute probe's rows (of its first `rows`, `PROBE_ROWS`) the original's attributes give
     a target for, and those targets: gender logit and age (`probe_age_target`) always, glasses
     where known, facial hair only where the original has it. Steering or ranking every
@@ -318,6 +330,8 @@ def probe_targets(reference: ApparentAttributes, rows: int, age_stretch: float =
         targets[2] = float(reference.glasses)
     if reference.facial_hair:
         targets[3] = 1.0
+    if skin_tone and reference.skin_tone is not None:
+        targets[4] = reference.skin_tone
     return {row: t for row, t in targets.items() if row < rows}
 
 
@@ -533,7 +547,10 @@ class FusionAnonymizer(nn.Module):
         if self.candidates.steer == 0 or self.attribute_probe is None or reference is None:
             return identities
         targets = probe_targets(
-            ApparentAttributes(*reference), len(self.attribute_probe.weight), self.candidates.age_stretch
+            ApparentAttributes(*reference),
+            len(self.attribute_probe.weight),
+            self.candidates.age_stretch,
+            skin_tone=self.candidates.skin_tone_weight > 0,
         )
         used = list(targets)
         rows = self.attribute_probe.weight[used].to(identities)
@@ -612,12 +629,16 @@ class FusionAnonymizer(nn.Module):
         )
         reference = ApparentAttributes(*reference)
         gap = (torch.sigmoid(predicted[:, 0]) - reference.male).abs() * settings.gender_weight
-        targets = probe_targets(reference, predicted.shape[1], settings.age_stretch)
+        targets = probe_targets(
+            reference, predicted.shape[1], settings.age_stretch, skin_tone=settings.skin_tone_weight > 0
+        )
         gap = gap + settings.age_weight * (predicted[:, 1] - targets[1]).abs()
         weights = {2: settings.glasses_weight, 3: settings.facial_hair_weight}
         for row, target in targets.items():
             if row in weights:
                 gap = gap + weights[row] * (predicted[:, row].clamp(0, 1) - target).abs()
+        if 4 in targets:
+            gap = gap + settings.skin_tone_weight * (predicted[:, 4] - targets[4]).abs()
         ranked = sorted(pool, key=lambda k: (float(gap[k]), k))
         return ranked[:total]
 
@@ -644,7 +665,7 @@ class FusionAnonymizer(nn.Module):
         if self.attributes is None or reference_attributes is None:
             return [CandidateScore(s, second_similarity=t) for s, t in zip(similarity, second, strict=True)]
         found = self.attributes(crops)
-        male, age, glasses, facial_hair = ApparentAttributes(*reference_attributes)
+        male, age, glasses, facial_hair, _ = ApparentAttributes(*reference_attributes)
         if points is None:  # no mesh: neither accessory can be read
             wears = hair = [None] * len(faces)
         else:
@@ -706,6 +727,9 @@ class FusionAnonymizer(nn.Module):
         reference_attributes = [None] * n
         if self.attributes is not None:
             found = self.attributes(crops)
+            tones = [
+                skin_tone_ita(o, q) for o, q in zip(originals, geometry.landmarks.cpu().numpy(), strict=True)
+            ]
             reference_attributes = [
                 ApparentAttributes(
                     float(p),
@@ -713,9 +737,16 @@ class FusionAnonymizer(nn.Module):
                     # kept dark glasses stand in front of the fake: it must bring none of its own
                     False if k is not None else original_glasses(glasses_score(o, q)),
                     original_facial_hair(facial_hair_score(o, q), float(p)),
+                    None if math.isnan(t) else t,
                 )
-                for p, a, o, q, k in zip(
-                    found.male_probability, found.age, originals, original_points, occluders, strict=True
+                for p, a, o, q, k, t in zip(
+                    found.male_probability,
+                    found.age,
+                    originals,
+                    original_points,
+                    occluders,
+                    tones,
+                    strict=True,
                 )
             ]
         chosen_crops, chosen_masks, scores, rendered_seeds, attributes, whole_region = [], [], [], [], [], []
