@@ -64,3 +64,26 @@ def test_cli_exports_every_network_with_a_manifest_and_onnxruntime_parity(tmp_pa
     wrong = CliRunner().invoke(cli, ["export", "--out", str(tmp_path / "x"), "--model", "no-such-model"])
     assert wrong.exit_code != 0 and len(wrong.output.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.*"))
+
+
+@pytest.mark.skipif(
+    not (PACKAGED_WEIGHTS / "g2face-lite.safetensors").is_file() or not all(hub.is_cached(a) for a in ASSETS),
+    reason="needs the shipped g2face-lite weights and the cached priors (g2face weights fetch --all)",
+)
+@torch.no_grad()
+def test_the_exported_styles_graph_is_what_the_anonymizer_renders_from():
+    """`gie_styles` (f_mlp with the pose and expression corrections) gives the W+ the anonymizer
+    computes for the same identity and geometry, so the exported networks render the same faces."""
+    from g2face.export.onnx import _Styles
+    from g2face.models.zoo import load_model
+
+    model = load_model("g2face-lite", attributes="free")
+    assert model.pose_correction is not None and model.expression_correction is not None
+    g = torch.Generator().manual_seed(0)
+    identity = model.dummy_identities([3, 4], torch.float32)
+    geometry = model.gie.style_mlp.input_mean[model.gie.config.identity_dim :].expand(2, -1).clone()
+    geometry[:, -3:-1] += torch.randn(2, 2, generator=g) * 15  # turned and tilted
+    geometry[:, -3 - 52 + 44 : -3 - 52 + 46] = torch.tensor([[0.9, 0.8], [0.0, 0.1]])  # a smile, none
+    torch.testing.assert_close(_Styles(model)(identity, geometry), model.styles(identity, geometry))
+    plain = model.with_fusion(follow_pose=False, follow_expression=False)
+    assert not torch.allclose(_Styles(model)(identity, geometry), _Styles(plain)(identity, geometry))

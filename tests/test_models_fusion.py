@@ -960,3 +960,42 @@ def test_the_pose_correction_moves_the_low_and_middle_styles_onto_the_target_pos
     torch.testing.assert_close(
         correction.predict(correction(wplus, target)), before + torch.tensor([3.0, 2.0]) * (target - before)
     )
+
+
+def test_the_expression_correction_moves_the_low_and_middle_styles_to_the_target_smile():
+    from g2face.models.fusion_anonymizer import smile_of
+    from g2face.models.gie import SMILE_BLENDSHAPES, ExpressionCorrection
+    from g2face.priors.mediapipe_geometry import BLENDSHAPE_NAMES
+
+    torch.manual_seed(0)
+    correction = ExpressionCorrection(style_dim=16, n_styles=5)
+    correction.direction.copy_(torch.randn(16))
+    correction.bias.fill_(0.4)
+    correction.mean.copy_(torch.randn(16))
+    wplus = torch.randn(3, 8, 16)
+    target = torch.tensor([0.9, 0.0, 0.3])
+    moved = correction(wplus, target)
+    torch.testing.assert_close(correction.predict(moved), target, atol=1e-4, rtol=0)
+    assert torch.equal(moved[:, 5:], wplus[:, 5:])  # the high styles (texture, colour) stay
+    delta = moved[:, 0] - wplus[:, 0]
+    assert torch.allclose(moved[:, :5] - wplus[:, :5], delta[:, None].expand(-1, 5, -1))
+    # along the direction only (the smallest such change), and no smile beyond the blendshapes' range
+    cosine = torch.nn.functional.cosine_similarity(delta, correction.direction.expand(3, -1), dim=1)
+    assert torch.allclose(cosine.abs(), torch.ones(3), atol=1e-5)
+    torch.testing.assert_close(
+        correction.predict(correction(wplus, torch.tensor([1.7, -0.5, 0.3]))),
+        target.new_tensor([1.0, 0.0, 0.3]),
+        atol=1e-4,
+        rtol=0,
+    )
+    correction.gain.fill_(0.5)  # a gain scales the step
+    before = correction.predict(wplus)
+    torch.testing.assert_close(
+        correction.predict(correction(wplus, target)), before + 0.5 * (target - before)
+    )
+    # the smile read from a geometry vector [shape ⊕ blendshapes ⊕ pose]
+    blendshapes = torch.zeros(2, len(BLENDSHAPE_NAMES))
+    blendshapes[:, SMILE_BLENDSHAPES[0]] = torch.tensor([0.2, 1.0])
+    blendshapes[:, SMILE_BLENDSHAPES[1]] = torch.tensor([0.4, 0.6])
+    vector = torch.cat([torch.randn(2, 7), blendshapes, torch.randn(2, 3)], 1)
+    torch.testing.assert_close(smile_of(vector), torch.tensor([0.3, 0.8]))

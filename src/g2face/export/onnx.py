@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 import g2face
-from g2face.models.fusion_anonymizer import FusionAnonymizer
+from g2face.models.fusion_anonymizer import FusionAnonymizer, smile_of
 from g2face.models.zoo import load_model
 from g2face.priors.mobilestylegan import ConstantWeightSynthesis, MobileStyleGAN
 
@@ -75,19 +75,23 @@ class _Landmarks(nn.Module):
 
 
 class _Styles(nn.Module):
-    """f_mlp, then the model's pose correction (when it has one and follows the pose). The
-    correction is affine in W+, so applying it before a dummy's spread (a lerp with the average
-    identity's W+, itself corrected) gives what `FusionAnonymizer.styles` computes after it."""
+    """f_mlp, then the model's pose and expression corrections (when it has them and follows the
+    pose and the expression). The corrections are affine in W+, so applying them before a dummy's
+    spread (a lerp with the average identity's W+, itself corrected) gives what
+    `FusionAnonymizer.styles` computes after it."""
 
     def __init__(self, model: FusionAnonymizer):
         super().__init__()
         self.gie = model.gie
         self.pose_correction = model.pose_correction if model.fusion.follow_pose else None
+        self.expression_correction = model.expression_correction if model.fusion.follow_expression else None
 
     def forward(self, identity: Tensor, geometry: Tensor) -> Tensor:
         wplus = self.gie.styles(identity, geometry)
         if self.pose_correction is not None:
             wplus = self.pose_correction(wplus, geometry[:, -3:-1])
+        if self.expression_correction is not None:
+            wplus = self.expression_correction(wplus, smile_of(geometry))
         return wplus
 
 
@@ -135,7 +139,9 @@ def default_graphs(model: FusionAnonymizer, batch: int = 2) -> list[Graph]:
             f"geometry [B, {geometry_dim}] = shape ⊕ expression ⊕ pose of the original face, with the "
             "shape part set to the model's average face (FusionAnonymizer.geometry_vector) → W+, "
             "turned to the geometry's yaw and pitch when the model has a pose correction "
-            "(models.gie.PoseCorrection, included); a dummy's W+ is then lerp(W+ of the average "
+            "(models.gie.PoseCorrection, included) and made to smile as the geometry's blendshapes "
+            "say when it has an expression correction (models.gie.ExpressionCorrection, included); "
+            "a dummy's W+ is then lerp(W+ of the average "
             "identity (style_mlp.input_mean) at the same geometry, its W+, candidates.spread), a "
             "decoded identity's is used as it is",
             {"identity": both, "geometry": both, "wplus": both},

@@ -148,6 +148,9 @@ class FusionSettings:
     follow_pose: bool = True
     """Render the dummy turned and tilted as the original is, with the model file's pose correction
     (`models.gie.PoseCorrection`; a file without one renders as f_mlp alone does)."""
+    follow_expression: bool = True
+    """Render the dummy smiling as much as the original (the model file's expression correction,
+    `models.gie.ExpressionCorrection`; a file without one renders as f_mlp alone does)."""
     keep_sunglasses: bool = True
     """An original's dark glasses stay in front of the fake face (`sunglasses_score`,
     `sunglasses_mask`): glasses must not vanish because of the dummy. It costs some anonymity, as

@@ -46,11 +46,12 @@ from g2face.models.fusion import (
     sunglasses_mask,
     sunglasses_score,
 )
-from g2face.models.gie import GIE, PoseCorrection
+from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
 from g2face.priors.attributes import AttributeEstimator
 from g2face.priors.base import GenerativePrior, Geometry, GeometryEncoder, IdentityEncoder
+from g2face.priors.mediapipe_geometry import BLENDSHAPE_NAMES
 from g2face.priors.skin_tone import skin_tone_ita
 
 IDENTITY_JUDGES = {"sface": (0.0814, 0.0883), "dlib-resnet": (0.8347, 0.0355)}
@@ -335,6 +336,13 @@ def probe_targets(
     return {row: t for row, t in targets.items() if row < rows}
 
 
+def smile_of(geometry_vector: Tensor) -> Tensor:
+    """The smile [B] (`models.gie.SMILE_BLENDSHAPES`, averaged) in geometry vectors [B, G] =
+    [shape ⊕ expression (the blendshapes) ⊕ pose (3)]."""
+    expression = geometry_vector[:, -3 - len(BLENDSHAPE_NAMES) : -3]
+    return expression[:, list(SMILE_BLENDSHAPES)].mean(1)
+
+
 def candidate_seed(dummy_seed: int, index: int) -> int:
     """The seed of candidate `index` of a face whose keyed dummy seed is `dummy_seed`; candidate 0
     is the dummy seed itself."""
@@ -465,6 +473,7 @@ class FusionAnonymizer(nn.Module):
         attribute_probe: nn.Linear | None = None,
         second_identity: IdentityEncoder | None = None,
         pose_correction: PoseCorrection | None = None,
+        expression_correction: ExpressionCorrection | None = None,
     ):
         """`attributes`: an apparent age/gender estimator; when given, dummies are chosen to keep
         the original's apparent gender and age (`--attributes keep`). `attribute_probe`: a linear
@@ -490,6 +499,7 @@ class FusionAnonymizer(nn.Module):
         self.attribute_probe = attribute_probe if attributes is not None else None
         self.second_identity = second_identity
         self.pose_correction = pose_correction
+        self.expression_correction = expression_correction
         self._check_second_judge()
         self.eval()
 
@@ -579,6 +589,8 @@ class FusionAnonymizer(nn.Module):
         if self.pose_correction is not None and self.fusion.follow_pose:
             # the geometry vector ends with the pose (yaw, pitch, roll); roll is the fit's rotation
             wplus = self.pose_correction(wplus, geometry_vector[:, -3:-1])
+        if self.expression_correction is not None and self.fusion.follow_expression:
+            wplus = self.expression_correction(wplus, smile_of(geometry_vector))
         return wplus
 
     def render_points(self, renders: Tensor) -> np.ndarray:

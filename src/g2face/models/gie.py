@@ -130,6 +130,20 @@ POSE_KEYS = (
 """Tensors of the optional pose correction in a fusion model file (scripts/fit_pose_correction.py)."""
 
 
+EXPRESSION_KEYS = (
+    "expression_correction.direction",
+    "expression_correction.bias",
+    "expression_correction.mean",
+    "expression_correction.gain",
+)
+"""Tensors of the optional expression correction in a fusion model file
+(scripts/fit_expression_correction.py)."""
+
+SMILE_BLENDSHAPES = (44, 45)
+"""MediaPipe blendshapes (`priors.mediapipe_geometry.BLENDSHAPE_NAMES`) averaged into the smile the
+expression correction follows: mouthSmileLeft, mouthSmileRight."""
+
+
 POSE_LIMITS = (30.0, 20.0)
 """|yaw| and |pitch| in degrees beyond which a render is not turned further: about the generator
 bank's 5-95 % range (yaw -28 to 25°, pitch -19 to 11°). Pushed to a profile's 48°, a render broke
@@ -174,6 +188,41 @@ class PoseCorrection(nn.Module):
         (a, b), (c, d) = directions @ directions.T
         inverse = torch.stack([torch.stack([d, -b]), torch.stack([-c, a])]) / (a * d - b * c)
         delta = error @ inverse.T @ directions  # [B, D]
+        moved = wplus.clone()
+        moved[:, : self.n_styles] += delta[:, None, :]
+        return moved
+
+
+class ExpressionCorrection(nn.Module):
+    """Moves f_mlp's W+ so the rendered face smiles as much as the original does.
+
+    f_mlp hardly follows the expression it is given on real faces: on 30 CelebA crops the smile of
+    a keyed dummy's render (mean of MediaPipe's mouthSmileLeft/Right) correlated 0.04 with the
+    original's (mean error 0.41 on a 0-1 scale), so smiling faces got closed-mouthed fakes and
+    neutral ones grins. As for the pose (`PoseCorrection`): a ridge regression over the generator's
+    bank, smile ≈ direction · (w − mean) + bias (held-out R² 0.67), gives the direction in W that
+    makes a face smile; the render's smile is predicted from its first style and the change along
+    that direction that makes up the difference to the original's, scaled by `gain`, is added to
+    the low and middle styles. Smile error 0.41 → 0.11, correlation 0.91; the dummy's identity
+    barely moves (SFace cosine 0.95 between the corrected and uncorrected render)."""
+
+    def __init__(self, style_dim: int, n_styles: int):
+        super().__init__()
+        self.n_styles = n_styles
+        self.register_buffer("direction", torch.zeros(style_dim))
+        self.register_buffer("bias", torch.zeros(1))
+        self.register_buffer("mean", torch.zeros(style_dim))
+        self.register_buffer("gain", torch.ones(1))
+
+    def predict(self, wplus: Tensor) -> Tensor:
+        """The smile [B] the direction reads from W+ [B, S, D] (its first style)."""
+        return (wplus[:, 0] - self.mean.to(wplus)) @ self.direction.to(wplus) + self.bias.to(wplus)
+
+    def forward(self, wplus: Tensor, smile: Tensor) -> Tensor:
+        """W+ [B, S, D] moved towards the `smile` [B] (0-1, clamped)."""
+        direction = self.direction.to(wplus)
+        error = self.gain.to(wplus) * (smile.to(wplus).clamp(0, 1) - self.predict(wplus))  # [B]
+        delta = error[:, None] * direction / (direction @ direction)
         moved = wplus.clone()
         moved[:, : self.n_styles] += delta[:, None, :]
         return moved

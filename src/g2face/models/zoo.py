@@ -34,7 +34,7 @@ from g2face.models.fusion import FusionSettings
 from g2face.models.fusion_anonymizer import PROBE_KEYS, CandidateSettings, FusionAnonymizer
 from g2face.models.g2face import G2FaceNet
 from g2face.models.generator_api import style_group_sizes
-from g2face.models.gie import GIE, POSE_KEYS, PoseCorrection
+from g2face.models.gie import EXPRESSION_KEYS, GIE, POSE_KEYS, ExpressionCorrection, PoseCorrection
 from g2face.models.stylegan2 import StyleGAN2Synthesis
 from g2face.payload import PayloadCodec
 from g2face.payload.layouts import ReferenceFloatPayload, RepeatedPayload
@@ -276,6 +276,10 @@ def build_fusion_anonymizer(
     if all(k in state for k in POSE_KEYS):
         pose_correction = PoseCorrection(generator.style_dim, groups[0] + groups[1])
         pose_correction.load_state_dict({k.split(".", 1)[1]: state[k].float() for k in POSE_KEYS})
+    expression_correction = None
+    if all(k in state for k in EXPRESSION_KEYS):
+        expression_correction = ExpressionCorrection(generator.style_dim, groups[0] + groups[1])
+        expression_correction.load_state_dict({k.split(".", 1)[1]: state[k].float() for k in EXPRESSION_KEYS})
     second_identity = None
     if candidates.second_judge == "dlib-resnet":
         from g2face.priors.dlib_face import DlibFaceEncoder
@@ -293,6 +297,7 @@ def build_fusion_anonymizer(
         attribute_probe=probe,
         second_identity=second_identity,
         pose_correction=pose_correction,
+        expression_correction=expression_correction,
     )
 
 
