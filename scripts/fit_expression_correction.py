@@ -4,6 +4,11 @@ a real face's geometry smile as much as that face.
 
 1. Direction: ridge regression of the bank's MediaPipe smile (mouthSmileLeft/Right averaged) on its
    w (samples of every given bank folder, duplicates dropped); held-out R² printed (15 %).
+   Step: the first `--neutral` samples of the first bank are rendered again and read by
+   dlib-cydral (apparent gender and age; cached in `<bank>/apparent_attributes.safetensors`); the
+   gender logit and the age are regressed on w the same way, and the step is the smallest change
+   in w that adds one unit of predicted smile and none of either (`--neutral 0`: along the smile
+   direction alone).
 2. Gain: on `--calibrate` real CelebA photos (every `--every`-th with a face), one keyed dummy per
    face is rendered at the face's geometry (pose correction included) with each gain of the grid,
    and the render's smile read with MediaPipe; the gain with the smallest mean error is kept.
@@ -26,12 +31,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from fit_pose_correction import real_crops, ridge
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from g2face.models.checkpoints import add_fusion_tensors, load_fusion_model
 from g2face.models.fusion_anonymizer import FusionAnonymizer, candidate_seed, smile_of
-from g2face.models.gie import EXPRESSION_KEYS, SMILE_BLENDSHAPES, ExpressionCorrection
+from g2face.models.gie import EXPRESSION_KEYS, SMILE_BLENDSHAPES, ExpressionCorrection, neutral_step
 from g2face.models.zoo import load_model
 from g2face.nn.crops import crops_to_tensor
+from g2face.priors.attributes import DlibAgeGenderEstimator
+from g2face.priors.mobilestylegan import load_mobilestylegan
+from g2face.training.sources import broadcast_w
 from g2face.training.stages import load_bank
 
 
@@ -48,6 +58,30 @@ def bank_smiles(folders: list[Path]) -> tuple[np.ndarray, np.ndarray]:
                 ws.append(w)
                 smiles.append([smile])
     return np.array(ws), np.array(smiles)
+
+
+def apparent_attributes(folder: Path, n: int) -> np.ndarray:
+    """(gender logit, age) [n, 2] of the first `n` samples of a bank, read by dlib-cydral on their
+    renders; cached beside the bank."""
+    cache = folder / "apparent_attributes.safetensors"
+    if cache.is_file():
+        stored = load_file(str(cache))
+        if len(stored["male"]) >= n:
+            male, age = stored["male"][:n].double().numpy(), stored["age"][:n].double().numpy()
+            male = np.clip(male, 1e-3, 1 - 1e-3)
+            return np.stack([np.log(male / (1 - male)), age], 1)
+    bank = load_bank(folder, torch.device("cpu"))
+    generator = load_mobilestylegan(output_resolution=256)
+    estimator = DlibAgeGenderEstimator(crop_size=256)
+    males, ages = [], []
+    for start in tqdm(range(0, n, 8), desc="apparent gender and age", unit="batch"):
+        found = estimator(
+            generator(broadcast_w(generator, bank["w"][start : min(n, start + 8)])).clamp(-1, 1)
+        )
+        males.append(found.male_probability)
+        ages.append(found.age)
+    save_file({"male": torch.cat(males).contiguous(), "age": torch.cat(ages).contiguous()}, str(cache))
+    return apparent_attributes(folder, n)
 
 
 def smile_errors(model: FusionAnonymizer, crops: list[np.ndarray], gains: list[float | None]) -> np.ndarray:
@@ -90,6 +124,9 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=40, help="LFW faces to check it on")
     parser.add_argument("--every", type=int, default=23)
     parser.add_argument("--gains", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.25, 1.5])
+    parser.add_argument(
+        "--neutral", type=int, default=1600, help="bank samples whose apparent gender and age the step keeps"
+    )
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -103,11 +140,22 @@ def main() -> None:
     r2 = 1 - ((predicted - smile[held]) ** 2).mean() / smile[held].var()
     print(f"bank: {len(w)} samples; held-out R² smile {r2:.3f}")
     direction, bias, mean = ridge(w, smile, args.ridge)
+    along = direction[0] / (direction[0] @ direction[0])  # one unit of smile along its direction
+    step = along
+    if args.neutral:
+        attributes = apparent_attributes(args.banks[0], args.neutral)
+        others, _, _ = ridge(w[: args.neutral], attributes, args.ridge)
+        step = neutral_step(torch.from_numpy(direction[0]), torch.from_numpy(others)).numpy()
+        print(
+            f"along the smile direction one unit of smile moves the gender logit and age by "
+            f"{(others @ along).round(2)} ({args.neutral} samples); the step that keeps them is "
+            f"{np.linalg.norm(step) / np.linalg.norm(along):.2f}x as long"
+        )
 
     model = load_model(args.model, attributes="free")
     groups = model.gie.style_mlp.group_sizes
     model.expression_correction = ExpressionCorrection(mean.shape[0], groups[0] + groups[1])
-    for name, value in (("direction", direction[0]), ("bias", bias), ("mean", mean)):
+    for name, value in (("direction", direction[0]), ("step", step), ("bias", bias), ("mean", mean)):
         getattr(model.expression_correction, name).copy_(torch.from_numpy(value.astype(np.float32)))
 
     index = args.data / "celeba" / "identities.csv"
@@ -127,7 +175,7 @@ def main() -> None:
     )
     if args.dry_run:
         return
-    values = (direction[0], bias, mean, np.array([gain]))
+    values = (direction[0], step, bias, mean, np.array([gain]))
     add_fusion_tensors(
         args.model,
         {

@@ -964,12 +964,18 @@ def test_the_pose_correction_moves_the_low_and_middle_styles_onto_the_target_pos
 
 def test_the_expression_correction_moves_the_low_and_middle_styles_to_the_target_smile():
     from g2face.models.fusion_anonymizer import smile_of
-    from g2face.models.gie import SMILE_BLENDSHAPES, ExpressionCorrection
+    from g2face.models.gie import SMILE_BLENDSHAPES, ExpressionCorrection, neutral_step
     from g2face.priors.mediapipe_geometry import BLENDSHAPE_NAMES
 
     torch.manual_seed(0)
     correction = ExpressionCorrection(style_dim=16, n_styles=5)
-    correction.direction.copy_(torch.randn(16))
+    direction, others = torch.randn(16), torch.randn(2, 16)  # smile; gender and age
+    correction.direction.copy_(direction)
+    # the step keeps what the other regressions read (gender, age) and adds one unit of smile
+    step = neutral_step(direction.double(), others.double()).float()
+    torch.testing.assert_close(others @ step, torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(direction @ step, torch.tensor(1.0), atol=1e-5, rtol=0)
+    correction.step.copy_(step)
     correction.bias.fill_(0.4)
     correction.mean.copy_(torch.randn(16))
     wplus = torch.randn(3, 8, 16)
@@ -979,9 +985,8 @@ def test_the_expression_correction_moves_the_low_and_middle_styles_to_the_target
     assert torch.equal(moved[:, 5:], wplus[:, 5:])  # the high styles (texture, colour) stay
     delta = moved[:, 0] - wplus[:, 0]
     assert torch.allclose(moved[:, :5] - wplus[:, :5], delta[:, None].expand(-1, 5, -1))
-    # along the direction only (the smallest such change), and no smile beyond the blendshapes' range
-    cosine = torch.nn.functional.cosine_similarity(delta, correction.direction.expand(3, -1), dim=1)
-    assert torch.allclose(cosine.abs(), torch.ones(3), atol=1e-5)
+    torch.testing.assert_close(delta @ others.T, torch.zeros(3, 2), atol=1e-4, rtol=0)
+    # no smile beyond the blendshapes' range
     torch.testing.assert_close(
         correction.predict(correction(wplus, torch.tensor([1.7, -0.5, 0.3]))),
         target.new_tensor([1.0, 0.0, 0.3]),
