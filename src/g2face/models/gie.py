@@ -205,9 +205,11 @@ class ExpressionCorrection(nn.Module):
     makes a face smile; the render's smile is predicted from its first style and `step` times the
     difference to the original's, scaled by `gain`, is added to the low and middle styles. `step`
     is the smallest change in W that adds one unit of predicted smile while leaving the apparent
-    gender and age the bank's regressions read from w where they are: in the generator's faces
-    smiles go with women, and moved along the smile direction alone the fakes of smiling men were
-    read as women more often (LFW, 150 pairs: wrn gender kept 0.960 → 0.940)."""
+    gender and age the bank's regressions read from w where they are (along the smile direction
+    alone, one unit of smile moved dlib's gender logit by -0.82 and its age by +2.65 years on 800
+    bank samples: in the generator's faces smiles go with women). Fitted on CelebA crops, checked on
+    40 LFW crops: render smile error 0.35 → 0.05, correlation with the original's 0.38 → 0.98, the
+    dummy's identity kept (SFace cosine 0.94 to the uncorrected render)."""
 
     def __init__(self, style_dim: int, n_styles: int):
         super().__init__()
