@@ -500,11 +500,17 @@ def match_cheek_tone(
         delta = np.clip(delta, -CHEEK_TONE_MAX, CHEEK_TONE_MAX)
         spread = cv2.GaussianBlur(cheek_r.astype(np.float32), (0, 0), sigma)
         shift += (spread / spread[cheek_r].mean())[..., None] * delta
-    shift *= region[..., None]
-    moved = np.abs(shift).max(-1) >= 0.5  # elsewhere the Lab round trip would only add rounding
+    return _shift_lab(coloured, lab_c, shift * region[..., None])
+
+
+def _shift_lab(coloured: np.ndarray, lab: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """uint8 RGB `coloured` (its float Lab `lab`, OpenCV's 8-bit scale) with `shift` [S, S, 3]
+    added in Lab; pixels moved by less than half a level keep their RGB (the Lab round trip would
+    only add rounding there)."""
+    moved = np.abs(shift).max(-1) >= 0.5
     out = coloured.copy()
-    lab = np.clip(np.rint(lab_c + shift), 0, 255).astype(np.uint8)
-    out[moved] = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)[moved]
+    shifted = np.clip(np.rint(lab + shift), 0, 255).astype(np.uint8)
+    out[moved] = cv2.cvtColor(shifted, cv2.COLOR_LAB2RGB)[moved]
     return out
 
 
@@ -552,13 +558,9 @@ def match_lip_tone(
     if excess <= 0.5:
         return coloured
     spread = cv2.GaussianBlur(lips_r.astype(np.float32), (0, 0), max(1.0, LIP_TONE_SIGMA * width))
-    shift = spread / spread[lips_r].mean() * -excess * region
-    moved = np.abs(shift) >= 0.5
-    lab_c[..., 1] += shift
-    out = coloured.copy()
-    lab = np.clip(np.rint(lab_c), 0, 255).astype(np.uint8)
-    out[moved] = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)[moved]
-    return out
+    shift = np.zeros_like(lab_c)
+    shift[..., 1] = spread / spread[lips_r].mean() * -excess * region  # a* only
+    return _shift_lab(coloured, lab_c, shift)
 
 
 GLASSES_EDGE = 100.0

@@ -736,12 +736,16 @@ class FusionAnonymizer(nn.Module):
         originals = tensor_to_crops(crops)
         original_points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
         occluders = [self.occluders(o, q) for o, q in zip(originals, original_points, strict=True)]
+        turned = self.turned_too_far(geometry)
         reference_attributes = [None] * n
         if self.attributes is not None:
             found = self.attributes(crops)
-            tones = [
-                skin_tone_ita(o, q) for o, q in zip(originals, geometry.landmarks.cpu().numpy(), strict=True)
-            ]
+            tones = [float("nan")] * n  # read only when the search ranks by it
+            if self.candidates.skin_tone_weight > 0:
+                tones = [
+                    skin_tone_ita(o, q)
+                    for o, q in zip(originals, geometry.landmarks.cpu().numpy(), strict=True)
+                ]
             reference_attributes = [
                 ApparentAttributes(
                     float(p),
@@ -763,13 +767,12 @@ class FusionAnonymizer(nn.Module):
             ]
         chosen_crops, chosen_masks, scores, rendered_seeds, attributes, whole_region = [], [], [], [], [], []
         fallbacks: list[Fallback | None] = [None] * n
-        yaws = geometry.pose[:, 0].float().cpu().numpy()
         for i in range(n):
-            if abs(yaws[i]) > self.fusion.max_yaw:
+            if turned[i]:
                 fallbacks[i] = Fallback(
                     self.fusion.turned_filter,
-                    f"turned {abs(yaws[i]):.0f} degrees, beyond the {self.fusion.max_yaw:g} "
-                    "the generator renders",
+                    f"turned {abs(float(geometry.pose[i, 0])):.0f} degrees, beyond the "
+                    f"{self.fusion.max_yaw:g} the generator renders",
                 )
                 crop, mask = self._turned_face(crops[i : i + 1], original_points[i])
                 scores.append(None)
@@ -812,6 +815,10 @@ class FusionAnonymizer(nn.Module):
             whole_region=tuple(whole_region),
             fallbacks=tuple(fallbacks),
         )
+
+    def turned_too_far(self, geometry: Geometry) -> np.ndarray:
+        """bool [B]: faces turned beyond `FusionSettings.max_yaw`, which get `turned_filter`."""
+        return geometry.pose[:, 0].abs().float().cpu().numpy() > self.fusion.max_yaw
 
     def _turned_face(self, crop: Tensor, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A face turned beyond `FusionSettings.max_yaw`: its crop [1, 3, S, S] through the classic
@@ -877,26 +884,21 @@ class FusionAnonymizer(nn.Module):
         turned beyond `FusionSettings.max_yaw` is left as it is (mask 0): it was filtered, not
         replaced, and a render laid onto it would be a second face inside the head."""
         geometry = self.geometry(crops)
-        identities = identities.to(crops)
-        wplus = self.styles(identities, self.geometry_vector(geometry))
-        if refine_steps > 0:
-            wplus = self._refine(wplus, identities, refine_steps)
-        renders = self.generator(wplus).clamp(-1, 1)
         size = self.image_size
         originals = tensor_to_crops(crops)
-        points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
-        fused = [
-            # dark glasses kept on the anonymized face stay in front of the recovered one too
-            self.fuse_renders(
-                originals[i], points[i], renders[i : i + 1], keep=self.occluders(originals[i], points[i])
-            )[0]
-            for i in range(crops.shape[0])
-        ]
-        turned = geometry.pose[:, 0].abs().cpu().numpy() > self.fusion.max_yaw
-        images = crops_to_tensor(
-            [o if t else f.crop for o, f, t in zip(originals, fused, turned, strict=True)],
-            device=crops.device,
-            dtype=crops.dtype,
-        )
-        masks = np.stack([np.zeros_like(f.mask) if t else f.mask for f, t in zip(fused, turned, strict=True)])
-        return images, masks
+        images, masks = list(originals), [np.zeros((size, size), np.float32) for _ in originals]
+        rendered = np.flatnonzero(~self.turned_too_far(geometry))
+        if len(rendered):
+            identities = identities.to(crops)[rendered]
+            wplus = self.styles(identities, self.geometry_vector(geometry)[rendered])
+            if refine_steps > 0:
+                wplus = self._refine(wplus, identities, refine_steps)
+            renders = self.generator(wplus).clamp(-1, 1)
+            points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
+            for k, i in enumerate(rendered):
+                # dark glasses kept on the anonymized face stay in front of the recovered one too
+                fused = self.fuse_renders(
+                    originals[i], points[i], renders[k : k + 1], keep=self.occluders(originals[i], points[i])
+                )[0]
+                images[i], masks[i] = fused.crop, fused.mask
+        return crops_to_tensor(images, device=crops.device, dtype=crops.dtype), np.stack(masks)
