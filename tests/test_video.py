@@ -581,3 +581,57 @@ def test_a_track_turned_too_far_to_render_chooses_its_dummy_once_it_turns_back(c
     assert all(search for frame, search in calls if frame <= 3)  # no dummy chosen before frame 3
     assert not any(search for frame, search in calls if frame > 3)
     assert set(video.dummy_seeds) == {0, 1}
+
+
+class _YawScripted:
+    """Stands in for a geometric-fusion model around the tiny one whose faces are turned by
+    `yaws[frame]` degrees: beyond its `fusion.max_yaw` it reports the turned-face fallback."""
+
+    def __init__(self, inner, yaws: list[float], frame_of, fusion=None):
+        from g2face.models.fusion import FusionSettings
+
+        self.inner, self.yaws, self.frame_of = inner, yaws, frame_of
+        self.fusion = fusion or FusionSettings(max_yaw=40.0)
+
+    def __getattr__(self, name):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def with_candidates(self, **changes):
+        return self
+
+    def with_fusion(self, **changes):
+        return _YawScripted(self.inner, self.yaws, self.frame_of, dataclasses.replace(self.fusion, **changes))
+
+    def anonymize(self, crops, secret, *, seeds=None, search=True, **kwargs):
+        from g2face.models.base import Fallback
+
+        out = self.inner.anonymize(crops, secret, seeds=seeds, search=search, **kwargs)
+        if self.yaws[self.frame_of()] <= self.fusion.max_yaw:
+            return out
+        return dataclasses.replace(out, fallbacks=(Fallback("blur", "turned"),) * len(out.salts))
+
+
+@pytest.mark.parametrize(
+    ("hysteresis", "expected"),
+    [
+        (5.0, ["g2face", "blur", "blur", "blur", "g2face", "g2face"]),
+        (0.0, ["g2face", "blur", "g2face", "g2face", "g2face", "g2face"]),
+    ],
+)
+def test_a_head_held_near_the_yaw_bound_does_not_flip_between_fake_and_filter(clip, secret, hysteresis, expected):
+    """Once filtered as turned too far (beyond 40°), a track is rendered again only below
+    40° - `DummyPolicy.turned_hysteresis`; a track that was rendered keeps 40° as its bound."""
+    yaws = [38.0, 42.0, 38.0, 36.0, 34.0, 38.0]
+    pipe = G2FacePipeline(build_model(tiny_config()))
+    frame_index = [0]
+    pipe.model = _YawScripted(pipe.model, yaws, lambda: frame_index[0])
+    video = VideoAnonymizer(pipe, secret, seal=False, dummies=DummyPolicy(turned_hysteresis=hysteresis))
+    methods = []
+    for frame in read_frames(clip, limit=len(yaws)):
+        frame_index[0] = frame.index
+        result = video.process(frame.rgb, frame.index)
+        methods.append({f["method"] for f in result.faces})
+    assert methods == [{m} for m in expected]
+    assert video.turned_face_frames == {0: expected.count("blur"), 1: expected.count("blur")}

@@ -92,10 +92,16 @@ class DummyPolicy:
     min_face: float = 0.0
     small_faces: str = "blur"
     track_candidates: int | None = 4
+    turned_hysteresis: float = 5.0
+    """Degrees: a track the model last filtered as turned too far to render (its
+    `FusionSettings.max_yaw`) is rendered again only once its head is this much below that bound,
+    so a head held near the bound does not switch between fake and filter from frame to frame."""
 
     def __post_init__(self) -> None:
         if self.re_search_after < 1 or self.max_re_searches < 0 or self.min_face < 0:
             raise ValueError("re_search_after must be >= 1, max_re_searches and min_face >= 0")
+        if self.turned_hysteresis < 0:
+            raise ValueError(f"turned_hysteresis must be >= 0 degrees, got {self.turned_hysteresis}")
         if self.track_candidates is not None and self.track_candidates < 1:
             raise ValueError(f"track_candidates must be >= 1, got {self.track_candidates}")
         if self.small_faces not in SMALL_FACE_METHODS:
@@ -218,6 +224,8 @@ class VideoAnonymizer:
         self.small_face_frames: dict[int, int] = {}  # track id -> frames given the small-face filter
         self.turned_face_frames: dict[int, int] = {}  # track id -> frames the model filtered (turned away)
         self._small: set[int] = set()  # tracks currently given the small-face filter
+        self._turned: set[int] = set()  # tracks the model filtered as turned away on their last frame
+        self._turned_views: dict[int, G2FacePipeline] = {}  # id(pipeline) -> its view for them
         self.detector = detector or YuNetDetector(score_threshold=self.policy.min_score)
         self.tracker = FaceTracker(
             rate,
@@ -313,12 +321,19 @@ class VideoAnonymizer:
         known = [f for f in known if f.track.id not in self.whole_region_tracks]
         new = [f for f in rendered if f.track.id not in self.dummy_seeds]
         # min_face=inf: every face of that call gets the pipeline's small-face filter
-        calls = (
+        calls = [
             (known, self.pipeline, False, 0.0),
             (whole, self.whole_pipeline, False, 0.0),
             (new, self.search_pipeline, True, 0.0),
-            (small, self.pipeline, False, math.inf),
-        )
+        ]
+        # tracks filtered as turned away on their last frame go through a stricter yaw bound
+        calls = [
+            (part, self._turned_view(pipeline) if turned else pipeline, search, min_face)
+            for faces, pipeline, search, min_face in calls
+            for turned in (True, False)
+            if (part := [f for f in faces if (f.track.id in self._turned) == turned])
+        ]
+        calls.append((small, self.pipeline, False, math.inf))
         for faces, pipeline, search, min_face in calls:
             if not faces:
                 continue
@@ -340,7 +355,9 @@ class VideoAnonymizer:
                     self.small_face_frames[f.track.id] = self.small_face_frames.get(f.track.id, 0) + 1
                 elif face.fallback_reason is not None:
                     self.turned_face_frames[f.track.id] = self.turned_face_frames.get(f.track.id, 0) + 1
+                    self._turned.add(f.track.id)
                 else:
+                    self._turned.discard(f.track.id)
                     self.dummy_seeds[f.track.id] = face.dummy_seed
                     if face.whole_region:
                         self.whole_region_tracks.add(f.track.id)
@@ -348,6 +365,22 @@ class VideoAnonymizer:
                 similarity[f.track.id] = face.similarity
                 methods[f.track.id] = face.method
         return image, footprints, similarity, methods
+
+    def _turned_view(self, pipeline: G2FacePipeline) -> G2FacePipeline:
+        """`pipeline` with its model's yaw bound lowered by `DummyPolicy.turned_hysteresis`
+        (unchanged for a model without one)."""
+        key = id(pipeline)
+        if key not in self._turned_views:
+            fusion = getattr(pipeline.model, "fusion", None)
+            max_yaw = getattr(fusion, "max_yaw", None)
+            self._turned_views[key] = (
+                pipeline
+                if max_yaw is None or self.dummies.turned_hysteresis == 0
+                else _with_model_view(
+                    pipeline, "with_fusion", max_yaw=max(max_yaw - self.dummies.turned_hysteresis, 1.0)
+                )
+            )
+        return self._turned_views[key]
 
     def _re_search(
         self, rgb: np.ndarray, active: list[TrackedFace], similarity: dict[int, float | None], index: int
