@@ -635,3 +635,61 @@ def test_a_head_held_near_the_yaw_bound_does_not_flip_between_fake_and_filter(cl
         methods.append({f["method"] for f in result.faces})
     assert methods == [{m} for m in expected]
     assert video.turned_face_frames == {0: expected.count("blur"), 1: expected.count("blur")}
+
+
+@pytest.fixture(scope="module")
+def blur_pipeline() -> G2FacePipeline:
+    from g2face.models.classic import ClassicAnonymizer
+
+    return G2FacePipeline(ClassicAnonymizer("blur", build_model(tiny_config())))
+
+
+def test_a_track_carries_one_payload_on_every_frame(clip, blur_pipeline, secret):
+    """With the in-pixel payload, a track's later frames carry the bits its first frame carried
+    (not a fresh payload per frame)."""
+    calls = []
+    anonymize = blur_pipeline.anonymize
+
+    def spy(*args, **kwargs):
+        result = anonymize(*args, **kwargs)
+        calls.append((kwargs["payload_bits"], [f.payload_bits for f in result.faces]))
+        return result
+
+    video = VideoAnonymizer(blur_pipeline, secret, seal=False, pixel_payload=True)
+    video.pipeline.anonymize = spy  # the anonymizer's own copy of the pipeline
+    for frame in read_frames(clip, limit=4):
+        video.process(frame.rgb, frame.index)
+    assert set(video.track_payloads) == {0, 1}
+    first_given, first_carried = calls[0]
+    assert first_given == [None, None]  # first frame: the model's own payloads, recorded
+    for given, carried in calls[1:]:
+        assert all(g is not None for g in given)
+        assert [c.tolist() for c in carried] == [g.tolist() for g in given]
+    assert [c.tolist() for c in first_carried] == [video.track_payloads[t].tolist() for t in (0, 1)]
+
+
+def test_clip_without_sidecar_recovers_tracks_from_their_payloads(tmp_path, clip, blur_pipeline, secret):
+    """Lossy H.264 keeps a track's one payload in some of its frames: the reading pass decodes each
+    track, and every face-frame is rendered back with its own payload or its track's. (CRF 12: this
+    clip's faces are ~60 px wide, half the width the payload is sized for.)"""
+    out = tmp_path / "anon.mp4"
+    anonymize_video(
+        blur_pipeline,
+        clip,
+        out,
+        secret,
+        sidecar=False,
+        pixel_payload=True,
+        encoder=EncoderSettings(crf=12),
+        progress=False,
+    )
+    back = tmp_path / "back.mp4"
+    report = recover_video(blur_pipeline, out, back, secret, progress=False)
+    counts = report.recovery
+    assert counts["path"] == "identity (in-pixel)" and back.is_file()
+    assert counts["tracks_recovered"] == 2
+    assert counts["identity_faces"] == counts["own_payload_faces"] + counts["track_payload_faces"]
+    assert counts["identity_faces"] >= N + HIDDEN_FROM - 6  # both faces while detected
+    with pytest.raises(UnverifiedRecoveryError, match="wrong password"):
+        recover_video(blur_pipeline, out, tmp_path / "wrong.mp4", Secret(b"x" * 32, "key"), progress=False)
+    assert not (tmp_path / "wrong.mp4").exists()

@@ -79,6 +79,9 @@ class AnonymizedFace:
     attributes: dict | None = None  # apparent gender and age, original and fake (AnonymizedFaces)
     whole_region: bool = False  # the fake replaced the whole face region (AnonymizedFaces.whole_region)
     fallback_reason: str | None = None  # why the model gave it a classic filter (AnonymizedFaces.fallbacks)
+    payload_bits: np.ndarray | None = (
+        None  # uint8 bits of its encrypted identity (in its pixels if pixel_payload)
+    )
 
 
 FaceAction = Literal["anonymized", "exempt", "small-face fallback", "turned-face fallback"]
@@ -208,6 +211,7 @@ class G2FacePipeline:
         min_face: float = 0,
         small_faces: str = "blur",
         search: bool = True,
+        payload_bits: Sequence[np.ndarray | None] | None = None,
     ) -> AnonymizedImage:
         """Replace every face of an RGB uint8 image. The dummy identities come from the secret and
         each face's random salt, unless `seeds` (one per face) or `seed` (face i gets seed + i) fix
@@ -217,7 +221,12 @@ class G2FacePipeline:
 
         `selector` exempts faces by identity (reference people); a face narrower than `min_face`
         pixels gets the classic `small_faces` filter instead of the model (same carriers). Every
-        other face is anonymized; `decisions` says what happened to each detected face."""
+        other face is anonymized; `decisions` says what happened to each detected face.
+
+        `payload_bits` (one per face, None for the model's own): channel bits the in-pixel carrier
+        hides in that face instead of this frame's fresh payload (`AnonymizedFace.payload_bits` of
+        an earlier frame): a video track carries one payload on all its frames, so the pattern is
+        the same from frame to frame and any frame that survives coding recovers the track."""
         secret = _secret(secret)
         if small_faces not in SMALL_FACE_METHODS:
             known = ", ".join(SMALL_FACE_METHODS)
@@ -225,6 +234,8 @@ class G2FacePipeline:
         detections = list(self.detector.detect(image) if detections is None else detections)
         if seeds is not None and len(seeds) != len(detections):
             raise ValueError(f"{len(seeds)} seeds for {len(detections)} faces")
+        if payload_bits is not None and len(payload_bits) != len(detections):
+            raise ValueError(f"{len(payload_bits)} payloads for {len(detections)} faces")
         if seeds is None and seed is not None:
             seeds = [seed + i for i in range(len(detections))]
         matches = selector.decide(image, detections) if selector is not None else [None] * len(detections)
@@ -253,6 +264,7 @@ class G2FacePipeline:
                 face_offset=len(made),
                 search=search,
                 image_salt=image_salt,
+                payload_bits=None if payload_bits is None else [payload_bits[i] for i in indices],
             )
             made.update(zip(indices, faces, strict=True))
         container = None
@@ -281,10 +293,21 @@ class G2FacePipeline:
         return ClassicAnonymizer(method, source)
 
     def _replace(
-        self, model, image, secret, detections, seeds, *, face_offset: int, search: bool, image_salt: bytes
+        self,
+        model,
+        image,
+        secret,
+        detections,
+        seeds,
+        *,
+        face_offset: int,
+        search: bool,
+        image_salt: bytes,
+        payload_bits: Sequence[np.ndarray | None] | None = None,
     ):
         """Anonymize `detections` of `image` with `model`; the composed image and one
-        `AnonymizedFace` per detection (in-pixel payload embedded where it fits)."""
+        `AnonymizedFace` per detection (in-pixel payload embedded where it fits: the model's, or
+        `payload_bits` where given)."""
         outputs: list[AnonymizedFaces] = []
 
         def transform(batch: Tensor):
@@ -300,6 +323,14 @@ class G2FacePipeline:
         result = self._faces(transform).process(image, detections)
         composed = result.image
         bits = [b for o in outputs for b in o.bits.cpu().numpy().astype(np.uint8)]
+        if payload_bits is not None:
+            for i, given in enumerate(payload_bits):
+                if given is not None:
+                    if given.shape != bits[i].shape:
+                        raise ValueError(
+                            f"a payload of {given.shape[0]} bits, the codec's has {bits[i].shape[0]}"
+                        )
+                    bits[i] = np.asarray(given, np.uint8)
         dummy_seeds = [s for o in outputs for s in o.dummy_seeds]
         similarities = [s for o in outputs for s in (o.similarities or [None] * len(o.salts))]
         attributes = [a for o in outputs for a in (o.attributes or [None] * len(o.salts))]
@@ -331,9 +362,18 @@ class G2FacePipeline:
                 a,
                 w,
                 None if f is None else f.reason,
+                None if model.payload_in_crops else b,
             )
-            for r, s, c, sim, a, w, f in zip(
-                result.faces, dummy_seeds, carried, similarities, attributes, whole, fallbacks, strict=True
+            for r, s, c, sim, a, w, f, b in zip(
+                result.faces,
+                dummy_seeds,
+                carried,
+                similarities,
+                attributes,
+                whole,
+                fallbacks,
+                bits,
+                strict=True,
             )
         ]
         return composed, faces
@@ -386,19 +426,30 @@ class G2FacePipeline:
             if payload.verified:  # an unverified identity is another person's: never rendered
                 render.append(d)
                 identities.append(payload.embedding.astype(np.float32))
-        if not render:
-            return image.copy(), tuple(faces)
-        aligned = [align_face(image, d, self.model.image_size) for d in render]
+        return self.render_identities(image, render, identities, refine), tuple(faces)
+
+    def render_identities(
+        self,
+        image: np.ndarray,
+        detections: Sequence[FaceDetection],
+        identities: Sequence[np.ndarray],
+        refine: int = 0,
+    ) -> np.ndarray:
+        """`image` with each face (`detections`) rendered back with its decoded identity (one
+        embedding per face; `refine` optimisation steps towards it first, when the model can): the
+        identity-level recovery of faces whose payload was read (`recover`, `video.recover_video`)."""
+        if not detections:
+            return image.copy()
+        aligned = [align_face(image, d, self.model.image_size) for d in detections]
         crops = crops_to_tensor([a.crop for a in aligned], device=self.device)
+        embeddings = torch.from_numpy(np.stack([np.asarray(e, np.float32) for e in identities]))
         with torch.inference_mode():
-            images, masks = self.model.render_identities(
-                crops, torch.from_numpy(np.stack(identities)), refine
-            )
+            images, masks = self.model.render_identities(crops, embeddings, refine)
         outputs = tensor_to_crops(images)
         if masks is None:
-            masks = [face_mask(self.model.image_size)] * len(render)
+            masks = [face_mask(self.model.image_size)] * len(detections)
         restored, _ = blend_faces(image, list(outputs), aligned, list(masks))
-        return restored, tuple(faces)
+        return restored
 
     def _recover_in_crops(self, image, secret, detections):
         verified: list[bool] = []

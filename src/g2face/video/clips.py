@@ -21,16 +21,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from g2face.detection import YuNetDetector
 from g2face.io.sidecar import SidecarReader, frame_binding, new_clip_id, sidecar_path, write_sidecar
-from g2face.io.video import EncoderSettings, VideoFrame, probe_video, transcode_video
+from g2face.io.video import EncoderSettings, VideoFrame, probe_video, read_frames, transcode_video
 from g2face.payload import Secret, kdf
 from g2face.payload.carriers import (
     ContainerError,
     Region,
     WrongSecretError,
     open_container,
+    read_payload,
     restore_regions,
     seal_regions,
 )
@@ -194,6 +196,10 @@ class VideoAnonymizer:
         self._seed_key = clip_seed_key(secret, self.clip_salt)
         self.clip_id = new_clip_id()  # the sidecar's records are sealed for (clip id, frame index)
         self.dummy_seeds: dict[int, int] = {}  # track id -> the dummy seed its (last) search chose
+        # track id -> the in-pixel payload its first frame carried: every later frame of the track
+        # carries the same bits (one pattern, not a fresh one per frame: no flicker from it, and any
+        # frame that survives lossy coding recovers the whole track, `recover_video`)
+        self.track_payloads: dict[int, np.ndarray] = {}
         self.dummies = dummies or DummyPolicy()
         # A track's searches (its first frame, re-searches) run on a pipeline whose model renders
         # `track_candidates` per round; every other frame renders the chosen dummy.
@@ -346,9 +352,12 @@ class VideoAnonymizer:
                 search=search,
                 min_face=min_face,
                 small_faces=self.dummies.small_faces,
+                payload_bits=[self.track_payloads.get(f.track.id) for f in faces],
             )
             image = anon.image
             for f, face in zip(faces, anon.faces, strict=True):
+                if face.payload_bits is not None and self.pipeline.carriers.pixel_payload:
+                    self.track_payloads.setdefault(f.track.id, face.payload_bits)
                 # a filtered face (small, or turned too far for the model) chose no dummy: its
                 # track searches once rendered
                 if min_face != 0.0:
@@ -563,6 +572,85 @@ def _method(pipeline: G2FacePipeline) -> str:
     return getattr(pipeline.model, "method", "g2face")
 
 
+@dataclass
+class TrackPayloads:
+    """What the reading pass of `recover_video` found in a clip without its sidecar: per face-frame
+    (frame index, track id) the identity its own pixels carried (verified), and per track the
+    identity most of its verified frames carried (one payload per track, `VideoAnonymizer`), for
+    the frames whose own payload lossy coding destroyed."""
+
+    own: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    track: dict[int, bytes] = field(default_factory=dict)
+    identities: dict[bytes, np.ndarray] = field(default_factory=dict)
+    face_frames: int = 0
+    unverified: int = 0  # payloads that decoded but did not verify (another secret)
+
+    def identity_of(self, frame: int, track: int) -> tuple[np.ndarray, bool] | None:
+        """(identity, from this face-frame's own payload) or None when neither it nor its track
+        carried a verified one."""
+        key = self.own.get((frame, track))
+        if key is not None:
+            return self.identities[key], True
+        key = self.track.get(track)
+        return None if key is None else (self.identities[key], False)
+
+
+def _recovery_tracker(rate: float, policy: FailClosedPolicy) -> tuple[YuNetDetector, FaceTracker]:
+    """The detector and tracker both passes of `recover_video` run (the same, so the same ids)."""
+    detector = YuNetDetector(score_threshold=policy.min_score)
+    tracker = FaceTracker(
+        rate,
+        confirm_score=policy.confirm_score,
+        max_predicted=policy.max_predicted,
+        max_lost=policy.max_lost,
+        smooth=policy.smooth,
+    )
+    return detector, tracker
+
+
+def read_track_payloads(
+    pipeline: G2FacePipeline,
+    source: str | Path,
+    secret: Secret,
+    rate: float,
+    *,
+    policy: FailClosedPolicy | None = None,
+    progress: bool = True,
+) -> TrackPayloads:
+    """Track the faces of an anonymized clip and read every detected face's in-pixel payload; each
+    track's identity is the one most of its verified payloads carry (they are all the same unless
+    the tracker joined two people)."""
+    detector, tracker = _recovery_tracker(rate, policy or FailClosedPolicy())
+    codec, carrier = pipeline.model.codec, pipeline.pixel_carrier
+    found = TrackPayloads()
+    votes: dict[int, dict[bytes, int]] = {}
+    total = probe_video(source).frames or None
+    frames = tqdm(
+        read_frames(source), total=total, desc="reading payloads", unit="frame", disable=not progress
+    )
+    for frame in frames:
+        update = tracker.update(detector.detect(frame.rgb), frame.index)
+        for face in update.faces:
+            if face.raw is None:
+                continue
+            found.face_frames += 1
+            # the clip's own scale only: a resized clip loses its payload to the resampling anyway
+            payload = read_payload(frame.rgb, face.raw, codec, secret, carrier, search_resized=False)
+            if payload is None:
+                continue
+            if not payload.verified:
+                found.unverified += 1
+                continue
+            identity = np.asarray(payload.embedding, np.float32)
+            key = identity.tobytes()
+            found.identities.setdefault(key, identity)
+            found.own[(frame.index, face.track.id)] = key
+            track_votes = votes.setdefault(face.track.id, {})
+            track_votes[key] = track_votes.get(key, 0) + 1
+    found.track = {track: max(v, key=v.get) for track, v in votes.items()}
+    return found
+
+
 def recover_video(
     pipeline: G2FacePipeline,
     source: str | Path,
@@ -577,20 +665,42 @@ def recover_video(
 ) -> VideoReport:
     """Recover a clip anonymized by `anonymize_video`. With its sidecar every frame's changed
     regions get their original decoded pixels back exactly (the rest of the frame is the anonymized
-    clip's, re-encoded: lossy unless `encoder.lossless`); without one, each face's in-pixel payload
-    (identity level; rarely survives lossy video coding). A wrong secret writes nothing."""
+    clip's, re-encoded: lossy unless `encoder.lossless`); without one, the in-pixel payloads
+    (identity level, when the clip was anonymized with them): a first pass tracks the faces and
+    reads every face-frame's payload, a second renders each face with the identity its own pixels
+    carried or, where lossy coding destroyed that, its track's (`read_track_payloads`). A wrong
+    secret writes nothing."""
     source, target = Path(source), Path(target)
     report = VideoReport(str(source), str(target), sidecar=None if sidecar is None else str(sidecar))
     counts = {"exact_frames": 0, "damaged_frames": 0, "identity_faces": 0, "unverified_faces": 0}
     reader = SidecarReader(sidecar) if sidecar is not None else None
+    payloads: TrackPayloads | None = None
     try:
+        info = probe_video(source)
         if reader is not None:
-            info = probe_video(source)
             if (reader.header.get("width"), reader.header.get("height")) != (info.width, info.height):
                 raise InputError(
                     f"{sidecar}: made for a {reader.header.get('width')}x{reader.header.get('height')} clip, "
                     f"{source} is {info.width}x{info.height}; give the sidecar of this clip"
                 )
+        elif not pipeline.model.payload_in_crops:
+            rate = float(info.rate) if info.rate else 25.0
+            payloads = read_track_payloads(pipeline, source, secret, rate, progress=progress)
+            counts["unverified_faces"] = payloads.unverified
+            if not payloads.identities and not allow_unverified:
+                raise UnverifiedRecoveryError(
+                    f"{source}: no face's in-pixel payload verified "
+                    + (
+                        "(wrong password or key file?)"
+                        if payloads.unverified
+                        else "(anonymized without --pixel-payload, or lost to video coding; give the "
+                        "--container sidecar)"
+                    )
+                    + "; nothing written"
+                )
+            detector, tracker = _recovery_tracker(rate, FailClosedPolicy())
+            counts |= {"own_payload_faces": 0, "track_payload_faces": 0}
+            counts["tracks_recovered"] = len(payloads.track)
 
         def process(frame: VideoFrame) -> np.ndarray:
             blob = reader.get(frame.index) if reader is not None else None
@@ -610,7 +720,21 @@ def recover_video(
                 return restored
             if reader is not None:
                 return frame.rgb  # nothing was changed in this frame
-            back = pipeline.recover(frame.rgb, secret)
+            if payloads is not None:
+                update = tracker.update(detector.detect(frame.rgb), frame.index)
+                known = [
+                    (face.raw, found)
+                    for face in update.faces
+                    if face.raw is not None
+                    and (found := payloads.identity_of(frame.index, face.track.id)) is not None
+                ]
+                counts["identity_faces"] += len(known)
+                counts["own_payload_faces"] += sum(own for _, (_, own) in known)
+                counts["track_payload_faces"] += sum(not own for _, (_, own) in known)
+                return pipeline.render_identities(
+                    frame.rgb, [d for d, _ in known], [identity for _, (identity, _) in known]
+                )
+            back = pipeline.recover(frame.rgb, secret)  # a model that carries the payload in its crops
             counts["identity_faces"] += sum(f.path == "identity" for f in back.faces)
             counts["unverified_faces"] += sum(not f.verified and f.error is None for f in back.faces)
             return back.image
