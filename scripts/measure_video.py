@@ -4,8 +4,8 @@ fail-closed) against per-frame processing (independent seeds).
     OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/measure_video.py ../shared/data/wild/videos/d0.mp4 \
         --out runs/video_d0.json
 
-Both runs leave out the in-pixel payload (the video default, docs/video.md) and the photo
-container: the comparison is tracking + one chosen dummy per track against an independent
+Both runs leave out the in-pixel payload (the video default, docs/video.md; `--pixel-payload` adds
+each track's one payload to the tracked run) and the photo container: the comparison is tracking + one chosen dummy per track against an independent
 per-frame candidate search.
 
 Metrics, over the original frames' YuNet detections (score ≥ 0.7):
@@ -83,6 +83,11 @@ def main() -> None:
         default=None,
         help="CandidateSettings overrides as JSON, e.g. '{\"count\": 4}' (a wider search per track).",
     )
+    parser.add_argument(
+        "--pixel-payload",
+        action="store_true",
+        help="Tracked run only: each track carries its one in-pixel payload (per frame: none).",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -103,7 +108,12 @@ def main() -> None:
         track_candidates=args.track_candidates,
     )
     tracked = VideoAnonymizer(
-        pipe, secret, rate=float(info.rate or 25), dummies=dummies, clip_salt=args.clip_salt
+        pipe,
+        secret,
+        rate=float(info.rate or 25),
+        dummies=dummies,
+        clip_salt=args.clip_salt,
+        pixel_payload=args.pixel_payload,
     )
     per_frame_pipe = G2FacePipeline.from_pretrained(
         args.model, method=args.method, carriers=carriers, model_options=options
