@@ -5,8 +5,8 @@ fail-closed) against per-frame processing (independent seeds).
         --out runs/video_d0.json
 
 Both runs leave out the in-pixel payload (the video default, docs/video.md; `--pixel-payload` adds
-each track's one payload to the tracked run) and the photo container: the comparison is tracking + one chosen dummy per track against an independent
-per-frame candidate search.
+each track's one payload to the tracked run) and the photo container: the comparison is tracking
++ one chosen dummy per track against an independent per-frame candidate search.
 
 Metrics, over the original frames' YuNet detections (score ≥ 0.7):
 * unanonymized: detected original faces whose 5 landmarks are not all inside an anonymized or
