@@ -109,3 +109,15 @@ def test_bench_refuses_a_missing_model(tmp_path):
         bench_command, ["--photo", str(photo), "--model", str(tmp_path / "none.safetensors")]
     )
     assert result.exit_code == 2 and "--model" in result.output
+
+
+def test_torch_flops_counts_matrix_products_and_the_peak_is_a_rate():
+    import torch
+
+    from g2face.evaluation.bench import fp32_peak, torch_flops
+
+    a, b = torch.rand(4, 8), torch.rand(8, 3)
+    assert torch_flops(lambda: a @ b) == 2 * 4 * 8 * 3
+    assert torch_flops(lambda: a.sum()) == 0  # elementwise work is not counted
+    assert fp32_peak(torch.device("cpu"), repeats=1) > 1e8  # any CPU does more than 0.1 GFLOP/s
+

@@ -144,7 +144,13 @@ def recover_video_command(
     how = (
         f"{r['exact_frames']} frames restored exactly from {container}"
         if container
-        else f"{r['identity_faces']} face-frames at identity level (in-pixel payload)"
+        else f"{r['identity_faces']} face-frames at identity level (in-pixel payload"
+        + (
+            f": {r['own_payload_faces']} from their own, {r['track_payload_faces']} from their track's;"
+            f" {r['tracks_recovered']} tracks)"
+            if "tracks_recovered" in r
+            else ")"
+        )
     )
     click.echo(f"{source}: {result.frames} frames; {how} -> {output}", err=True)
 

@@ -3,6 +3,7 @@ the whole face pipeline on a 12-megapixel photo with several faces."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import resource
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
 
 from g2face.align import align_face, paste_faces
 from g2face.detection.base import FaceDetector
@@ -46,6 +48,38 @@ def _peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+PEAK_GEMM_SIZE = 2048
+"""Side of the square fp32 matrix product whose rate stands for the machine's peak (`fp32_peak`)."""
+
+
+def fp32_peak(device: torch.device, repeats: int = 5) -> float:
+    """The machine's fp32 rate in FLOP/s at the current thread count: the best of `repeats`
+    products of two `PEAK_GEMM_SIZE`² matrices (BLAS at its most efficient shape, the yardstick
+    issue 17's FLOP floor is measured against)."""
+    n = PEAK_GEMM_SIZE
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    torch.mm(a, b, out=out)  # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def torch_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of the PyTorch operations `fn` runs (`torch.utils.flop_counter`: matrix products and
+    convolutions; NumPy/OpenCV work such as the fusion is not counted)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
 
 
 def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -219,6 +253,20 @@ def bench(
                 _time(lambda m=method, x=x, s=seeds: m.anonymize(x, s), dev, repeats),
                 batch,
             )
+            if batch == 1 and getattr(method, "model", None) is not None:
+                # the work one face's anonymization does, against what this machine can compute
+                measured = out[-1].ms_per_item / 1e3
+                flops = torch_flops(lambda m=method, x=x, s=seeds: m.anonymize(x, s))
+                peak = fp32_peak(dev)
+                floor = flops / peak
+                record(
+                    method.name,
+                    f"anonymize: FLOP floor ({flops / 1e9:.1f} GFLOP of torch ops at the {peak / 1e9:.0f} "
+                    f"GFLOP/s of a {PEAK_GEMM_SIZE}² sgemm; measured {measured / floor:.1f}x it)",
+                    1,
+                    floor,
+                    1,
+                )
             if is_reversible(method):
                 y = method.anonymize(x, seeds)
                 record(
