@@ -23,7 +23,7 @@ from g2face.io.sidecar import SidecarError, SidecarReader, sidecar_path, write_s
 from g2face.io.video import EncoderSettings, probe_video, read_frames, transcode_video  # noqa: E402
 from g2face.models.checkpoints import save_g2face  # noqa: E402
 from g2face.models.zoo import build_model, tiny_config  # noqa: E402
-from g2face.payload import Secret  # noqa: E402
+from g2face.payload import Secret, kdf  # noqa: E402
 from g2face.payload.carriers import open_container, seal_regions  # noqa: E402
 from g2face.pipeline.g2face import G2FacePipeline, UnverifiedRecoveryError  # noqa: E402
 from g2face.types import FaceDetection  # noqa: E402
@@ -693,3 +693,14 @@ def test_clip_without_sidecar_recovers_tracks_from_their_payloads(tmp_path, clip
     with pytest.raises(UnverifiedRecoveryError, match="wrong password"):
         recover_video(blur_pipeline, out, tmp_path / "wrong.mp4", Secret(b"x" * 32, "key"), progress=False)
     assert not (tmp_path / "wrong.mp4").exists()
+
+
+def test_a_password_is_stretched_once_per_clip_not_per_frame(clip, blur_pipeline):
+    """Every frame's payloads and sidecar container share the clip's image salt: the memory-hard
+    KDF runs for it once (and once for the clip's dummy seeds), however many frames are sealed."""
+    secret = Secret.from_password("a long enough test password")
+    video = VideoAnonymizer(blur_pipeline, secret, seal=True, pixel_payload=True)
+    containers = [video.process(frame.rgb, frame.index).container for frame in read_frames(clip, limit=3)]
+    assert all(c is not None for c in containers)
+    stretched = {salt for kdf_id, salt in secret._derived if kdf_id == kdf.PASSWORD_KDF_ID}
+    assert stretched == {video.image_salt, video.clip_salt[: len(video.image_salt)]}

@@ -212,6 +212,7 @@ class G2FacePipeline:
         small_faces: str = "blur",
         search: bool = True,
         payload_bits: Sequence[np.ndarray | None] | None = None,
+        image_salt: bytes | None = None,
     ) -> AnonymizedImage:
         """Replace every face of an RGB uint8 image. The dummy identities come from the secret and
         each face's random salt, unless `seeds` (one per face) or `seed` (face i gets seed + i) fix
@@ -226,7 +227,10 @@ class G2FacePipeline:
         `payload_bits` (one per face, None for the model's own): channel bits the in-pixel carrier
         hides in that face instead of this frame's fresh payload (`AnonymizedFace.payload_bits` of
         an earlier frame): a video track carries one payload on all its frames, so the pattern is
-        the same from frame to frame and any frame that survives coding recovers the track."""
+        the same from frame to frame and any frame that survives coding recovers the track.
+        `image_salt` (`kdf.new_image_salt`; default a fresh one): the prefix of every salt of this
+        call's payloads and container, under which a password is stretched once; a video passes
+        one per clip, so its frames share one stretch instead of running scrypt each."""
         secret = _secret(secret)
         if small_faces not in SMALL_FACE_METHODS:
             known = ", ".join(SMALL_FACE_METHODS)
@@ -248,7 +252,7 @@ class G2FacePipeline:
         composed = image
         # One image salt in front of every payload's and the container's salt: a password is
         # stretched (scrypt, ~0.4 s) once for the whole image, not once per face.
-        image_salt = kdf.new_image_salt()
+        image_salt = kdf.new_image_salt() if image_salt is None else image_salt
         made: dict[int, AnonymizedFace] = {}
         for action in ("anonymized", "small-face fallback"):
             indices = [i for i, a in enumerate(actions) if a == action]
