@@ -620,7 +620,7 @@ class _YawScripted:
         (0.0, ["g2face", "blur", "g2face", "g2face", "g2face", "g2face"]),
     ],
 )
-def test_a_head_held_near_the_yaw_bound_does_not_flip_between_fake_and_filter(clip, secret, hysteresis, expected):
+def test_a_head_held_near_the_yaw_bound_does_not_flip(clip, secret, hysteresis, expected):
     """Once filtered as turned too far (beyond 40°), a track is rendered again only below
     40° - `DummyPolicy.turned_hysteresis`; a track that was rendered keeps 40° as its bound."""
     yaws = [38.0, 42.0, 38.0, 36.0, 34.0, 38.0]
@@ -704,3 +704,21 @@ def test_a_password_is_stretched_once_per_clip_not_per_frame(clip, blur_pipeline
     assert all(c is not None for c in containers)
     stretched = {salt for kdf_id, salt in secret._derived if kdf_id == kdf.PASSWORD_KDF_ID}
     assert stretched == {video.image_salt, video.clip_salt[: len(video.image_salt)]}
+
+
+def test_cli_pixel_payload_recovers_a_clip_without_its_sidecar(tmp_path, clip, pipeline):
+    weights = tmp_path / "tiny.safetensors"
+    save_g2face(pipeline.model.net, weights)
+    key = tmp_path / "key"
+    key.write_bytes(bytes(range(32)))
+    key.chmod(0o600)
+    common = ["--model", str(weights), "--key-file", str(key)]
+    out, back = tmp_path / "anon.mp4", tmp_path / "back.mp4"
+    runner = CliRunner()
+    args = ["video", "anonymize", str(clip), "-o", str(out), "--method", "blur", "--no-container"]
+    result = runner.invoke(cli, [*args, "--pixel-payload", "--crf", "12", *common])
+    assert result.exit_code == 0, result.output
+    assert not sidecar_path(out).exists()
+    result = runner.invoke(cli, ["video", "recover", str(out), "-o", str(back), *common])
+    assert result.exit_code == 0, result.output
+    assert "from their track's; 2 tracks)" in result.output and back.is_file()

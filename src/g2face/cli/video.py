@@ -84,6 +84,7 @@ def anonymize_video_command(
             output,
             secret,
             sidecar=not no_container,
+            pixel_payload=pixel_payload,
             dummies=dummies,
             encoder=_encoder(crf, lossless),
             force=force,

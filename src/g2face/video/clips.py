@@ -29,6 +29,7 @@ from g2face.io.video import EncoderSettings, VideoFrame, probe_video, read_frame
 from g2face.payload import Secret, kdf
 from g2face.payload.carriers import (
     ContainerError,
+    DctQimCarrier,
     Region,
     WrongSecretError,
     open_container,
@@ -628,7 +629,10 @@ def read_track_payloads(
     track's identity is the one most of its verified payloads carry (they are all the same unless
     the tracker joined two people)."""
     detector, tracker = _recovery_tracker(rate, policy or FailClosedPolicy())
-    codec, carrier = pipeline.model.codec, pipeline.pixel_carrier
+    codec = pipeline.model.codec
+    # (a model that hides its payload in its crops has no pixel carrier; its clips made with a
+    # classic --method carry the default one)
+    carrier = pipeline.pixel_carrier or DctQimCarrier(codec.n_bits)
     found = TrackPayloads()
     votes: dict[int, dict[bytes, int]] = {}
     total = probe_video(source).frames or None
@@ -690,11 +694,13 @@ def recover_video(
                     f"{sidecar}: made for a {reader.header.get('width')}x{reader.header.get('height')} clip, "
                     f"{source} is {info.width}x{info.height}; give the sidecar of this clip"
                 )
-        elif not pipeline.model.payload_in_crops:
+        else:
             rate = float(info.rate) if info.rate else 25.0
             payloads = read_track_payloads(pipeline, source, secret, rate, progress=progress)
             counts["unverified_faces"] = payloads.unverified
-            if not payloads.identities and not allow_unverified:
+            if not payloads.identities and pipeline.model.payload_in_crops and not payloads.unverified:
+                payloads = None  # a learned model's own payload is read from its crops, frame by frame
+            elif not payloads.identities and not allow_unverified:
                 raise UnverifiedRecoveryError(
                     f"{source}: no face's in-pixel payload verified "
                     + (
@@ -705,9 +711,10 @@ def recover_video(
                     )
                     + "; nothing written"
                 )
-            detector, tracker = _recovery_tracker(rate, FailClosedPolicy())
-            counts |= {"own_payload_faces": 0, "track_payload_faces": 0}
-            counts["tracks_recovered"] = len(payloads.track)
+            if payloads is not None:
+                detector, tracker = _recovery_tracker(rate, FailClosedPolicy())
+                counts |= {"own_payload_faces": 0, "track_payload_faces": 0}
+                counts["tracks_recovered"] = len(payloads.track)
 
         def process(frame: VideoFrame) -> np.ndarray:
             blob = reader.get(frame.index) if reader is not None else None
