@@ -485,3 +485,28 @@ def test_fitted_tensors_are_added_to_a_fusion_file_and_the_rest_kept(tmp_path):
     save_file({"x": torch.ones(1)}, str(other))
     with pytest.raises(WeightsFileError):
         add_fusion_tensors(other, {"y": torch.ones(1)})
+
+
+def test_a_refinement_is_found_once_per_identity_and_reused(pipeline, photo, monkeypatch):
+    """`render_identities(..., refine_steps)` refines an identity on the first face it renders and
+    reuses that W+ offset for the same identity later (every frame of a video track)."""
+    import torch
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model
+    detection = pipeline.detector.detect(photo)[0]
+    crop = crops_to_tensor([align_face(photo, detection, model.image_size).crop])
+    mirrored = crop.flip(-1)  # another pose of the face: another W+
+    identity = model.identity(crop)
+    calls = []
+    refine = model._refine
+    monkeypatch.setattr(model, "_refine", lambda *a: calls.append(a) or refine(*a))
+    plain, _ = model.render_identities(mirrored, identity, 0)
+    model.render_identities(crop, identity, 2)
+    refined, _ = model.render_identities(mirrored, identity, 2)
+    assert len(calls) == 1  # the second face of that identity reused the offset
+    assert not torch.equal(refined, plain)
+    model.render_identities(crop, identity, 3)  # other steps: another refinement
+    assert len(calls) == 2

@@ -403,6 +403,7 @@ def recover(
             allow_unverified=allow_unverified,
             report=report,
             force=force,
+            refine=refine,
         )
     pipeline = _pipeline(model, device, backend)
     _run(

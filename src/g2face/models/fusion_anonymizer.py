@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -287,6 +288,9 @@ def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) 
     return min(sure or same_gender or eligible, key=lambda i: scores[i].ranking_similarity)
 
 
+REFINEMENTS_KEPT = 64
+"""Identities whose refinement (`FusionAnonymizer.render_identities`) is remembered for reuse."""
+
 WHOLE_REGION_TRIES = 2
 """When no candidate is acceptable, at most this many of those that keep the attributes (least
 similar first) are also tried with the whole face region replaced, besides the chosen one."""
@@ -500,6 +504,8 @@ class FusionAnonymizer(nn.Module):
         self.second_identity = second_identity
         self.pose_correction = pose_correction
         self.expression_correction = expression_correction
+        # (identity bytes, refine steps) -> the W+ offset its refinement found (`render_identities`)
+        self._refinements: OrderedDict[tuple[bytes, int], Tensor] = OrderedDict()
         self._check_second_judge()
         self.eval()
 
@@ -852,6 +858,24 @@ class FusionAnonymizer(nn.Module):
             },
         }
 
+    def _refinement_offsets(self, wplus: Tensor, identities: Tensor, steps: int) -> Tensor:
+        """Per face, what `steps` of refinement add to its W+ [N, S, D]: found once per identity
+        (on the first face it is rendered on) and reused for that identity afterwards, so every
+        frame of a video track gets the refined likeness for one refinement
+        (`REFINEMENTS_KEPT` identities remembered)."""
+        keys = [(identity.float().cpu().numpy().tobytes(), steps) for identity in identities]
+        offsets = {key: self._refinements[key] for key in keys if key in self._refinements}
+        new = [i for i, key in enumerate(keys) if key not in offsets]
+        if new:
+            refined = self._refine(wplus[new], identities[new], steps)
+            offsets |= {keys[i]: offset for i, offset in zip(new, refined - wplus[new], strict=True)}
+        for key, offset in offsets.items():
+            self._refinements.pop(key, None)
+            self._refinements[key] = offset  # most recently used last
+        while len(self._refinements) > REFINEMENTS_KEPT:
+            self._refinements.popitem(last=False)
+        return torch.stack([offsets[key] for key in keys]).to(wplus)
+
     def _refine(self, wplus: Tensor, identities: Tensor, steps: int, lr: float = 0.02) -> Tensor:
         """`steps` of Adam on W+ towards the given identities (SFace cosine) while the render keeps
         its landmarks and expression (MediaPipe): recovery is rare and a user waits for it, so a
@@ -880,7 +904,8 @@ class FusionAnonymizer(nn.Module):
         self, crops: Tensor, identities: Tensor, refine_steps: int = 0
     ) -> tuple[Tensor, np.ndarray]:
         """The identities rendered at each crop's pose and expression and laid onto it;
-        `refine_steps` > 0 optimises each render towards its identity first (`--refine`). A face
+        `refine_steps` > 0 optimises each render towards its identity first (`--refine`), once
+        per identity: later faces of the same identity reuse its W+ offset. A face
         turned beyond `FusionSettings.max_yaw` is left as it is (mask 0): it was filtered, not
         replaced, and a render laid onto it would be a second face inside the head."""
         geometry = self.geometry(crops)
@@ -892,7 +917,7 @@ class FusionAnonymizer(nn.Module):
             identities = identities.to(crops)[rendered]
             wplus = self.styles(identities, self.geometry_vector(geometry)[rendered])
             if refine_steps > 0:
-                wplus = self._refine(wplus, identities, refine_steps)
+                wplus = wplus + self._refinement_offsets(wplus, identities, refine_steps)
             renders = self.generator(wplus).clamp(-1, 1)
             points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
             for k, i in enumerate(rendered):

@@ -673,14 +673,16 @@ def recover_video(
     encoder: EncoderSettings | None = None,
     force: bool = False,
     progress: bool = True,
+    refine: int = 0,
 ) -> VideoReport:
     """Recover a clip anonymized by `anonymize_video`. With its sidecar every frame's changed
     regions get their original decoded pixels back exactly (the rest of the frame is the anonymized
     clip's, re-encoded: lossy unless `encoder.lossless`); without one, the in-pixel payloads
     (identity level, when the clip was anonymized with them): a first pass tracks the faces and
     reads every face-frame's payload, a second renders each face with the identity its own pixels
-    carried or, where lossy coding destroyed that, its track's (`read_track_payloads`). A wrong
-    secret writes nothing."""
+    carried or, where lossy coding destroyed that, its track's (`read_track_payloads`), `refine`
+    optimisation steps towards each identity first (once per identity, reused on its every frame,
+    where the model can). A wrong secret writes nothing."""
     source, target = Path(source), Path(target)
     report = VideoReport(str(source), str(target), sidecar=None if sidecar is None else str(sidecar))
     counts = {"exact_frames": 0, "damaged_frames": 0, "identity_faces": 0, "unverified_faces": 0}
@@ -746,7 +748,7 @@ def recover_video(
                 counts["own_payload_faces"] += sum(own for _, (_, own) in known)
                 counts["track_payload_faces"] += sum(not own for _, (_, own) in known)
                 return pipeline.render_identities(
-                    frame.rgb, [d for d, _ in known], [identity for _, (identity, _) in known]
+                    frame.rgb, [d for d, _ in known], [identity for _, (identity, _) in known], refine
                 )
             back = pipeline.recover(frame.rgb, secret)  # a model that carries the payload in its crops
             counts["identity_faces"] += sum(f.path == "identity" for f in back.faces)
