@@ -314,8 +314,8 @@ def anonymize(
             device=device,
             method=method,
             no_container=no_container,
-            # Off for video (H.264 destroys it and it flickers: docs/video.md); the sidecar carries
-            # recovery. `g2face video anonymize --pixel-payload` turns it on.
+            # Off for video (it adds flicker, and coding harder than CRF 18 destroys it: docs/video.md);
+            # the sidecar carries recovery. `g2face video anonymize --pixel-payload` turns it on.
             pixel_payload=False,
             report=report,
             force=force,

@@ -203,7 +203,9 @@ def video() -> None:
 @click.option(
     "--pixel-payload",
     is_flag=True,
-    help="Also hide each face's identity payload in its pixels (survives only --lossless output).",
+    help="Also hide each face's identity payload in its pixels, one per tracked person: a clip kept at "
+    "--crf 18 or better is then recovered at identity level without its sidecar (not after harder "
+    "re-encoding); adds about 0.1x the original's flicker.",
 )
 @click.option(
     "--min-face",
