@@ -205,7 +205,7 @@ def video() -> None:
     is_flag=True,
     help="Also hide each face's identity payload in its pixels, one per tracked person: a clip kept at "
     "--crf 18 or better is then recovered at identity level without its sidecar (not after harder "
-    "re-encoding); adds about 0.1x the original's flicker.",
+    "re-encoding); adds flicker (d3: 1.3x the original's -> 1.4x, d0: 1.44x -> 1.68x).",
 )
 @click.option(
     "--min-face",
