@@ -120,4 +120,3 @@ def test_torch_flops_counts_matrix_products_and_the_peak_is_a_rate():
     assert torch_flops(lambda: a @ b) == 2 * 4 * 8 * 3
     assert torch_flops(lambda: a.sum()) == 0  # elementwise work is not counted
     assert fp32_peak(torch.device("cpu"), repeats=1) > 1e8  # any CPU does more than 0.1 GFLOP/s
-

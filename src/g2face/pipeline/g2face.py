@@ -79,9 +79,7 @@ class AnonymizedFace:
     attributes: dict | None = None  # apparent gender and age, original and fake (AnonymizedFaces)
     whole_region: bool = False  # the fake replaced the whole face region (AnonymizedFaces.whole_region)
     fallback_reason: str | None = None  # why the model gave it a classic filter (AnonymizedFaces.fallbacks)
-    payload_bits: np.ndarray | None = (
-        None  # uint8 bits of its encrypted identity (in its pixels if pixel_payload)
-    )
+    payload_bits: np.ndarray | None = None  # uint8 bits of its encrypted identity (its pixels' payload)
 
 
 FaceAction = Literal["anonymized", "exempt", "small-face fallback", "turned-face fallback"]

@@ -201,8 +201,8 @@ class VideoAnonymizer:
         self.clip_id = new_clip_id()  # the sidecar's records are sealed for (clip id, frame index)
         self.dummy_seeds: dict[int, int] = {}  # track id -> the dummy seed its (last) search chose
         # track id -> the in-pixel payload its first frame carried: every later frame of the track
-        # carries the same bits (one pattern, not a fresh one per frame: no flicker from it, and any
-        # frame that survives lossy coding recovers the whole track, `recover_video`)
+        # carries the same bits, not a fresh payload, so lossy coding keeps it in more frames and any
+        # frame that survives recovers the whole track (`recover_video`)
         self.track_payloads: dict[int, np.ndarray] = {}
         self.dummies = dummies or DummyPolicy()
         # A track's searches (its first frame, re-searches) run on a pipeline whose model renders
@@ -645,7 +645,8 @@ def read_track_payloads(
             if face.raw is None:
                 continue
             found.face_frames += 1
-            # the clip's own scale only: a resized clip loses its payload to the resampling anyway
+            # the clip's own scale only: the search over resized scales costs 1-2 s more on every
+            # face-frame where nothing decodes (most frames of a coded clip)
             payload = read_payload(frame.rgb, face.raw, codec, secret, carrier, search_resized=False)
             if payload is None:
                 continue
