@@ -587,20 +587,20 @@ class TrackPayloads:
     identity most of its verified frames carried (one payload per track, `VideoAnonymizer`), for
     the frames whose own payload lossy coding destroyed."""
 
-    own: dict[tuple[int, int], bytes] = field(default_factory=dict)
-    track: dict[int, bytes] = field(default_factory=dict)
-    identities: dict[bytes, np.ndarray] = field(default_factory=dict)
+    own: dict[tuple[int, int], int] = field(default_factory=dict)  # -> index in `identities`
+    track: dict[int, int] = field(default_factory=dict)  # track id -> index in `identities`
+    identities: list[np.ndarray] = field(default_factory=list)  # each distinct identity once
     face_frames: int = 0
     unverified: int = 0  # payloads that decoded but did not verify (another secret)
 
     def identity_of(self, frame: int, track: int) -> tuple[np.ndarray, bool] | None:
         """(identity, from this face-frame's own payload) or None when neither it nor its track
         carried a verified one."""
-        key = self.own.get((frame, track))
-        if key is not None:
-            return self.identities[key], True
-        key = self.track.get(track)
-        return None if key is None else (self.identities[key], False)
+        index = self.own.get((frame, track))
+        if index is not None:
+            return self.identities[index], True
+        index = self.track.get(track)
+        return None if index is None else (self.identities[index], False)
 
 
 def _recovery_tracker(rate: float, policy: FailClosedPolicy) -> tuple[YuNetDetector, FaceTracker]:
@@ -634,7 +634,8 @@ def read_track_payloads(
     # classic --method carry the default one)
     carrier = pipeline.pixel_carrier or DctQimCarrier(codec.n_bits)
     found = TrackPayloads()
-    votes: dict[int, dict[bytes, int]] = {}
+    index_of: dict[bytes, int] = {}
+    votes: dict[int, dict[int, int]] = {}  # track id -> identity index -> verified face-frames
     total = probe_video(source).frames or None
     frames = tqdm(
         read_frames(source), total=total, desc="reading payloads", unit="frame", disable=not progress
@@ -654,11 +655,12 @@ def read_track_payloads(
                 found.unverified += 1
                 continue
             identity = np.asarray(payload.embedding, np.float32)
-            key = identity.tobytes()
-            found.identities.setdefault(key, identity)
-            found.own[(frame.index, face.track.id)] = key
+            index = index_of.setdefault(identity.tobytes(), len(found.identities))
+            if index == len(found.identities):
+                found.identities.append(identity)
+            found.own[(frame.index, face.track.id)] = index
             track_votes = votes.setdefault(face.track.id, {})
-            track_votes[key] = track_votes.get(key, 0) + 1
+            track_votes[index] = track_votes.get(index, 0) + 1
     found.track = {track: max(v, key=v.get) for track, v in votes.items()}
     return found
 
