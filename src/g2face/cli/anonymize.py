@@ -10,7 +10,7 @@ import click
 from tqdm.auto import tqdm
 
 from g2face import hub
-from g2face.cli.options import backend_option, validate_device
+from g2face.cli.options import backend_option, refine_option, validate_device
 from g2face.io import ImageWriteError, check_output_free, expand_inputs, printable, write_json
 from g2face.payload import PASSWORD_ENV, Secret, SecretError, resolve_secret
 
@@ -366,15 +366,7 @@ def anonymize(
     is_flag=True,
     help="Write results that did not verify (wrong password or damaged payload show unrelated faces).",
 )
-@click.option(
-    "--refine",
-    type=click.IntRange(0, 200),
-    default=10,
-    show_default=True,
-    help="Identity-level recovery only (no container): optimisation steps of the rendered face "
-    "towards the decoded identity, about 1 s each on a CPU; 0 renders it once (on 40 LFW pairs "
-    "FaceNet recognised 0.375 of faces after 10 steps, 0.025 without).",
-)
+@refine_option("no container")
 @_secret_options
 def recover(
     inputs, output, model, device, fmt, force, report, backend, allow_unverified, refine, secret_sources

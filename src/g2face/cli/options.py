@@ -30,3 +30,20 @@ def backend_option(command):
         help="Run the generator in PyTorch, or its exported graph in ONNX Runtime or OpenVINO "
         "(pip install 'g2face[runtime]'); auto: the fastest here, measured once and cached.",
     )(command)
+
+
+REFINE_STEPS = 10
+"""Default refinement steps of identity-level recovery (photos and clips)."""
+
+
+def refine_option(what: str):
+    """`--refine N` for a recover command; `what` names where identity-level recovery happens."""
+    return click.option(
+        "--refine",
+        type=click.IntRange(0, 200),
+        default=REFINE_STEPS,
+        show_default=True,
+        help=f"Identity-level recovery only ({what}): optimisation steps of the rendered face towards the "
+        "decoded identity, about 1 s each on a CPU, once per identity; 0 renders it once (on 150 LFW "
+        "pairs FaceNet recognised 0.413 of faces after 10 steps, 0.047 without).",
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from g2face.cli.anonymize import SMALL_FACE_CHOICES, _pipeline, _resolve, _secret_options
-from g2face.cli.options import validate_device
+from g2face.cli.options import REFINE_STEPS, refine_option, validate_device
 from g2face.io import ImageWriteError, check_output_free, printable, write_json
 from g2face.types import InputError
 
@@ -117,7 +117,7 @@ def recover_video_command(
     allow_unverified: bool = False,
     report: Path | None = None,
     force: bool = False,
-    refine: int = 10,
+    refine: int = REFINE_STEPS,
 ) -> None:
     """Recover one clip: from its sidecar (`container`, default `<source>.g2face` when it exists),
     else from the faces' in-pixel payloads (`refine` steps towards each identity, once per
@@ -265,14 +265,7 @@ def video_anonymize(
     help="The clip's .g2face sidecar (default: <input>.g2face when it exists).",
 )
 @click.option("--allow-unverified", is_flag=True, help="Write the clip even if no payload verified.")
-@click.option(
-    "--refine",
-    type=click.IntRange(0, 200),
-    default=10,
-    show_default=True,
-    help="Identity-level recovery only (no sidecar): optimisation steps towards each decoded identity, "
-    "about 1 s each on a CPU, once per identity (its every frame reuses them); 0 renders it plainly.",
-)
+@refine_option("no sidecar; every frame of an identity reuses its refinement")
 @_secret_options
 def video_recover(
     source, output, model, device, force, report, crf, lossless, container, allow_unverified, refine,
