@@ -865,7 +865,8 @@ class FusionAnonymizer(nn.Module):
         (`REFINEMENTS_KEPT` identities remembered)."""
         keys = [(identity.float().cpu().numpy().tobytes(), steps) for identity in identities]
         offsets = {key: self._refinements[key] for key in keys if key in self._refinements}
-        new = [i for i, key in enumerate(keys) if key not in offsets]
+        # the first face of each identity not yet refined (two faces of one identity: one refinement)
+        new = [i for i, key in enumerate(keys) if key not in offsets and keys.index(key) == i]
         if new:
             refined = self._refine(wplus[new], identities[new], steps)
             offsets |= {keys[i]: offset for i, offset in zip(new, refined - wplus[new], strict=True)}

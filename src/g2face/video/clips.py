@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from g2face.detection import YuNetDetector
 from g2face.io.sidecar import SidecarReader, frame_binding, new_clip_id, sidecar_path, write_sidecar
-from g2face.io.video import EncoderSettings, VideoFrame, probe_video, read_frames, transcode_video
+from g2face.io.video import EncoderSettings, VideoFrame, VideoInfo, probe_video, read_frames, transcode_video
 from g2face.payload import Secret, kdf
 from g2face.payload.carriers import (
     ContainerError,
@@ -511,11 +511,10 @@ def anonymize_video(
     `pixel_payload`: see `VideoAnonymizer`; `dummies`: re-search and small faces (`DummyPolicy`)."""
     source, target = Path(source), Path(target)
     info = probe_video(source)
-    rate = float(info.rate) if info.rate else 25.0
     anonymizer = VideoAnonymizer(
         pipeline,
         secret,
-        rate=rate,
+        rate=_frame_rate(info),
         policy=policy,
         dummies=dummies,
         seal=sidecar,
@@ -592,6 +591,7 @@ class TrackPayloads:
     identities: list[np.ndarray] = field(default_factory=list)  # each distinct identity once
     face_frames: int = 0
     unverified: int = 0  # payloads that decoded but did not verify (another secret)
+    rate: float = 25.0  # the clip's frame rate, which the tracker was given (the second pass's too)
 
     def identity_of(self, frame: int, track: int) -> tuple[np.ndarray, bool] | None:
         """(identity, from this face-frame's own payload) or None when neither it nor its track
@@ -601,6 +601,11 @@ class TrackPayloads:
             return self.identities[index], True
         index = self.track.get(track)
         return None if index is None else (self.identities[index], False)
+
+
+def _frame_rate(info: VideoInfo) -> float:
+    """The clip's frame rate for the tracker (25 where the container does not say)."""
+    return float(info.rate) if info.rate else 25.0
 
 
 def _recovery_tracker(rate: float, policy: FailClosedPolicy) -> tuple[YuNetDetector, FaceTracker]:
@@ -620,7 +625,6 @@ def read_track_payloads(
     pipeline: G2FacePipeline,
     source: str | Path,
     secret: Secret,
-    rate: float,
     *,
     policy: FailClosedPolicy | None = None,
     progress: bool = True,
@@ -628,17 +632,21 @@ def read_track_payloads(
     """Track the faces of an anonymized clip and read every detected face's in-pixel payload; each
     track's identity is the one most of its verified payloads carry (they are all the same unless
     the tracker joined two people)."""
-    detector, tracker = _recovery_tracker(rate, policy or FailClosedPolicy())
+    info = probe_video(source)
+    found = TrackPayloads(rate=_frame_rate(info))
+    detector, tracker = _recovery_tracker(found.rate, policy or FailClosedPolicy())
     codec = pipeline.model.codec
     # (a model that hides its payload in its crops has no pixel carrier; its clips made with a
     # classic --method carry the default one)
     carrier = pipeline.pixel_carrier or DctQimCarrier(codec.n_bits)
-    found = TrackPayloads()
     index_of: dict[bytes, int] = {}
     votes: dict[int, dict[int, int]] = {}  # track id -> identity index -> verified face-frames
-    total = probe_video(source).frames or None
     frames = tqdm(
-        read_frames(source), total=total, desc="reading payloads", unit="frame", disable=not progress
+        read_frames(source),
+        total=info.frames or None,
+        desc="reading payloads",
+        unit="frame",
+        disable=not progress,
     )
     for frame in frames:
         update = tracker.update(detector.detect(frame.rgb), frame.index)
@@ -692,16 +700,15 @@ def recover_video(
     reader = SidecarReader(sidecar) if sidecar is not None else None
     payloads: TrackPayloads | None = None
     try:
-        info = probe_video(source)
         if reader is not None:
+            info = probe_video(source)
             if (reader.header.get("width"), reader.header.get("height")) != (info.width, info.height):
                 raise InputError(
                     f"{sidecar}: made for a {reader.header.get('width')}x{reader.header.get('height')} clip, "
                     f"{source} is {info.width}x{info.height}; give the sidecar of this clip"
                 )
         else:
-            rate = float(info.rate) if info.rate else 25.0
-            payloads = read_track_payloads(pipeline, source, secret, rate, progress=progress)
+            payloads = read_track_payloads(pipeline, source, secret, progress=progress)
             counts["unverified_faces"] = payloads.unverified
             if not payloads.identities and pipeline.model.payload_in_crops and not payloads.unverified:
                 payloads = None  # a learned model's own payload is read from its crops, frame by frame
@@ -717,7 +724,7 @@ def recover_video(
                     + "; nothing written"
                 )
             if payloads is not None:
-                detector, tracker = _recovery_tracker(rate, FailClosedPolicy())
+                detector, tracker = _recovery_tracker(payloads.rate, FailClosedPolicy())
                 counts |= {"own_payload_faces": 0, "track_payload_faces": 0}
                 counts["tracks_recovered"] = len(payloads.track)
 
