@@ -510,3 +510,107 @@ def test_a_refinement_is_found_once_per_identity_and_reused(pipeline, photo, mon
     assert not torch.equal(refined, plain)
     model.render_identities(crop, identity, 3)  # other steps: another refinement
     assert len(calls) == 2
+
+
+def test_the_push_grid_warps_as_opencv_does():
+    """`_push_away` lays the render onto the original with `grid_sample` on the similarity the
+    fusion fits; it must move pixels where `cv2.warpAffine` moves them."""
+    import cv2
+    import torch
+
+    from g2face.models.fusion_anonymizer import _similarity_grid
+
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur((rng.random((64, 64, 3)) * 255).astype(np.uint8), (0, 0), 2)
+    angle, scale = 0.3, 1.1
+    matrix = np.array(
+        [
+            [scale * np.cos(angle), -scale * np.sin(angle), 5.0],
+            [scale * np.sin(angle), scale * np.cos(angle), -3.0],
+        ]
+    )
+    expected = cv2.warpAffine(
+        image, matrix, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
+    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    warped = torch.nn.functional.grid_sample(
+        tensor, _similarity_grid(matrix, 64), mode="bilinear", padding_mode="reflection", align_corners=False
+    )[0].permute(1, 2, 0)
+    inner = (warped.numpy() - expected)[12:-12, 12:-12]
+    assert np.abs(inner).mean() < 0.5 and np.abs(inner).max() < 6  # OpenCV interpolates in fixed point
+
+
+def test_the_push_moves_a_dummy_away_from_the_original(pipeline, photo):
+    """Each step of `_push_away` lowers SFace's cosine between the original and the render laid
+    onto it (what the search's bar reads), holding the render's landmarks."""
+    import dataclasses as dc
+
+    import torch
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor, tensor_to_crops
+
+    with torch.no_grad():  # as the anonymizer calls it
+        model = pipeline.model.with_candidates(away_steps=3)
+        crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+        original = tensor_to_crops(crop)[0]
+        geometry = model.geometry(crop)
+        points = (geometry.landmarks[..., :2] * model.image_size - 0.5).numpy()[0]
+        embedding = model.identity(crop)[0]
+        dummy = model.dummy_identities([5], crop.dtype)
+        wplus = model.styles(dummy, model.geometry_vector(geometry), model.candidates.spread)
+        start = model.generator(wplus).clamp(-1, 1)
+        (fused,) = model.fuse_renders(original, points, start, dc.replace(model.fusion, render_only=False))
+        path, renders = model._push_away(
+            wplus, original, points, model.render_points(start)[0], fused.mask, embedding
+        )
+        assert path.shape == (3, *wplus.shape[1:]) and renders.shape == (
+            3,
+            3,
+            model.image_size,
+            model.image_size,
+        )
+        laid = model.fuse_renders(
+            original, points, torch.cat([start, renders]), dc.replace(model.fusion, render_only=False)
+        )
+        similarity = (model.identity(crops_to_tensor([f.preview for f in laid])) @ embedding).tolist()
+        assert similarity[-1] < similarity[0] - 0.05, similarity
+        moved = np.abs(model.render_points(renders[-1:])[0] - model.render_points(start)[0]).mean()
+        assert moved < 2.0  # pixels: the face keeps its place and expression
+
+
+def test_a_face_left_above_the_bar_is_pushed_and_its_seed_keeps_the_push(pipeline, photo, secret):
+    """Every candidate (and the whole-region try) stays above the bar: the kept face is pushed,
+    the least similar step that keeps the attributes is taken, and a later render of that dummy
+    seed without a search (a video track's next frames) carries the same push."""
+    import dataclasses as dc
+
+    import torch
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model.with_candidates(away_steps=3)
+    scores = model._scores
+    keeps = {"second_similarity": None, "same_gender": True, "sure_gender": True, "age_gap": 1.0}
+    keeps |= {"adds_glasses": False, "adds_facial_hair": False}
+
+    def scripted(reference, attributes, faces, *args, **kwargs):
+        found = scores(reference, attributes, faces, *args, **kwargs)
+        if len(faces) == 3:  # the three steps of the push: the middle one is least similar
+            return [dc.replace(s, similarity=v, **keeps) for s, v in zip(found, (0.5, 0.2, 0.4), strict=True)]
+        return [dc.replace(s, similarity=0.9, **keeps) for s in found]
+
+    model._scores = scripted
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    model._pushes.clear()
+    out = model.anonymize(crop, secret, seeds=[11])
+    assert out.similarities == (0.2,)
+    (seed,) = out.dummy_seeds
+    assert seed in model._pushes
+    again = model.anonymize(crop, secret, seeds=[seed], search=False)
+    offset = model._pushes.pop(seed)
+    plain = model.anonymize(crop, secret, seeds=[seed], search=False)
+    assert not torch.equal(again.images, plain.images)
+    model._pushes[seed] = offset
+    assert torch.equal(model.anonymize(crop, secret, seeds=[seed], search=False).images, again.images)

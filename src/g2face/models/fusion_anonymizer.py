@@ -41,7 +41,9 @@ from g2face.models.fusion import (
     FusedFace,
     FusionSettings,
     face_region_mask,
+    face_width,
     facial_hair_score,
+    fit_render_to_original,
     fuse_face,
     glasses_score,
     sunglasses_mask,
@@ -132,6 +134,14 @@ class CandidateSettings:
     (`CandidateScore.ranking_similarity`), so the fake kept looks like someone else to two
     recognisers of different families and training data, not only to the one it is chosen with.
     The similarity bar stays SFace's. None: SFace alone."""
+    away_steps: int = 0
+    """When the face kept is still more like the original than `max_similarity` (SFace, after
+    fusion), this many Adam steps move its W+ away from the original's identity
+    (`FusionAnonymizer._push_away`: SFace on the render laid onto the original crop, with the
+    attribute probe's directions and the render's landmarks and expression held); the result is
+    kept if, fused and scored again, it is less like the original and keeps what the chosen face
+    kept. 0: no push."""
+    away_lr: float = 0.02
     spread: float = 1.0
     """A dummy's W+ is taken this many times as far from the average identity's W+ (at the same
     geometry) as f_mlp puts it. f_mlp regresses W+ with a squared error, which pulls its output
@@ -150,6 +160,8 @@ class CandidateSettings:
             raise ValueError(f"age_stretch must be in [0, 1], got {self.age_stretch}")
         if self.second_judge is not None and self.second_judge not in SECOND_JUDGES:
             raise ValueError(f"unknown second_judge {self.second_judge!r}; known: {', '.join(SECOND_JUDGES)}")
+        if self.away_steps < 0 or self.away_lr <= 0:
+            raise ValueError("away_steps must be >= 0 and away_lr > 0")
         if not 0 < self.spread <= 4:
             raise ValueError(f"spread must be in (0, 4], got {self.spread}")
 
@@ -347,6 +359,48 @@ def smile_of(geometry_vector: Tensor) -> Tensor:
     return expression[:, list(SMILE_BLENDSHAPES)].mean(1)
 
 
+def _similarity_grid(matrix: np.ndarray, size: int) -> Tensor:
+    """The `grid_sample` grid [1, S, S, 2] that warps an S×S image by a 2×3 pixel-coordinate
+    matrix as `cv2.warpAffine` does (each output pixel reads the inverse-mapped source point)."""
+    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    source = inverse @ np.stack([xs.ravel(), ys.ravel(), np.ones(size * size)])
+    grid = (2 * source + 1) / size - 1  # pixel centres to align_corners=False coordinates
+    return torch.from_numpy(grid.T.reshape(1, size, size, 2).astype(np.float32))
+
+
+def _upper_lip_and_cheeks(points: np.ndarray, size: int, device) -> tuple[Tensor, Tensor]:
+    """Boolean masks [S, S] of the band between nose and upper lip and of the two upper-cheek
+    squares, as `facial_hair_score` takes them, for a face whose mesh is `points` (pixels)."""
+    ys, xs = np.mgrid[0:size, 0:size]
+
+    def box(x0, x1, y0, y1):
+        return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+
+    left, right = points[61, 0], points[291, 0]
+    mouth, nose, lip = right - left, points[2, 1], points[0, 1]
+    band = box(left + 0.15 * mouth, right - 0.15 * mouth, nose + 0.3 * (lip - nose), lip - 0.1 * (lip - nose))
+    half = 0.06 * face_width(points)
+    cheeks = np.zeros_like(band)
+    for x, y in points[[50, 280], :2]:
+        cheeks |= box(x - half, x + half, y - half, y + half)
+    return torch.from_numpy(band).to(device), torch.from_numpy(cheeks).to(device)
+
+
+def _upper_lip_darkness(image: Tensor, lip: Tensor, cheeks: Tensor) -> Tensor:
+    """A differentiable stand-in for `facial_hair_score` of a render [1, 3, S, S] in [-1, 1]: how
+    much darker (luma) and less colourful (max - min of RGB) the upper lip is than the cheeks,
+    means instead of medians (0 when either region is empty)."""
+    if not lip.any() or not cheeks.any():
+        return image.new_zeros(())
+    rgb = (image[0] + 1) / 2
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    colour = rgb.amax(0) - rgb.amin(0)
+    darker = 1 - luma[lip].mean() / luma[cheeks].mean().clamp_min(1e-3)
+    paler = 1 - colour[lip].mean() / colour[cheeks].mean().clamp_min(1e-3)
+    return darker + paler
+
+
 def candidate_seed(dummy_seed: int, index: int) -> int:
     """The seed of candidate `index` of a face whose keyed dummy seed is `dummy_seed`; candidate 0
     is the dummy seed itself."""
@@ -372,6 +426,7 @@ class _FaceSearch:
         self.renders: dict[int, Tensor] = {}
         self.render_points: dict[int, np.ndarray] = {}
         self.widened: dict[int, tuple[CandidateScore, FusedFace]] = {}  # pool index -> whole-region try
+        self.reuse_pushes = False  # render a seed with its remembered push (`FusionAnonymizer._pushes`)
 
     def _score(self, fused: list[FusedFace]) -> list[CandidateScore]:
         return self.model._scores(
@@ -389,8 +444,13 @@ class _FaceSearch:
         dummies = model.steer_dummies(model.dummy_identities(candidate_seeds, self.dtype), self.reference)
         # One at a time: a batch of candidates is slower per image on a CPU (its 512x512 feature
         # maps fall out of cache) and multiplies the peak memory.
+        # A dummy kept for a video track is rendered with the push it got on its first frame.
+        pushes = [model._pushes.get(s) if self.reuse_pushes else None for s in candidate_seeds]
         renders = torch.cat(
-            [model.render_dummies(d[None], self.vector, self.settings.spread) for d in dummies]
+            [
+                model.render_dummies(d[None], self.vector, self.settings.spread, offset=p)
+                for d, p in zip(dummies, pushes, strict=True)
+            ]
         )
         self.renders |= dict(zip(candidate_seeds, renders, strict=True))
         render_points = model.render_points(renders)
@@ -439,10 +499,62 @@ class _FaceSearch:
                 score, face, replaced_whole = rescored, wider, True
         return score, face, rendered, replaced_whole
 
+    def _pushed(self, score: CandidateScore, face: FusedFace, seed: int, whole: bool):
+        """A fused candidate pushed away from the original (`FusionAnonymizer._push_away`): of the
+        renders along the push, the least like the original that keeps the attributes `score`
+        kept and loses no more accessories (a push can drift the apparent gender or grow a
+        moustache: later steps are not always better), as (score, fused face, W+ offset), if it
+        is less like the original than `score`; else None."""
+        settings, model = self.settings, self.model
+        dummy = model.steer_dummies(model.dummy_identities([seed], self.dtype), self.reference)
+        wplus = model.styles(dummy, self.vector, settings.spread)
+        path, renders = model._push_away(
+            wplus, self.original, self.points, self.render_points[seed], face.mask, self.embedding
+        )
+        fusion = dataclasses.replace(model.fusion, render_only=False) if whole else model.fusion
+        fused = model.fuse_renders(self.original, self.points, renders, fusion, keep=self.occluder)
+        keeps = score.keeps_attributes(settings)
+        best = None
+        for k, rescored in enumerate(self._score(fused)):
+            if (
+                (rescored.keeps_attributes(settings) or not keeps)
+                and rescored.accessories_lost <= score.accessories_lost
+                and rescored.ranking_similarity < (score if best is None else best[0]).ranking_similarity
+            ):
+                best = rescored, fused[k], path[k] - wplus[0]
+        return best
+
+    def _push(self, result: tuple[CandidateScore, FusedFace, int, bool]) -> tuple[CandidateScore, FusedFace, int, bool]:
+        """The face kept, pushed away from the original (`CandidateSettings.away_steps`) when it is
+        still above the similarity bar. When it was kept although it loses the original's apparent
+        gender or age (the only candidates different enough did), the least similar candidate
+        that keeps them is pushed first, and taken if that brings it under the bar."""
+        score, face, seed, whole = result
+        settings = self.settings
+        if settings.away_steps == 0:
+            return result
+        if not score.keeps_attributes(settings):
+            keepers = [j for j, c in enumerate(self.pool) if c[0].keeps_attributes(settings)]
+            if keepers:
+                j = min(keepers, key=lambda j: self.pool[j][0].ranking_similarity)
+                keeper, keeper_face, keeper_seed = self.pool[j]
+                pushed = self._pushed(keeper, keeper_face, keeper_seed, not self.model.fusion.render_only)
+                if pushed is not None and pushed[0].acceptable(settings):
+                    self.model._remember_push(keeper_seed, pushed[2])
+                    return pushed[0], pushed[1], keeper_seed, not self.model.fusion.render_only
+        if score.similarity <= settings.max_similarity:
+            return result
+        pushed = self._pushed(score, face, seed, whole)
+        if pushed is None:
+            return result
+        self.model._remember_push(seed, pushed[2])
+        return pushed[0], pushed[1], seed, whole
+
     def run(self, search: bool = True) -> tuple[CandidateScore, FusedFace, int, bool]:
         """(score, fused face, dummy seed, whole region replaced) of the face kept."""
         settings = self.settings
         if not search:
+            self.reuse_pushes = True
             self._render_round([0])
             return self._choose()
         rounds = settings.max_rounds + settings.attribute_rounds
@@ -457,7 +569,7 @@ class _FaceSearch:
             result = self._choose()
             if result[0].keeps_attributes(settings):
                 break
-        return result
+        return self._push(result)
 
 
 class FusionAnonymizer(nn.Module):
@@ -506,6 +618,8 @@ class FusionAnonymizer(nn.Module):
         self.expression_correction = expression_correction
         # (identity bytes, refine steps) -> the W+ offset its refinement found (`render_identities`)
         self._refinements: OrderedDict[tuple[bytes, int], Tensor] = OrderedDict()
+        # dummy seed -> the W+ offset its push away from the original found (`_push_away`)
+        self._pushes: OrderedDict[int, Tensor] = OrderedDict()
         self._check_second_judge()
         self.eval()
 
@@ -576,10 +690,16 @@ class FusionAnonymizer(nn.Module):
         delta = torch.linalg.solve(rows @ rows.T, error.T).T @ rows
         return identities + self.candidates.steer * delta
 
-    def render_dummies(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
+    def render_dummies(
+        self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0, offset: Tensor | None = None
+    ) -> Tensor:
         """Identities [N, D] rendered at one geometry [1, G] or one each [N, G]; `spread` scales
-        each W+ away from the average identity's at the same geometry (`CandidateSettings.spread`)."""
-        return self.generator(self.styles(identities, geometry_vector, spread)).clamp(-1, 1)
+        each W+ away from the average identity's at the same geometry (`CandidateSettings.spread`);
+        `offset` is added to the W+ (a remembered push, `_push_away`)."""
+        wplus = self.styles(identities, geometry_vector, spread)
+        if offset is not None:
+            wplus = wplus + offset.to(wplus)
+        return self.generator(wplus).clamp(-1, 1)
 
     def styles(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
         """The W+ [N, S, D] the identities [N, D] are rendered from at one geometry [1, G] or one
@@ -899,6 +1019,84 @@ class FusionAnonymizer(nn.Module):
                 (identity_loss + geometry_loss).backward()
                 optimizer.step()
         return w.detach()
+
+    def _push_away(
+        self,
+        wplus: Tensor,
+        original: np.ndarray,
+        original_points: np.ndarray,
+        render_points: np.ndarray,
+        mask: np.ndarray,
+        embedding: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """`CandidateSettings.away_steps` of Adam on a dummy's W+ [1, S, D] lowering SFace's cosine
+        to the original (`embedding`) of the render laid onto the original crop as the fusion lays
+        it (its similarity fit, differentiable; `mask` [S, S] the fused face's region), while the
+        render keeps its landmarks and expression and the identity's components along the
+        attribute probe's rows (apparent gender, age, glasses) stay where they were. (The
+        paper's away-from-original term, applied at inference to the faces the keyed search
+        leaves too close; FaceNet never takes part.) Returns the W+ after each step [steps, S, D]
+        and their renders [steps, 3, S, S]."""
+        steps, lr = self.candidates.away_steps, self.candidates.away_lr
+        matrix = fit_render_to_original(render_points, original_points)
+        with torch.inference_mode(False), torch.enable_grad():
+            # (tensors made here, not under the caller's inference mode, can take part in autograd)
+            grid = _similarity_grid(matrix, self.image_size).to(wplus.device, wplus.dtype)
+            weight = torch.from_numpy(mask).to(wplus.device, wplus.dtype)[None, None]
+            background = crops_to_tensor([original], device=wplus.device, dtype=wplus.dtype).clone()
+            held = None
+            if self.attribute_probe is not None:
+                rows = self.attribute_probe.weight.detach().clone().to(wplus.device, wplus.dtype)
+                held = torch.linalg.qr(rows.T).Q  # [D, rows]: the probe's directions
+            w = wplus.clone().detach().requires_grad_(True)
+            target = embedding.detach().clone().to(wplus.device, wplus.dtype)[None]
+            start_image = self.generator(w).clamp(-1, 1)
+            start = self.geometry(start_image)
+            landmarks, expression = start.landmarks.detach()[..., :2], start.expression.detach()
+            start_attributes = None
+            lip, cheeks = _upper_lip_and_cheeks(render_points, self.image_size, wplus.device)
+            start_hair = _upper_lip_darkness(start_image, lip, cheeks).detach()
+            optimizer = torch.optim.Adam([w], lr=lr)
+            path, renders = [], []
+            for step in range(steps + 1):
+                image = self.generator(w).clamp(-1, 1)
+                if step > 0:  # the render of the W+ the previous step reached
+                    path.append(w.detach().clone()[0])
+                    renders.append(image.detach()[0])
+                if step == steps:
+                    break
+                laid = torch.nn.functional.grid_sample(
+                    image, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+                )
+                identity = self.identity(weight * laid + (1 - weight) * background)
+                loss = (identity * target).sum(1).mean()
+                if held is not None:
+                    components = identity @ held
+                    if start_attributes is None:
+                        start_attributes = components.detach()
+                    loss = loss + 10 * (components - start_attributes).square().sum(1).mean()
+                # no moustache grown where there was none (a darker upper lip is what the search's
+                # `facial_hair_score` reads): moving away from a clean-shaven man's identity
+                # otherwise darkens it within a step or two
+                hair = _upper_lip_darkness(image, lip, cheeks)
+                geometry = self.geometry(image)
+                loss = loss + (
+                    10 * (geometry.landmarks[..., :2] - landmarks).abs().mean()
+                    + (geometry.expression - expression).abs().mean()
+                    + 10 * torch.relu(hair - start_hair).sum()
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return torch.stack(path), torch.stack(renders)
+
+    def _remember_push(self, seed: int, offset: Tensor) -> None:
+        """The W+ offset `_push_away` found for a dummy seed, reused when that seed is rendered
+        again without a search (the later frames of a video track)."""
+        self._pushes.pop(seed, None)
+        self._pushes[seed] = offset.detach()
+        while len(self._pushes) > REFINEMENTS_KEPT:
+            self._pushes.popitem(last=False)
 
     @torch.no_grad()
     def render_identities(
