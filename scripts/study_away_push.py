@@ -46,7 +46,9 @@ def main_face(detector, image):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--rows", type=Path, required=True, help="rows.json of an evaluate_default run")
     parser.add_argument("--above", type=float, default=0.3, help="re-run faces kept above this similarity")
@@ -75,7 +77,10 @@ def main() -> None:
         started = time.perf_counter()
         anon = pipeline.anonymize(a1, key, detections=[f1], seeds=seed)
         seconds = time.perf_counter() - started
-        crops = [align_face(im, f, 256).crop for im, f in ((a1, f1), (before.image, f1), (anon.image, f1), (a2, f2))]
+        crops = [
+            align_face(im, f, 256).crop
+            for im, f in ((a1, f1), (before.image, f1), (anon.image, f1), (a2, f2))
+        ]
         batch = crops_to_tensor(crops)
         ef, es = facenet(batch).numpy(), sface(batch).numpy()
         attributes = wrn(batch[:3])
@@ -104,7 +109,9 @@ def main() -> None:
     }
     threshold = 0.5651807686437103 if "lfw" in str(results[0]["pair"][0]) else None
     if threshold:
-        summary["facenet_matches_at_lfw_far_1e-3"] = [sum(r["facenet"][i] >= threshold for r in results) for i in (0, 1)]
+        summary["facenet_matches_at_lfw_far_1e-3"] = [
+            sum(r["facenet"][i] >= threshold for r in results) for i in (0, 1)
+        ]
     summary["seconds_per_face"] = float(np.mean([r["seconds"] for r in results]))
     summary["faces"] = len(results)
     print(json.dumps(summary, indent=1))

@@ -410,6 +410,10 @@ def candidate_seed(dummy_seed: int, index: int) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
+_Kept = tuple[CandidateScore, FusedFace, int, bool]
+"""A search's result: (score, fused face, dummy seed, whole region replaced)."""
+
+
 class _FaceSearch:
     """The search for one face's dummy (`FusionAnonymizer.anonymize`): keyed candidates rendered in
     rounds, fused and scored; the choice (`choose_candidate`); the whole-region replacement when none
@@ -524,7 +528,9 @@ class _FaceSearch:
                 best = rescored, fused[k], path[k] - wplus[0]
         return best
 
-    def _push(self, result: tuple[CandidateScore, FusedFace, int, bool]) -> tuple[CandidateScore, FusedFace, int, bool]:
+    def _push(
+        self, result: tuple[CandidateScore, FusedFace, int, bool]
+    ) -> tuple[CandidateScore, FusedFace, int, bool]:
         """The face kept, pushed away from the original (`CandidateSettings.away_steps`) when it is
         still above the similarity bar. When it was kept although it loses the original's apparent
         gender or age (the only candidates different enough did), the least similar candidate
