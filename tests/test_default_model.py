@@ -181,6 +181,33 @@ def test_user_overrides_update_the_stored_settings_field_by_field():
     assert changed.candidates.max_similarity == stored.candidates.max_similarity
 
 
+def test_cli_candidate_options_reach_the_model_as_field_updates(tmp_path, monkeypatch):
+    """`--candidates` and `--away-steps` become field updates of the stored candidate settings."""
+    from click.testing import CliRunner
+
+    from g2face.cli import cli
+    from g2face.pipeline.g2face import G2FacePipeline
+
+    seen = []
+
+    def stop(*args, **kwargs):
+        seen.append(kwargs["model_options"])
+        raise SystemExit(3)
+
+    monkeypatch.setattr(G2FacePipeline, "from_pretrained", stop)
+    key = tmp_path / "k"
+    key.write_bytes(bytes(32))
+    for extra, expected in (
+        (["--away-steps", "0"], {"away_steps": 0}),
+        (["--candidates", "3", "--away-steps", "7"], {"count": 3, "away_steps": 7}),
+    ):
+        result = CliRunner().invoke(
+            cli, ["anonymize", PHOTO, "-o", str(tmp_path / "out"), "--key-file", str(key), *extra]
+        )
+        assert result.exit_code == 3, result.output
+        assert seen[-1]["candidates"] == expected
+
+
 def test_spread_moves_a_dummy_away_from_the_average_face_at_the_same_geometry(pipeline, photo):
     import torch
 

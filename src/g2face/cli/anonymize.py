@@ -213,6 +213,12 @@ def _selector(pipeline, exempt_refs: tuple[str, ...], only_refs: tuple[str, ...]
     "runs when none qualifies [model default: 2].",
 )
 @click.option(
+    "--away-steps",
+    type=click.IntRange(0, 50),
+    help="Optimisation steps that move a fake face still too like the original further from it "
+    "(the apparent attributes held); 0: none [model default: 5].",
+)
+@click.option(
     "--warp",
     type=click.FloatRange(0, 1),
     help="How far the fake face is warped onto the original's face shape, 0..1; higher keeps the "
@@ -272,6 +278,7 @@ def anonymize(
     no_pixel_payload,
     attributes,
     candidates,
+    away_steps,
     warp,
     keep,
     exempt_refs,
@@ -323,8 +330,10 @@ def anonymize(
     carriers = CarrierSettings(container=not no_container, pixel_payload=not no_pixel_payload)
     options: dict = {"attributes": attributes}
     # Field updates of the model's stored settings (a replaced settings object would drop them).
-    if candidates is not None:
-        options["candidates"] = {"count": candidates}
+    if candidates is not None or away_steps is not None:
+        options["candidates"] = ({} if candidates is None else {"count": candidates}) | (
+            {} if away_steps is None else {"away_steps": away_steps}
+        )
     if warp is not None or keep:
         options["fusion"] = {"keep": keep} | ({} if warp is None else {"warp_strength": warp})
     if keep:

@@ -696,6 +696,47 @@ class FusionAnonymizer(nn.Module):
         delta = torch.linalg.solve(rows @ rows.T, error.T).T @ rows
         return identities + self.candidates.steer * delta
 
+    def _probe_step(self, identities: Tensor, targets: list[dict[int, float]]) -> Tensor:
+        """Per identity [N, D], the smallest change δ that brings the attribute probe's rows named in
+        its `targets` (row -> target) to those targets: δ = Pᵀ (P Pᵀ)⁻¹ (target - (P·d + b)), along
+        those rows only (zero where a dict is empty)."""
+        steps = torch.zeros_like(identities)
+        predicted = self.attribute_probe(identities)
+        for i, wanted in enumerate(targets):
+            if not wanted:
+                continue
+            used = list(wanted)
+            rows = self.attribute_probe.weight[used].to(identities)
+            target = torch.tensor(list(wanted.values()), dtype=identities.dtype, device=identities.device)
+            error = target - predicted[i, used]
+            steps[i] = torch.linalg.solve(rows @ rows.T, error) @ rows
+        return steps
+
+    def keep_accessories(self, identities: Tensor, crops: Tensor, points: np.ndarray) -> Tensor:
+        """Identities [N, D] to be rendered back into anonymized crops [N, 3, S, S] (mesh `points`
+        [N, 478, 2] in pixels), moved along the attribute probe's glasses and facial-hair rows to
+        what the crops show: the fake kept the original's glasses and facial hair, so an identity
+        rendered there should neither add nor drop them (a recovered face rendered plainly came
+        out with glasses its owner never wore: docs/video.md). Unsure readings move nothing; without a
+        probe that predicts them the identities are returned as they are."""
+        probe = self.attribute_probe
+        if probe is None or probe.weight.shape[0] <= 2:
+            return identities
+        faces = tensor_to_crops(crops)
+        male = self.attributes(crops).male_probability.tolist() if self.attributes is not None else None
+        targets = []
+        for i, (face, face_points) in enumerate(zip(faces, points, strict=True)):
+            wanted = {}
+            glasses = original_glasses(glasses_score(face, face_points))
+            if glasses is not None:
+                wanted[2] = float(glasses)
+            if male is not None and probe.weight.shape[0] > 3:
+                hair = original_facial_hair(facial_hair_score(face, face_points), float(male[i]))
+                if hair is not None:
+                    wanted[3] = float(hair)
+            targets.append(wanted)
+        return identities + self._probe_step(identities, targets)
+
     def render_dummies(
         self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0, offset: Tensor | None = None
     ) -> Tensor:
@@ -1119,12 +1160,13 @@ class FusionAnonymizer(nn.Module):
         images, masks = list(originals), [np.zeros((size, size), np.float32) for _ in originals]
         rendered = np.flatnonzero(~self.turned_too_far(geometry))
         if len(rendered):
+            points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
             identities = identities.to(crops)[rendered]
+            identities = self.keep_accessories(identities, crops[rendered], points[rendered])
             wplus = self.styles(identities, self.geometry_vector(geometry)[rendered])
             if refine_steps > 0:
                 wplus = wplus + self._refinement_offsets(wplus, identities, refine_steps)
             renders = self.generator(wplus).clamp(-1, 1)
-            points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
             for k, i in enumerate(rendered):
                 # dark glasses kept on the anonymized face stay in front of the recovered one too
                 fused = self.fuse_renders(
