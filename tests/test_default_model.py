@@ -514,6 +514,27 @@ def test_fitted_tensors_are_added_to_a_fusion_file_and_the_rest_kept(tmp_path):
         add_fusion_tensors(other, {"y": torch.ones(1)})
 
 
+def test_a_settings_section_is_updated_in_a_fusion_file_and_the_rest_kept(tmp_path):
+    import torch
+
+    from g2face.models.checkpoints import WeightsFileError, load_fusion_model, update_fusion_settings
+
+    copy = tmp_path / "lite.safetensors"
+    copy.write_bytes((PACKAGED_WEIGHTS / "g2face-lite.safetensors").read_bytes())
+    before, settings = load_fusion_model(copy)
+    update_fusion_settings(copy, "candidates", {"away_steps": 3})
+    after, changed = load_fusion_model(copy)
+    assert changed["candidates"] == settings["candidates"] | {"away_steps": 3}
+    assert {k: v for k, v in changed.items() if k != "candidates"} == {
+        k: v for k, v in settings.items() if k != "candidates"
+    }
+    assert before.keys() == after.keys() and all(torch.equal(after[k], v) for k, v in before.items())
+    assert not list(tmp_path.glob(".*.part"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a model")
+    with pytest.raises(WeightsFileError):
+        update_fusion_settings(tmp_path / "junk.safetensors", "candidates", {"away_steps": 1})
+
+
 def test_a_refinement_is_found_once_per_identity_and_reused(pipeline, photo, monkeypatch):
     """`render_identities(..., refine_steps)` refines an identity on the first face it renders and
     reuses that W+ offset for the same identity later (every frame of a video track)."""
@@ -641,3 +662,31 @@ def test_a_face_left_above_the_bar_is_pushed_and_its_seed_keeps_the_push(pipelin
     assert not torch.equal(again.images, plain.images)
     model._pushes[seed] = offset
     assert torch.equal(model.anonymize(crop, secret, seeds=[seed], search=False).images, again.images)
+
+
+def test_recovery_renders_an_identity_with_the_accessories_the_anonymized_face_shows(pipeline, photo):
+    """`keep_accessories` moves an identity along the probe's glasses and facial-hair rows only, to
+    what the face it is rendered into shows (the fixture wears no glasses), and decides once per
+    identity: a later face of the same identity gets the same identity back."""
+    import torch
+
+    from g2face.align import align_face
+    from g2face.models.fusion import glasses_score
+    from g2face.models.fusion_anonymizer import original_glasses
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model
+    face = align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop
+    crop = crops_to_tensor([face])
+    points = (model.geometry(crop).landmarks[..., :2] * model.image_size - 0.5).numpy()
+    assert original_glasses(glasses_score(face, points[0])) is False
+    identity = torch.nn.functional.normalize(torch.randn(1, model.identity.embedding_dim), dim=1)
+    model._accessories.clear()
+    kept = model.keep_accessories(identity, crop, points)
+    probe = model.attribute_probe
+    assert abs(float(probe(kept)[0, 2])) < 1e-4  # no glasses
+    rows = probe.weight[2:4]
+    change = (kept - identity)[0]
+    in_span = torch.linalg.lstsq(rows.T, change[:, None]).solution
+    assert torch.allclose(rows.T @ in_span[:, 0], change, atol=1e-5)  # nothing else moved
+    assert torch.equal(model.keep_accessories(identity, crop.flip(-1), points), kept)

@@ -183,9 +183,26 @@ def add_fusion_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
 
 def load_fusion_model(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     """The GIE tensors (float32) and settings of a file written by `save_fusion_model`."""
+    if weights_format(path) != FUSION_FORMAT:  # (also refuses what is not safetensors at all)
+        raise WeightsFileError(f"{path} is not a g2face geometric-fusion weights file")
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
-    if meta.get("format") != FUSION_FORMAT or "config" not in meta:
+    if "config" not in meta:
         raise WeightsFileError(f"{path} is not a g2face geometric-fusion weights file")
     tensors = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
     return tensors, json.loads(meta["config"])
+
+
+def update_fusion_settings(path: str | Path, section: str, changes: Mapping[str, object]) -> None:
+    """Change fields of one settings section (e.g. "candidates") of a geometric-fusion file in
+    place, its tensors and every other setting kept as stored; written atomically."""
+    _, settings = load_fusion_model(path)  # refuses anything but a geometric-fusion model file
+    path = Path(path)
+    with safe_open(str(path), "pt") as f:
+        metadata = dict(f.metadata())
+    settings[section] = dict(settings.get(section, {})) | dict(changes)
+    metadata["config"] = json.dumps(settings)
+    stored = load_file(str(path))
+    tmp = path.with_name(f".{path.name}.part")
+    save_file(stored, str(tmp), metadata=metadata)
+    os.replace(tmp, path)

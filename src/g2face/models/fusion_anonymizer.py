@@ -624,6 +624,8 @@ class FusionAnonymizer(nn.Module):
         self.expression_correction = expression_correction
         # (identity bytes, refine steps) -> the W+ offset its refinement found (`render_identities`)
         self._refinements: OrderedDict[tuple[bytes, int], Tensor] = OrderedDict()
+        # identity bytes -> the probe rows and targets `keep_accessories` moves it to
+        self._accessories: OrderedDict[bytes, dict[int, float]] = OrderedDict()
         # dummy seed -> the W+ offset its push away from the original found (`_push_away`)
         self._pushes: OrderedDict[int, Tensor] = OrderedDict()
         self._check_second_judge()
@@ -722,19 +724,30 @@ class FusionAnonymizer(nn.Module):
         probe = self.attribute_probe
         if probe is None or probe.weight.shape[0] <= 2:
             return identities
-        faces = tensor_to_crops(crops)
-        male = self.attributes(crops).male_probability.tolist() if self.attributes is not None else None
-        targets = []
-        for i, (face, face_points) in enumerate(zip(faces, points, strict=True)):
-            wanted = {}
-            glasses = original_glasses(glasses_score(face, face_points))
-            if glasses is not None:
-                wanted[2] = float(glasses)
-            if male is not None and probe.weight.shape[0] > 3:
-                hair = original_facial_hair(facial_hair_score(face, face_points), float(male[i]))
-                if hair is not None:
-                    wanted[3] = float(hair)
-            targets.append(wanted)
+        keys = [identity.float().cpu().numpy().tobytes() for identity in identities]
+        # The first face an identity is rendered on decides (a video track's frames then render
+        # one identity, and its refinement is found once).
+        new = [i for i, key in enumerate(keys) if key not in self._accessories and keys.index(key) == i]
+        if new:
+            faces = tensor_to_crops(crops[new])
+            male = [None] * len(new)
+            if self.attributes is not None and probe.weight.shape[0] > 3:
+                male = self.attributes(crops[new]).male_probability.tolist()
+            for i, face, p in zip(new, faces, male, strict=True):
+                wanted = {}
+                glasses = original_glasses(glasses_score(face, points[i]))
+                if glasses is not None:
+                    wanted[2] = float(glasses)
+                if p is not None:
+                    hair = original_facial_hair(facial_hair_score(face, points[i]), float(p))
+                    if hair is not None:
+                        wanted[3] = float(hair)
+                self._accessories[keys[i]] = wanted
+        targets = [self._accessories[key] for key in keys]
+        for key in dict.fromkeys(keys):
+            self._accessories.move_to_end(key)
+        while len(self._accessories) > REFINEMENTS_KEPT:
+            self._accessories.popitem(last=False)
         return identities + self._probe_step(identities, targets)
 
     def render_dummies(
