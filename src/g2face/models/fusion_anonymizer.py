@@ -142,6 +142,9 @@ class CandidateSettings:
     kept if, fused and scored again, it is less like the original and keeps what the chosen face
     kept. 0: no push."""
     away_lr: float = 0.02
+    push_above: float | None = None
+    """The similarity above which the kept face is pushed (`away_steps`); None: `max_similarity`.
+    A video track, whose one dummy is seen at many poses, pushes every dummy (a bar below -1)."""
     spread: float = 1.0
     """A dummy's W+ is taken this many times as far from the average identity's W+ (at the same
     geometry) as f_mlp puts it. f_mlp regresses W+ with a squared error, which pulls its output
@@ -410,6 +413,23 @@ def candidate_seed(dummy_seed: int, index: int) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
+def _no_worse_in_attributes(
+    pushed: CandidateScore, start: CandidateScore, settings: CandidateSettings
+) -> bool:
+    """Whether a pushed face keeps whatever its starting face kept of the original's attributes:
+    the apparent gender (surely, where the start was sure), an age within `max_age_gap` (or no
+    further off than the start), no accessory added that the start lacked, none more lost. (A push
+    from a face that already missed the age must not make it a child: LFW, session 15.)"""
+    return (
+        (pushed.surely_same_gender or not start.surely_same_gender)
+        and (pushed.same_gender or not start.same_gender)
+        and pushed.age_gap <= max(start.age_gap, settings.max_age_gap)
+        and (start.adds_glasses or not pushed.adds_glasses)
+        and (start.adds_facial_hair or not pushed.adds_facial_hair)
+        and pushed.accessories_lost <= start.accessories_lost
+    )
+
+
 _Kept = tuple[CandidateScore, FusedFace, int, bool]
 """A search's result: (score, fused face, dummy seed, whole region replaced)."""
 
@@ -517,12 +537,10 @@ class _FaceSearch:
         )
         fusion = dataclasses.replace(model.fusion, render_only=False) if whole else model.fusion
         fused = model.fuse_renders(self.original, self.points, renders, fusion, keep=self.occluder)
-        keeps = score.keeps_attributes(settings)
         best = None
         for k, rescored in enumerate(self._score(fused)):
             if (
-                (rescored.keeps_attributes(settings) or not keeps)
-                and rescored.accessories_lost <= score.accessories_lost
+                _no_worse_in_attributes(rescored, score, settings)
                 and rescored.ranking_similarity < (score if best is None else best[0]).ranking_similarity
             ):
                 best = rescored, fused[k], path[k] - wplus[0]
@@ -548,7 +566,8 @@ class _FaceSearch:
                 if pushed is not None and pushed[0].acceptable(settings):
                     self.model._remember_push(keeper_seed, pushed[2])
                     return pushed[0], pushed[1], keeper_seed, not self.model.fusion.render_only
-        if score.similarity <= settings.max_similarity:
+        bar = settings.max_similarity if settings.push_above is None else settings.push_above
+        if score.similarity <= bar:
             return result
         pushed = self._pushed(score, face, seed, whole)
         if pushed is None:
