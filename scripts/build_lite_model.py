@@ -2,7 +2,7 @@
 
     python scripts/build_lite_model.py RUN/model.safetensors src/g2face/weights/g2face-lite.safetensors
     python scripts/build_lite_model.py --candidates 2 --rounds 2 --spread 1.5 --steer 1 --age-stretch 0.6 \
-        --second-judge dlib-resnet --warp 0.2 --shading-sigma 0.5 \
+        --away-steps 5 --second-judge dlib-resnet --warp 0.2 --shading-sigma 0.5 \
         src/g2face/weights/g2face-lite.safetensors src/g2face/weights/g2face-lite.safetensors
 
 Takes the GIE part (f_dummy, f_mlp) of a `g2face train --stage gie` export and stores it with the
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--glasses-weight", type=float, default=CandidateSettings.glasses_weight)
     parser.add_argument("--facial-hair-weight", type=float, default=CandidateSettings.facial_hair_weight)
     parser.add_argument("--age-stretch", type=float, default=CandidateSettings.age_stretch)
+    parser.add_argument("--away-steps", type=int, default=CandidateSettings.away_steps)
     parser.add_argument(
         "--second-judge",
         choices=SECOND_JUDGES,
@@ -67,6 +68,7 @@ def main() -> None:
             glasses_weight=args.glasses_weight,
             facial_hair_weight=args.facial_hair_weight,
             age_stretch=args.age_stretch,
+            away_steps=args.away_steps,
             second_judge=args.second_judge,
         ),
     )

@@ -252,6 +252,11 @@ def test_a_video_track_searches_wider_than_a_photo_with_the_same_networks_and_wi
     assert pipeline.model.candidates.steer == 1.0
     assert video.pipeline.model.candidates.steer == search_model.candidates.steer == 0.0
     assert narrow.pipeline.model.candidates.steer == 0.0
+    # A photo pushes a face only above the bar; every track's dummy is pushed (once per track), and
+    # all views share the remembered pushes their later frames are rendered with.
+    assert pipeline.model.candidates.away_steps == 5 and pipeline.model.candidates.push_above is None
+    assert video.pipeline.model.candidates.push_above == search_model.candidates.push_above == float("-inf")
+    assert search_model._pushes is video.whole_pipeline.model._pushes is pipeline.model._pushes
 
 
 def test_dark_glasses_stay_in_front_of_the_fake_face(pipeline, photo, secret):
@@ -396,7 +401,7 @@ def test_the_whole_region_flag_says_whether_the_fallback_was_kept(pipeline, phot
     from g2face.align import align_face
     from g2face.nn.crops import crops_to_tensor
 
-    model = pipeline.model.with_candidates()
+    model = pipeline.model.with_candidates(away_steps=0)  # (the push is tested on its own)
     scores = model._scores
 
     def scripted(reference, attributes, faces, *args, **kwargs):
@@ -424,7 +429,7 @@ def test_a_candidate_that_keeps_the_attributes_is_widened_before_one_that_does_n
     from g2face.align import align_face
     from g2face.nn.crops import crops_to_tensor
 
-    model = pipeline.model.with_candidates()
+    model = pipeline.model.with_candidates(away_steps=0)  # (the push is tested on its own)
     scores = model._scores
 
     def scripted(reference, attributes, faces, *args, **kwargs):
@@ -462,7 +467,7 @@ def test_more_rounds_are_drawn_while_the_choice_would_change_the_apparent_gender
     from g2face.align import align_face
     from g2face.nn.crops import crops_to_tensor
 
-    model = pipeline.model.with_candidates(max_rounds=2, attribute_rounds=extra_rounds)
+    model = pipeline.model.with_candidates(max_rounds=2, attribute_rounds=extra_rounds, away_steps=0)
     scores, rounds = model._scores, []
 
     def scripted(reference, attributes, faces, *args, **kwargs):
