@@ -546,9 +546,7 @@ class _FaceSearch:
                 best = rescored, fused[k], path[k] - wplus[0]
         return best
 
-    def _push(
-        self, result: tuple[CandidateScore, FusedFace, int, bool]
-    ) -> tuple[CandidateScore, FusedFace, int, bool]:
+    def _push(self, result: _Kept) -> _Kept:
         """The face kept, pushed away from the original (`CandidateSettings.away_steps`) when it is
         still above the similarity bar. When it was kept although it loses the original's apparent
         gender or age (the only candidates different enough did), the least similar candidate
@@ -575,7 +573,7 @@ class _FaceSearch:
         self.model._remember_push(seed, pushed[2])
         return pushed[0], pushed[1], seed, whole
 
-    def run(self, search: bool = True) -> tuple[CandidateScore, FusedFace, int, bool]:
+    def run(self, search: bool = True) -> _Kept:
         """(score, fused face, dummy seed, whole region replaced) of the face kept."""
         settings = self.settings
         if not search:
@@ -1181,7 +1179,8 @@ class FusionAnonymizer(nn.Module):
     def render_identities(
         self, crops: Tensor, identities: Tensor, refine_steps: int = 0
     ) -> tuple[Tensor, np.ndarray]:
-        """The identities rendered at each crop's pose and expression and laid onto it;
+        """The identities rendered at each crop's pose and expression and laid onto it, with the
+        glasses and facial hair the crop shows (`keep_accessories`);
         `refine_steps` > 0 optimises each render towards its identity first (`--refine`), once
         per identity: later faces of the same identity reuse its W+ offset. A face
         turned beyond `FusionSettings.max_yaw` is left as it is (mask 0): it was filtered, not
