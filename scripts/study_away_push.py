@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,27 +23,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from g2face.align import align_face
-from g2face.detection import YuNetDetector
-from g2face.evaluation.protocols import name_seed
-from g2face.io import read_image
-from g2face.nn.crops import crops_to_tensor
-from g2face.payload import Secret
-from g2face.pipeline.g2face import G2FacePipeline
-from g2face.priors.attributes import WideResNetAgeGenderEstimator
-from g2face.priors.facenet import FaceNetEncoder
-from g2face.priors.sface import SFaceEncoder
+sys.path.insert(0, str(Path(__file__).parent))
+from evaluate_default import _main_face as main_face  # noqa: E402
 
-
-def main_face(detector, image):
-    """The face nearest the centre (as `scripts/evaluate_default.py` picks it)."""
-    faces = detector.detect(image)
-    if not faces:
-        return None
-    h, w = image.shape[:2]
-    return min(
-        faces, key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - w / 2, (f.box[1] + f.box[3]) / 2 - h / 2)
-    )
+from g2face.align import align_face  # noqa: E402
+from g2face.detection import YuNetDetector  # noqa: E402
+from g2face.evaluation.protocols import name_seed  # noqa: E402
+from g2face.io import read_image  # noqa: E402
+from g2face.nn.crops import crops_to_tensor  # noqa: E402
+from g2face.payload import Secret  # noqa: E402
+from g2face.pipeline.g2face import G2FacePipeline  # noqa: E402
+from g2face.priors.attributes import WideResNetAgeGenderEstimator  # noqa: E402
+from g2face.priors.facenet import FaceNetEncoder  # noqa: E402
+from g2face.priors.sface import SFaceEncoder  # noqa: E402
 
 
 def main() -> None:

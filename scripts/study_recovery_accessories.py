@@ -46,6 +46,14 @@ from g2face.priors.facenet import FaceNetEncoder  # noqa: E402
 FACENET_MATCH = 0.565  # LFW FAR 1e-3 among the evaluation's 150 originals (scripts/evaluate_default.py)
 
 
+def _count(got: list[dict], rows: list[dict], key: str, edge: float, original_bar: float, added: bool) -> int:
+    """Recovered faces that show the accessory (score >= `edge`) where the original surely lacks it
+    (its score < `original_bar`), or, `added` False, lack it where the original surely has it."""
+    if added:
+        return sum(g[key] >= edge and r[key] < original_bar for g, r in zip(got, rows, strict=True))
+    return sum(g[key] < edge and r[key] >= original_bar for g, r in zip(got, rows, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -100,21 +108,17 @@ def main() -> None:
         for steps in (0, args.refine):
             got = [r[f"{arm}/{steps}"] for r in rows]
             summary[f"{arm}, refine {steps}"] = {
-                "glasses added": sum(
-                    g["glasses"] >= GLASSES_EDGE and r["glasses"] < GLASSES_EDGE_ORIGINAL
-                    for g, r in zip(got, rows, strict=True)
+                "glasses added": _count(
+                    got, rows, "glasses", GLASSES_EDGE, GLASSES_EDGE_ORIGINAL, added=True
                 ),
-                "glasses lost": sum(
-                    g["glasses"] < GLASSES_EDGE and r["glasses"] >= GLASSES_SURE_ORIGINAL
-                    for g, r in zip(got, rows, strict=True)
+                "glasses lost": _count(
+                    got, rows, "glasses", GLASSES_EDGE, GLASSES_SURE_ORIGINAL, added=False
                 ),
-                "facial hair added": sum(
-                    g["facial_hair"] >= FACIAL_HAIR_EDGE and r["facial_hair"] < FACIAL_HAIR_BARE_ORIGINAL
-                    for g, r in zip(got, rows, strict=True)
+                "facial hair added": _count(
+                    got, rows, "facial_hair", FACIAL_HAIR_EDGE, FACIAL_HAIR_BARE_ORIGINAL, added=True
                 ),
-                "facial hair lost": sum(
-                    g["facial_hair"] < FACIAL_HAIR_EDGE and r["facial_hair"] >= FACIAL_HAIR_SURE_ORIGINAL
-                    for g, r in zip(got, rows, strict=True)
+                "facial hair lost": _count(
+                    got, rows, "facial_hair", FACIAL_HAIR_EDGE, FACIAL_HAIR_SURE_ORIGINAL, added=False
                 ),
                 "facenet mean cosine to A2": float(np.mean([g["facenet"] for g in got])),
                 "facenet match": float(np.mean([g["facenet"] >= FACENET_MATCH for g in got])),
