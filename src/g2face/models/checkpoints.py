@@ -161,9 +161,14 @@ def save_fusion_model(
         tensors[key] = value.half() if half and is_weight_matrix else value
     if not any(k.startswith("style_mlp.") for k in tensors):
         raise ValueError("no GIE tensors (style_mlp.*) in the given state")
+    _write_fusion_file(tensors, {"format": FUSION_FORMAT, "config": json.dumps(dict(settings))}, path)
+
+
+def _write_fusion_file(tensors: Mapping[str, Tensor], metadata: dict[str, str], path: str | Path) -> None:
+    """Write a safetensors file atomically (a temporary beside it, then renamed over it)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
-    save_file(tensors, str(tmp), metadata={"format": FUSION_FORMAT, "config": json.dumps(dict(settings))})
+    save_file(dict(tensors), str(tmp), metadata=metadata)
     os.replace(tmp, path)
 
 
@@ -171,14 +176,11 @@ def add_fusion_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
     """Add (or replace) tensors in a geometric-fusion file in place, everything else in it kept as
     stored (the fitted attribute probe, the pose correction); written atomically."""
     load_fusion_model(path)  # refuses anything but a geometric-fusion model file
-    path = Path(path)
     with safe_open(str(path), "pt") as f:
         metadata = f.metadata()
     stored = load_file(str(path))
     stored.update({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-    tmp = path.with_name(f".{path.name}.part")
-    save_file(stored, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    _write_fusion_file(stored, metadata, path)
 
 
 def load_fusion_model(path: str | Path) -> tuple[dict[str, Tensor], dict]:
@@ -197,12 +199,8 @@ def update_fusion_settings(path: str | Path, section: str, changes: Mapping[str,
     """Change fields of one settings section (e.g. "candidates") of a geometric-fusion file in
     place, its tensors and every other setting kept as stored; written atomically."""
     _, settings = load_fusion_model(path)  # refuses anything but a geometric-fusion model file
-    path = Path(path)
     with safe_open(str(path), "pt") as f:
         metadata = dict(f.metadata())
     settings[section] = dict(settings.get(section, {})) | dict(changes)
     metadata["config"] = json.dumps(settings)
-    stored = load_file(str(path))
-    tmp = path.with_name(f".{path.name}.part")
-    save_file(stored, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    _write_fusion_file(load_file(str(path)), metadata, path)

@@ -362,6 +362,23 @@ def smile_of(geometry_vector: Tensor) -> Tensor:
     return expression[:, list(SMILE_BLENDSHAPES)].mean(1)
 
 
+class _GeometryHold:
+    """What keeps an optimised render where it started: the L1 change of its MediaPipe landmarks
+    (weighted 10) and blendshapes from those of `start` [N, 3, S, S] (`_refine`, `_push_away`)."""
+
+    def __init__(self, geometry: GeometryEncoder, start: Tensor):
+        self.geometry = geometry
+        found = geometry(start)
+        self.landmarks, self.expression = found.landmarks.detach()[..., :2], found.expression.detach()
+
+    def __call__(self, image: Tensor) -> Tensor:
+        found = self.geometry(image)
+        return (
+            10 * (found.landmarks[..., :2] - self.landmarks).abs().mean()
+            + (found.expression - self.expression).abs().mean()
+        )
+
+
 def _similarity_grid(matrix: np.ndarray, size: int) -> Tensor:
     """The `grid_sample` grid [1, S, S, 2] that warps an S×S image by a 2×3 pixel-coordinate
     matrix as `cv2.warpAffine` does (each output pixel reads the inverse-mapped source point)."""
@@ -450,7 +467,6 @@ class _FaceSearch:
         self.renders: dict[int, Tensor] = {}
         self.render_points: dict[int, np.ndarray] = {}
         self.widened: dict[int, tuple[CandidateScore, FusedFace]] = {}  # pool index -> whole-region try
-        self.reuse_pushes = False  # render a seed with its remembered push (`FusionAnonymizer._pushes`)
 
     def _score(self, fused: list[FusedFace]) -> list[CandidateScore]:
         return self.model._scores(
@@ -462,14 +478,16 @@ class _FaceSearch:
             None if self.occluder is None else [f.crop for f in fused],
         )
 
-    def _render_round(self, indices: list[int]) -> None:
+    def _render_round(self, indices: list[int], with_pushes: bool = False) -> None:
+        """Render, fuse and score candidates `indices` into the pool; `with_pushes`: each seed with
+        the push it got before (`FusionAnonymizer._pushes`), as a video track's later frames are."""
         model = self.model
         candidate_seeds = [candidate_seed(self.seed, k) for k in indices]
         dummies = model.steer_dummies(model.dummy_identities(candidate_seeds, self.dtype), self.reference)
         # One at a time: a batch of candidates is slower per image on a CPU (its 512x512 feature
         # maps fall out of cache) and multiplies the peak memory.
         # A dummy kept for a video track is rendered with the push it got on its first frame.
-        pushes = [model._pushes.get(s) if self.reuse_pushes else None for s in candidate_seeds]
+        pushes = [model._pushes.get(s) if with_pushes else None for s in candidate_seeds]
         renders = torch.cat(
             [
                 model.render_dummies(d[None], self.vector, self.settings.spread, offset=p)
@@ -577,8 +595,7 @@ class _FaceSearch:
         """(score, fused face, dummy seed, whole region replaced) of the face kept."""
         settings = self.settings
         if not search:
-            self.reuse_pushes = True
-            self._render_round([0])
+            self._render_round([0], with_pushes=True)
             return self._choose()
         rounds = settings.max_rounds + settings.attribute_rounds
         order = self.model._candidate_order(self.seed, self.reference, self.dtype, rounds)
@@ -707,29 +724,17 @@ class FusionAnonymizer(nn.Module):
             self.candidates.age_stretch,
             skin_tone=self.candidates.skin_tone_weight > 0,
         )
+        return identities + self.candidates.steer * self._probe_delta(identities, targets)
+
+    def _probe_delta(self, identities: Tensor, targets: dict[int, float]) -> Tensor:
+        """The smallest change δ [N, D] per identity [N, D] that brings the attribute probe's rows
+        named in `targets` (row -> target) to those targets: δ = Pᵀ (P Pᵀ)⁻¹ (target - (P·d + b)),
+        along those rows only."""
         used = list(targets)
         rows = self.attribute_probe.weight[used].to(identities)
         target = torch.tensor(list(targets.values()), dtype=identities.dtype, device=identities.device)
         error = target - self.attribute_probe(identities)[:, used]  # [N, rows used]
-        # δ = Pᵀ (P Pᵀ)⁻¹ error, per dummy.
-        delta = torch.linalg.solve(rows @ rows.T, error.T).T @ rows
-        return identities + self.candidates.steer * delta
-
-    def _probe_step(self, identities: Tensor, targets: list[dict[int, float]]) -> Tensor:
-        """Per identity [N, D], the smallest change δ that brings the attribute probe's rows named in
-        its `targets` (row -> target) to those targets: δ = Pᵀ (P Pᵀ)⁻¹ (target - (P·d + b)), along
-        those rows only (zero where a dict is empty)."""
-        steps = torch.zeros_like(identities)
-        predicted = self.attribute_probe(identities)
-        for i, wanted in enumerate(targets):
-            if not wanted:
-                continue
-            used = list(wanted)
-            rows = self.attribute_probe.weight[used].to(identities)
-            target = torch.tensor(list(wanted.values()), dtype=identities.dtype, device=identities.device)
-            error = target - predicted[i, used]
-            steps[i] = torch.linalg.solve(rows @ rows.T, error) @ rows
-        return steps
+        return torch.linalg.solve(rows @ rows.T, error.T).T @ rows
 
     def keep_accessories(self, identities: Tensor, crops: Tensor, points: np.ndarray) -> Tensor:
         """Identities [N, D] to be rendered back into anonymized crops [N, 3, S, S] (mesh `points`
@@ -760,12 +765,15 @@ class FusionAnonymizer(nn.Module):
                     if hair is not None:
                         wanted[3] = float(hair)
                 self._accessories[keys[i]] = wanted
-        targets = [self._accessories[key] for key in keys]
+        moved = identities.clone()
+        for i, key in enumerate(keys):
+            if self._accessories[key]:  # (nothing known: nothing moves)
+                moved[i : i + 1] += self._probe_delta(identities[i : i + 1], self._accessories[key])
         for key in dict.fromkeys(keys):
             self._accessories.move_to_end(key)
         while len(self._accessories) > REFINEMENTS_KEPT:
             self._accessories.popitem(last=False)
-        return identities + self._probe_step(identities, targets)
+        return moved
 
     def render_dummies(
         self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0, offset: Tensor | None = None
@@ -1081,19 +1089,13 @@ class FusionAnonymizer(nn.Module):
         with torch.inference_mode(False), torch.enable_grad():
             w = wplus.clone().detach().requires_grad_(True)
             target = identities.clone().detach()
-            start = self.geometry(self.generator(w).clamp(-1, 1))
-            landmarks, expression = start.landmarks.detach()[..., :2], start.expression.detach()
+            hold = _GeometryHold(self.geometry, self.generator(w).clamp(-1, 1))
             optimizer = torch.optim.Adam([w], lr=lr)
             for _ in range(steps):
                 image = self.generator(w).clamp(-1, 1)
-                geometry = self.geometry(image)
                 identity_loss = 1 - (self.identity(image) * target).sum(1).mean()
-                geometry_loss = (
-                    10 * (geometry.landmarks[..., :2] - landmarks).abs().mean()
-                    + (geometry.expression - expression).abs().mean()
-                )
                 optimizer.zero_grad()
-                (identity_loss + geometry_loss).backward()
+                (identity_loss + hold(image)).backward()
                 optimizer.step()
         return w.detach()
 
@@ -1127,17 +1129,16 @@ class FusionAnonymizer(nn.Module):
                 held = torch.linalg.qr(rows.T).Q  # [D, rows]: the probe's directions
             w = wplus.clone().detach().requires_grad_(True)
             target = embedding.detach().clone().to(wplus.device, wplus.dtype)[None]
-            start_image = self.generator(w).clamp(-1, 1)
-            start = self.geometry(start_image)
-            landmarks, expression = start.landmarks.detach()[..., :2], start.expression.detach()
+            image = self.generator(w).clamp(-1, 1)  # the start: step 0's render too
+            hold = _GeometryHold(self.geometry, image)
             start_attributes = None
             lip, cheeks = _upper_lip_and_cheeks(render_points, self.image_size, wplus.device)
-            start_hair = _upper_lip_darkness(start_image, lip, cheeks).detach()
+            start_hair = _upper_lip_darkness(image, lip, cheeks).detach()
             optimizer = torch.optim.Adam([w], lr=lr)
             path, renders = [], []
             for step in range(steps + 1):
-                image = self.generator(w).clamp(-1, 1)
                 if step > 0:  # the render of the W+ the previous step reached
+                    image = self.generator(w).clamp(-1, 1)
                     path.append(w.detach().clone()[0])
                     renders.append(image.detach()[0])
                 if step == steps:
@@ -1156,12 +1157,7 @@ class FusionAnonymizer(nn.Module):
                 # `facial_hair_score` reads): moving away from a clean-shaven man's identity
                 # otherwise darkens it within a step or two
                 hair = _upper_lip_darkness(image, lip, cheeks)
-                geometry = self.geometry(image)
-                loss = loss + (
-                    10 * (geometry.landmarks[..., :2] - landmarks).abs().mean()
-                    + (geometry.expression - expression).abs().mean()
-                    + 10 * torch.relu(hair - start_hair).sum()
-                )
+                loss = loss + (hold(image) + 10 * torch.relu(hair - start_hair).sum())
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
