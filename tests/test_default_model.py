@@ -695,3 +695,19 @@ def test_recovery_renders_an_identity_with_the_accessories_the_anonymized_face_s
     in_span = torch.linalg.lstsq(rows.T, change[:, None]).solution
     assert torch.allclose(rows.T @ in_span[:, 0], change, atol=1e-5)  # nothing else moved
     assert torch.equal(model.keep_accessories(identity, crop.flip(-1), points), kept)
+
+
+def test_a_washed_out_face_has_less_detail_than_the_face(pipeline, photo):
+    """`face_detail` is what keeps a push from taking a featureless blur as a different person."""
+    import cv2
+
+    from g2face.align import align_face
+    from g2face.models.fusion_anonymizer import PUSH_DETAIL_KEPT, face_detail
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model
+    face = align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop
+    points = (model.geometry(crops_to_tensor([face])).landmarks[0, :, :2] * model.image_size - 0.5).numpy()
+    washed = cv2.GaussianBlur(face, (0, 0), 3)
+    assert face_detail(washed, points) < PUSH_DETAIL_KEPT * face_detail(face, points)
+    assert face_detail(face, points) > 0

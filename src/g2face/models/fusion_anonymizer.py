@@ -23,6 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -379,6 +380,22 @@ class _GeometryHold:
         )
 
 
+PUSH_DETAIL_KEPT = 0.8
+"""A push step whose render keeps less than this fraction of the start render's facial detail
+(`face_detail`) is not kept: lowering a recogniser's cosine by washing the features out is not a
+different person (LFW, session 15: a push that kept 0.5 of it left a featureless blur)."""
+
+
+def face_detail(crop: np.ndarray, points: np.ndarray) -> float:
+    """Mean |Laplacian| of the grey crop (uint8 RGB, lightly smoothed) over the central 60 % of its
+    face mesh's bounding box (`points`, pixels): how much eye, brow, nose and mouth detail shows."""
+    grey = cv2.GaussianBlur(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
+    (x0, y0), (x1, y1) = points[:, :2].min(0), points[:, :2].max(0)
+    dx, dy = 0.2 * (x1 - x0), 0.2 * (y1 - y0)
+    box = grey[max(int(y0 + dy), 0) : max(int(y1 - dy), 0), max(int(x0 + dx), 0) : max(int(x1 - dx), 0)]
+    return float(np.abs(cv2.Laplacian(box, cv2.CV_32F)).mean()) if box.size else 0.0
+
+
 def _similarity_grid(matrix: np.ndarray, size: int) -> Tensor:
     """The `grid_sample` grid [1, S, S, 2] that warps an S×S image by a 2×3 pixel-coordinate
     matrix as `cv2.warpAffine` does (each output pixel reads the inverse-mapped source point)."""
@@ -555,10 +572,16 @@ class _FaceSearch:
         )
         fusion = dataclasses.replace(model.fusion, render_only=False) if whole else model.fusion
         fused = model.fuse_renders(self.original, self.points, renders, fusion, keep=self.occluder)
+        points = self.render_points[seed]  # (the push holds the render's landmarks)
+        start_detail = face_detail(tensor_to_crops(self.renders[seed][None])[0], points)
+        detailed = [
+            face_detail(crop, points) >= PUSH_DETAIL_KEPT * start_detail for crop in tensor_to_crops(renders)
+        ]
         best = None
         for k, rescored in enumerate(self._score(fused)):
             if (
-                _no_worse_in_attributes(rescored, score, settings)
+                detailed[k]
+                and _no_worse_in_attributes(rescored, score, settings)
                 and rescored.ranking_similarity < (score if best is None else best[0]).ranking_similarity
             ):
                 best = rescored, fused[k], path[k] - wplus[0]
