@@ -363,6 +363,17 @@ def smile_of(geometry_vector: Tensor) -> Tensor:
     return expression[:, list(SMILE_BLENDSHAPES)].mean(1)
 
 
+def _probe_delta(probe: nn.Linear, identities: Tensor, targets: dict[int, float]) -> Tensor:
+    """The smallest change δ [N, D] per identity [N, D] that brings the attribute probe's rows named
+    in `targets` (row -> target) to those targets: δ = Pᵀ (P Pᵀ)⁻¹ (target - (P·d + b)), along those
+    rows only."""
+    used = list(targets)
+    rows = probe.weight[used].to(identities)
+    target = torch.tensor(list(targets.values()), dtype=identities.dtype, device=identities.device)
+    error = target - probe(identities)[:, used]  # [N, rows used]
+    return torch.linalg.solve(rows @ rows.T, error.T).T @ rows
+
+
 class _GeometryHold:
     """What keeps an optimised render where it started: the L1 change of its MediaPipe landmarks
     (weighted 10) and blendshapes from those of `start` [N, 3, S, S] (`_refine`, `_push_away`)."""
@@ -747,17 +758,7 @@ class FusionAnonymizer(nn.Module):
             self.candidates.age_stretch,
             skin_tone=self.candidates.skin_tone_weight > 0,
         )
-        return identities + self.candidates.steer * self._probe_delta(identities, targets)
-
-    def _probe_delta(self, identities: Tensor, targets: dict[int, float]) -> Tensor:
-        """The smallest change δ [N, D] per identity [N, D] that brings the attribute probe's rows
-        named in `targets` (row -> target) to those targets: δ = Pᵀ (P Pᵀ)⁻¹ (target - (P·d + b)),
-        along those rows only."""
-        used = list(targets)
-        rows = self.attribute_probe.weight[used].to(identities)
-        target = torch.tensor(list(targets.values()), dtype=identities.dtype, device=identities.device)
-        error = target - self.attribute_probe(identities)[:, used]  # [N, rows used]
-        return torch.linalg.solve(rows @ rows.T, error.T).T @ rows
+        return identities + self.candidates.steer * _probe_delta(self.attribute_probe, identities, targets)
 
     def keep_accessories(self, identities: Tensor, crops: Tensor, points: np.ndarray) -> Tensor:
         """Identities [N, D] to be rendered back into anonymized crops [N, 3, S, S] (mesh `points`
@@ -791,7 +792,7 @@ class FusionAnonymizer(nn.Module):
         moved = identities.clone()
         for i, key in enumerate(keys):
             if self._accessories[key]:  # (nothing known: nothing moves)
-                moved[i : i + 1] += self._probe_delta(identities[i : i + 1], self._accessories[key])
+                moved[i : i + 1] += _probe_delta(probe, identities[i : i + 1], self._accessories[key])
         for key in dict.fromkeys(keys):
             self._accessories.move_to_end(key)
         while len(self._accessories) > REFINEMENTS_KEPT:
