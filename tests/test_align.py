@@ -10,6 +10,7 @@ from g2face.align import (
     FFHQ_TEMPLATE,
     align_face,
     alignment_matrix,
+    crop_source_width,
     estimate_similarity,
     face_mask,
     face_mask_in_image,
@@ -151,3 +152,31 @@ def test_paste_back_of_face_partly_outside_the_image():
     face = align_face(image, _detection_for(_similarity(0.5, 30, -20, 40)), 128)
     out = paste_faces(image, [np.full((128, 128, 3), 200, np.uint8)], [face])
     assert (out == 200).any() and (out == 7).any()
+
+
+@pytest.mark.parametrize("scale", [0.25, 1.0, 3.0])
+def test_crop_source_width_is_the_photo_pixels_the_crop_spans(scale):
+    """A face drawn at `scale` photo pixels per crop pixel: its 256 px crop spans 256 × scale."""
+    detection = _detection_for(_similarity(scale, 12.0, 300.0, 200.0))
+    assert crop_source_width(detection, 256) == pytest.approx(256 * scale, rel=1e-6)
+
+
+def test_a_crop_at_its_source_resolution_loses_what_pasting_back_loses():
+    """`at_source_resolution`: a crop spanning 64 photo pixels is its 64 px area mean brought back
+    up; a crop from a large face is returned as it is; gradients flow (the push uses it)."""
+    import torch
+
+    from g2face.nn.crops import at_source_resolution
+
+    torch.manual_seed(0)
+    crops = (torch.rand(2, 3, 256, 256) * 2 - 1).requires_grad_()
+    out = at_source_resolution(crops, [64.0, 300.0])
+    assert torch.equal(out[1], crops[1])
+    expected = torch.nn.functional.interpolate(
+        torch.nn.functional.avg_pool2d(crops[:1], 4), size=(256, 256), mode="bilinear", align_corners=False
+    )
+    assert torch.allclose(out[:1], expected, atol=1e-6)
+    assert out[0].std() < 0.5 * crops[0].std()  # pixel noise does not survive 4x down and up
+    out[0].sum().backward()
+    assert crops.grad is not None and crops.grad[0].abs().sum() > 0
+    assert at_source_resolution(crops, None) is crops

@@ -711,3 +711,57 @@ def test_a_washed_out_face_has_less_detail_than_the_face(pipeline, photo):
     washed = cv2.GaussianBlur(face, (0, 0), 3)
     assert face_detail(washed, points) < PUSH_DETAIL_KEPT * face_detail(face, points)
     assert face_detail(face, points) > 0
+
+
+def test_the_pipeline_tells_the_model_how_many_photo_pixels_each_face_spans(pipeline, photo, secret, monkeypatch):
+    from g2face.align import crop_source_width
+
+    model = pipeline.model
+    seen = []
+    anonymize = model.anonymize
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["source_widths"])
+        return anonymize(*args, **(kwargs | {"search": False}))  # (the plumbing is what is tested)
+
+    monkeypatch.setattr(model, "anonymize", recording)
+    detections = pipeline.detector.detect(photo)
+    pipeline.anonymize(photo, secret, seeds=[20261201])
+    expected = [crop_source_width(d, model.image_size) for d in detections]
+    assert [w for batch in seen for w in batch] == pytest.approx(expected)
+
+
+def test_a_small_face_is_searched_and_pushed_as_the_photo_will_show_it(pipeline, photo, secret):
+    """With `source_widths` every candidate's identity, the original's reference and the push are
+    judged at that resolution (`nn.crops.at_source_resolution`); the payload still carries the
+    identity of the crop as it is."""
+    import torch
+
+    from g2face.align import align_face
+    from g2face.nn.crops import at_source_resolution, crops_to_tensor
+
+    model = pipeline.model.with_candidates(away_steps=1, push_above=-10.0)
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    scored, pushed = [], []
+    scores, push = model._scores, model._push_away
+
+    def scores_recording(reference, *args, **kwargs):
+        scored.append((reference, kwargs.get("width")))
+        return scores(reference, *args, **kwargs)
+
+    def push_recording(*args, **kwargs):
+        pushed.append(args[6] if len(args) > 6 else kwargs.get("width"))
+        return push(*args, **kwargs)
+
+    model._scores, model._push_away = scores_recording, push_recording
+    out = model.anonymize(crop, secret, seeds=[11], salts=[bytes(8)], source_widths=[64.0])
+    judged = model.identity(at_source_resolution(crop, [64.0]))[0]
+    assert scored and all(w == 64.0 and torch.allclose(r, judged) for r, w in scored)
+    assert pushed == [64.0]
+    plain = model.with_candidates(away_steps=0).anonymize(crop, secret, seeds=[11], salts=[bytes(8)])
+    assert torch.equal(out.bits, plain.bits)  # the payload: the crop's identity, not the judged one
+    faces = [np.asarray(Image.open("tests/fixtures/biden.jpg").convert("RGB").resize((256, 256)))]
+    at_64 = model._scores(judged, None, faces, width=64.0)[0].similarity
+    expected = float(model.identity(at_source_resolution(crops_to_tensor(faces), [64.0]))[0] @ judged)
+    assert at_64 == pytest.approx(expected, abs=1e-5)
+    assert at_64 != pytest.approx(model._scores(judged, None, faces)[0].similarity, abs=1e-3)

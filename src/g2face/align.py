@@ -116,6 +116,13 @@ def alignment_matrix(detection: FaceDetection, size: int = DEFAULT_CROP_SIZE) ->
     return estimate_similarity(detection.points, template_points(size))
 
 
+def crop_source_width(detection: FaceDetection, size: int = DEFAULT_CROP_SIZE) -> float:
+    """How many pixels of the photo the `size` px crop of this face spans across: under `size`
+    when the face was small and its crop upsampled (`nn.crops.at_source_resolution`)."""
+    matrix = alignment_matrix(detection, size)
+    return size / float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+
+
 def align_face(image: np.ndarray, detection: FaceDetection, size: int = DEFAULT_CROP_SIZE) -> AlignedFace:
     """Crop one face from an RGB uint8 image [H, W, 3] into the FFHQ framing at `size` px."""
     matrix = alignment_matrix(detection, size)

@@ -11,6 +11,8 @@ another person, never the original.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -71,6 +73,7 @@ class G2FaceModel(nn.Module):
         salts: list[bytes] | None = None,
         face_offset: int = 0,
         search: bool = True,  # no candidates to choose among
+        source_widths: Sequence[float | None] | None = None,  # nothing judged
     ) -> AnonymizedFaces:
         """Aligned crops [B, 3, S, S] in [-1, 1] → anonymized crops carrying the payload.
 

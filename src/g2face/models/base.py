@@ -8,6 +8,7 @@ pipeline carry the payload). The pipeline, the evaluation and the CLI only use t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -104,10 +105,13 @@ class FaceAnonymizer(Protocol):
         salts: list[bytes] | None = None,
         face_offset: int = 0,
         search: bool = True,
+        source_widths: Sequence[float | None] | None = None,
     ) -> AnonymizedFaces:
         """`search=False`: render each face's dummy seed as given, without choosing among keyed
         candidates (a video track re-renders the dummy chosen on its first frame that way).
-        `AnonymizedFaces.dummy_seeds` are the seeds actually rendered."""
+        `AnonymizedFaces.dummy_seeds` are the seeds actually rendered. `source_widths`: how many
+        photo pixels each crop spans (`align.crop_source_width`), for a model that judges its
+        fakes as they will look once pasted back (`nn.crops.at_source_resolution`); others ignore it."""
         ...
 
     def render_identities(

@@ -99,6 +99,7 @@ class ClassicAnonymizer:
         salts: list[bytes] | None = None,
         face_offset: int = 0,
         search: bool = True,  # no candidates to choose among
+        source_widths: Sequence[float | None] | None = None,  # nothing judged
     ) -> AnonymizedFaces:
         embeddings = self.source.identity(crops).float().cpu().numpy()
         encoded, seeds = encode_identities(

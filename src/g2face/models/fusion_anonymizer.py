@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -51,7 +52,7 @@ from g2face.models.fusion import (
     sunglasses_score,
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
-from g2face.nn.crops import crops_to_tensor, tensor_to_crops
+from g2face.nn.crops import at_source_resolution, crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
 from g2face.priors.attributes import AttributeEstimator
 from g2face.priors.base import GenerativePrior, Geometry, GeometryEncoder, IdentityEncoder
@@ -486,8 +487,9 @@ class _FaceSearch:
     up to `CandidateSettings.attribute_rounds` more rounds."""
 
     def __init__(self, model: FusionAnonymizer, *, seed, original, points, vector, embedding,
-                 second_embedding, reference, occluder, dtype) -> None:  # fmt: skip
+                 second_embedding, reference, occluder, dtype, width=None) -> None:  # fmt: skip
         self.model, self.settings, self.seed = model, model.candidates, seed
+        self.width = width  # photo pixels the crop spans: identity is judged at that resolution
         self.original, self.points, self.vector = original, points, vector
         self.embedding, self.second_embedding = embedding, second_embedding
         self.reference, self.occluder, self.dtype = reference, occluder, dtype
@@ -504,6 +506,7 @@ class _FaceSearch:
             self.points,
             self.second_embedding,
             None if self.occluder is None else [f.crop for f in fused],
+            width=self.width,
         )
 
     def _render_round(self, indices: list[int], with_pushes: bool = False) -> None:
@@ -579,7 +582,7 @@ class _FaceSearch:
         dummy = model.steer_dummies(model.dummy_identities([seed], self.dtype), self.reference)
         wplus = model.styles(dummy, self.vector, settings.spread)
         path, renders = model._push_away(
-            wplus, self.original, self.points, self.render_points[seed], face.mask, self.embedding
+            wplus, self.original, self.points, self.render_points[seed], face.mask, self.embedding, self.width
         )
         fusion = dataclasses.replace(model.fusion, render_only=False) if whole else model.fusion
         fused = model.fuse_renders(self.original, self.points, renders, fusion, keep=self.occluder)
@@ -897,17 +900,20 @@ class FusionAnonymizer(nn.Module):
         points: np.ndarray | None = None,
         second_reference: Tensor | None = None,
         glasses_views: list[np.ndarray] | None = None,
+        width: float | None = None,
     ) -> list[CandidateScore]:
         """Each fused candidate's identity similarity to the original (SFace embedding `reference`,
         and the second judge's `second_reference` when the search has one) and, when keeping
         attributes (`reference_attributes`, `ApparentAttributes`), its apparent gender, age, glasses
         and facial hair (`glasses_score`, `facial_hair_score` at the original's mesh `points`; glasses
-        on `glasses_views` instead of the previews when given)."""
+        on `glasses_views` instead of the previews when given). Identity is judged as the faces will
+        look pasted back into a photo where they span `width` pixels (`at_source_resolution`)."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
-        similarity = (self.identity(crops) @ reference).tolist()
+        judged = at_source_resolution(crops, None if width is None else [width] * len(faces))
+        similarity = (self.identity(judged) @ reference).tolist()
         second = [None] * len(faces)
         if second_reference is not None:
-            cosine = self.second_identity(crops) @ second_reference
+            cosine = self.second_identity(judged) @ second_reference
             second = in_sface_units(cosine, self.candidates.second_judge).tolist()
         if self.attributes is None or reference_attributes is None:
             return [CandidateScore(s, second_similarity=t) for s, t in zip(similarity, second, strict=True)]
@@ -951,12 +957,22 @@ class FusionAnonymizer(nn.Module):
         salts: list[bytes] | None = None,
         face_offset: int = 0,
         search: bool = True,
+        source_widths: Sequence[float | None] | None = None,
     ) -> AnonymizedFaces:
+        """`source_widths`: photo pixels each crop spans (`align.crop_source_width`); the search then
+        judges how like the original a fake is as it will look pasted back (a small face's crop
+        was upsampled: the detail a render adds at the crop's size is lost in the photo, and a
+        fake judged different at 256 px could be its original at 60). None: at the crop's size."""
         n = crops.shape[0]
-        embeddings = self.identity(crops)
+        embeddings = self.identity(crops)  # what the payload carries: the crop as it is
+        widths = [None] * n if source_widths is None else list(source_widths)
+        if len(widths) != n:
+            raise ValueError(f"{len(widths)} source widths for {n} crops")
+        judged = at_source_resolution(crops, widths)
+        references = embeddings if source_widths is None else self.identity(judged)
         second_embeddings = [None] * n
         if self.candidates.second_judge is not None and search:
-            second_embeddings = self.second_identity(crops)
+            second_embeddings = self.second_identity(judged)
         encoded, seeds = encode_identities(
             self.codec,
             embeddings.float().cpu().numpy(),
@@ -1023,11 +1039,12 @@ class FusionAnonymizer(nn.Module):
                 original=originals[i],
                 points=original_points[i],
                 vector=vectors[i : i + 1],
-                embedding=embeddings[i],
+                embedding=references[i],
                 second_embedding=second_embeddings[i],
                 reference=reference_attributes[i],
                 occluder=occluders[i],
                 dtype=crops.dtype,
+                width=widths[i],
             )
             score, face, rendered, replaced_whole = search_face.run(search)
             scores.append(score.similarity)
@@ -1131,6 +1148,7 @@ class FusionAnonymizer(nn.Module):
         render_points: np.ndarray,
         mask: np.ndarray,
         embedding: Tensor,
+        width: float | None = None,
     ) -> tuple[Tensor, Tensor]:
         """`CandidateSettings.away_steps` of Adam on a dummy's W+ [1, S, D] lowering SFace's cosine
         to the original (`embedding`) of the render laid onto the original crop as the fusion lays
@@ -1170,7 +1188,10 @@ class FusionAnonymizer(nn.Module):
                 laid = torch.nn.functional.grid_sample(
                     image, grid, mode="bilinear", padding_mode="reflection", align_corners=False
                 )
-                identity = self.identity(weight * laid + (1 - weight) * background)
+                composite = weight * laid + (1 - weight) * background
+                # judged as the photo will show it (`at_source_resolution`): a small face is pushed
+                # in what survives the paste-back, not in detail the photo drops
+                identity = self.identity(at_source_resolution(composite, [width]))
                 loss = (identity * target).sum(1).mean()
                 if held is not None:
                     components = identity @ held

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from g2face.align import align_face, blend_faces, face_mask
+from g2face.align import align_face, blend_faces, crop_source_width, face_mask
 from g2face.detection import FaceDetector, YuNetDetector
 from g2face.io import ExpandedInputs, InputFile, check_output_free, read_image, write_image
 from g2face.models.base import AnonymizedFaces, FaceAnonymizer
@@ -316,8 +316,16 @@ class G2FacePipeline:
             done = sum(len(o.salts) for o in outputs)
             fixed = None if seeds is None else list(seeds[done : done + batch.shape[0]])
             salts = [kdf.new_salt(PAYLOAD_SALT_BYTES, image_salt) for _ in range(batch.shape[0])]
+            # (the FacePipeline crops the detections in order, one batch after another)
+            widths = [crop_source_width(d, model.image_size) for d in detections[done : done + batch.shape[0]]]
             out = model.anonymize(
-                batch, secret, seeds=fixed, salts=salts, face_offset=face_offset + done, search=search
+                batch,
+                secret,
+                seeds=fixed,
+                salts=salts,
+                face_offset=face_offset + done,
+                search=search,
+                source_widths=widths,
             )
             outputs.append(out)
             return out.images, out.masks
