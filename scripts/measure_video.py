@@ -47,6 +47,23 @@ def _stats(values: list[float]) -> dict:
     return {"n": int(a.size), "mean": round(float(a.mean()), 4), "min": round(float(a.min()), 4)}
 
 
+def save_leak_sheet(leaking: list[tuple[str, np.ndarray, np.ndarray]], path: Path, per_row: int = 4) -> None:
+    """original | anonymized pairs of the leaking face-frames, labelled 'frame/track cosine method'."""
+    from PIL import Image, ImageDraw
+
+    tile, label = 128, 14
+    rows = max(1, -(-len(leaking) // per_row))
+    sheet = Image.new("RGB", (per_row * (2 * tile + 6), rows * (tile + label)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (text, original, anonymized) in enumerate(leaking):
+        x, y = (k % per_row) * (2 * tile + 6), (k // per_row) * (tile + label)
+        sheet.paste(Image.fromarray(original), (x, y + label))
+        sheet.paste(Image.fromarray(anonymized), (x + tile, y + label))
+        draw.text((x + 2, y + 1), text, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("clip", type=Path)
@@ -89,6 +106,11 @@ def main() -> None:
         help="Tracked run only: each track carries its one in-pixel payload (per frame: none).",
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--sheet",
+        type=Path,
+        help="Save the tracked run's leaking face-frames (original | anonymized, aligned) as a PNG.",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     secret = Secret(bytes(range(32)), "key")
@@ -134,6 +156,7 @@ def main() -> None:
     fail_closed = 0
     # tracked: frame, track, SFace cos (anonymizer's), FaceNet cos to original, face width (px), method
     per_face: list[list] = []
+    leaking: list[tuple[str, np.ndarray, np.ndarray]] = []  # (label, original crop, anonymized crop)
     re_searches: list[dict] = []
     for frame in read_frames(args.clip, limit=args.limit):
         rgb = frame.rgb
@@ -177,6 +200,9 @@ def main() -> None:
                     leak = round(rows[name]["leak"][-1], 4)
                     width, method = round(d.width, 1), face.get("method")
                     per_face.append([frame.index, key, face.get("similarity"), leak, width, method])
+                    if args.sheet and leak >= max(args.leak_threshold):
+                        label = f"{frame.index}/{key} {leak:.2f} {method}"
+                        leaking.append((label, align_face(rgb, d, 128).crop, align_face(image, d, 128).crop))
                 x0, y0, x1, y1 = (int(max(0, v)) for v in d.box)
                 crop = image[y0:y1, x0:x1].astype(np.float32)
                 last = previous[name].get(key)
@@ -235,6 +261,8 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    if args.sheet:
+        save_leak_sheet(leaking, args.sheet)
 
 
 if __name__ == "__main__":

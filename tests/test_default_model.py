@@ -765,3 +765,36 @@ def test_a_small_face_is_searched_and_pushed_as_the_photo_will_show_it(pipeline,
     expected = float(model.identity(at_source_resolution(crops_to_tensor(faces), [64.0]))[0] @ judged)
     assert at_64 == pytest.approx(expected, abs=1e-5)
     assert at_64 != pytest.approx(model._scores(judged, None, faces)[0].similarity, abs=1e-3)
+
+
+def test_a_turned_face_is_filtered_more_strongly_until_it_passes_the_bar(pipeline, photo):
+    """The turned-face fallback is judged like a fake: a filter that leaves the face above the
+    search's bar is strengthened (`classic.stronger_filter`), and when none passes the least
+    similar strength is kept."""
+    import torch
+
+    from g2face.align import align_face
+    from g2face.models.classic import stronger_filter
+    from g2face.models.fusion_anonymizer import TURNED_FILTER_LEVELS
+    from g2face.nn.crops import at_source_resolution, crops_to_tensor
+
+    model = pipeline.model
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    points = (model.geometry(crop).landmarks[..., :2] * model.image_size - 0.5).numpy()[0]
+    _, mask, level = model.with_candidates(max_similarity=1.0)._turned_face(crop, points, model.identity(crop)[0])
+    assert level == 0
+    weight = torch.from_numpy(mask)[None, None]
+    pasted = [
+        weight * stronger_filter("blur", k).anonymize(crop) + (1 - weight) * crop
+        for k in range(TURNED_FILTER_LEVELS + 1)
+    ]
+    # judged against the default blur itself (cosine 1): only a stronger one can pass the bar
+    reference = model.identity(at_source_resolution(pasted[0], [90.0]))[0]
+    similarities = [float(model.identity(at_source_resolution(p, [90.0]))[0] @ reference) for p in pasted]
+    assert similarities[0] > 0.99 > similarities[1]
+    assert model.with_candidates(max_similarity=0.99)._turned_face(crop, points, reference, 90.0)[2] == 1
+    strict = model.with_candidates(max_similarity=-1.0)  # nothing passes: every strength is tried
+    out, _, level = strict._turned_face(crop, points, reference, 90.0)
+    assert level == int(np.argmin(similarities)) > 0
+    expected = stronger_filter("blur", level).anonymize(crop)
+    assert np.abs(out.astype(int) - ((expected[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()).max() <= 1

@@ -70,6 +70,16 @@ class SolidBox:
 CLASSIC_FILTERS = {"blur": GaussianBlur, "pixelate": Pixelate, "box": SolidBox}
 
 
+def stronger_filter(name: str, level: int):
+    """Classic filter `name` at strength `level` (0: its default; each level doubles a blur's σ or
+    halves the pixelation's blocks across the face; a box is as strong as it gets)."""
+    if name == "blur":
+        return GaussianBlur(0.1 * 2**level)
+    if name == "pixelate":
+        return Pixelate(max(1, 8 // 2**level))
+    return CLASSIC_FILTERS[name]()
+
+
 class ClassicAnonymizer:
     """A classic filter that still carries the encrypted identity: the payload comes from
     `identity_source` (the default model: its recognizer, codec and recovery renderer), so the
