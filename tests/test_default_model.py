@@ -713,7 +713,9 @@ def test_a_washed_out_face_has_less_detail_than_the_face(pipeline, photo):
     assert face_detail(face, points) > 0
 
 
-def test_the_pipeline_tells_the_model_how_many_photo_pixels_each_face_spans(pipeline, photo, secret, monkeypatch):
+def test_the_pipeline_tells_the_model_how_many_photo_pixels_each_face_spans(
+    pipeline, photo, secret, monkeypatch
+):
     from g2face.align import crop_source_width
 
     model = pipeline.model
@@ -781,7 +783,9 @@ def test_a_turned_face_is_filtered_more_strongly_until_it_passes_the_bar(pipelin
     model = pipeline.model
     crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
     points = (model.geometry(crop).landmarks[..., :2] * model.image_size - 0.5).numpy()[0]
-    _, mask, level = model.with_candidates(max_similarity=1.0)._turned_face(crop, points, model.identity(crop)[0])
+    _, mask, level = model.with_candidates(max_similarity=1.0)._turned_face(
+        crop, points, model.identity(crop)[0]
+    )
     assert level == 0
     weight = torch.from_numpy(mask)[None, None]
     pasted = [

@@ -317,7 +317,9 @@ class G2FacePipeline:
             fixed = None if seeds is None else list(seeds[done : done + batch.shape[0]])
             salts = [kdf.new_salt(PAYLOAD_SALT_BYTES, image_salt) for _ in range(batch.shape[0])]
             # (the FacePipeline crops the detections in order, one batch after another)
-            widths = [crop_source_width(d, model.image_size) for d in detections[done : done + batch.shape[0]]]
+            widths = [
+                crop_source_width(d, model.image_size) for d in detections[done : done + batch.shape[0]]
+            ]
             out = model.anonymize(
                 batch,
                 secret,
