@@ -734,39 +734,39 @@ def test_the_pipeline_tells_the_model_how_many_photo_pixels_each_face_spans(
 
 
 def test_a_small_face_is_searched_and_pushed_as_the_photo_will_show_it(pipeline, photo, secret):
-    """With `source_widths` every candidate's identity, the original's reference and the push are
-    judged at that resolution (`nn.crops.at_source_resolution`); the payload still carries the
-    identity of the crop as it is."""
+    """With `source_widths` every candidate is fused and scored as the photo will show it, and the
+    push judges its renders at that resolution (`nn.crops.at_source_resolution`); the reference
+    and the payload are the crop's own identity."""
     import torch
 
     from g2face.align import align_face
-    from g2face.nn.crops import at_source_resolution, crops_to_tensor
+    from g2face.nn.crops import crops_to_tensor
 
     model = pipeline.model.with_candidates(away_steps=1, push_above=-10.0)
     crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
-    scored, pushed = [], []
-    scores, push = model._scores, model._push_away
+    fused_at, pushed, references = [], [], []
+    fuse, push, scores = model.fuse_renders, model._push_away, model._scores
 
-    def scores_recording(reference, *args, **kwargs):
-        scored.append((reference, kwargs.get("width")))
-        return scores(reference, *args, **kwargs)
+    def fuse_recording(*args, **kwargs):
+        fused_at.append(kwargs.get("source_width"))
+        return fuse(*args, **kwargs)
 
     def push_recording(*args, **kwargs):
         pushed.append(args[6] if len(args) > 6 else kwargs.get("width"))
         return push(*args, **kwargs)
 
-    model._scores, model._push_away = scores_recording, push_recording
+    def scores_recording(reference, *args, **kwargs):
+        references.append(reference)
+        return scores(reference, *args, **kwargs)
+
+    model.fuse_renders, model._push_away, model._scores = fuse_recording, push_recording, scores_recording
     out = model.anonymize(crop, secret, seeds=[11], salts=[bytes(8)], source_widths=[64.0])
-    judged = model.identity(at_source_resolution(crop, [64.0]))[0]
-    assert scored and all(w == 64.0 and torch.allclose(r, judged) for r, w in scored)
-    assert pushed == [64.0]
+    assert fused_at and all(w == 64.0 for w in fused_at) and pushed == [64.0]
+    assert all(torch.equal(r, model.identity(crop)[0]) for r in references)
     plain = model.with_candidates(away_steps=0).anonymize(crop, secret, seeds=[11], salts=[bytes(8)])
-    assert torch.equal(out.bits, plain.bits)  # the payload: the crop's identity, not the judged one
-    faces = [np.asarray(Image.open("tests/fixtures/biden.jpg").convert("RGB").resize((256, 256)))]
-    at_64 = model._scores(judged, None, faces, width=64.0)[0].similarity
-    expected = float(model.identity(at_source_resolution(crops_to_tensor(faces), [64.0]))[0] @ judged)
-    assert at_64 == pytest.approx(expected, abs=1e-5)
-    assert at_64 != pytest.approx(model._scores(judged, None, faces)[0].similarity, abs=1e-3)
+    assert torch.equal(out.bits, plain.bits)  # the payload: the crop's identity
+    with pytest.raises(ValueError, match="source widths"):
+        model.anonymize(crop, secret, seeds=[11], source_widths=[64.0, 64.0])
 
 
 def test_a_turned_face_is_filtered_more_strongly_until_it_passes_the_bar(pipeline, photo):
@@ -789,12 +789,13 @@ def test_a_turned_face_is_filtered_more_strongly_until_it_passes_the_bar(pipelin
     assert level == 0
     weight = torch.from_numpy(mask)[None, None]
     pasted = [
-        weight * stronger_filter("blur", k).anonymize(crop) + (1 - weight) * crop
+        weight * at_source_resolution(stronger_filter("blur", k).anonymize(crop), [90.0])
+        + (1 - weight) * crop
         for k in range(TURNED_FILTER_LEVELS + 1)
     ]
     # judged against the default blur itself (cosine 1): only a stronger one can pass the bar
-    reference = model.identity(at_source_resolution(pasted[0], [90.0]))[0]
-    similarities = [float(model.identity(at_source_resolution(p, [90.0]))[0] @ reference) for p in pasted]
+    reference = model.identity(pasted[0])[0]
+    similarities = [float(model.identity(p)[0] @ reference) for p in pasted]
     assert similarities[0] > 0.99 > similarities[1]
     assert model.with_candidates(max_similarity=0.99)._turned_face(crop, points, reference, 90.0)[2] == 1
     strict = model.with_candidates(max_similarity=-1.0)  # nothing passes: every strength is tried

@@ -1004,3 +1004,46 @@ def test_the_expression_correction_moves_the_low_and_middle_styles_to_the_target
     blendshapes[:, SMILE_BLENDSHAPES[1]] = torch.tensor([0.4, 0.6])
     vector = torch.cat([torch.randn(2, 7), blendshapes, torch.randn(2, 3)], 1)
     torch.testing.assert_close(smile_of(vector), torch.tensor([0.3, 0.8]))
+
+
+def test_a_render_sharper_than_a_soft_original_is_blurred_to_its_detail_and_a_sharp_one_is_not():
+    from g2face.models.fusion import SHARPNESS_TOLERANCE, as_photo_shows, high_frequency, match_sharpness
+
+    rng = np.random.default_rng(0)
+    texture = cv2.resize(
+        rng.uniform(60, 200, (64, 64, 3)).astype(np.uint8), (256, 256), interpolation=cv2.INTER_CUBIC
+    )
+    region = np.zeros((256, 256), np.float32)
+    region[64:192, 64:192] = 1.0
+    soft = cv2.GaussianBlur(texture, (0, 0), 3.0)
+    out = match_sharpness(texture.astype(np.float32), soft, region, 128.0)
+    detail = high_frequency(np.clip(np.rint(out), 0, 255).astype(np.uint8), region, 128.0)
+    assert detail <= SHARPNESS_TOLERANCE * high_frequency(soft, region, 128.0)
+    assert detail < 0.6 * high_frequency(texture, region, 128.0)
+    same = texture.astype(np.float32)
+    assert match_sharpness(same, texture, region, 128.0) is same  # as sharp as the original: untouched
+    # judged as the photo shows it: a crop upsampled from 64 px has no detail above that, and a
+    # render's finer detail, lost on paste-back, is no reason to blur it
+    small = as_photo_shows(texture, 64.0)
+    assert high_frequency(texture, region, 128.0, 64.0) == pytest.approx(high_frequency(small, region, 128.0))
+    assert match_sharpness(same, small, region, 128.0, 64.0) is same
+    assert match_sharpness(same, small, region, 128.0) is not same
+
+
+def test_the_preview_shows_the_fake_as_the_photo_will_after_pasting_back():
+    """`FusedFace.preview` (what the search scores) is the crop resampled to its source width
+    inside the replaced region, the original outside it; the crop itself stays full size."""
+    from g2face.models.fusion import as_photo_shows
+
+    original, render = _image(0), _image(3, (90, 140, 200))
+    points, render_points = _mesh(), _mesh(seed=5, centre=(62, 72))
+    settings = FusionSettings(match_sharpness=False)
+    full = fuse_face(original, points, render, render_points, settings)
+    small = fuse_face(original, points, render, render_points, settings, source_width=48.0)
+    assert np.array_equal(full.crop, small.crop) and np.array_equal(full.mask, small.mask)
+    alpha = small.mask[..., None]
+    expected = np.rint(original * (1 - alpha) + as_photo_shows(small.crop, 48.0) * alpha)
+    assert np.abs(small.preview.astype(int) - expected).max() <= 1
+    outside = small.mask == 0
+    assert np.array_equal(small.preview[outside], original[outside])
+    assert not np.array_equal(small.preview, full.preview)

@@ -493,7 +493,7 @@ class _FaceSearch:
     def __init__(self, model: FusionAnonymizer, *, seed, original, points, vector, embedding,
                  second_embedding, reference, occluder, dtype, width=None) -> None:  # fmt: skip
         self.model, self.settings, self.seed = model, model.candidates, seed
-        self.width = width  # photo pixels the crop spans: identity is judged at that resolution
+        self.width = width  # photo pixels the crop spans: candidates are judged as the photo shows them
         self.original, self.points, self.vector = original, points, vector
         self.embedding, self.second_embedding = embedding, second_embedding
         self.reference, self.occluder, self.dtype = reference, occluder, dtype
@@ -510,7 +510,6 @@ class _FaceSearch:
             self.points,
             self.second_embedding,
             None if self.occluder is None else [f.crop for f in fused],
-            width=self.width,
         )
 
     def _render_round(self, indices: list[int], with_pushes: bool = False) -> None:
@@ -533,7 +532,12 @@ class _FaceSearch:
         render_points = model.render_points(renders)
         self.render_points |= dict(zip(candidate_seeds, render_points, strict=True))
         fused = model.fuse_renders(
-            self.original, self.points, renders, render_points=render_points, keep=self.occluder
+            self.original,
+            self.points,
+            renders,
+            render_points=render_points,
+            keep=self.occluder,
+            source_width=self.width,
         )
         self.pool.extend(zip(self._score(fused), fused, candidate_seeds, strict=True))
 
@@ -548,6 +552,7 @@ class _FaceSearch:
                 dataclasses.replace(self.model.fusion, render_only=False),
                 render_points=[self.render_points[seed]],
                 keep=self.occluder,
+                source_width=self.width,
             )
             self.widened[j] = (self._score([wider])[0], wider)
         return self.widened[j]
@@ -589,7 +594,9 @@ class _FaceSearch:
             wplus, self.original, self.points, self.render_points[seed], face.mask, self.embedding, self.width
         )
         fusion = dataclasses.replace(model.fusion, render_only=False) if whole else model.fusion
-        fused = model.fuse_renders(self.original, self.points, renders, fusion, keep=self.occluder)
+        fused = model.fuse_renders(
+            self.original, self.points, renders, fusion, keep=self.occluder, source_width=self.width
+        )
         points = self.render_points[seed]  # (the push holds the render's landmarks)
         start_detail = face_detail(tensor_to_crops(self.renders[seed][None])[0], points)
         detailed = [
@@ -847,15 +854,17 @@ class FusionAnonymizer(nn.Module):
         settings: FusionSettings | None = None,
         render_points: np.ndarray | list[np.ndarray] | None = None,
         keep: np.ndarray | None = None,
+        source_width: float | None = None,
     ) -> list[FusedFace]:
         """Each rendered face [N, 3, S, S] laid onto one original crop by its own mesh
         (`render_points`, `render_points()` of the renders, when already known), the original's
-        pixels kept where `keep` says (`occluders`)."""
+        pixels kept where `keep` says (`occluders`); `source_width`: photo pixels the crop spans
+        (`fusion.fuse_face`)."""
         settings = settings or self.fusion
         points = self.render_points(renders) if render_points is None else render_points
         crops = tensor_to_crops(renders)
         return [
-            fuse_face(original, original_points, c, p, settings, keep)
+            fuse_face(original, original_points, c, p, settings, keep, source_width)
             for c, p in zip(crops, points, strict=True)
         ]
 
@@ -904,20 +913,17 @@ class FusionAnonymizer(nn.Module):
         points: np.ndarray | None = None,
         second_reference: Tensor | None = None,
         glasses_views: list[np.ndarray] | None = None,
-        width: float | None = None,
     ) -> list[CandidateScore]:
         """Each fused candidate's identity similarity to the original (SFace embedding `reference`,
         and the second judge's `second_reference` when the search has one) and, when keeping
         attributes (`reference_attributes`, `ApparentAttributes`), its apparent gender, age, glasses
         and facial hair (`glasses_score`, `facial_hair_score` at the original's mesh `points`; glasses
-        on `glasses_views` instead of the previews when given). Identity is judged as the faces will
-        look pasted back into a photo where they span `width` pixels (`at_source_resolution`)."""
+        on `glasses_views` instead of the previews when given)."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
-        judged = at_source_resolution(crops, None if width is None else [width] * len(faces))
-        similarity = (self.identity(judged) @ reference).tolist()
+        similarity = (self.identity(crops) @ reference).tolist()
         second = [None] * len(faces)
         if second_reference is not None:
-            cosine = self.second_identity(judged) @ second_reference
+            cosine = self.second_identity(crops) @ second_reference
             second = in_sface_units(cosine, self.candidates.second_judge).tolist()
         if self.attributes is None or reference_attributes is None:
             return [CandidateScore(s, second_similarity=t) for s, t in zip(similarity, second, strict=True)]
@@ -964,19 +970,17 @@ class FusionAnonymizer(nn.Module):
         source_widths: Sequence[float | None] | None = None,
     ) -> AnonymizedFaces:
         """`source_widths`: photo pixels each crop spans (`align.crop_source_width`); the search then
-        judges how like the original a fake is as it will look pasted back (a small face's crop
-        was upsampled: the detail a render adds at the crop's size is lost in the photo, and a
+        judges a fake as it will look pasted back (`fusion.FusedFace.preview`: a small face's crop
+        was upsampled, so the detail a render adds at the crop's size is lost in the photo, and a
         fake judged different at 256 px could be its original at 60). None: at the crop's size."""
         n = crops.shape[0]
-        embeddings = self.identity(crops)  # what the payload carries: the crop as it is
+        embeddings = self.identity(crops)
         widths = [None] * n if source_widths is None else list(source_widths)
         if len(widths) != n:
             raise ValueError(f"{len(widths)} source widths for {n} crops")
-        judged = at_source_resolution(crops, widths)
-        references = embeddings if source_widths is None else self.identity(judged)
         second_embeddings = [None] * n
         if self.candidates.second_judge is not None and search:
-            second_embeddings = self.second_identity(judged)
+            second_embeddings = self.second_identity(crops)
         encoded, seeds = encode_identities(
             self.codec,
             embeddings.float().cpu().numpy(),
@@ -1025,7 +1029,7 @@ class FusionAnonymizer(nn.Module):
         for i in range(n):
             if turned[i]:
                 crop, mask, level = self._turned_face(
-                    crops[i : i + 1], original_points[i], references[i], widths[i]
+                    crops[i : i + 1], original_points[i], embeddings[i], widths[i]
                 )
                 fallbacks[i] = Fallback(
                     self.fusion.turned_filter,
@@ -1046,7 +1050,7 @@ class FusionAnonymizer(nn.Module):
                 original=originals[i],
                 points=original_points[i],
                 vector=vectors[i : i + 1],
-                embedding=references[i],
+                embedding=embeddings[i],
                 second_embedding=second_embeddings[i],
                 reference=reference_attributes[i],
                 occluder=occluders[i],
@@ -1097,8 +1101,9 @@ class FusionAnonymizer(nn.Module):
         best = None
         for level in range(TURNED_FILTER_LEVELS + 1):
             filtered = stronger_filter(self.fusion.turned_filter, level).anonymize(crop)
-            pasted = weight * filtered + (1 - weight) * crop
-            similarity = float(self.identity(at_source_resolution(pasted, [width]))[0] @ reference)
+            # (the crop is the photo already; the filter's output is resampled when pasted back)
+            pasted = weight * at_source_resolution(filtered, [width]) + (1 - weight) * crop
+            similarity = float(self.identity(pasted)[0] @ reference)
             if best is None or similarity < best[0]:
                 best = similarity, filtered, level
             if similarity <= self.candidates.max_similarity:
@@ -1212,10 +1217,10 @@ class FusionAnonymizer(nn.Module):
                 laid = torch.nn.functional.grid_sample(
                     image, grid, mode="bilinear", padding_mode="reflection", align_corners=False
                 )
-                composite = weight * laid + (1 - weight) * background
                 # judged as the photo will show it (`at_source_resolution`): a small face is pushed
                 # in what survives the paste-back, not in detail the photo drops
-                identity = self.identity(at_source_resolution(composite, [width]))
+                composite = weight * at_source_resolution(laid, [width]) + (1 - weight) * background
+                identity = self.identity(composite)
                 loss = (identity * target).sum(1).mean()
                 if held is not None:
                     components = identity @ held
