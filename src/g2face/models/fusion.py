@@ -168,11 +168,14 @@ class FusionSettings:
     """Lips no redder over the fake's skin than the original's are over theirs (`match_lip_tone`):
     renders' lips are redder than photos' (a* +8 to +24 over the skin against +4 to +9), and a
     man's fake with bright red lips was read as a woman (CelebA)."""
-    match_sharpness: bool = True
+    match_sharpness: bool = False
     """A render sharper than the original face (a defocused, dark or moving face in a crowd) is
     blurred to the original's fine detail (`match_sharpness`), so a crisp face is not laid into a
     soft photo. Measured as the photo will show both (`source_width`); sharp photos are left as
-    they are (`SHARPNESS_TOLERANCE`)."""
+    they are (`SHARPNESS_TOLERANCE`). Off by default: it costs anonymity where it acts. A blurred
+    fake keeps little but the low-frequency layout, and the layout is the original's (the fusion
+    lays the render on the original's landmarks): hamilton's dark, defocused audience faces leaked
+    to FaceNet on 44.9 % of face-frames with it against 12.5 % without (docs/video.md, session 18)."""
     max_yaw: float = 40.0
     """Faces turned further than this (|yaw| in degrees, the geometry prior's) get the classic
     `turned_filter` instead of a fake: the generator renders heads turned up to about 30° (its
