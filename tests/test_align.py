@@ -16,6 +16,7 @@ from g2face.align import (
     face_mask_in_image,
     invert_affine,
     paste_faces,
+    seen_in_profile,
     template_points,
     transform_points,
     warp_affine,
@@ -159,6 +160,30 @@ def test_crop_source_width_is_the_photo_pixels_the_crop_spans(scale):
     """A face drawn at `scale` photo pixels per crop pixel: its 256 px crop spans 256 × scale."""
     detection = _detection_for(_similarity(scale, 12.0, 300.0, 200.0))
     assert crop_source_width(detection, 256) == pytest.approx(256 * scale, rel=1e-6)
+
+
+def _five_points(points, box=(0.0, 0.0, 100.0, 120.0)) -> FaceDetection:
+    return FaceDetection(box, tuple(map(tuple, points)), 0.9)
+
+
+@pytest.mark.parametrize("angle", [0.0, 90.0, 180.0, 35.0])
+def test_a_profile_is_seen_in_the_detectors_five_points_at_any_roll(angle):
+    """Eyes nearly on top of each other with the nose beside both is a profile; a frontal face and
+    a half-turned one (nose between the eyes) are not, whichever way the head is rolled."""
+    profile = np.array([[40.0, 40.0], [44.0, 41.0], [20.0, 65.0], [35.0, 85.0], [38.0, 85.0]])
+    frontal = np.array([[30.0, 40.0], [70.0, 40.0], [50.0, 62.0], [36.0, 85.0], [64.0, 85.0]])
+    half_turned = np.array([[40.0, 40.0], [58.0, 40.0], [44.0, 62.0], [38.0, 85.0], [55.0, 85.0]])
+    rotation = _similarity(1.0, angle, 200.0, 200.0)
+
+    def rolled(points):
+        return _five_points(transform_points(points, rotation), (100.0, 100.0, 300.0, 300.0))
+
+    scale = _similarity(2.0, 0.0, 0.0, 0.0)  # the points above span a 100 px box; this one 200
+    assert seen_in_profile(rolled(transform_points(profile, scale)))
+    assert not seen_in_profile(rolled(transform_points(frontal, scale)))
+    assert not seen_in_profile(rolled(transform_points(half_turned, scale)))
+    # eyes that close with the nose between them: a tiny or foreshortened face, not a profile
+    assert not seen_in_profile(_five_points([[40, 40], [44, 40], [42, 62], [38, 85], [46, 85]]))
 
 
 def test_a_crop_at_its_source_resolution_loses_what_pasting_back_loses():

@@ -324,6 +324,34 @@ def test_a_face_turned_beyond_what_the_generator_renders_is_blurred_and_reported
         model.with_fusion(turned_filter="swirl")
 
 
+def test_a_face_the_detector_sees_in_profile_is_filtered_whatever_its_pose_reads(pipeline, photo, secret):
+    """The geometry prior can read a profile as half-turned (hamilton: 31-38 degrees); a face whose
+    five detector points show a profile (`align.seen_in_profile`) gets the turned-face fallback
+    even under `max_yaw`, says why, and recovery by identity lays no render onto it."""
+    import copy
+
+    from g2face.align import seen_in_profile
+    from g2face.types import FaceDetection
+
+    (detection,) = pipeline.detector.detect(photo)
+    points = detection.points.copy()
+    points[1] = points[0] + (0.03 * detection.width, 0.0)  # the far eye behind the near one
+    points[2, 0] = points[0, 0] - 0.15 * detection.width  # the nose beyond both
+    profile = FaceDetection(detection.box, tuple(map(tuple, points)), detection.score)
+    assert seen_in_profile(profile) and not seen_in_profile(detection)
+    lenient = copy.copy(pipeline)
+    lenient.model = pipeline.model.with_fusion(max_yaw=89.0)  # whatever yaw the prior reads
+    result = lenient.anonymize(photo, secret, seeds=[20261204], detections=[profile])
+    (decision,) = result.decisions
+    (face,) = result.faces
+    assert decision.action == "turned-face fallback" and face.method == "blur"
+    assert face.fallback_reason.startswith("seen in profile")
+    rendered = lenient.anonymize(photo, secret, seeds=[20261204], detections=[detection])
+    assert rendered.decisions[0].action == "anonymized"
+    untouched = lenient.render_identities(result.image, [profile], [np.ones(128, np.float32)])
+    assert np.array_equal(untouched, result.image)
+
+
 def test_an_evaluation_method_can_vary_the_shipped_settings():
     from g2face.evaluation.methods import build_method
 

@@ -116,6 +116,36 @@ def alignment_matrix(detection: FaceDetection, size: int = DEFAULT_CROP_SIZE) ->
     return estimate_similarity(detection.points, template_points(size))
 
 
+PROFILE_EYE_SPAN = 0.2
+"""`seen_in_profile`: the detector's two eyes closer together than this fraction of the box width
+(faces the geometry prior reads under 10 degrees of yaw: 0.40-0.51, 5th-95th percentile) ..."""
+PROFILE_NOSE_OUTSIDE = 0.5
+"""... and its nose further outside the eyes' span than this many spans (on a frontal or
+half-turned face the nose lies between the eyes)."""
+
+
+def seen_in_profile(detection: FaceDetection) -> bool:
+    """The detector's five points show a profile: the eyes nearly on top of each other with the
+    nose beside both. The geometry prior's yaw can read such a face as 31-38 degrees (hamilton: a
+    profile given a frontal fake). Of 925 faces (LFW, CelebA, frames of five clips;
+    `scripts/study_profile_cue.py`) it flags none the prior reads under 10 degrees, one (a 30 px
+    background face) of 341 at 10-30, 12 of 42 at 30-40 (9 of them hamilton's profile)."""
+    points = detection.points
+    # across the face, not across the photo: a face lying on its side has its eyes stacked in x
+    down = points[3:5].mean(0) - points[:2].mean(0)
+    length = float(np.hypot(*down))
+    across = np.array([down[1], -down[0]]) / length if length > 1e-6 else np.array([1.0, 0.0])
+    position = points @ across
+    eyes = np.sort(position[:2])
+    span = float(eyes[1] - eyes[0])
+    width = float(max(detection.width, detection.height))
+    if width <= 0 or span >= PROFILE_EYE_SPAN * width:
+        return False
+    nose = float(position[2])
+    outside = max(eyes[0] - nose, nose - eyes[1], 0.0)
+    return outside > PROFILE_NOSE_OUTSIDE * max(span, 1e-6)
+
+
 def crop_source_width(detection: FaceDetection, size: int = DEFAULT_CROP_SIZE) -> float:
     """How many pixels of the photo the `size` px crop of this face spans across: under `size`
     when the face was small and its crop upsampled (`nn.crops.at_source_resolution`)."""

@@ -74,6 +74,7 @@ class G2FaceModel(nn.Module):
         face_offset: int = 0,
         search: bool = True,  # no candidates to choose among
         source_widths: Sequence[float | None] | None = None,  # nothing judged
+        profiles: Sequence[bool] | None = None,  # renders every pose it is given
     ) -> AnonymizedFaces:
         """Aligned crops [B, 3, S, S] in [-1, 1] → anonymized crops carrying the payload.
 

@@ -106,12 +106,16 @@ class FaceAnonymizer(Protocol):
         face_offset: int = 0,
         search: bool = True,
         source_widths: Sequence[float | None] | None = None,
+        profiles: Sequence[bool] | None = None,
     ) -> AnonymizedFaces:
         """`search=False`: render each face's dummy seed as given, without choosing among keyed
         candidates (a video track re-renders the dummy chosen on its first frame that way).
         `AnonymizedFaces.dummy_seeds` are the seeds actually rendered. `source_widths`: how many
         photo pixels each crop spans (`align.crop_source_width`), for a model that judges its
-        fakes as they will look once pasted back (`nn.crops.at_source_resolution`); others ignore it."""
+        fakes as they will look once pasted back (`nn.crops.at_source_resolution`); others ignore it.
+        `profiles`: faces the detector sees in profile (`align.seen_in_profile`), which a model
+        that cannot render them treats as turned too far whatever its own pose estimate says;
+        others ignore it."""
         ...
 
     def render_identities(

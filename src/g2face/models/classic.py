@@ -110,6 +110,7 @@ class ClassicAnonymizer:
         face_offset: int = 0,
         search: bool = True,  # no candidates to choose among
         source_widths: Sequence[float | None] | None = None,  # nothing judged
+        profiles: Sequence[bool] | None = None,  # a filter: every pose is the same to it
     ) -> AnonymizedFaces:
         embeddings = self.source.identity(crops).float().cpu().numpy()
         encoded, seeds = encode_identities(

@@ -968,16 +968,22 @@ class FusionAnonymizer(nn.Module):
         face_offset: int = 0,
         search: bool = True,
         source_widths: Sequence[float | None] | None = None,
+        profiles: Sequence[bool] | None = None,
     ) -> AnonymizedFaces:
         """`source_widths`: photo pixels each crop spans (`align.crop_source_width`); the search then
         judges a fake as it will look pasted back (`fusion.FusedFace.preview`: a small face's crop
         was upsampled, so the detail a render adds at the crop's size is lost in the photo, and a
-        fake judged different at 256 px could be its original at 60). None: at the crop's size."""
+        fake judged different at 256 px could be its original at 60). None: at the crop's size.
+        `profiles`: faces the detector sees in profile (`align.seen_in_profile`): turned too far
+        to render even where the geometry prior reads them under `FusionSettings.max_yaw`."""
         n = crops.shape[0]
         embeddings = self.identity(crops)
         widths = [None] * n if source_widths is None else list(source_widths)
         if len(widths) != n:
             raise ValueError(f"{len(widths)} source widths for {n} crops")
+        in_profile = np.zeros(n, bool) if profiles is None else np.asarray(profiles, bool)
+        if in_profile.shape != (n,):
+            raise ValueError(f"{in_profile.size} profile flags for {n} crops")
         second_embeddings = [None] * n
         if self.candidates.second_judge is not None and search:
             second_embeddings = self.second_identity(crops)
@@ -995,7 +1001,7 @@ class FusionAnonymizer(nn.Module):
         originals = tensor_to_crops(crops)
         original_points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
         occluders = [self.occluders(o, q) for o, q in zip(originals, original_points, strict=True)]
-        turned = self.turned_too_far(geometry)
+        turned = self.turned_too_far(geometry) | in_profile
         reference_attributes = [None] * n
         if self.attributes is not None:
             found = self.attributes(crops)
@@ -1031,10 +1037,15 @@ class FusionAnonymizer(nn.Module):
                 crop, mask, level = self._turned_face(
                     crops[i : i + 1], original_points[i], embeddings[i], widths[i]
                 )
+                yaw = abs(float(geometry.pose[i, 0]))
                 fallbacks[i] = Fallback(
                     self.fusion.turned_filter,
-                    f"turned {abs(float(geometry.pose[i, 0])):.0f} degrees, beyond the "
-                    f"{self.fusion.max_yaw:g} the generator renders"
+                    (
+                        f"turned {yaw:.0f} degrees, beyond the {self.fusion.max_yaw:g} the generator renders"
+                        if yaw > self.fusion.max_yaw
+                        else f"seen in profile by the detector (pose read as {yaw:.0f} degrees), "
+                        "a view the generator does not render"
+                    )
                     + (f"; filtered {2**level}x as strongly to hide it" if level else ""),
                 )
                 scores.append(None)

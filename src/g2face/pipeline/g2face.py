@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from g2face.align import align_face, blend_faces, crop_source_width, face_mask
+from g2face.align import align_face, blend_faces, crop_source_width, face_mask, seen_in_profile
 from g2face.detection import FaceDetector, YuNetDetector
 from g2face.io import ExpandedInputs, InputFile, check_output_free, read_image, write_image
 from g2face.models.base import AnonymizedFaces, FaceAnonymizer
@@ -317,9 +317,8 @@ class G2FacePipeline:
             fixed = None if seeds is None else list(seeds[done : done + batch.shape[0]])
             salts = [kdf.new_salt(PAYLOAD_SALT_BYTES, image_salt) for _ in range(batch.shape[0])]
             # (the FacePipeline crops the detections in order, one batch after another)
-            widths = [
-                crop_source_width(d, model.image_size) for d in detections[done : done + batch.shape[0]]
-            ]
+            batch_detections = detections[done : done + batch.shape[0]]
+            widths = [crop_source_width(d, model.image_size) for d in batch_detections]
             out = model.anonymize(
                 batch,
                 secret,
@@ -328,6 +327,7 @@ class G2FacePipeline:
                 face_offset=face_offset + done,
                 search=search,
                 source_widths=widths,
+                profiles=[seen_in_profile(d) for d in batch_detections],
             )
             outputs.append(out)
             return out.images, out.masks
@@ -449,7 +449,12 @@ class G2FacePipeline:
     ) -> np.ndarray:
         """`image` with each face (`detections`) rendered back with its decoded identity (one
         embedding per face; `refine` optimisation steps towards it first, when the model can): the
-        identity-level recovery of faces whose payload was read (`recover`, `video.recover_video`)."""
+        identity-level recovery of faces whose payload was read (`recover`, `video.recover_video`).
+        A face the detector sees in profile (`align.seen_in_profile`) is left as it is: it was
+        filtered, not faked (the turned-face fallback), and a frontal render would not fit it."""
+        kept = [i for i, d in enumerate(detections) if not seen_in_profile(d)]
+        detections = [detections[i] for i in kept]
+        identities = [identities[i] for i in kept]
         if not detections:
             return image.copy()
         aligned = [align_face(image, d, self.model.image_size) for d in detections]
