@@ -826,8 +826,40 @@ def test_a_turned_face_is_filtered_more_strongly_until_it_passes_the_bar(pipelin
     similarities = [float(model.identity(p)[0] @ reference) for p in pasted]
     assert similarities[0] > 0.99 > similarities[1]
     assert model.with_candidates(max_similarity=0.99)._turned_face(crop, points, reference, 90.0)[2] == 1
-    strict = model.with_candidates(max_similarity=-1.0)  # nothing passes: every strength is tried
-    out, _, level = strict._turned_face(crop, points, reference, 90.0)
-    assert level == int(np.argmin(similarities)) > 0
-    expected = stronger_filter("blur", level).anonymize(crop)
-    assert np.abs(out.astype(int) - ((expected[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()).max() <= 1
+
+
+def test_a_turned_face_no_face_region_blur_hides_is_blurred_with_its_hair(pipeline, photo):
+    """When no strength over the face region passes the bar, the strongest filter over the whole
+    crop (`align.head_mask`) is tried too, and the least similar of all is kept with its mask."""
+    import torch
+
+    from g2face.align import align_face, face_mask, head_mask
+    from g2face.models.classic import stronger_filter
+    from g2face.models.fusion import face_region_mask
+    from g2face.models.fusion_anonymizer import TURNED_FILTER_LEVELS, TURNED_HEAD_LEVEL
+    from g2face.nn.crops import at_source_resolution, crops_to_tensor
+
+    model = pipeline.model
+    size = model.image_size
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], size).crop])
+    points = (model.geometry(crop).landmarks[..., :2] * size - 0.5).numpy()[0]
+    region = np.maximum(face_mask(size), face_region_mask(points, size, model.fusion)).astype(np.float32)
+    head = head_mask(size)
+    assert head.min() == 0.0 and head.max() == 1.0 and head.mean() > 0.8
+    pasted = []
+    for level in range(TURNED_HEAD_LEVEL + 1):
+        weight = torch.tensor(head if level == TURNED_HEAD_LEVEL else region)[None, None]
+        filtered = stronger_filter("blur", min(level, TURNED_FILTER_LEVELS)).anonymize(crop)
+        pasted.append(weight * at_source_resolution(filtered, [90.0]) + (1 - weight) * crop)
+    strict = model.with_candidates(max_similarity=-1.0)  # nothing passes: every level is tried
+    # judged against the original, and against the opposite of the whole-crop blur's identity
+    # (cosine -1 for it: that level must be the one kept, with its mask)
+    for reference in (model.identity(crop)[0], -model.identity(pasted[TURNED_HEAD_LEVEL])[0]):
+        similarities = [float(model.identity(p)[0] @ reference) for p in pasted]
+        out, mask, level = strict._turned_face(crop, points, reference, 90.0)
+        assert level == int(np.argmin(similarities))
+        assert np.array_equal(mask, head) == (level == TURNED_HEAD_LEVEL)
+        expected = stronger_filter("blur", min(level, TURNED_FILTER_LEVELS)).anonymize(crop)
+        expected = ((expected[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()
+        assert np.abs(out.astype(int) - expected).max() <= 1
+    assert level == TURNED_HEAD_LEVEL

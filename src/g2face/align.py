@@ -176,6 +176,27 @@ def face_mask(size: int = DEFAULT_CROP_SIZE) -> np.ndarray:
     return _face_mask(size)
 
 
+HEAD_MASK_FEATHER = 0.1
+"""`head_mask`: the fraction of the crop's side over which it eases from 0 at the border to 1."""
+
+
+@lru_cache(maxsize=8)
+def _head_mask(size: int) -> np.ndarray:
+    index = np.arange(size)
+    # 0 on the border pixels (nothing outside the crop is touched), 1 a feather in
+    edge = np.minimum(index, size - 1 - index) / (HEAD_MASK_FEATHER * size)
+    t = np.clip(np.minimum(edge[None, :], edge[:, None]), 0, 1)
+    mask = (t * t * (3 - 2 * t)).astype(np.float32)
+    mask.setflags(write=False)
+    return mask
+
+
+def head_mask(size: int = DEFAULT_CROP_SIZE) -> np.ndarray:
+    """Soft mask of the whole aligned crop (the head with its hair, and what is around it):
+    float32 [size, size], 1 inside, easing to 0 at the border over `HEAD_MASK_FEATHER`."""
+    return _head_mask(size)
+
+
 def face_mask_in_image(
     image_shape: tuple[int, ...], detection: FaceDetection, size: int = DEFAULT_CROP_SIZE
 ) -> np.ndarray:

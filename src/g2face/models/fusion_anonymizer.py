@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from g2face.align import face_mask
+from g2face.align import face_mask, head_mask
 from g2face.models.base import AnonymizedFaces, Fallback, encode_identities
 from g2face.models.classic import stronger_filter
 from g2face.models.fusion import (
@@ -308,6 +308,9 @@ def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) 
 TURNED_FILTER_LEVELS = 3
 """How many times a turned face's classic filter may be strengthened (`FusionAnonymizer._turned_face`):
 a blur's σ from a tenth of the face width up to 0.8 of it."""
+TURNED_HEAD_LEVEL = TURNED_FILTER_LEVELS + 1
+"""The turned-face fallback's last resort: the strongest filter over the whole crop (`align.head_mask`:
+hair and outline too), when no strength over the face region alone passes the bar."""
 
 REFINEMENTS_KEPT = 64
 """Identities whose refinement (`FusionAnonymizer.render_identities`) is remembered for reuse."""
@@ -1046,7 +1049,13 @@ class FusionAnonymizer(nn.Module):
                         else f"seen in profile by the detector (pose read as {yaw:.0f} degrees), "
                         "a view the generator does not render"
                     )
-                    + (f"; filtered {2**level}x as strongly to hide it" if level else ""),
+                    + (
+                        "; blurred with its hair and outline to hide it"
+                        if level == TURNED_HEAD_LEVEL
+                        else f"; filtered {2**level}x as strongly to hide it"
+                        if level
+                        else ""
+                    ),
                 )
                 scores.append(None)
                 attributes.append(None)
@@ -1105,21 +1114,27 @@ class FusionAnonymizer(nn.Module):
         like the original (`reference`) than `CandidateSettings.max_similarity`, it is applied
         more strongly (up to `TURNED_FILTER_LEVELS`; the least similar is kept). A blur of a tenth
         of the face width left a small, defocused face as it was: on hamilton, 7 of 27 blurred
-        face-frames matched their originals for FaceNet at FAR 1e-3."""
+        face-frames matched their originals for FaceNet at FAR 1e-3. When no strength passes,
+        the strongest is tried over the whole crop (`TURNED_HEAD_LEVEL`): a blur inside the face
+        region leaves the hair and the outline, which both recognisers still matched on
+        hamilton's turned, defocused faces (SFace 0.38-0.47 at the strongest level, 0.22-0.25
+        over the whole crop)."""
         size = self.image_size
-        mask = np.maximum(face_mask(size), face_region_mask(points, size, self.fusion)).astype(np.float32)
-        weight = torch.from_numpy(mask).to(crop)[None, None]
+        region = np.maximum(face_mask(size), face_region_mask(points, size, self.fusion)).astype(np.float32)
         best = None
-        for level in range(TURNED_FILTER_LEVELS + 1):
-            filtered = stronger_filter(self.fusion.turned_filter, level).anonymize(crop)
+        for level in range(TURNED_HEAD_LEVEL + 1):
+            mask = head_mask(size) if level == TURNED_HEAD_LEVEL else region
+            strength = min(level, TURNED_FILTER_LEVELS)
+            filtered = stronger_filter(self.fusion.turned_filter, strength).anonymize(crop)
+            weight = torch.tensor(mask).to(crop)[None, None]  # (head_mask is read-only)
             # (the crop is the photo already; the filter's output is resampled when pasted back)
             pasted = weight * at_source_resolution(filtered, [width]) + (1 - weight) * crop
             similarity = float(self.identity(pasted)[0] @ reference)
             if best is None or similarity < best[0]:
-                best = similarity, filtered, level
+                best = similarity, filtered, level, mask
             if similarity <= self.candidates.max_similarity:
                 break
-        return tensor_to_crops(best[1])[0], mask, best[2]
+        return tensor_to_crops(best[1])[0], best[3], best[2]
 
     def _attribute_report(self, reference, score: CandidateScore, sunglasses: bool = False) -> dict | None:
         if reference is None or score.male_probability is None:
