@@ -1106,7 +1106,8 @@ class FusionAnonymizer(nn.Module):
     def _turned_face(
         self, crop: Tensor, points: np.ndarray, reference: Tensor, width: float | None = None
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """A face turned beyond `FusionSettings.max_yaw`: its crop [1, 3, S, S] through the classic
+        """A face turned too far to render (beyond `FusionSettings.max_yaw`, or seen in profile by
+        the detector): its crop [1, 3, S, S] through the classic
         `turned_filter`, pasted over the default face ellipse and the face's mesh region (the mesh
         follows a profile beyond the ellipse), as uint8 crop, mask [S, S] and the filter's strength
         level (`classic.stronger_filter`). The filter must pass the search's bar as a fake must:
