@@ -117,8 +117,9 @@ def alignment_matrix(detection: FaceDetection, size: int = DEFAULT_CROP_SIZE) ->
 
 
 PROFILE_EYE_SPAN = 0.2
-"""`seen_in_profile`: the detector's two eyes closer together than this fraction of the box width
-(faces the geometry prior reads under 10 degrees of yaw: 0.40-0.51, 5th-95th percentile) ..."""
+"""`seen_in_profile`: the detector's two eyes, measured across the face, closer together than
+this fraction of the box's longer side (eye span over box width on faces the geometry prior reads
+under 10 degrees of yaw: 0.40-0.51, 5th-95th percentile; boxes are taller than wide) ..."""
 PROFILE_NOSE_OUTSIDE = 0.5
 """... and its nose further outside the eyes' span than this many spans (on a frontal or
 half-turned face the nose lies between the eyes)."""

@@ -312,6 +312,14 @@ TURNED_HEAD_LEVEL = TURNED_FILTER_LEVELS + 1
 """The turned-face fallback's last resort: the strongest filter over the whole crop (`align.head_mask`:
 hair and outline too), when no strength over the face region alone passes the bar."""
 
+
+def _strength_note(level: int) -> str:
+    """How strongly `FusionAnonymizer._turned_face` had to filter, for a fallback's reason."""
+    if level == TURNED_HEAD_LEVEL:
+        return "; blurred with its hair and outline to hide it"
+    return f"; filtered {2**level}x as strongly to hide it" if level else ""
+
+
 REFINEMENTS_KEPT = 64
 """Identities whose refinement (`FusionAnonymizer.render_identities`) is remembered for reuse."""
 
@@ -1049,13 +1057,7 @@ class FusionAnonymizer(nn.Module):
                         else f"seen in profile by the detector (pose read as {yaw:.0f} degrees), "
                         "a view the generator does not render"
                     )
-                    + (
-                        "; blurred with its hair and outline to hide it"
-                        if level == TURNED_HEAD_LEVEL
-                        else f"; filtered {2**level}x as strongly to hide it"
-                        if level
-                        else ""
-                    ),
+                    + _strength_note(level),
                 )
                 scores.append(None)
                 attributes.append(None)
@@ -1122,12 +1124,14 @@ class FusionAnonymizer(nn.Module):
         over the whole crop)."""
         size = self.image_size
         region = np.maximum(face_mask(size), face_region_mask(points, size, self.fusion)).astype(np.float32)
-        best = None
+        masks = {False: region, True: head_mask(size)}  # by whether it is the last resort
+        weights = {k: torch.tensor(m).to(crop)[None, None] for k, m in masks.items()}  # (copies)
+        best = filtered = None
         for level in range(TURNED_HEAD_LEVEL + 1):
-            mask = head_mask(size) if level == TURNED_HEAD_LEVEL else region
-            strength = min(level, TURNED_FILTER_LEVELS)
-            filtered = stronger_filter(self.fusion.turned_filter, strength).anonymize(crop)
-            weight = torch.tensor(mask).to(crop)[None, None]  # (head_mask is read-only)
+            whole = level == TURNED_HEAD_LEVEL
+            if not whole:  # the last resort reuses the strongest filter, over the whole crop
+                filtered = stronger_filter(self.fusion.turned_filter, level).anonymize(crop)
+            weight, mask = weights[whole], masks[whole]
             # (the crop is the photo already; the filter's output is resampled when pasted back)
             pasted = weight * at_source_resolution(filtered, [width]) + (1 - weight) * crop
             similarity = float(self.identity(pasted)[0] @ reference)
