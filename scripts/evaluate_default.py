@@ -154,7 +154,12 @@ def main() -> None:
             continue
         # Dummy seeds from the file name and the key: reproducible, and paired across A/B runs of
         # different settings (the salts stay random, so payloads differ run to run).
+        timed = time.perf_counter()
         anon = pipeline.anonymize(a1, key_a, detections=[f1], seeds=[name_seed(pair[0] + "/A")])
+        anonymize_seconds = time.perf_counter() - timed
+        # whether the search pushed the kept dummy away from the original (the push is remembered
+        # by dummy seed for a video track's later frames; a measurement script may look)
+        pushed = anon.faces[0].dummy_seed in getattr(pipeline.model, "_pushes", {})
         anon_b = pipeline.anonymize(a1, key_b, detections=[f1], seeds=[name_seed(pair[0] + "/B")])
         exact = pipeline.recover(anon.image, key_a, container=anon.container)
         published = _jpeg(anon.image, 90)
@@ -193,6 +198,8 @@ def main() -> None:
                 # whether it replaced the whole face region (its anonymity fallback)
                 "chosen_similarity": anon.faces[0].similarity,
                 "whole_region": anon.faces[0].whole_region,
+                "pushed": pushed,
+                "anonymize_seconds": anonymize_seconds,
                 "emb_original_facenet": emb_f["original"].tolist(),
                 "emb_original_sface": emb_s["original"].tolist(),
                 "crops": {k: v for k, v in crops.items() if k in ("original", "anonymized", "anonymized_b")},
@@ -219,6 +226,11 @@ def main() -> None:
             results["facenet_two_keys_match"] = float(np.mean([r["facenet_keys"] >= threshold for r in rows]))
     results["exact_container"] = float(np.mean([r["exact"] for r in rows]))
     results["verified_after_strip_jpeg90"] = float(np.mean([r["verified_q90"] for r in rows]))
+    results["pushed"] = int(sum(r["pushed"] for r in rows))
+    results["anonymize_seconds_mean"] = float(np.mean([r["anonymize_seconds"] for r in rows]))
+    pushed_seconds = [r["anonymize_seconds"] for r in rows if r["pushed"]]
+    results["anonymize_seconds_mean_pushed"] = float(np.mean(pushed_seconds)) if pushed_seconds else None
+    results["facenet_mean_cosine_anonymized"] = float(np.mean([r["facenet"]["anonymized"] for r in rows]))
     originals = crops_to_tensor([r["crops"]["original"] for r in rows])
     anonymized = crops_to_tensor([r["crops"]["anonymized"] for r in rows])
     comparison = compare_attributes(

@@ -651,6 +651,10 @@ def test_the_push_moves_a_dummy_away_from_the_original(pipeline, photo):
             model.image_size,
             model.image_size,
         )
+        # each render is its step's W+ (the last one drawn by the generator's inference path)
+        for k in (0, -1):
+            expected = model.generator(path[k][None]).clamp(-1, 1)[0]
+            assert (renders[k] - expected).abs().max() < 1e-4
         laid = model.fuse_renders(
             original, points, torch.cat([start, renders]), dc.replace(model.fusion, render_only=False)
         )

@@ -1240,7 +1240,11 @@ class FusionAnonymizer(nn.Module):
             path, renders = [], []
             for step in range(steps + 1):
                 if step > 0:  # the render of the W+ the previous step reached
-                    image = self.generator(w).clamp(-1, 1)
+                    if step < steps:
+                        image = self.generator(w).clamp(-1, 1)
+                    else:  # the last takes no gradient: the generator's faster inference path
+                        with torch.no_grad():
+                            image = self.generator(w.detach()).clamp(-1, 1)
                     path.append(w.detach().clone()[0])
                     renders.append(image.detach()[0])
                 if step == steps:
