@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from g2face.detection import FaceDetector, YuNetDetector, draw_detections
-from g2face.detection.yunet import _tile_spans
+from g2face.detection.yunet import _tile_spans, _unturn
 from g2face.io import read_image
 
 PORTRAITS = ["astronaut.png", "biden.jpg", "grace_hopper.jpg", "obama.jpg"]
@@ -69,6 +69,69 @@ def test_output_order_is_stable_and_by_score(detector, fixtures_dir):
     first, second = detector.detect(pair), detector.detect(pair)
     assert len(first) == 2 and first == second
     assert first[0].score >= first[1].score
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_a_point_found_in_a_turned_image_maps_back_to_its_pixel(turns):
+    """`_unturn`: a marked pixel of a 7 x 4 image, found in `np.rot90(image, turns)`, comes back
+    to where it was (box corners and all five points), with the box's corners in order."""
+    image = np.zeros((4, 7), np.uint8)
+    marks = [(1, 2), (5, 0), (6, 3), (0, 1), (3, 3), (2, 0), (4, 2)]  # (x, y): 2 corners + 5 points
+    for k, (x, y) in enumerate(marks):
+        image[y, x] = k + 1
+    turned = np.rot90(image, turns)
+    found = []
+    for k in range(len(marks)):
+        y, x = np.argwhere(turned == k + 1)[0]
+        found.append((x, y))
+    row = np.concatenate([np.asarray(found, float).reshape(-1), [0.9]])
+    back = _unturn(row, turns, width=7, height=4)
+    corners = np.asarray(marks[:2], float)
+    assert np.array_equal(back[:4], np.concatenate([corners.min(axis=0), corners.max(axis=0)]))
+    assert np.array_equal(back[4:14].reshape(5, 2), np.asarray(marks[2:], float))
+    assert back[14] == 0.9
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_a_face_in_a_photo_saved_sideways_or_upside_down_is_found_with_its_points_in_order(
+    detector, fixtures_dir, turns
+):
+    """Upright-only scanning misses Grace Hopper turned a quarter; the turned scans find her, with
+    each of the five points where the upright photo's detection puts it, turned the same way
+    (a mirrored or upside-down order would align the face wrongly)."""
+    image = read_image(fixtures_dir / "grace_hopper.jpg").rgb
+    (upright,) = detector.detect(image)
+    turned = np.ascontiguousarray(np.rot90(image, turns))
+    if turns == 1:
+        assert not YuNetDetector(rotated_scans=False).detect(turned)
+    faces = detector.detect(turned)
+    assert len(faces) == 1
+    expected = np.asarray(upright.points, float)
+    height, width = image.shape[:2]
+    for k in range(turns):  # where np.rot90 takes each point, one quarter turn at a time
+        before = width if k % 2 == 0 else height
+        expected = np.stack([expected[:, 1], before - 1 - expected[:, 0]], axis=1)
+    eye_distance = np.linalg.norm(expected[0] - expected[1])
+    assert np.linalg.norm(faces[0].points - expected, axis=1).max() < 0.1 * eye_distance
+
+
+@pytest.mark.parametrize("misnamed", [(1, 0, 2, 4, 3), (3, 4, 2, 0, 1), (4, 3, 2, 1, 0)])
+def test_misnamed_points_are_named_as_the_face_shows_them(detector, fixtures_dir, misnamed):
+    """A detection whose five points are mirrored, upside down or both (what YuNet reports for a
+    face it sees tilted or upside down) gets them back in order from the level views; one in
+    order is returned as it was."""
+    import cv2 as opencv
+
+    image = read_image(fixtures_dir / "grace_hopper.jpg").rgb
+    bgr = opencv.cvtColor(image, opencv.COLOR_RGB2BGR)
+    (face,) = detector.detect(image)
+    row = np.concatenate([face.box, face.points.reshape(-1), [face.score]])
+    same, seen = detector._points_in_order(bgr, row)
+    assert seen and np.array_equal(same, row)
+    wrong = np.concatenate([face.box, face.points[list(misnamed)].reshape(-1), [face.score]])
+    fixed = detector._points_in_order(bgr, wrong)[0][4:14].reshape(5, 2)
+    eye_distance = np.linalg.norm(face.points[1] - face.points[0])
+    assert np.linalg.norm(fixed - face.points, axis=1).max() < 0.1 * eye_distance
 
 
 def test_tile_spans_cover_with_overlap():
