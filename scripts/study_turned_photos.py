@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from g2face.detection import YuNetDetector
-from g2face.video.tracking import iou
+from g2face.detection.base import iou
 
 TILE = 96
 POINT_ORDERS = ((0, 1, 2, 3, 4), (1, 0, 2, 4, 3), (3, 4, 2, 0, 1), (4, 3, 2, 1, 0))

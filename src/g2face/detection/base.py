@@ -20,6 +20,15 @@ class FaceDetector(Protocol):
         ...
 
 
+def iou(a, b) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def opencv_dnn_target(device: str, detector: str) -> tuple[int, int, str]:
     """(backend, target, device actually used: "cuda" or "cpu") for OpenCV DNN: CUDA when asked for
     and this OpenCV build has it, else the CPU with a warning (PyPI's OpenCV wheels have no CUDA)."""

@@ -20,8 +20,9 @@ all at 30°, 94 at 45°, 75 at 60°, 40 at 90° and 91 at 180° (scripts/study_t
 the image is also scanned turned by a quarter, a half and three quarters (`rotated_scans`): every
 in-plane angle is then within 45° of one scan. The turned scans skip the fine pyramid levels of a
 large photo (`TURNED_SCAN_MIN_FACE`), and all detections are merged by
-non-maximum suppression in the photo's own coordinates; a face's five points keep their meaning
-(its own right eye is still the first), so the aligner turns the face upright.
+non-maximum suppression in the photo's own coordinates. A face's five points keep their meaning
+(its own right eye is still the first; `YuNetDetector._points_in_order` checks the names YuNet gave
+them), so the aligner turns the face upright.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import cv2
 import numpy as np
 
 from g2face import hub
-from g2face.detection.base import opencv_dnn_target
+from g2face.detection.base import iou, opencv_dnn_target
 from g2face.types import FaceDetection
 
 POINT_ORDERS = ((0, 1, 2, 3, 4), (1, 0, 2, 4, 3), (3, 4, 2, 0, 1), (4, 3, 2, 1, 0))
@@ -41,8 +42,8 @@ POINT_ORDERS = ((0, 1, 2, 3, 4), (1, 0, 2, 4, 3), (3, 4, 2, 0, 1), (4, 3, 2, 1, 
 corner), and as a face seen mirrored, upside down, or both gets them named."""
 TURNED_SCAN_MIN_FACE = 40
 """px: the turned scans look for faces about this wide and larger (the pyramid's coarser levels): on
-a 12 MP photo they then add 0.2-0.3 s to its 0.5 s of upright scanning instead of 0.8 s. A photo
-whose long side is under about 1,000 px is scanned whole at every turn."""
+a 12 MP photo they then add 0.25 s to its 0.5 s of upright scanning instead of 0.8 s. A photo whose
+long side is under about 900 px is scanned whole at every turn."""
 LEVEL_VIEW_SIZE = 320
 """px: at most this wide, the view around a face in which `YuNetDetector._points_in_order` names
 its points (twice the face box)."""
@@ -64,13 +65,6 @@ def _tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     return [
         (start, start + size) for start in (round(i * (length - size) / (count - 1)) for i in range(count))
     ]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _covered(box: np.ndarray, by: np.ndarray, share: float = 0.5) -> bool:
@@ -206,7 +200,7 @@ class YuNetDetector:
         background face did."""
         # (an upright scan's detections first: a turned scan's box around a face is dropped, not
         # the face's own)
-        candidates = [(row, any(_iou(row[:4], r[:4]) >= self.nms_threshold for r in upright)) for row in kept]
+        candidates = [(row, any(iou(row[:4], r[:4]) >= self.nms_threshold for r in upright)) for row in kept]
         settled: list[np.ndarray] = []
         for row, seen_upright in sorted(candidates, key=lambda c: (not c[1], -c[0][14])):
             if any(_covered(row[:4], better[:4]) for better in settled):
@@ -218,10 +212,10 @@ class YuNetDetector:
 
     def _points_in_order(self, bgr: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, bool]:
         """`row` with its five points named as the face shows them, and whether a level view found
-        the face at all. YuNet names the points as for
-        an upright face, so a face it sees tilted or upside down can win the merge of the scans
-        with its points misnamed (mouth corners as eyes, left as right), and the aligner would
-        turn it upside down. Turned so that the line through its named eyes is level, the face is
+        the face at all. YuNet names the points as for an upright face, so a face it sees tilted
+        or upside down can win the merge of the scans with its points misnamed (mouth corners as
+        eyes, left as right), and the aligner would turn it upside down. Turned so that the line
+        through its named eyes is level, the face is
         either upright or upside down, and there YuNet tells the two apart: on 53 LFW faces at
         0° and 180° its best upright-named detection outscored every misnamed one by at least 0.03
         (at 30-45° the misnamed ones won 9-19 % of the time). So the face's surroundings are

@@ -14,17 +14,10 @@ from typing import Literal
 
 import numpy as np
 
+from g2face.detection.base import iou
 from g2face.types import FaceDetection
 
 TrackState = Literal["seen", "predicted", "lost"]
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _to_vector(d: FaceDetection) -> np.ndarray:
