@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
+from face_samples import add_sample_arguments, sample_images
 from PIL import Image, ImageDraw
 
 from g2face.align import align_face
@@ -35,9 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--stills", type=int, default=300, help="photos per still set (LFW, CelebA)")
-    parser.add_argument("--frames", type=int, default=300, help="first frames of each clip (every 10th)")
+    add_sample_arguments(parser)
     parser.add_argument("--show", type=float, default=0.0, help="list detections below this logit")
     parser.add_argument("--lowest", type=int, default=32, help="crops in the sheet")
     parser.add_argument("--out", type=Path, default=None)
@@ -72,23 +69,8 @@ def main() -> None:
             )
             crops_kept.append(np.asarray(Image.fromarray(crop).resize((TILE, TILE))))
 
-    rng = random.Random(0)
-    lfw = sorted((args.data / "lfw" / "lfw-deepfunneled").glob("*/*.jpg"))
-    celeba = sorted((args.data / "celeba" / "images").glob("*"))
-    wild = sorted((args.data / "wild" / "photos").glob("*"))
-    for name, files in (("lfw", rng.sample(lfw, min(args.stills, len(lfw)))),
-                        ("celeba", rng.sample(celeba, min(args.stills, len(celeba)))),
-                        ("wild", wild)):  # fmt: skip
-        for path in files:
-            faces(np.asarray(Image.open(path).convert("RGB")), f"{name}:{path.name}")
-    for clip in sorted((args.data / "wild" / "videos").glob("*.mp4")):
-        with av.open(str(clip)) as container:
-            for index, frame in enumerate(container.decode(video=0)):
-                if index >= args.frames:
-                    break
-                # hamilton's first 60 frames all (the clip the video figures use), the others every 10th
-                if index % 10 == 0 or ("hamilton" in clip.name and index < 60):
-                    faces(frame.to_ndarray(format="rgb24"), f"{clip.stem}:{index}")
+    for rgb, source in sample_images(args.data, args.stills, args.frames, wild_photos=True):
+        faces(rgb, source)
 
     presence = np.array([r["presence"] for r in rows])
     summary: dict = {"detections": len(rows), "sources": {}}

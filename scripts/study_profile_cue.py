@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
-from PIL import Image
+from face_samples import add_sample_arguments, sample_images
 
 from g2face.align import align_face, seen_in_profile
 from g2face.nn.crops import crops_to_tensor
@@ -32,9 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--stills", type=int, default=300, help="photos per still set (LFW, CelebA)")
-    parser.add_argument("--frames", type=int, default=300, help="first frames of each clip (every 10th)")
+    add_sample_arguments(parser)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     pipeline = G2FacePipeline.from_pretrained("g2face-lite")
@@ -60,20 +56,8 @@ def main() -> None:
                 }
             )
 
-    rng = random.Random(0)
-    lfw = sorted((args.data / "lfw" / "lfw-deepfunneled").glob("*/*.jpg"))
-    celeba = sorted((args.data / "celeba" / "images").glob("*"))
-    for name, files in (("lfw", lfw), ("celeba", celeba)):
-        for path in rng.sample(files, min(args.stills, len(files))):
-            faces(np.asarray(Image.open(path).convert("RGB")), name)
-    for clip in sorted((args.data / "wild" / "videos").glob("*.mp4")):
-        with av.open(str(clip)) as container:
-            for index, frame in enumerate(container.decode(video=0)):
-                if index >= args.frames:
-                    break
-                # hamilton's first 60 frames all (its profile track), the other clips every 10th
-                if index % 10 == 0 or ("hamilton" in clip.name and index < 60):
-                    faces(frame.to_ndarray(format="rgb24"), f"{clip.stem}:{index}")
+    for rgb, source in sample_images(args.data, args.stills, args.frames, wild_photos=False):
+        faces(rgb, source)
 
     yaw = np.abs([r["yaw"] for r in rows])
     span = np.array([r["eye_span"] for r in rows])
