@@ -20,12 +20,20 @@ class FaceDetector(Protocol):
         ...
 
 
+def box_area(box) -> float:
+    """Area of a box (x0, y0, x1, y1)."""
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def intersection(a, b) -> float:
+    """Area shared by two boxes (x0, y0, x1, y1)."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def iou(a, b) -> float:
     """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    inter = intersection(a, b)
+    union = box_area(a) + box_area(b) - inter
     return inter / union if union > 0 else 0.0
 
 

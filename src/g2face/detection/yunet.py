@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from g2face import hub
-from g2face.detection.base import iou, opencv_dnn_target
+from g2face.detection.base import box_area, intersection, iou, opencv_dnn_target
 from g2face.types import FaceDetection
 
 POINT_ORDERS = ((0, 1, 2, 3, 4), (1, 0, 2, 4, 3), (3, 4, 2, 0, 1), (4, 3, 2, 1, 0))
@@ -70,11 +70,18 @@ def _tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
 def _covered(box: np.ndarray, by: np.ndarray, share: float = 0.5) -> bool:
     """Whether `share` of the smaller of two boxes lies inside the other (one face's box around
     another's: the same face)."""
-    inter = max(0.0, min(box[2], by[2]) - max(box[0], by[0])) * max(
-        0.0, min(box[3], by[3]) - max(box[1], by[1])
-    )
-    smaller = min((box[2] - box[0]) * (box[3] - box[1]), (by[2] - by[0]) * (by[3] - by[1]))
-    return smaller > 0 and inter >= share * smaller
+    smaller = min(box_area(box), box_area(by))
+    return smaller > 0 and intersection(box, by) >= share * smaller
+
+
+def _level_to_image(
+    row: np.ndarray, level_shape: tuple[int, ...], image_shape: tuple[int, ...]
+) -> np.ndarray:
+    """A detection row in the coordinates of a resized copy of the image (`level_shape`) in the
+    image's own: a level's pixel centre p sits at (p + 0.5) / f - 0.5 per axis."""
+    factor = (level_shape[1] / image_shape[1], level_shape[0] / image_shape[0])
+    points = (row[:14].reshape(7, 2) + 0.5) / factor - 0.5
+    return np.concatenate([points.reshape(-1), row[14:15]])
 
 
 def _unturn(row: np.ndarray, turns: int, width: int, height: int) -> np.ndarray:
@@ -181,10 +188,9 @@ class YuNetDetector:
             for turns in (1, 2, 3):
                 turned = np.ascontiguousarray(np.rot90(level, turns))
                 for row in self._scan_level(turned, 1.0):
-                    row = _unturn(row, turns, level_w, level_h)
-                    # level pixel centre p sits at full-resolution (p + 0.5) / f - 0.5 per axis
-                    points = (row[:14].reshape(7, 2) + 0.5) / (level_w / width, level_h / height) - 0.5
-                    rows.append(np.concatenate([points.reshape(-1), row[14:15]]))
+                    rows.append(
+                        _level_to_image(_unturn(row, turns, level_w, level_h), level.shape, bgr.shape)
+                    )
         return rows
 
     def _settle_turned_scans(
@@ -320,9 +326,9 @@ class YuNetDetector:
                     continue
                 points = np.concatenate([[x0, y0, x0 + w, y0 + h], r[4:14]]).reshape(-1, 2)
                 points += (tx, ty)
-                # level pixel centre p sits at full-resolution (p + 0.5) / f - 0.5 per axis
-                points = (points + 0.5) / (level_w / width, level_h / height) - 0.5
-                rows.append(np.concatenate([points.reshape(-1), r[14:15]]))
+                rows.append(
+                    _level_to_image(np.concatenate([points.reshape(-1), r[14:15]]), level.shape, bgr.shape)
+                )
         return rows
 
     def _run(self, patch: np.ndarray) -> np.ndarray:
