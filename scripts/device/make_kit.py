@@ -98,11 +98,18 @@ def _repository_mib() -> float:
     (measured, not assumed: the committed weights and fixtures grow from session to session)."""
     listed = subprocess.run(["git", "ls-files", "-z"], check=True, capture_output=True).stdout
     paths = [Path(p) for p in listed.decode().split("\0") if p]
-    return sum(p.stat().st_size for p in paths if p.is_file()) / MiB + HEADROOM_MIB
+    return sum(_disk_bytes(p) for p in paths if p.is_file()) / MiB + HEADROOM_MIB
+
+
+def _disk_bytes(path: Path) -> int:
+    """Space on disk (whole blocks), which is what the device tool counts against its limit: a
+    carry of ~2,000 small JPEGs measured 51.6 MiB by length and was refused as over 64 MiB with
+    the repository."""
+    return max(path.stat().st_blocks * 512, path.stat().st_size)
 
 
 def _size_mib(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / MiB
+    return sum(_disk_bytes(p) for p in folder.rglob("*") if p.is_file()) / MiB
 
 
 def main() -> None:
