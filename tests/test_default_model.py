@@ -153,7 +153,7 @@ def test_cli_anonymize_recover_and_a_photo_without_a_face(tmp_path, photo):
     # The report gives the apparent gender and age the anonymizer estimated, original and fake.
     (face,) = json.loads((tmp_path / "r.json").read_text())["inputs"][0]["faces"]
     estimated = face["apparent_attributes"]
-    assert estimated["estimator"] == "dlib-cydral"
+    assert estimated["estimator"] == "dlib-cydral+probe"  # Cydral's networks, gender read with the probe too
     for side in ("original", "anonymized"):
         assert 0 <= estimated[side]["male_probability"] <= 1 and 0 < estimated[side]["age"] < 110
     # Biden wears none; a fake may still bring some when every candidate did (a fresh salt per run:
@@ -885,3 +885,25 @@ def test_a_turned_face_no_face_region_blur_hides_is_blurred_with_its_hair(pipeli
         expected = ((expected[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()
         assert np.abs(out.astype(int) - expected).max() <= 1
     assert level == TURNED_HEAD_LEVEL
+
+
+def test_the_shipped_default_reads_gender_twice(pipeline):
+    """The shipped chooser reads apparent gender with Cydral's network and the probe on dlib's face
+    descriptor together: Grace Hopper (in uniform, 79) is a man to the network alone (0.95), which
+    made the chooser give her a masculine fake; both together read her as a woman."""
+    import cv2
+    import torch
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+    from g2face.priors.attributes import ProbedGenderEstimator
+
+    model = pipeline.model
+    assert isinstance(model.attributes, ProbedGenderEstimator)
+    photo = np.ascontiguousarray(cv2.imread("tests/fixtures/grace_hopper.jpg")[:, :, ::-1])
+    face = align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop
+    crop = crops_to_tensor([face])
+    with torch.no_grad():
+        alone = float(model.attributes.base(crop).male_probability[0])
+        both = float(model.attributes(crop).male_probability[0])
+    assert alone > 0.5 > both

@@ -52,6 +52,7 @@ from g2face.models.fusion_anonymizer import (
     probe_age_target,
     surely_same_gender,
 )
+from g2face.priors.attributes import Attributes
 from g2face.types import AlignedFace, FaceDetection
 
 SIZE = 128
@@ -355,7 +356,7 @@ def test_candidate_scores_from_the_estimator_keep_gender_by_side_and_age_by_gap(
 
     class Estimator:
         def __call__(self, crops):
-            return SimpleNamespace(male_probability=torch.tensor([0.3, 0.7]), age=torch.tensor([30.0, 62.0]))
+            return Attributes(age=torch.tensor([30.0, 62.0]), male_probability=torch.tensor([0.3, 0.7]))
 
     anonymizer = SimpleNamespace(
         identity=lambda crops: torch.eye(2, 3), attributes=Estimator(), candidates=CandidateSettings()
@@ -441,7 +442,7 @@ def test_a_spectacle_bridge_is_seen_and_counts_only_where_the_original_has_no_gl
 
     class Estimator:
         def __call__(self, crops):
-            return SimpleNamespace(male_probability=torch.tensor([0.7, 0.7]), age=torch.tensor([40.0, 40.0]))
+            return Attributes(age=torch.tensor([40.0, 40.0]), male_probability=torch.tensor([0.7, 0.7]))
 
     anonymizer = SimpleNamespace(
         identity=lambda crops: torch.zeros(2, 3), attributes=Estimator(), candidates=CandidateSettings()
@@ -488,7 +489,7 @@ def test_a_moustache_is_seen_as_dark_lost_colour_above_the_lip_and_a_shadow_is_n
 
     class Estimator:
         def __call__(self, crops):
-            return SimpleNamespace(male_probability=torch.tensor([0.7, 0.7]), age=torch.tensor([40.0, 40.0]))
+            return Attributes(age=torch.tensor([40.0, 40.0]), male_probability=torch.tensor([0.7, 0.7]))
 
     anonymizer = SimpleNamespace(
         identity=lambda crops: torch.zeros(2, 3), attributes=Estimator(), candidates=CandidateSettings()

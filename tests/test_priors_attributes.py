@@ -18,7 +18,9 @@ from g2face.detection import YuNetDetector
 from g2face.hub.store import sha256_file
 from g2face.priors.attributes import (
     AttributeEstimator,
+    Attributes,
     DlibAgeGenderEstimator,
+    ProbedGenderEstimator,
     WideResNetAgeGenderEstimator,
     convert_dlib_age_gender,
     same_average_pool,
@@ -160,6 +162,32 @@ def test_gradients_reach_every_part_of_the_face(crops, dlib_estimator):
     g = x.grad[0].abs().sum(0)
     for u, v in ((0.38, 0.46), (0.62, 0.46), (0.5, 0.6), (0.5, 0.72)):  # eyes, nose, mouth
         assert g[int(v * 256) - 8 : int(v * 256) + 8, int(u * 256) - 8 : int(u * 256) + 8].sum() > 0
+
+
+def test_probed_gender_is_the_mean_logit_of_both_readings():
+    """`ProbedGenderEstimator`: the base's age untouched, P(male) = sigmoid of the mean of the
+    base's logit and the probe's logit on the descriptor."""
+
+    class Fixed(torch.nn.Module):
+        name = "fixed"
+
+        def forward(self, crops):
+            return Attributes(age=torch.tensor([30.0, 60.0]), male_probability=torch.tensor([0.9, 0.2]))
+
+    probe = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        probe.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        probe.bias.fill_(0.5)
+    estimator = ProbedGenderEstimator(Fixed(), torch.nn.Identity(), probe)
+    descriptors = torch.tensor([[-3.0, 1.0], [2.0, -1.0]])  # probe logits -4.5 and 4.5
+    found = estimator(descriptors)
+    expected = ((torch.tensor([0.9, 0.2]).logit() + torch.tensor([-4.5, 4.5])) / 2).sigmoid()
+    torch.testing.assert_close(found.male_probability, expected)
+    assert found.male.tolist() == [False, True]  # the probe outvotes a less sure base each time
+    torch.testing.assert_close(found.age, torch.tensor([30.0, 60.0]))
+    assert estimator.name == "fixed+probe" and not any(p.requires_grad for p in estimator.parameters())
+    with pytest.raises(ValueError, match="one output"):
+        ProbedGenderEstimator(Fixed(), torch.nn.Identity(), torch.nn.Linear(2, 2))
 
 
 # ---------------------------------------------------------------- parity with the original runtimes

@@ -329,6 +329,10 @@ similar first) are also tried with the whole face region replaced, besides the c
 
 PROBE_KEYS = ("attribute_probe.weight", "attribute_probe.bias")
 """Tensors of the optional attribute probe in a fusion model file (scripts/fit_attribute_probe.py)."""
+GENDER_PROBE_KEYS = ("gender_probe.weight", "gender_probe.bias")
+"""Tensors of the optional gender probe on the second judge's descriptor (scripts/study_gender_reading.py
+--write-probe): with it, apparent gender is read by Cydral's network and the probe together
+(`priors.attributes.ProbedGenderEstimator`)."""
 PROBE_ROWS = ("gender", "age", "glasses", "facial_hair", "skin_tone")
 """The probe's outputs, in order: gender logit, age in years, glasses and facial hair (0/1
 regressed), and the cheek ITA in degrees of the render before any colour transfer (the dummy's own

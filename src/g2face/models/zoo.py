@@ -31,7 +31,12 @@ from g2face.models.checkpoints import (
 )
 from g2face.models.config import PRESETS, G2FaceNetConfig, GIEConfig
 from g2face.models.fusion import FusionSettings
-from g2face.models.fusion_anonymizer import PROBE_KEYS, CandidateSettings, FusionAnonymizer
+from g2face.models.fusion_anonymizer import (
+    GENDER_PROBE_KEYS,
+    PROBE_KEYS,
+    CandidateSettings,
+    FusionAnonymizer,
+)
 from g2face.models.g2face import G2FaceNet
 from g2face.models.generator_api import style_group_sizes
 from g2face.models.gie import EXPRESSION_KEYS, GIE, POSE_KEYS, ExpressionCorrection, PoseCorrection
@@ -263,11 +268,23 @@ def build_fusion_anonymizer(
     gie.load_state_dict({k: v.float() for k, v in state.items() if k.startswith(GIE_PREFIXES)})
     fusion = _with_overrides(FusionSettings, settings.get("fusion", {}), fusion)
     candidates = _with_overrides(CandidateSettings, settings.get("candidates", {}), candidates)
+    second_identity = None
+    if candidates.second_judge == "dlib-resnet" or (
+        attributes == "keep" and all(k in state for k in GENDER_PROBE_KEYS)
+    ):
+        from g2face.priors.dlib_face import DlibFaceEncoder
+
+        second_identity = DlibFaceEncoder(crop_size=generator.output_resolution)
     estimator, probe = None, None
     if attributes == "keep":
-        from g2face.priors.attributes import DlibAgeGenderEstimator
+        from g2face.priors.attributes import DlibAgeGenderEstimator, ProbedGenderEstimator
 
         estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
+        if all(k in state for k in GENDER_PROBE_KEYS):
+            weight, bias = (state[k].float() for k in GENDER_PROBE_KEYS)
+            gender_probe = nn.Linear(weight.shape[1], 1)
+            gender_probe.load_state_dict({"weight": weight, "bias": bias})
+            estimator = ProbedGenderEstimator(estimator, second_identity, gender_probe)
         if all(k in state for k in PROBE_KEYS):
             weight, bias = (state[k].float() for k in PROBE_KEYS)
             probe = nn.Linear(weight.shape[1], weight.shape[0])
@@ -280,11 +297,8 @@ def build_fusion_anonymizer(
     if all(k in state for k in EXPRESSION_KEYS):
         expression_correction = ExpressionCorrection(generator.style_dim, groups[0] + groups[1])
         expression_correction.load_state_dict({k.split(".", 1)[1]: state[k].float() for k in EXPRESSION_KEYS})
-    second_identity = None
-    if candidates.second_judge == "dlib-resnet":
-        from g2face.priors.dlib_face import DlibFaceEncoder
-
-        second_identity = DlibFaceEncoder(crop_size=generator.output_resolution)
+    if candidates.second_judge != "dlib-resnet":
+        second_identity = None  # loaded for the gender probe only: not a judge of identity
     return FusionAnonymizer(
         gie.eval(),
         generator,

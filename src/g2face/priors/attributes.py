@@ -190,6 +190,28 @@ class DlibAgeGenderEstimator(nn.Module):
         return Attributes(age=age, male_probability=male)
 
 
+class ProbedGenderEstimator(nn.Module):
+    """`AttributeEstimator`: a base estimator's age, and P(male) read twice and averaged in logit
+    space: by the base estimator and by a linear `probe` on a face recogniser's embedding of the
+    same crop (`descriptor`, e.g. dlib's ResNet). Cydral's gender network sees a 32 px chip and
+    errs on men, the probe sees a 150 px chip through a network trained for identity and errs on
+    both about equally; their errors are largely independent (scripts/study_gender_reading.py)."""
+
+    def __init__(self, base: AttributeEstimator, descriptor: nn.Module, probe: nn.Linear):
+        super().__init__()
+        if probe.out_features != 1:
+            raise ValueError(f"a gender probe has one output (a logit), got {probe.out_features}")
+        self.base, self.descriptor, self.probe = base, descriptor, probe
+        self.name = f"{base.name}+probe"
+        freeze(self)
+
+    def forward(self, crops: Tensor) -> Attributes:
+        found = self.base(crops)
+        p = found.male_probability.clamp(1e-6, 1 - 1e-6)
+        probed = self.probe(self.descriptor(crops))[:, 0]
+        return Attributes(age=found.age, male_probability=((p.logit() + probed) / 2).sigmoid())
+
+
 # ---------------------------------------------------------------- WideResNet-16-8 (IMDB-WIKI)
 
 WRN_ASSET = "wideresnet-imdbwiki"
