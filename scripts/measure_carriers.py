@@ -126,7 +126,7 @@ def rescaled(image, detection, allowed, width: float, detector):
     the pipeline would have embedded with) and the allowed mask rescaled; None if not detected."""
     import cv2
 
-    from g2face.evaluation.faces import box_iou
+    from g2face.detection.base import iou
 
     factor = width / detection.width
     size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
@@ -134,25 +134,26 @@ def rescaled(image, detection, allowed, width: float, detector):
     image = cv2.resize(image, size, interpolation=interpolation)
     allowed = cv2.resize(allowed.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
     expected = tuple(v * factor for v in detection.box)
-    found = [d for d in detector.detect(image) if box_iou(d.box, expected) >= 0.5]
+    found = [d for d in detector.detect(image) if iou(d.box, expected) >= 0.5]
     if not found:
         return None
-    return image, max(found, key=lambda d: box_iou(d.box, expected)), allowed
+    return image, max(found, key=lambda d: iou(d.box, expected)), allowed
 
 
 def read_face_payload(attacked, detection, to_attacked, detector, codec, secret, carrier, bits) -> dict:
     """Read the face after an attack as the pipeline does, and when that fails, say why: the face
     not re-detected; re-detected but its landmarks moved too far (the embedding detection, moved
     by the attack, reads); or the carried bits too damaged (bit error rate at the true anchor)."""
-    from g2face.evaluation.faces import box_iou, transform_box
+    from g2face.detection.base import iou
+    from g2face.evaluation.faces import transform_box
     from g2face.payload.carriers.pixel import face_anchor, read_payload
     from g2face.types import FaceDetection
 
     expected = transform_box(detection.box, to_attacked)
-    found = [d for d in detector.detect(attacked) if box_iou(d.box, expected) >= 0.3]
+    found = [d for d in detector.detect(attacked) if iou(d.box, expected) >= 0.3]
     if not found:
         return {"outcome": "not re-detected"}
-    redetected = max(found, key=lambda d: box_iou(d.box, expected))
+    redetected = max(found, key=lambda d: iou(d.box, expected))
     moved = np.hstack([np.array(detection.points), np.ones((5, 1))]) @ to_attacked.T
     truth = FaceDetection(expected, tuple(map(tuple, moved)), detection.score)
     drift = face_anchor(np.array(redetected.points))[0] - face_anchor(moved)[0]

@@ -34,10 +34,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy.special import logit
 
 from g2face.data.prepare import read_manifest
 from g2face.models.checkpoints import add_fusion_tensors
 from g2face.models.fusion_anonymizer import GENDER_PROBE_KEYS
+from g2face.nn.crops import crops_to_tensor
 from g2face.priors.attributes import (
     DlibAgeGenderEstimator,
     WideResNetAgeGenderEstimator,
@@ -97,8 +99,7 @@ def male_probability_over(
 
 
 def _crops(folder: Path, records) -> torch.Tensor:
-    arrays = [np.asarray(Image.open(folder / r.crop).convert("RGB")) for r in records]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return crops_to_tensor([np.asarray(Image.open(folder / r.crop).convert("RGB")) for r in records])
 
 
 def main() -> None:
@@ -198,18 +199,13 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Te
     return w.detach(), b.detach()
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def analyse(features: dict[str, np.ndarray], identities: np.ndarray, held_out: set, folds: int = 5) -> dict:
     torch.set_grad_enabled(True)
     truth = _majority((features["dlib"] + features["wrn"]) / 2, identities)
     labels = _majority(features["dlib"], identities)  # what a probe may learn from: dlib alone
     usable = np.array([i not in held_out for i in identities]) & (labels >= 0)
     kept = truth >= 0
-    readings = {k: _logit(v) for k, v in features.items() if v.ndim == 1}
+    readings = {k: logit(np.clip(v, 1e-6, 1 - 1e-6)) for k, v in features.items() if v.ndim == 1}
     # Probes on identity embeddings, scored out of fold (folds by identity, never a person in both).
     fold_of = {i: n % folds for n, i in enumerate(np.unique(identities))}
     fold = np.array([fold_of[i] for i in identities])
@@ -232,8 +228,8 @@ def analyse(features: dict[str, np.ndarray], identities: np.ndarray, held_out: s
         "probe_training_photos": int(usable.sum()),
         "held_out_identities": len(held_out),
     }
-    for name, logit in readings.items():
-        male = logit[kept] >= 0
+    for name, reading in readings.items():
+        male = reading[kept] >= 0
         result[name] = {
             "accuracy": round(float((male == truth[kept]).mean()), 4),
             "errors_on_women": int((male & (truth[kept] == 0)).sum()),

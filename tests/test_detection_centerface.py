@@ -9,6 +9,7 @@ import pytest
 
 from g2face import hub
 from g2face.detection import CenterFaceDetector, FaceDetector, YuNetDetector
+from g2face.detection.base import iou
 from g2face.detection.centerface import network_input
 from g2face.io import read_image
 
@@ -25,20 +26,13 @@ def yunet() -> YuNetDetector:
     return YuNetDetector()
 
 
-def box_iou(a, b) -> float:
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 @pytest.mark.parametrize("name", PORTRAITS)
 def test_one_face_per_portrait_agreeing_with_yunet(detector, yunet, fixtures_dir, name):
     image = read_image(fixtures_dir / name).rgb
     faces, reference = detector.detect(image), yunet.detect(image)
     assert len(faces) == 1 and len(reference) == 1
     face, ref = faces[0], reference[0]
-    assert face.score > 0.5 and box_iou(face.box, ref.box) > 0.5
+    assert face.score > 0.5 and iou(face.box, ref.box) > 0.5
     # same landmark order as YuNet; the two networks place points a few % of the face apart
     error = np.linalg.norm(face.points - ref.points, axis=1) / np.sqrt(ref.width * ref.height)
     assert error.mean() < 0.06 and error.max() < 0.1
@@ -52,7 +46,7 @@ def test_all_six_faces_in_the_group_photo(detector, yunet, shared_data):
     faces = detector.detect(image)
     assert len(faces) == 6
     for ref in yunet.detect(image):
-        assert max(box_iou(f.box, ref.box) for f in faces) > 0.5
+        assert max(iou(f.box, ref.box) for f in faces) > 0.5
 
 
 def test_no_face_in_blank_images(detector):

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from g2face.evaluation.faces import box_iou, transform_box
+from g2face.detection.base import iou
+from g2face.evaluation.faces import transform_box
 from g2face.io import read_image, write_image
 from g2face.payload import Secret
 from g2face.pipeline.g2face import AnonymizedImage, G2FacePipeline, RecoveredImage
@@ -140,10 +141,10 @@ def pixel_recovery(
     attacked, to_attacked = ATTACKS[attack](anon.image)
     back = pipe.recover(attacked, secret)
     expected = transform_box(face.detection.box, to_attacked)
-    found = [f for f in back.faces if f.detection is not None and box_iou(f.detection.box, expected) >= 0.3]
+    found = [f for f in back.faces if f.detection is not None and iou(f.detection.box, expected) >= 0.3]
     if not found:
         return PixelRecovery("not re-detected", back, None)
-    best = max(found, key=lambda f: box_iou(f.detection.box, expected))
+    best = max(found, key=lambda f: iou(f.detection.box, expected))
     outcome = "no payload" if best.error is not None else ("verified" if best.verified else "unverified")
     return PixelRecovery(outcome, back, best.detection)
 
@@ -187,9 +188,7 @@ def width_record(
     """The photo rescaled so that its face is `width` px wide, anonymized, stripped and re-encoded
     as JPEG q90: whether the in-pixel payload verifies (a face too small to carry it counts as not)."""
     scaled, factor = rescale_to_face_width(image, face, width)
-    faces = [
-        d for d in pipe.detector.detect(scaled) if box_iou(d.box, scaled_detection(face, factor).box) >= 0.5
-    ]
+    faces = [d for d in pipe.detector.detect(scaled) if iou(d.box, scaled_detection(face, factor).box) >= 0.5]
     if not faces:
         return {"detected": np.array(0), "verified": np.array(0)}
     anon = pipe.anonymize(scaled, secret, detections=[faces[0]])

@@ -22,15 +22,8 @@ from g2face.align import (
     transform_points,
     warp_affine,
 )
-from g2face.detection.base import FaceDetector
+from g2face.detection.base import FaceDetector, iou
 from g2face.types import AlignedFace, FaceDetection
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
 
 
 def transform_box(box: Sequence[float], matrix: np.ndarray) -> tuple[float, float, float, float]:
@@ -51,8 +44,8 @@ def pick_face(
     if not detections:
         return None
     if near is not None:
-        best = max(detections, key=lambda d: box_iou(d.box, near))
-        return best if box_iou(best.box, near) >= MIN_REDETECT_IOU else None
+        best = max(detections, key=lambda d: iou(d.box, near))
+        return best if iou(best.box, near) >= MIN_REDETECT_IOU else None
     cy, cx = shape[0] / 2, shape[1] / 2
     return min(
         detections, key=lambda d: (d.box[0] + d.box[2] - 2 * cx) ** 2 + (d.box[1] + d.box[3] - 2 * cy) ** 2

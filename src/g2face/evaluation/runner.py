@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from g2face.align import paste_faces
-from g2face.detection.base import FaceDetector
+from g2face.detection.base import FaceDetector, iou
 from g2face.evaluation import carriers, report
 from g2face.evaluation import metrics as mx
 from g2face.evaluation.cache import FeatureCache, Record
@@ -30,7 +30,6 @@ from g2face.evaluation.faces import (
     DISTORTIONS,
     FaceFinder,
     Photo,
-    box_iou,
     compose_affine,
     pick_face,
     transform_box,
@@ -243,7 +242,7 @@ class Evaluation:
         for detector in self.tk.detectors:
             out[f"det.{detector.name}"] = np.array(
                 [
-                    any(box_iou(d.box, p.face.detection.box) >= DETECTED_IOU for d in detector.detect(img))
+                    any(iou(d.box, p.face.detection.box) >= DETECTED_IOU for d in detector.detect(img))
                     for p, img in zip(photos, images, strict=True)
                 ]
             )

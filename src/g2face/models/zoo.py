@@ -268,23 +268,23 @@ def build_fusion_anonymizer(
     gie.load_state_dict({k: v.float() for k, v in state.items() if k.startswith(GIE_PREFIXES)})
     fusion = _with_overrides(FusionSettings, settings.get("fusion", {}), fusion)
     candidates = _with_overrides(CandidateSettings, settings.get("candidates", {}), candidates)
-    second_identity = None
-    if candidates.second_judge == "dlib-resnet" or (
-        attributes == "keep" and all(k in state for k in GENDER_PROBE_KEYS)
-    ):
+    judges = candidates.second_judge == "dlib-resnet"
+    reads_gender = attributes == "keep" and all(k in state for k in GENDER_PROBE_KEYS)
+    dlib_descriptor = None  # one dlib recogniser for both its uses
+    if judges or reads_gender:
         from g2face.priors.dlib_face import DlibFaceEncoder
 
-        second_identity = DlibFaceEncoder(crop_size=generator.output_resolution)
+        dlib_descriptor = DlibFaceEncoder(crop_size=generator.output_resolution)
     estimator, probe = None, None
     if attributes == "keep":
         from g2face.priors.attributes import DlibAgeGenderEstimator, ProbedGenderEstimator
 
         estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
-        if all(k in state for k in GENDER_PROBE_KEYS):
+        if reads_gender:
             weight, bias = (state[k].float() for k in GENDER_PROBE_KEYS)
             gender_probe = nn.Linear(weight.shape[1], 1)
             gender_probe.load_state_dict({"weight": weight, "bias": bias})
-            estimator = ProbedGenderEstimator(estimator, second_identity, gender_probe)
+            estimator = ProbedGenderEstimator(estimator, dlib_descriptor, gender_probe)
         if all(k in state for k in PROBE_KEYS):
             weight, bias = (state[k].float() for k in PROBE_KEYS)
             probe = nn.Linear(weight.shape[1], weight.shape[0])
@@ -297,8 +297,6 @@ def build_fusion_anonymizer(
     if all(k in state for k in EXPRESSION_KEYS):
         expression_correction = ExpressionCorrection(generator.style_dim, groups[0] + groups[1])
         expression_correction.load_state_dict({k.split(".", 1)[1]: state[k].float() for k in EXPRESSION_KEYS})
-    if candidates.second_judge != "dlib-resnet":
-        second_identity = None  # loaded for the gender probe only: not a judge of identity
     return FusionAnonymizer(
         gie.eval(),
         generator,
@@ -309,7 +307,7 @@ def build_fusion_anonymizer(
         candidates=candidates,
         attributes=estimator,
         attribute_probe=probe,
-        second_identity=second_identity,
+        second_identity=dlib_descriptor if judges else None,
         pose_correction=pose_correction,
         expression_correction=expression_correction,
     )

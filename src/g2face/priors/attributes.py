@@ -208,9 +208,9 @@ class ProbedGenderEstimator(nn.Module):
 
     def forward(self, crops: Tensor) -> Attributes:
         found = self.base(crops)
-        p = found.male_probability.clamp(1e-6, 1 - 1e-6)
         probed = self.probe(self.descriptor(crops))[:, 0]
-        return Attributes(age=found.age, male_probability=((p.logit() + probed) / 2).sigmoid())
+        mean_logit = (found.male_probability.logit(eps=1e-6) + probed) / 2
+        return Attributes(age=found.age, male_probability=mean_logit.sigmoid())
 
 
 # ---------------------------------------------------------------- WideResNet-16-8 (IMDB-WIKI)
