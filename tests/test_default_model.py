@@ -889,8 +889,8 @@ def test_a_turned_face_no_face_region_blur_hides_is_blurred_with_its_hair(pipeli
 
 def test_the_shipped_default_reads_gender_twice(pipeline):
     """The shipped chooser reads apparent gender with Cydral's network and the probe on dlib's face
-    descriptor together: Grace Hopper (in uniform, 79) is a man to the network alone (0.95), which
-    made the chooser give her a masculine fake; both together read her as a woman."""
+    descriptor together: Grace Hopper (in uniform, 79) is a man to the network alone (0.95); both
+    together read her as a woman. (Her fake is still a man: the candidates drawn for her read male.)"""
     import cv2
     import torch
 
