@@ -41,6 +41,7 @@ from g2face.models.fusion import (
 from g2face.models.fusion_anonymizer import (
     AGE_PIVOT,
     IDENTITY_JUDGES,
+    ApparentAttributes,
     CandidateScore,
     CandidateSettings,
     FusionAnonymizer,
@@ -50,6 +51,8 @@ from g2face.models.fusion_anonymizer import (
     original_facial_hair,
     original_glasses,
     probe_age_target,
+    probe_targets,
+    sure_gender_target,
     surely_same_gender,
 )
 from g2face.priors.attributes import Attributes
@@ -797,6 +800,18 @@ def test_a_skin_tone_row_ranks_the_pool_by_the_renders_tone_only_when_weighted()
     assert torch.allclose(kept[:, 4], torch.tensor([50.0, 10.0]))
 
 
+def test_an_unsure_originals_dummies_are_aimed_at_a_sure_reading_of_its_side():
+    # Grace Hopper, read 0.38 male: her dummies are aimed at a surely female 0.02, not at 0.38
+    # (which drew dummies whose renders read male); a sure original keeps its own reading.
+    assert sure_gender_target(0.38, 0.48) == pytest.approx(0.02)
+    assert sure_gender_target(0.62, 0.48) == pytest.approx(0.98)
+    assert sure_gender_target(0.995, 0.48) == pytest.approx(0.995)
+    assert sure_gender_target(0.001, 0.48) == pytest.approx(0.001)
+    assert sure_gender_target(0.38, 0.0) == pytest.approx(0.38)
+    targets = probe_targets(ApparentAttributes(0.38, 70.0, False), 2, gender_margin=0.48)
+    assert targets[0] == pytest.approx(math.log(0.02 / 0.98))
+
+
 @torch.no_grad()
 def test_steering_moves_a_dummy_only_along_the_probe_rows_to_the_originals_attributes():
     torch.manual_seed(0)
@@ -805,7 +820,8 @@ def test_steering_moves_a_dummy_only_along_the_probe_rows_to_the_originals_attri
     dummies = torch.randn(4, 16)
     reference = (0.9, 63.0, True)
     steered = FusionAnonymizer.steer_dummies(anonymizer, dummies, reference)
-    target = torch.tensor([math.log(0.9 / 0.1), 63.0, 1.0]).expand(4, -1)
+    # (An original read 0.9 male is aimed at a sure man: P 0.95 by the default gender_margin 0.45.)
+    target = torch.tensor([math.log(0.95 / 0.05), 63.0, 1.0]).expand(4, -1)
     assert torch.allclose(probe(steered), target, atol=1e-3)
     # Nothing moves outside the span of the probe's rows: what tells two keyed dummies apart stays.
     basis, _ = torch.linalg.qr(probe.weight.T)  # [16, 3]

@@ -99,7 +99,8 @@ class CandidateSettings:
     original's own. Another estimator agreed with the chooser's reading of a fused candidate in 100 %
     of 250 LFW candidates at P(male) >= 0.99, 88 % at 0.9-0.99 and about half at 0.5-0.9. The
     shipped file sets 0.48 (session 20, with the gender probe: CelebA wrn gender kept 0.920 ->
-    0.927, LFW unchanged at 0.960, anonymity and time unchanged on 150 pairs each)."""
+    0.927, LFW unchanged at 0.960, anonymity and time unchanged on 150 pairs each). The probe
+    also aims dummies at least this far to the original's side (`sure_gender_target`)."""
     age_weight: float = 0.02
     """Penalty per year of age difference beyond `age_tolerance`."""
     age_tolerance: float = 4.0
@@ -357,8 +358,21 @@ def probe_age_target(age: float, stretch: float) -> float:
     return AGE_PIVOT + (1 + stretch) * (age - AGE_PIVOT)
 
 
+def sure_gender_target(male_probability: float, margin: float) -> float:
+    """The P(male) a dummy is steered and ranked towards: on the original's side of 0.5 and at least
+    `margin` from it. Aiming at the original's own reading when it is unsure (Grace Hopper, 0.38)
+    drew dummies the probe itself called ambiguous, and renders of those read male: 9 of her 10
+    candidates did. An unsure original is still a woman or a man to the chooser (`same_gender`)."""
+    side = 1.0 if male_probability >= 0.5 else -1.0
+    return 0.5 + side * max(abs(male_probability - 0.5), margin)
+
+
 def probe_targets(
-    reference: ApparentAttributes, rows: int, age_stretch: float = 0.0, skin_tone: bool = False
+    reference: ApparentAttributes,
+    rows: int,
+    age_stretch: float = 0.0,
+    skin_tone: bool = False,
+    gender_margin: float = 0.0,
 ) -> dict[int, float]:
     """The attribute probe's rows (of its first `rows`, `PROBE_ROWS`) the original's attributes give
     a target for, and those targets: gender logit and age (`probe_age_target`) always, glasses
@@ -367,7 +381,7 @@ def probe_targets(
     hair goes with age more than the probe's age row captures; 40 LFW pairs, same seeds: wrn age
     error 7.8 → 9.2 years steered and ranked, 8.6 ranked only, 8.1 neither); the search passes over
     fakes that add facial hair instead."""
-    male = min(max(reference.male, 1e-3), 1 - 1e-3)
+    male = min(max(sure_gender_target(reference.male, gender_margin), 1e-3), 1 - 1e-3)
     targets = {0: math.log(male / (1 - male)), 1: probe_age_target(reference.age, age_stretch)}
     if reference.glasses is not None:
         targets[2] = float(reference.glasses)
@@ -788,6 +802,7 @@ class FusionAnonymizer(nn.Module):
             len(self.attribute_probe.weight),
             self.candidates.age_stretch,
             skin_tone=self.candidates.skin_tone_weight > 0,
+            gender_margin=self.candidates.gender_margin,
         )
         return identities + self.candidates.steer * _probe_delta(self.attribute_probe, identities, targets)
 
@@ -908,10 +923,15 @@ class FusionAnonymizer(nn.Module):
             self.dummy_identities([candidate_seed(seed, k) for k in pool], dtype)
         )
         reference = ApparentAttributes(*reference)
-        gap = (torch.sigmoid(predicted[:, 0]) - reference.male).abs() * settings.gender_weight
         targets = probe_targets(
-            reference, predicted.shape[1], settings.age_stretch, skin_tone=settings.skin_tone_weight > 0
+            reference,
+            predicted.shape[1],
+            settings.age_stretch,
+            skin_tone=settings.skin_tone_weight > 0,
+            gender_margin=settings.gender_margin,
         )
+        wanted_male = sure_gender_target(reference.male, settings.gender_margin)
+        gap = (torch.sigmoid(predicted[:, 0]) - wanted_male).abs() * settings.gender_weight
         gap = gap + settings.age_weight * (predicted[:, 1] - targets[1]).abs()
         weights = {2: settings.glasses_weight, 3: settings.facial_hair_weight}
         for row, target in targets.items():
