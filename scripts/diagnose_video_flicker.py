@@ -71,10 +71,10 @@ class Probe:
             self._first_geometry = vector.clone()
         return self._first_geometry.clone() if "geometry" in self.freeze else vector
 
-    def fuse_renders(self, original, original_points, renders, settings=None, render_points=None):
+    def fuse_renders(self, original, original_points, renders, settings=None, render_points=None, **kwargs):
         self.renders.append(((renders[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).astype(np.float32))
         self.originals.append(original.astype(np.float32))
-        return self._fuse_renders(original, original_points, renders, settings, render_points)
+        return self._fuse_renders(original, original_points, renders, settings, render_points, **kwargs)
 
     def transfer_colour(self, render, original, render_skin, original_skin, region, width, settings):
         import cv2

@@ -109,6 +109,11 @@ def main() -> None:
         action="store_true",
         help="Tracked run only: each track carries its one in-pixel payload (per frame: none).",
     )
+    parser.add_argument(
+        "--no-smooth-geometry",
+        action="store_true",
+        help="DummyPolicy.smooth_geometry off: each frame rendered at its own expression and pose.",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--sheet",
@@ -132,6 +137,7 @@ def main() -> None:
         min_face=args.min_face,
         small_faces=args.small_faces,
         track_candidates=args.track_candidates,
+        smooth_geometry=not args.no_smooth_geometry,
     )
     tracked = VideoAnonymizer(
         pipe,
@@ -150,8 +156,22 @@ def main() -> None:
         with torch.inference_mode():
             return facenet(crops_to_tensor(crops))
 
+    geometry = getattr(pipe.model, "geometry", None)  # (a classic filter has no geometry prior)
+
+    def expressions(images: list[np.ndarray], detections) -> torch.Tensor:
+        crops = [align_face(im, d, 256).crop for im, d in zip(images, detections, strict=True)]
+        with torch.inference_mode():
+            return geometry(crops_to_tensor(crops)).expression
+
     rows = {
-        name: {"consistency": [], "leak": [], "distinct": [], "flicker": [], "unanonymized": 0}
+        name: {
+            "consistency": [],
+            "leak": [],
+            "distinct": [],
+            "flicker": [],
+            "expression": [],
+            "unanonymized": 0,
+        }
         for name in ("tracked", "per_frame")
     }
     original_flicker: list[tuple[int, float]] = []  # (frame, mean |step|) per original face
@@ -193,20 +213,29 @@ def main() -> None:
                 best["track"] if best and iou(best["box"], d.box) > 0.3 else f"untracked{frame.index}"
             )
         e_orig = embed([rgb] * len(originals), originals)
+
+        def face_method(key, result=result):
+            return next((f for f in result.faces if f["track"] == key), {}).get("method")
+
         # Two faces seen in one frame are two people: how alike FaceNet finds them there is what
         # a match means in this frame (dark, blurred audience faces of different people score
         # 0.6-0.9, above the LFW threshold).
         between = (e_orig @ e_orig.T).numpy()
         np.fill_diagonal(between, -1.0)
         impostor = between.max(1) if len(originals) > 1 else np.full(1, -1.0)
+        x_orig = None if geometry is None else expressions([rgb] * len(originals), originals)
         for name, image, covered in runs:
             e_anon = embed([image] * len(originals), originals)
+            x_anon = None if geometry is None else expressions([image] * len(originals), originals)
             for i, (d, key) in enumerate(zip(originals, keys, strict=True)):
                 pts = np.clip(np.round(d.points).astype(int), 0, [rgb.shape[1] - 1, rgb.shape[0] - 1])
                 if not covered[pts[:, 1], pts[:, 0]].all():
                     rows[name]["unanonymized"] += 1
                 rows[name]["leak"].append(float(e_anon[i] @ e_orig[i]))
                 rows[name]["distinct"].append(float(impostor[i]))
+                if x_anon is not None and (name != "tracked" or face_method(key) == "g2face"):
+                    # blendshape L1 between the fake and the original frame's face (rendered faces only)
+                    rows[name]["expression"].append(float((x_anon[i] - x_orig[i]).abs().mean()))
                 if name == "tracked":
                     face = next((f for f in result.faces if f["track"] == key), {})
                     leak = round(rows[name]["leak"][-1], 4)
@@ -279,6 +308,7 @@ def main() -> None:
                 for t in args.leak_threshold
             },
             "flicker": _stats(r["flicker"]),
+            "expression_l1": _stats(r["expression"]),
             "original_flicker": _stats(reference),
             "flicker_ratio": round(np.mean(r["flicker"]) / max(1e-6, np.mean(reference)), 3)
             if r["flicker"] and reference

@@ -275,6 +275,11 @@ def test_a_video_track_searches_wider_than_a_photo_with_the_same_networks_and_wi
     assert pipeline.model.candidates.away_steps == 5 and pipeline.model.candidates.push_above is None
     assert video.pipeline.model.candidates.push_above == search_model.candidates.push_above == float("-inf")
     assert search_model._pushes is video.whole_pipeline.model._pushes is pipeline.model._pushes
+    # Every view renders through the clip's geometry smoother (a photo: each face's own geometry).
+    assert pipeline.model.geometry_filter is None
+    smoother = video.geometry_smoother
+    assert video.pipeline.model.geometry_filter is search_model.geometry_filter is smoother
+    assert video.whole_pipeline.model.geometry_filter is smoother
 
 
 def test_dark_glasses_stay_in_front_of_the_fake_face(pipeline, photo, secret):
@@ -637,6 +642,36 @@ def test_the_push_grid_warps_as_opencv_does():
     )[0].permute(1, 2, 0)
     inner = (warped.numpy() - expected)[12:-12, 12:-12]
     assert np.abs(inner).mean() < 0.5 and np.abs(inner).max() < 6  # OpenCV interpolates in fixed point
+
+
+def test_a_geometry_filter_decides_the_geometry_a_face_is_rendered_at(pipeline, photo, secret):
+    """`with_geometry_filter`: the filter sees each face's dummy seed and geometry vector, and the
+    face is rendered at what it returns (unchanged: the same pixels; another expression: others)."""
+    import torch
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model.with_candidates(away_steps=0)
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    seen = []
+
+    def same(seeds, vectors):
+        seen.append((seeds, vectors.clone()))
+        return vectors
+
+    def mouth_open(seeds, vectors):
+        changed = vectors.clone()
+        changed[:, -4] = 1.0  # the last blendshape before the pose
+        return changed
+
+    plain = model.anonymize(crop, secret, seeds=[77], search=False)
+    kept = model.with_geometry_filter(same).anonymize(crop, secret, seeds=[77], search=False)
+    assert torch.equal(kept.images, plain.images) and seen[0][0] == [77]
+    assert torch.equal(seen[0][1], model.geometry_vector(model.geometry(crop)))
+    other = model.with_geometry_filter(mouth_open).anonymize(crop, secret, seeds=[77], search=False)
+    assert not torch.equal(other.images, plain.images)
+    assert model.geometry_filter is None  # (a view: the model itself is unchanged)
 
 
 def test_the_push_moves_a_dummy_away_from_the_original(pipeline, photo):

@@ -28,7 +28,7 @@ from g2face.payload.carriers import open_container, seal_regions  # noqa: E402
 from g2face.pipeline.g2face import G2FacePipeline, UnverifiedRecoveryError  # noqa: E402
 from g2face.types import FaceDetection  # noqa: E402
 from g2face.video import DummyPolicy, FaceTracker, VideoAnonymizer, anonymize_video, recover_video  # noqa: E402
-from g2face.video.clips import is_small_face, landmarks_covered  # noqa: E402
+from g2face.video.clips import GeometrySmoother, is_small_face, landmarks_covered  # noqa: E402
 
 W, H, FPS, N = 320, 240, 25, 48
 HIDDEN_FROM = 20  # the second face leaves the picture at this frame
@@ -722,3 +722,46 @@ def test_cli_pixel_payload_recovers_a_clip_without_its_sidecar(tmp_path, clip, p
     result = runner.invoke(cli, ["video", "recover", str(out), "-o", str(back), *common])
     assert result.exit_code == 0, result.output
     assert "from their track's; 2 tracks)" in result.output and back.is_file()
+
+
+def test_a_tracks_geometry_is_smoothed_per_dummy_seed_and_follows_a_real_change():
+    """`GeometrySmoother`: per seed, a steady vector comes back as it is, frame-to-frame jitter is
+    damped, a lasting change (a smile, a head turn) is reached within a few frames, and two seeds
+    (two tracks) never mix."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    smoother = GeometrySmoother(rate=25.0)
+    base = torch.tensor([0.3, 0.1, 0.0, 5.0, -3.0, 1.0])  # (shape, expression ..., yaw, pitch, roll)
+    other = torch.tensor([0.3, 0.9, 0.7, -20.0, 10.0, 0.0])
+    steady = [smoother([1, 2], torch.stack([base, other])) for _ in range(5)]
+    assert torch.allclose(steady[-1], torch.stack([base, other]), atol=1e-6)
+    noise = [torch.from_numpy(rng.normal(0, [0, 0.03, 0.03, 1.5, 1.5, 0.5])).float() for _ in range(40)]
+    raw = [base + n for n in noise]
+    out = [smoother([1], r[None])[0] for r in raw]
+    raw_step = torch.stack(raw).diff(dim=0).abs().mean()
+    out_step = torch.stack(out).diff(dim=0).abs().mean()
+    assert out_step < 0.5 * raw_step
+    smiling = base + torch.tensor([0.0, 0.6, 0.4, 25.0, 0.0, 0.0])
+    followed = [smoother([1], smiling[None])[0] for _ in range(8)]
+    assert (followed[-1] - smiling).abs().max() < 0.1 * (smiling - base).abs().max()
+    assert torch.allclose(smoother([2], other[None])[0], other, atol=1e-6)  # untouched by seed 1
+    assert smoother([3], base[None]).dtype == base.dtype
+
+
+def test_video_renders_tracks_through_the_smoother_unless_asked_not_to(clip, secret):
+    """A model with a geometry-filter view gets the clip's smoother on every pipeline the video
+    uses; `DummyPolicy(smooth_geometry=False)` leaves the per-frame geometry."""
+    pipe = G2FacePipeline(build_model(tiny_config()))
+    views = []
+
+    class Filtered(_YawScripted):
+        def with_geometry_filter(self, geometry_filter):
+            views.append(geometry_filter)
+            return self
+
+    pipe.model = Filtered(pipe.model, [0.0] * 10, lambda: 0)
+    video = VideoAnonymizer(pipe, secret, seal=False, rate=30.0)
+    assert views == [video.geometry_smoother] and video.geometry_smoother.rate == 30.0
+    plain = VideoAnonymizer(pipe, secret, seal=False, dummies=DummyPolicy(smooth_geometry=False))
+    assert plain.geometry_smoother is None and len(views) == 1

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -741,6 +741,9 @@ class FusionAnonymizer(nn.Module):
         self._accessories: OrderedDict[bytes, dict[int, float]] = OrderedDict()
         # dummy seed -> the W+ offset its push away from the original found (`_push_away`)
         self._pushes: OrderedDict[int, Tensor] = OrderedDict()
+        # (dummy seeds, geometry vectors [N, G]) -> the vectors the faces are rendered at; None:
+        # each face's own (`with_geometry_filter`)
+        self.geometry_filter: Callable[[Sequence[int], Tensor], Tensor] | None = None
         self._check_second_judge()
         self.eval()
 
@@ -766,6 +769,16 @@ class FusionAnonymizer(nn.Module):
         whole region replaced on every frame of a video track that needed it once."""
         view = copy.copy(self)
         view.fusion = dataclasses.replace(self.fusion, **changes)
+        return view
+
+    def with_geometry_filter(self, geometry_filter: Callable[[Sequence[int], Tensor], Tensor] | None):
+        """This anonymizer rendering each face at `geometry_filter(seeds, vectors)` instead of the
+        geometry vector read on its own crop (`geometry_vector`), sharing its networks: a video
+        track's expression and pose smoothed over its frames (`video.clips.GeometrySmoother`), keyed
+        by the dummy seed each face is given. Placement on the original is unaffected (the fusion
+        fits the render to the original's own mesh)."""
+        view = copy.copy(self)
+        view.geometry_filter = geometry_filter
         return view
 
     def _device(self) -> torch.device:
@@ -1034,6 +1047,8 @@ class FusionAnonymizer(nn.Module):
         )
         geometry = self.geometry(crops)
         vectors = self.geometry_vector(geometry)
+        if self.geometry_filter is not None and seeds is not None:
+            vectors = self.geometry_filter(list(seeds), vectors)
         size = self.image_size
         originals = tensor_to_crops(crops)
         original_points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()

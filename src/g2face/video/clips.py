@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from g2face.detection import YuNetDetector
@@ -40,7 +41,7 @@ from g2face.payload.carriers import (
 from g2face.pipeline.g2face import G2FacePipeline, UnverifiedRecoveryError
 from g2face.pipeline.selection import SMALL_FACE_METHODS
 from g2face.types import FaceDetection, Footprint, InputError
-from g2face.video.tracking import FaceTracker, TrackedFace
+from g2face.video.tracking import FaceTracker, OneEuroFilter, TrackedFace
 
 CLIP_SALT_BYTES = 16
 
@@ -61,6 +62,31 @@ class FailClosedPolicy:
     padding: float = 0.3
     blur_sigma: float = 0.12
     smooth: bool = True
+
+
+class GeometrySmoother:
+    """A model's `geometry_filter` for video (`FusionAnonymizer.with_geometry_filter`): per dummy
+    seed (one per track), the geometry vectors [shape ⊕ expression ⊕ pose (3, degrees)] through
+    One-Euro filters at the clip's frame rate — the expression in blendshape units, the pose in
+    `POSE_SCALE` degrees — so a still face renders steadily and a moving one follows without
+    lag. The shape part is the model's constant average (filtering leaves it as it is)."""
+
+    POSE_SCALE = 30.0
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self._filters: dict[int, tuple[OneEuroFilter, OneEuroFilter]] = {}
+
+    def __call__(self, seeds: list[int], vectors: torch.Tensor) -> torch.Tensor:
+        out = vectors.clone()
+        for i, seed in enumerate(seeds):
+            if seed not in self._filters:
+                self._filters[seed] = (OneEuroFilter(self.rate), OneEuroFilter(self.rate))
+            expression, pose = self._filters[seed]
+            v = vectors[i].detach().cpu().double().numpy()
+            smoothed = np.concatenate([expression(v[:-3], 1.0), pose(v[-3:], self.POSE_SCALE)])
+            out[i] = torch.from_numpy(smoothed).to(vectors)
+        return out
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,10 @@ class DummyPolicy:
     min_face: float = 0.0
     small_faces: str = "blur"
     track_candidates: int | None = 4
+    smooth_geometry: bool = True
+    """Render each track's fake at its expression and pose One-Euro filtered over the track's
+    frames (`GeometrySmoother`) instead of each frame's own estimate, whose jitter re-synthesises
+    the fake's texture from frame to frame (docs/video.md, "Flicker")."""
     turned_hysteresis: float = 5.0
     """Degrees: a track the model last filtered as turned too far to render (its
     `FusionSettings.max_yaw`) is rendered again only once its head is this much below that bound,
@@ -217,6 +247,13 @@ class VideoAnonymizer:
         self.pipeline = _with_model_view(
             self.pipeline, "with_candidates", steer=0.0, push_above=float("-inf")
         )
+        # Each track's fake is rendered at its expression and pose smoothed over its frames (the
+        # per-frame estimates jitter, and the render follows them: `GeometrySmoother`).
+        self.geometry_smoother = GeometrySmoother(rate) if self.dummies.smooth_geometry else None
+        if self.geometry_smoother is not None:
+            self.pipeline = _with_model_view(
+                self.pipeline, "with_geometry_filter", geometry_filter=self.geometry_smoother
+            )
         self.search_pipeline = self.pipeline
         if self.dummies.track_candidates is not None:
             self.search_pipeline = _with_model_view(
