@@ -78,6 +78,13 @@ def main() -> None:
     # scripts/facenet_far_threshold.py's (79,800 pairs)
     parser.add_argument("--leak-threshold", type=float, nargs="+", default=[0.535, 0.573])
     parser.add_argument(
+        "--cross-gap",
+        type=int,
+        default=25,
+        help="Cross-frame leak: each tracked fake against its person's original at least this many "
+        "frames earlier (another view of them), with the originals' own match there as the control.",
+    )
+    parser.add_argument(
         "--per-frame-limit", type=int, help="Run the per-frame baseline on the first N frames only (slow)."
     )
     parser.add_argument(
@@ -181,6 +188,8 @@ def main() -> None:
     # tracked: frame, track, SFace cos (anonymizer's), FaceNet cos to original, face width (px), method,
     # the highest FaceNet cos between this original and another original face of the same frame
     per_face: list[list] = []
+    seen_originals: dict = {}  # track -> [(frame, FaceNet embedding of its original face)]
+    cross: dict[str, list[float]] = {"leak": [], "genuine": []}
     leaking: list[tuple[str, np.ndarray, np.ndarray]] = []  # (label, original crop, anonymized crop)
     re_searches: list[dict] = []
     for frame in read_frames(args.clip, limit=args.limit):
@@ -236,6 +245,13 @@ def main() -> None:
                 if x_anon is not None and (name != "tracked" or face_method(key) == "g2face"):
                     # blendshape L1 between the fake and the original frame's face (rendered faces only)
                     rows[name]["expression"].append(float((x_anon[i] - x_orig[i]).abs().mean()))
+                if name == "tracked" and not str(key).startswith("untracked"):
+                    # the same person on an earlier frame (at least --cross-gap back): FaceNet's match
+                    # to another view of them, and, as its control, the original's own match there
+                    earlier = [e for f, e in seen_originals.get(key, []) if f <= frame.index - args.cross_gap]
+                    if earlier:
+                        cross["leak"].append(float(e_anon[i] @ earlier[-1]))
+                        cross["genuine"].append(float(e_orig[i] @ earlier[-1]))
                 if name == "tracked":
                     face = next((f for f in result.faces if f["track"] == key), {})
                     leak = round(rows[name]["leak"][-1], 4)
@@ -261,8 +277,9 @@ def main() -> None:
                     rows[name]["consistency"].append(float(e_anon[i] @ last["embedding"]))
                     rows[name]["flicker"].append(float(np.abs(crop - last["image"][y0:y1, x0:x1]).mean()))
                 previous[name][key] = {"frame": frame.index, "embedding": e_anon[i], "image": image}
-            for d, key in zip(originals, keys, strict=True):
+            for i, (d, key) in enumerate(zip(originals, keys, strict=True)):
                 if name == "tracked":
+                    seen_originals.setdefault(key, []).append((frame.index, e_orig[i]))
                     x0, y0, x1, y1 = (int(max(0, v)) for v in d.box)
                     last = previous["original"].get(key)
                     if last is not None and last["frame"] == frame.index - 1:
@@ -314,6 +331,20 @@ def main() -> None:
             if r["flicker"] and reference
             else None,
         }
+    summary["tracked"]["cross_frame"] = {
+        "gap": args.cross_gap,
+        "pairs": len(cross["leak"]),
+        "leak_rate": {
+            f"{t:g}": round(float(np.mean(np.asarray(cross["leak"]) >= t)), 4) if cross["leak"] else None
+            for t in args.leak_threshold
+        },
+        "genuine_match_rate": {
+            f"{t:g}": round(float(np.mean(np.asarray(cross["genuine"]) >= t)), 4)
+            if cross["genuine"]
+            else None
+            for t in args.leak_threshold
+        },
+    }
     summary["tracked_faces"] = per_face
     text = json.dumps(summary, indent=2)
     print(text)
