@@ -87,6 +87,24 @@ def test_region_mask_is_soft_inside_the_grown_hull_and_zero_far_away():
     assert 0 < np.mean((mask > 0) & (mask < 1)) < 0.2  # a feathered edge, not a hard cut
 
 
+def test_the_region_fades_in_below_its_top_over_the_forehead_feather():
+    """The replaced region's top edge (a straight cut across the forehead) fades in over
+    `forehead_feather` face heights; below that, and everywhere with 0, the mask is the plain one."""
+    points = _mesh()
+    plain = face_region_mask(points, SIZE, FusionSettings(forehead_feather=0.0))
+    faded = face_region_mask(points, SIZE, FusionSettings(forehead_feather=0.2))
+    mesh = points[:NUM_MESH_POINTS, :2]
+    top, height = mesh[:, 1].min(), np.ptp(mesh[:, 1])
+    cut = top + FusionSettings().forehead_inset * height
+    ramp = slice(int(np.ceil(cut)), int(cut + 0.2 * height))
+    assert (faded <= plain + 1e-6).all() and faded[ramp, 64].mean() < plain[ramp, 64].mean() - 0.1
+    below = int(np.ceil(cut + 0.2 * height)) + 1
+    np.testing.assert_allclose(faded[below:], plain[below:], atol=1e-6)
+    assert np.all(np.diff(faded[ramp, 64]) >= -1e-6)  # a ramp down the forehead, no band
+    with pytest.raises(ValueError, match="forehead_feather"):
+        FusionSettings(forehead_feather=-0.1)
+
+
 def test_warp_strength_zero_is_the_identity_and_one_moves_points_onto_the_target():
     image = _image(0)
     source = _mesh(seed=1)

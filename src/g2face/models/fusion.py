@@ -122,6 +122,11 @@ class FusionSettings:
     forehead_inset: float = 0.06
     """The top of the replaced region stays this far below the mesh's top edge (in face heights):
     the mesh reaches the hairline, where a rendered face has its own hair."""
+    forehead_feather: float = 0.10
+    """Below the region's top (`forehead_inset`) the replaced region fades in over this many face
+    heights, rather than over the `mask_feather` of its other edges: the mesh's top is a nearly
+    straight line across the forehead, and there a render lighter or darker than the original's
+    forehead showed as a band's edge (d6, a whole-region track). 0: the plain edge."""
     shading_sigma: float = 0.5
     """Scale (face widths) of the original's low-frequency skin colour transferred onto the
     rendered face: the light's direction and the skin tone where they are. At 0.12 it also carried
@@ -209,6 +214,8 @@ class FusionSettings:
             )
         if self.max_yaw <= 0:
             raise ValueError(f"max_yaw must be > 0 degrees, got {self.max_yaw}")
+        if self.forehead_feather < 0:
+            raise ValueError(f"forehead_feather must be >= 0, got {self.forehead_feather}")
         if self.mask_feather <= 0 or self.mask_grow < -0.1:
             raise ValueError("mask_feather must be > 0 and mask_grow >= -0.1")
 
@@ -289,6 +296,11 @@ def face_region_mask(points: np.ndarray, size: int, settings: FusionSettings) ->
     inside = cv2.distanceTransform((hard > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
     t = np.clip(inside / feather, 0, 1)
     replaced = t * t * (3 - 2 * t)
+    if settings.forehead_feather > 0:
+        rows = np.arange(size, dtype=np.float64)[:, None]
+        cut = top + settings.forehead_inset * height
+        u = np.clip((rows - cut) / (settings.forehead_feather * height), 0, 1)
+        replaced = replaced * (u * u * (3 - 2 * u))
     if settings.keep:
         replaced = replaced * (1 - keep_region_mask(points, size, settings))
     return replaced.astype(np.float32)
