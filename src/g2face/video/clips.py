@@ -68,8 +68,10 @@ class GeometrySmoother:
     """A model's `geometry_filter` for video (`FusionAnonymizer.with_geometry_filter`): per dummy
     seed (one per track), the geometry vectors [shape ⊕ expression ⊕ pose (3, degrees)] through
     One-Euro filters at the clip's frame rate — the expression in blendshape units, the pose in
-    `POSE_SCALE` degrees — so a still face renders steadily and a moving one follows without
-    lag. The shape part is the model's constant average (filtering leaves it as it is)."""
+    `POSE_SCALE` degrees — so a still face renders steadily and a moving one follows with little
+    lag (the fake's expression error against the original's frame did not change on d0 and d6:
+    docs/video.md "Session 21"). The shape part is the model's constant average (filtering leaves
+    it as it is)."""
 
     POSE_SCALE = 30.0
 
