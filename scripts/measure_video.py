@@ -158,17 +158,14 @@ def main() -> None:
         args.model, method=args.method, carriers=carriers, model_options=options
     )
 
-    def embed(images: list[np.ndarray], detections) -> torch.Tensor:
-        crops = [align_face(im, d, 256).crop for im, d in zip(images, detections, strict=True)]
-        with torch.inference_mode():
-            return facenet(crops_to_tensor(crops))
-
     geometry = getattr(pipe.model, "geometry", None)  # (a classic filter has no geometry prior)
 
-    def expressions(images: list[np.ndarray], detections) -> torch.Tensor:
-        crops = [align_face(im, d, 256).crop for im, d in zip(images, detections, strict=True)]
+    def embed(image: np.ndarray, detections) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """FaceNet embeddings of the image's faces at `detections`, and their blendshapes (None
+        without a geometry prior), from one aligned crop each."""
+        crops = crops_to_tensor([align_face(image, d, 256).crop for d in detections])
         with torch.inference_mode():
-            return geometry(crops_to_tensor(crops)).expression
+            return facenet(crops), None if geometry is None else geometry(crops).expression
 
     rows = {
         name: {
@@ -221,10 +218,7 @@ def main() -> None:
             keys.append(
                 best["track"] if best and iou(best["box"], d.box) > 0.3 else f"untracked{frame.index}"
             )
-        e_orig = embed([rgb] * len(originals), originals)
-
-        def face_method(key, result=result):
-            return next((f for f in result.faces if f["track"] == key), {}).get("method")
+        e_orig, x_orig = embed(rgb, originals)
 
         # Two faces seen in one frame are two people: how alike FaceNet finds them there is what
         # a match means in this frame (dark, blurred audience faces of different people score
@@ -232,17 +226,16 @@ def main() -> None:
         between = (e_orig @ e_orig.T).numpy()
         np.fill_diagonal(between, -1.0)
         impostor = between.max(1) if len(originals) > 1 else np.full(1, -1.0)
-        x_orig = None if geometry is None else expressions([rgb] * len(originals), originals)
         for name, image, covered in runs:
-            e_anon = embed([image] * len(originals), originals)
-            x_anon = None if geometry is None else expressions([image] * len(originals), originals)
+            e_anon, x_anon = embed(image, originals)
             for i, (d, key) in enumerate(zip(originals, keys, strict=True)):
+                face = next((f for f in result.faces if f["track"] == key), {}) if name == "tracked" else {}
                 pts = np.clip(np.round(d.points).astype(int), 0, [rgb.shape[1] - 1, rgb.shape[0] - 1])
                 if not covered[pts[:, 1], pts[:, 0]].all():
                     rows[name]["unanonymized"] += 1
                 rows[name]["leak"].append(float(e_anon[i] @ e_orig[i]))
                 rows[name]["distinct"].append(float(impostor[i]))
-                if x_anon is not None and (name != "tracked" or face_method(key) == "g2face"):
+                if x_anon is not None and (name != "tracked" or face.get("method") == "g2face"):
                     # blendshape L1 between the fake and the original frame's face (rendered faces only)
                     rows[name]["expression"].append(float((x_anon[i] - x_orig[i]).abs().mean()))
                 if name == "tracked" and not str(key).startswith("untracked"):
@@ -253,7 +246,6 @@ def main() -> None:
                         cross["leak"].append(float(e_anon[i] @ earlier[-1]))
                         cross["genuine"].append(float(e_orig[i] @ earlier[-1]))
                 if name == "tracked":
-                    face = next((f for f in result.faces if f["track"] == key), {})
                     leak = round(rows[name]["leak"][-1], 4)
                     width, method = round(d.width, 1), face.get("method")
                     per_face.append(
