@@ -9,13 +9,19 @@ Takes the GIE part (f_dummy, f_mlp) of a `g2face train --stage gie` export and s
 settings the anonymizer is rebuilt from (GIE configuration, prior family, fusion and candidate
 settings); weight matrices in float16. Given a geometric-fusion file instead, it keeps its tensors
 bit for bit (attribute probe included) and its GIE configuration, and writes the settings again
-from the options (the current defaults where an option is not given).
+from the options (the current defaults where an option is not given); with `--gie-from EXPORT` its
+f_dummy and f_mlp are replaced by that GIE export's (a GIE trained on a larger bank, say) and the
+stored settings are kept:
+
+    python scripts/build_lite_model.py src/g2face/weights/g2face-lite.safetensors new.safetensors \
+        --gie-from RUN/model.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from safetensors import safe_open
@@ -23,6 +29,8 @@ from safetensors.torch import load_file, save_file
 
 from g2face.models.checkpoints import (
     FUSION_FORMAT,
+    GIE_PREFIXES,
+    gie_tensors,
     load_fusion_model,
     read_g2face_config,
     save_fusion_model,
@@ -57,6 +65,12 @@ def main() -> None:
         help="a second recogniser the dummy search weighs with SFace",
     )
     parser.add_argument("--full", action="store_true", help="keep float32 weights")
+    parser.add_argument(
+        "--gie-from",
+        type=Path,
+        help="with a geometric-fusion input: take f_dummy and f_mlp from this GIE export instead "
+        "(the probes and corrections are kept; refit those that depend on the renders)",
+    )
     args = parser.parse_args()
     fusion, candidates = (
         FusionSettings(warp_strength=args.warp, shading_sigma=args.shading_sigma),
@@ -75,13 +89,23 @@ def main() -> None:
     if weights_format(args.gie_export) == FUSION_FORMAT:
         _, stored = load_fusion_model(args.gie_export)
         gie = GIEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["gie"].items()})
-        settings = fusion_settings(gie, stored["priors"], fusion, candidates)
         with safe_open(str(args.gie_export), "pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+            metadata = f.metadata()
+        if args.gie_from is None:
+            settings = fusion_settings(gie, stored["priors"], fusion, candidates)
+            metadata = {"format": FUSION_FORMAT, "config": json.dumps(settings)}
+        else:  # only the GIE changes: the stored settings stay as they are
+            config = read_g2face_config(args.gie_from)
+            if asdict(config.gie) != asdict(gie):
+                raise SystemExit(f"{args.gie_from}'s GIE configuration differs from {args.gie_export}'s")
+            tensors = {k: v for k, v in tensors.items() if not k.startswith(GIE_PREFIXES)}
+            tensors.update(gie_tensors(load_file(str(args.gie_from)), half=not args.full))
         tmp = args.out.with_name(f".{args.out.name}.part")
-        save_file(tensors, str(tmp), metadata={"format": FUSION_FORMAT, "config": json.dumps(settings)})
+        save_file(tensors, str(tmp), metadata=metadata)
         tmp.replace(args.out)
-        print(f"wrote {args.out} with new settings ({args.out.stat().st_size / 1e6:.1f} MB)")
+        what = "its GIE replaced" if args.gie_from else "new settings"
+        print(f"wrote {args.out} with {what} ({args.out.stat().st_size / 1e6:.1f} MB)")
         return
     config = read_g2face_config(args.gie_export)
     if config.name != "lite":

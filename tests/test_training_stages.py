@@ -233,6 +233,15 @@ def test_gie_holds_out_part_of_the_bank_and_logs_its_loss(tmp_path):
     assert all("val_loss" in row and row["val_loss"] > 0 for row in rows)
 
 
+def test_gie_holds_out_a_fixed_number_of_samples_when_asked(tmp_path):
+    STAGE_CLASSES["bank"](tiny_config(), CPU, tmp_path).run(steps=40, progress=False)
+    stage = STAGE_CLASSES["gie"](tiny_config(gie_held_out=12), CPU, tmp_path)
+    stage.setup()
+    assert stage.n_train == 28
+    with pytest.raises(ValueError, match="nothing to train"):
+        STAGE_CLASSES["gie"](tiny_config(gie_held_out=40), CPU, tmp_path).setup()
+
+
 def test_ema_warms_up_so_short_runs_export_what_they_trained():
     from g2face.training.engine import warmup_ema
 

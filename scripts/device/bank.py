@@ -65,23 +65,31 @@ def _save_shard(records: list[dict[str, torch.Tensor]], first_batch: int, path: 
     os.replace(tmp, path)
 
 
-def render(args: argparse.Namespace) -> None:
-    device = args.device
-    if device == "cuda":
-        # TF32 for the synthesis and the priors; w itself is mapped in float32 on the CPU.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    mapper, identity, geometry = _priors(device)  # the generator stays on the CPU to map seeds
-    synthesis = copy.deepcopy(mapper).to(device)
+def render_bank(
+    mapper,
+    synthesis,
+    identity,
+    geometry,
+    out: Path,
+    *,
+    seed: int,
+    batch: int,
+    minutes: float,
+    max_batches: int = 10**9,
+    shard_mib: float = 15.0,
+) -> dict:
+    """Render batches until `minutes` or `max_batches` are spent; fp16 shards of ≤ `shard_mib` in
+    `out`, each written as soon as it is full (a run stopped at its limit keeps them). `mapper` is
+    the generator on the CPU (seeds → w), `synthesis` the same generator on the device."""
+    device = next(synthesis.parameters()).device
     per_sample = 2 * (128 + 40 + 52 + 3)  # fp16 bytes of KEYS
-    per_shard = int(args.shard_mib * MiB // (per_sample * args.batch))  # batches per shard
-    meta = {"seed": str(args.seed), "batch_size": str(args.batch), "format": "g2face-bank-fp16"}
-    args.out.mkdir(parents=True, exist_ok=True)
+    per_shard = max(1, int(shard_mib * MiB // (per_sample * batch)))  # batches per shard
+    meta = {"seed": str(seed), "batch_size": str(batch), "format": "g2face-bank-fp16"}
+    out.mkdir(parents=True, exist_ok=True)
     started, records, first, shards, index = time.perf_counter(), [], 0, 0, 0
     last_print = started
-    while index < args.max_batches and time.perf_counter() - started < args.minutes * 60:
-        w = _map_on_cpu(mapper, args.batch, _batch_seed(args.seed, index)).to(device)
+    while index < max_batches and time.perf_counter() - started < minutes * 60:
+        w = _map_on_cpu(mapper, batch, _batch_seed(seed, index)).to(device)
         with torch.no_grad():
             images = synthesis(w[:, None, :].expand(-1, synthesis.n_styles, -1)).clamp(-1, 1)
             g = geometry(images)
@@ -94,65 +102,97 @@ def render(args: argparse.Namespace) -> None:
         records.append({k: v.float().cpu() for k, v in record.items()})
         index += 1
         if len(records) == per_shard:
-            _save_shard(records, first, args.out / f"bank-{shards:03d}.safetensors", meta)
+            _save_shard(records, first, out / f"bank-{shards:03d}.safetensors", meta)
             shards, first, records = shards + 1, index, []
         if time.perf_counter() - last_print > 20:
             last_print = time.perf_counter()
-            rate = index * args.batch / (last_print - started)
-            print(f"[bank] {index * args.batch} samples, {rate:.0f}/s", flush=True)
+            print(
+                f"[bank] {index * batch} samples, {index * batch / (last_print - started):.0f}/s", flush=True
+            )
     if records:
-        _save_shard(records, first, args.out / f"bank-{shards:03d}.safetensors", meta)
+        _save_shard(records, first, out / f"bank-{shards:03d}.safetensors", meta)
     seconds = time.perf_counter() - started
-    summary = {
-        "samples": index * args.batch,
-        "seconds": round(seconds, 1),
-        "device": device,
-        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
-        "torch": torch.__version__,
-        "per_second": round(index * args.batch / seconds, 1),
-    }
-    if device == "cuda":
-        summary["max_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     # The first batch's w, for `expand` to check that its CPU maps the seeds to the same latents.
-    save_file(
-        {"w": _map_on_cpu(mapper, args.batch, _batch_seed(args.seed, 0))},
-        str(args.out / "w-check.safetensors"),
+    save_file({"w": _map_on_cpu(mapper, batch, _batch_seed(seed, 0))}, str(out / "w-check.safetensors"))
+    return {
+        "samples": index * batch,
+        "seconds": round(seconds, 1),
+        "per_second": round(index * batch / seconds, 1),
+    }
+
+
+def render(args: argparse.Namespace) -> None:
+    device = args.device
+    if device == "cuda":
+        # TF32 for the synthesis and the priors; w itself is mapped in float32 on the CPU.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    mapper, identity, geometry = _priors(device)  # the generator stays on the CPU to map seeds
+    summary = render_bank(
+        mapper,
+        copy.deepcopy(mapper).to(device),
+        identity,
+        geometry,
+        args.out,
+        seed=args.seed,
+        batch=args.batch,
+        minutes=args.minutes,
+        max_batches=args.max_batches,
+        shard_mib=args.shard_mib,
     )
+    summary.update(device=device, torch=torch.__version__)
+    if device == "cuda":
+        summary["gpu"] = torch.cuda.get_device_name()
+        summary["max_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     (args.out / "bank.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary))
 
 
-def expand(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    from g2face.priors.mobilestylegan import load_mobilestylegan
-
-    generator = load_mobilestylegan()
-    with torch.no_grad():  # the kit carries fp16 weights: map with the same rounded numbers
+def round_like_kit(generator) -> None:
+    """The kit carries the generator in fp16: here it must map seeds with the same rounded numbers."""
+    with torch.no_grad():
         for tensor in [*generator.parameters(), *generator.buffers()]:
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
-    args.run_bank.mkdir(parents=True, exist_ok=True)
+
+
+def expand_shards(generator, shards: list[Path], run_bank: Path, name_offset: int = 0) -> int:
+    """The bank stage's batch files (float32, w recomputed from each batch's seed) from rendered
+    shards; returns the number of samples written."""
+    from tqdm import tqdm
+
+    run_bank.mkdir(parents=True, exist_ok=True)
     written = 0
-    for shard in sorted(args.shards):
+    for shard in sorted(shards):
         with safe_open(str(shard), "pt") as f:
             meta = f.metadata()
         seed, batch = int(meta["seed"]), int(meta["batch_size"])
         first, batches = int(meta["first_batch"]), int(meta["batches"])
         data = load_file(str(shard))
         for i in tqdm(range(batches), desc=shard.name, unit="batch"):
-            index = first + i
             rows = slice(i * batch, (i + 1) * batch)
-            record = {"w": _map_on_cpu(generator, batch, _batch_seed(seed, index))}
-            record.update({k: data[k][rows].float() for k in KEYS})
-            path = args.run_bank / f"batch_{index:06d}.safetensors"
-            save_file({k: v.contiguous() for k, v in record.items()}, str(path))
+            record = {"w": _map_on_cpu(generator, batch, _batch_seed(seed, first + i))}
+            record.update({k: data[k][rows].float().contiguous() for k in KEYS})
+            path = run_bank / f"batch_{name_offset + first + i:06d}.safetensors"
+            tmp = path.with_name(f".{path.name}.part")
+            save_file(record, str(tmp))
+            os.replace(tmp, path)
             written += batch
-    check = Path(args.shards[0]).parent / "w-check.safetensors"
-    if check.is_file():
-        w_device = load_file(str(check))["w"]
-        w_here = _map_on_cpu(generator, len(w_device), _batch_seed(seed, 0))
-        print(f"w of batch 0: max |device − here| = {(w_device - w_here).abs().max():.2e}")
+        check = shard.parent / "w-check.safetensors"
+        if first == 0 and check.is_file():
+            w_device = load_file(str(check))["w"]
+            w_here = _map_on_cpu(generator, len(w_device), _batch_seed(seed, 0))
+            print(f"w of batch 0: max |device − here| = {(w_device - w_here).abs().max():.2e}")
+    return written
+
+
+def expand(args: argparse.Namespace) -> None:
+    from g2face.priors.mobilestylegan import load_mobilestylegan
+
+    generator = load_mobilestylegan()
+    round_like_kit(generator)
+    written = expand_shards(generator, args.shards, args.run_bank, args.name_offset)
     print(f"{written} samples in {args.run_bank}")
 
 
@@ -186,6 +226,12 @@ def main() -> None:
     e = sub.add_parser("expand", help="here: recompute w, write the bank stage's batch files")
     e.add_argument("shards", type=Path, nargs="+")
     e.add_argument("run_bank", type=Path)
+    e.add_argument(
+        "--name-offset",
+        type=int,
+        default=0,
+        help="added to the batch numbers in the file names (a second render's seed)",
+    )
     k = sub.add_parser("kit", help="here: build the carry")
     k.add_argument("--out", type=Path, default=Path(".device/bank"))
     args = parser.parse_args()

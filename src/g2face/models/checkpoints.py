@@ -152,6 +152,12 @@ def save_fusion_model(
     """A geometric-fusion model: the GIE tensors of a trained network (`map_2_id.*`, `style_mlp.*`;
     other keys are dropped) and its settings (GIE config, prior family, fusion settings) as JSON.
     Weight matrices are stored in float16 when `half` (buffers and norms stay float32)."""
+    tensors = gie_tensors(state, half)
+    _write_fusion_file(tensors, {"format": FUSION_FORMAT, "config": json.dumps(dict(settings))}, path)
+
+
+def gie_tensors(state: Mapping[str, Tensor], half: bool = True) -> dict[str, Tensor]:
+    """The GIE part of a trained network's state as a geometric-fusion file stores it."""
     tensors = {}
     for key, value in state.items():
         if not key.startswith(GIE_PREFIXES):
@@ -161,7 +167,7 @@ def save_fusion_model(
         tensors[key] = value.half() if half and is_weight_matrix else value
     if not any(k.startswith("style_mlp.") for k in tensors):
         raise ValueError("no GIE tensors (style_mlp.*) in the given state")
-    _write_fusion_file(tensors, {"format": FUSION_FORMAT, "config": json.dumps(dict(settings))}, path)
+    return tensors
 
 
 def _write_fusion_file(tensors: Mapping[str, Tensor], metadata: dict[str, str], path: str | Path) -> None:

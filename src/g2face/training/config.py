@@ -68,6 +68,9 @@ class TrainConfig:
     # Recompute each block's activations in backward instead of keeping them (training.memory):
     # same gradients, ~1.3x the time, a fraction of the memory (the paper network on a CPU).
     activation_checkpointing: bool = False
+    # GIE: how many of the bank's last samples are never trained on (val_loss); None: 5 %. A fixed
+    # number lets runs on banks of different sizes share one held-out set (bank-size studies).
+    gie_held_out: int | None = None
     log_every: int = 10
     sample_every: int = 500
     checkpoint_every: int = 500

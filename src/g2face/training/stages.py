@@ -110,9 +110,13 @@ class GIEStage(Stage):
         self.net.style_mlp.standardize_inputs(torch.cat([self.bank["identity"], self.bank["geometry"]], 1))
         self.net.style_mlp.start_at(self.bank["w"].mean(0))
         self.add_optimizer([([self.net.style_mlp], 1.0)])
-        # The last 5 % of the bank (none below 20 samples) is never trained on: `val_loss` tells fitting
-        # from memorising.
-        self.n_train = len(self.bank["w"]) - len(self.bank["w"]) // 20
+        # The last 5 % of the bank (or `gie_held_out` samples) is never trained on: `val_loss` tells
+        # fitting from memorising.
+        size = len(self.bank["w"])
+        held_out = size // 20 if self.config.gie_held_out is None else self.config.gie_held_out
+        if not 0 <= held_out < size:
+            raise ValueError(f"gie_held_out={held_out} leaves nothing to train on in a bank of {size}")
+        self.n_train = size - held_out
 
     def _regression_loss(self, net, pick: Tensor) -> Tensor:
         wplus = net.styles(self.bank["identity"][pick], self.bank["geometry"][pick])
