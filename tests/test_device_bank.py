@@ -69,3 +69,9 @@ def test_rendered_shards_expand_to_the_bank_stage_files(bank, tmp_path):
         for key, value in (("identity", identity(images)), ("shape", g.shape), ("pose", g.pose)):
             assert torch.allclose(record[key], value, rtol=2e-3, atol=2e-3), key
         assert record["expression"].shape == (4, 52)
+
+
+def test_the_seed_stride_is_the_bank_stages(bank):
+    from g2face.training.stages import BANK_SEED_STRIDE
+
+    assert bank.SEED_STRIDE == BANK_SEED_STRIDE

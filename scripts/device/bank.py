@@ -31,7 +31,9 @@ from safetensors.torch import load_file, save_file
 
 KEYS = ("identity", "shape", "expression", "pose")  # what the image gives; w comes from the seed
 MiB = 1024 * 1024
-SEED_STRIDE = 1_000_003  # the bank stage's: batch `index` of run seed `s` is drawn with s * stride + index
+# training.stages.BANK_SEED_STRIDE (not imported: the training package pulls in the payload codec,
+# whose cryptography wheel would have to travel); tests/test_device_bank.py checks they agree.
+SEED_STRIDE = 1_000_003
 
 
 def _batch_seed(seed: int, index: int) -> int:
@@ -82,8 +84,7 @@ def render_bank(
     `out`, each written as soon as it is full (a run stopped at its limit keeps them). `mapper` is
     the generator on the CPU (seeds → w), `synthesis` the same generator on the device."""
     device = next(synthesis.parameters()).device
-    per_sample = 2 * (128 + 40 + 52 + 3)  # fp16 bytes of KEYS
-    per_shard = max(1, int(shard_mib * MiB // (per_sample * batch)))  # batches per shard
+    per_shard = None  # batches per shard, from the first batch's size in fp16
     meta = {"seed": str(seed), "batch_size": str(batch), "format": "g2face-bank-fp16"}
     out.mkdir(parents=True, exist_ok=True)
     started, records, first, shards, index = time.perf_counter(), [], 0, 0, 0
@@ -100,6 +101,9 @@ def render_bank(
                 "pose": g.pose,
             }
         records.append({k: v.float().cpu() for k, v in record.items()})
+        if per_shard is None:
+            per_sample = 2 * sum(v[0].numel() for v in records[0].values())
+            per_shard = max(1, int(shard_mib * MiB // (per_sample * batch)))
         index += 1
         if len(records) == per_shard:
             _save_shard(records, first, out / f"bank-{shards:03d}.safetensors", meta)

@@ -46,6 +46,11 @@ def _random_bits(n: int, n_bits: int, device: torch.device) -> Tensor:
     return torch.randint(0, 2, (n, n_bits), device=device).float()
 
 
+# Batch `index` of a bank with run seed `s` draws its latents with seed s * stride + index
+# (scripts/device/bank.py draws the same on an accelerator).
+BANK_SEED_STRIDE = 1_000_003
+
+
 class BankStage(Stage):
     """No optimisation: `steps` samples, written in batch files `bank/batch_NNNNNN.safetensors`."""
 
@@ -68,7 +73,7 @@ class BankStage(Stage):
         for index in tqdm(todo, desc="bank", unit="batch", disable=not (progress and self.env.is_main)):
             n = min(batch, total - index * batch)
             with torch.no_grad(), self.autocast():
-                w = sample_w(generator, n, self.config.seed * 1_000_003 + index)
+                w = sample_w(generator, n, self.config.seed * BANK_SEED_STRIDE + index)
                 images = generator(broadcast_w(generator, w)).clamp(-1, 1)
                 geometry = self.priors.geometry(images)
                 record = {
