@@ -17,6 +17,7 @@ from g2face.models.fusion import (
     FACIAL_HAIR_SURE_ORIGINAL,
     GLASSES_EDGE,
     GLASSES_EDGE_ORIGINAL,
+    GLASSES_REFERENCE_WIDTH,
     GLASSES_SURE_ORIGINAL,
     KEEP_REGIONS,
     NUM_MESH_POINTS,
@@ -484,6 +485,47 @@ def test_a_spectacle_bridge_is_seen_and_counts_only_where_the_original_has_no_gl
     assert original_glasses(GLASSES_EDGE_ORIGINAL - 1) is False
     assert original_glasses(GLASSES_EDGE_ORIGINAL) is None
     assert original_glasses(GLASSES_SURE_ORIGINAL) is True
+
+
+def test_a_small_face_s_glasses_are_read_as_at_lfw_size():
+    """A small face's crop is upsampled (and a candidate's preview resampled to the photo's pixels),
+    which softens a frame's edge: the reading is scaled back for the crop's source width, below
+    `GLASSES_REFERENCE_WIDTH` only and by at most `GLASSES_SCALE_MAX`."""
+    plain = np.full((256, 256, 3), 170, np.uint8)
+    spectacles = plain.copy()
+    spectacles[112:116, 96:160] = 20
+    points = _bridge_points()
+    native = glasses_score(spectacles, points)
+    # as a 40-px-wide crop of the photo shows it, upsampled back to the crop's size
+    small = cv2.resize(cv2.resize(spectacles, (40, 40), interpolation=cv2.INTER_AREA), (256, 256))
+    softened = glasses_score(small, points)
+    assert softened < 0.6 * native
+    assert glasses_score(small, points, 40.0) == pytest.approx(softened * min(2.0, (160 / 40) ** 0.5))
+    assert glasses_score(small, points, 80.0) == pytest.approx(softened * (160 / 80) ** 0.5)
+    for width in (GLASSES_REFERENCE_WIDTH, 256.0, None):
+        assert glasses_score(spectacles, points, width) == native
+    assert glasses_score(plain, points, 40.0) == 0
+
+    class Estimator:
+        def __call__(self, crops):
+            return Attributes(age=torch.tensor([40.0]), male_probability=torch.tensor([0.7]))
+
+    anonymizer = SimpleNamespace(
+        identity=lambda crops: torch.zeros(1, 3), attributes=Estimator(), candidates=CandidateSettings()
+    )
+    faint = np.clip(170 - (170 - spectacles.astype(np.float32)) * GLASSES_EDGE / native * 0.8, 0, 255)
+    faint = faint.astype(np.uint8)  # a preview whose bridge reads 80 % of the edge
+    reference = (0.7, 40.0, True)
+    (at_crop,) = FusionAnonymizer._scores(anonymizer, torch.ones(3), reference, [faint], points)
+    (at_photo,) = FusionAnonymizer._scores(
+        anonymizer, torch.ones(3), reference, [faint], points, source_width=60.0
+    )
+    assert at_crop.loses_glasses and not at_photo.loses_glasses
+    # glasses read on the renders themselves (dark glasses kept in front) are at the crop's size
+    (on_render,) = FusionAnonymizer._scores(
+        anonymizer, torch.ones(3), reference, [plain], points, glasses_views=[faint], source_width=60.0
+    )
+    assert on_render.loses_glasses
 
 
 def test_a_moustache_is_seen_as_dark_lost_colour_above_the_lip_and_a_shadow_is_not():

@@ -541,6 +541,7 @@ class _FaceSearch:
             self.points,
             self.second_embedding,
             None if self.occluder is None else [f.crop for f in fused],
+            self.width,
         )
 
     def _render_round(self, indices: list[int], with_pushes: bool = False) -> None:
@@ -963,12 +964,14 @@ class FusionAnonymizer(nn.Module):
         points: np.ndarray | None = None,
         second_reference: Tensor | None = None,
         glasses_views: list[np.ndarray] | None = None,
+        source_width: float | None = None,
     ) -> list[CandidateScore]:
         """Each fused candidate's identity similarity to the original (SFace embedding `reference`,
         and the second judge's `second_reference` when the search has one) and, when keeping
         attributes (`reference_attributes`, `ApparentAttributes`), its apparent gender, age, glasses
         and facial hair (`glasses_score`, `facial_hair_score` at the original's mesh `points`; glasses
-        on `glasses_views` instead of the previews when given)."""
+        on `glasses_views` instead of the previews when given; the previews show the face as the
+        photo will, at `source_width` photo pixels, which `glasses_score` allows for)."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
         similarity = (self.identity(crops) @ reference).tolist()
         second = [None] * len(faces)
@@ -984,8 +987,8 @@ class FusionAnonymizer(nn.Module):
         else:
             # Glasses are read where the fake's own would show: on the previews, or on the renders
             # alone when the original's dark glasses are kept in front of them.
-            views = faces if glasses_views is None else glasses_views
-            wears = [bool(glasses_score(face, points) >= GLASSES_EDGE) for face in views]
+            views, span = (faces, source_width) if glasses_views is None else (glasses_views, None)
+            wears = [bool(glasses_score(face, points, span) >= GLASSES_EDGE) for face in views]
             hair = [bool(facial_hair_score(face, points) >= FACIAL_HAIR_EDGE) for face in faces]
         return [
             CandidateScore(
@@ -1068,17 +1071,18 @@ class FusionAnonymizer(nn.Module):
                     float(p),
                     float(a),
                     # kept dark glasses stand in front of the fake: it must bring none of its own
-                    False if k is not None else original_glasses(glasses_score(o, q)),
+                    False if k is not None else original_glasses(glasses_score(o, q, w)),
                     original_facial_hair(facial_hair_score(o, q), float(p)),
                     None if math.isnan(t) else t,
                 )
-                for p, a, o, q, k, t in zip(
+                for p, a, o, q, k, t, w in zip(
                     found.male_probability,
                     found.age,
                     originals,
                     original_points,
                     occluders,
                     tones,
+                    widths,
                     strict=True,
                 )
             ]
