@@ -19,7 +19,15 @@ from conftest import FIXTURES  # noqa: E402
 from g2face.cli import cli  # noqa: E402
 from g2face.detection import YuNetDetector  # noqa: E402
 from g2face.io import read_image  # noqa: E402
-from g2face.io.sidecar import SidecarError, SidecarReader, sidecar_path, write_sidecar  # noqa: E402
+from g2face.io.sidecar import (  # noqa: E402
+    NO_FRAME,
+    FrameChain,
+    SidecarError,
+    SidecarReader,
+    frame_binding,
+    sidecar_path,
+    write_sidecar,
+)
 from g2face.io.video import EncoderSettings, probe_video, read_frames, transcode_video  # noqa: E402
 from g2face.models.checkpoints import save_g2face  # noqa: E402
 from g2face.models.zoo import build_model, tiny_config  # noqa: E402
@@ -175,26 +183,35 @@ def test_sidecar_recovery_restores_face_regions_exactly(tmp_path, clip, anonymiz
                 )
 
 
-def _rewrite_sidecar(source, target, secret, *, swap=(), version=2):
-    """A copy of a sidecar with the containers of the frames in `swap` exchanged, or (version 1)
-    every container sealed again without a frame binding, as releases before it wrote them."""
+def _rewrite_sidecar(source, target, secret, *, swap=(), drop=(), end=True, version=3):
+    """A copy of a sidecar with the containers of the frames in `swap` exchanged and the records of
+    `drop` left out (their neighbours' containers untouched, as a deletion would leave them),
+    without its end record unless `end`; or every container sealed again as an older release
+    wrote it: version 1 without a frame binding, version 2 bound to its frame but not chained."""
     with SidecarReader(source) as reader:
         header = {k: v for k, v in reader.header.items() if k != "clip_id"}
         blobs = {i: reader.get(i) for i in reader.frames}
-        if version == 1:
+        previous = {i: reader._previous[i] for i in reader.frames}
+        clip_id, end_record, end_names = reader.clip_id, reader.end_record(), reader.end[0]
+        if version < 3:
             for i, blob in blobs.items():
                 opened = open_container(blob, secret, associated_data=reader.binding(i))
-                blobs[i] = seal_regions(opened.regions, secret, opened.image_shape)
-        clip_id = reader.clip_id
+                binding = frame_binding(clip_id, i) if version == 2 else b""
+                blobs[i] = seal_regions(opened.regions, secret, opened.image_shape, associated_data=binding)
     if swap:
         a, b = swap
         blobs[a], blobs[b] = blobs[b], blobs[a]
-    if version == 2:
-        write_sidecar(target, header, clip_id, lambda w: [w.add(i, blobs[i]) for i in sorted(blobs)])
-        return
-    encoded = json.dumps(header).encode()
-    records = b"".join(struct.pack(">II", i, len(blobs[i])) + blobs[i] for i in sorted(blobs))
-    target.write_bytes(b"G2FV\x01" + struct.pack(">I", len(encoded)) + encoded + records)
+    frames = [i for i in sorted(blobs) if i not in drop]
+    if version == 3:
+        encoded = json.dumps(header | {"clip_id": clip_id.hex()}, sort_keys=True).encode()
+        records = b"".join(struct.pack(">III", i, previous[i], len(blobs[i])) + blobs[i] for i in frames)
+        if end:
+            blob, _ = end_record
+            records += struct.pack(">III", NO_FRAME, end_names, len(blob)) + blob
+    else:
+        encoded = json.dumps(header | ({"clip_id": clip_id.hex()} if version == 2 else {})).encode()
+        records = b"".join(struct.pack(">II", i, len(blobs[i])) + blobs[i] for i in frames)
+    target.write_bytes(b"G2FV" + bytes([version]) + struct.pack(">I", len(encoded)) + encoded + records)
 
 
 def test_sidecar_records_are_bound_to_their_frame(tmp_path, anonymized, pipeline, secret):
@@ -205,6 +222,58 @@ def test_sidecar_records_are_bound_to_their_frame(tmp_path, anonymized, pipeline
     assert report.recovery["damaged_frames"] == 2 and report.recovery["exact_frames"] == N - 2
     assert sorted(e["frame"] for e in report.fail_closed) == [3, 4]
     assert all("another place" in e["reason"] for e in report.fail_closed)
+
+
+def test_a_removed_sidecar_record_is_reported_not_skipped(tmp_path, anonymized, pipeline, secret):
+    """Version 3 chains the records: a record deleted from the middle or the end, or a sidecar cut
+    before its end record, is reported (that frame stays anonymized), never silently passed over."""
+    out, _ = anonymized
+    cut = tmp_path / "cut.g2face"
+    _rewrite_sidecar(sidecar_path(out), cut, secret, drop=(5, N - 1))
+    report = recover_video(pipeline, out, tmp_path / "back.mp4", secret, sidecar=cut, progress=False)
+    assert report.recovery["damaged_frames"] == 2 and report.recovery["exact_frames"] == N - 2
+    assert report.recovery["sidecar_complete"] is True
+    assert sorted(e["frame"] for e in report.fail_closed) == [5, N - 1]
+    assert all("record was removed" in e["reason"] for e in report.fail_closed)
+    _rewrite_sidecar(sidecar_path(out), cut, secret, end=False)
+    report = recover_video(pipeline, out, tmp_path / "back2.mp4", secret, sidecar=cut, progress=False)
+    assert report.recovery["exact_frames"] == N and report.recovery["sidecar_complete"] is False
+    assert [e["frame"] for e in report.fail_closed] == [None]
+    assert "end record" in report.fail_closed[0]["reason"]
+
+
+def test_the_record_chain_names_each_record_s_predecessor(tmp_path, secret):
+    """`FrameChain` seals in frame order what `SidecarWriter` writes; the reader opens each record
+    with the predecessor its header names and finds the gaps a deletion leaves."""
+    clip_id = bytes(16)
+    chain = FrameChain(clip_id)
+
+    def seal(binding):
+        return seal_regions([], secret, (2, 2, 3), associated_data=binding)
+
+    def fill(writer):
+        for frame in (0, 3, 4, 9):
+            writer.add(frame, seal(chain.binding(frame)))
+
+    path = tmp_path / "x.g2face"
+    write_sidecar(path, {"width": 2, "height": 2}, clip_id, fill, seal)
+    with SidecarReader(path) as reader:
+        assert reader.version == 3 and reader.frames == [0, 3, 4, 9] and reader.removed() == {}
+        for frame in reader.frames:
+            open_container(reader.get(frame), secret, associated_data=reader.binding(frame))
+        blob, binding = reader.end_record()
+        open_container(blob, secret, associated_data=binding)
+    with pytest.raises(ValueError, match="must increase"):
+        chain.binding(9)
+
+
+def test_a_version_2_sidecar_is_still_read(tmp_path, anonymized, pipeline, secret):
+    out, _ = anonymized
+    old = tmp_path / "v2.g2face"
+    _rewrite_sidecar(sidecar_path(out), old, secret, version=2)
+    report = recover_video(pipeline, out, tmp_path / "back.mp4", secret, sidecar=old, progress=False)
+    assert report.recovery["exact_frames"] == N and "sidecar_complete" not in report.recovery
+    assert report.fail_closed == []
 
 
 def test_an_unbound_version_1_sidecar_is_still_read(tmp_path, anonymized, secret):

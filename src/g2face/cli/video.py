@@ -156,7 +156,12 @@ def recover_video_command(
             else ")"
         )
     )
-    click.echo(f"{source}: {result.frames} frames; {how} -> {output}", err=True)
+    left = ""
+    if r["damaged_frames"] or r.get("sidecar_complete") is False:
+        left = f"; {r['damaged_frames']} frames left anonymized (sidecar records damaged or removed"
+        left += "; its end record is missing or altered" if r.get("sidecar_complete") is False else ""
+        left += ", see --report)"
+    click.echo(f"{source}: {result.frames} frames; {how}{left} -> {output}", err=True)
 
 
 _video_options = [

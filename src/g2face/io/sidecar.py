@@ -4,15 +4,22 @@ Video containers do not all carry attachments (MP4 does not), and re-encoding wo
 in-frame block anyway, so the encrypted original regions travel next to the clip:
 
     magic "G2FV" | version (1 byte) | header length (u32 BE) | header (UTF-8 JSON)
-    then per anonymized frame: frame index (u32 BE) | container length (u32 BE) | container bytes
+    then per anonymized frame: frame index | previous record's frame index | container length
+        (u32 BE each) | container bytes
+    then an end record: 0xFFFFFFFF | the last record's frame index | length | container
 
 Each container is sealed on its own (`g2face.payload.carriers.seal_regions`: salt, key check,
 ChaCha20-Poly1305), so the file needs no encryption of its own; the JSON header holds only layout
 facts (frame size, frame count) and a random clip id. Since version 2 each container is bound to
 its place: it is sealed with `frame_binding(clip id, frame index)` as associated data, so a record
 moved to another frame, reordered or taken from another clip's sidecar fails authentication
-(version 1 sidecars, unbound, are still read). Reading builds an index (frame → offset) by
-skipping from record to record, so a long clip's containers are never all in memory.
+(version 1 sidecars, unbound, are still read). Since version 3 each record also names and is
+bound to the frame of the record before it, and an end record (an empty container, bound to the
+last record's frame) closes the file: a record deleted from the middle shows as a gap in that
+chain (`SidecarReader.removed`), one deleted from the end as an end record that no longer fits,
+and a cut file as a missing end record (version 2 sidecars, without the chain, are still read).
+Reading builds an index (frame → offset) by skipping from record to record, so a long clip's
+containers are never all in memory.
 """
 
 from __future__ import annotations
@@ -28,13 +35,18 @@ from g2face.io.images import _atomic_write, check_output_free
 from g2face.types import InputError
 
 MAGIC = b"G2FV"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1: records not bound to their frame
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # 1: records not bound to their frame; 2: not chained
 CLIP_ID_BYTES = 16
 _BINDING_LABEL = b"g2face video sidecar v2 frame"
+_CHAINED_LABEL = b"g2face video sidecar v3 frame"
+_END_LABEL = b"g2face video sidecar v3 end"
+NO_FRAME = 0xFFFFFFFF
+"""In a version-3 record, the previous frame of the first record; as a frame index, the end record."""
 SIDECAR_SUFFIX = ".g2face"
 _LENGTH = struct.Struct(">I")
-_RECORD = struct.Struct(">II")
+_RECORD = struct.Struct(">II")  # versions 1 and 2: frame, length
+_CHAINED_RECORD = struct.Struct(">III")  # version 3: frame, previous record's frame, length
 
 T = TypeVar("T")
 
@@ -48,9 +60,18 @@ def new_clip_id() -> bytes:
     return secrets.token_bytes(CLIP_ID_BYTES)
 
 
-def frame_binding(clip_id: bytes, frame_index: int) -> bytes:
-    """The associated data a frame's container is sealed and opened with (version 2)."""
-    return _BINDING_LABEL + clip_id + _LENGTH.pack(frame_index)
+def frame_binding(clip_id: bytes, frame_index: int, previous: int | None = None) -> bytes:
+    """The associated data a frame's container is sealed and opened with: version 3 with the frame
+    index of the record before it in the sidecar (`NO_FRAME` for the first), version 2 without."""
+    if previous is None:
+        return _BINDING_LABEL + clip_id + _LENGTH.pack(frame_index)
+    return _CHAINED_LABEL + clip_id + _RECORD.pack(frame_index, previous)
+
+
+def end_binding(clip_id: bytes, last_frame: int) -> bytes:
+    """The associated data of a version-3 sidecar's end record: bound to its last record's frame
+    (`NO_FRAME` when the clip had nothing to restore)."""
+    return _END_LABEL + clip_id + _LENGTH.pack(last_frame)
 
 
 def sidecar_path(video: str | Path) -> Path:
@@ -59,24 +80,50 @@ def sidecar_path(video: str | Path) -> Path:
     return video.with_name(video.name + SIDECAR_SUFFIX)
 
 
+class FrameChain:
+    """The version-3 binding of each frame's container, for whoever seals them in frame order: the
+    frame of the record before it, which is the last frame `binding` was asked for."""
+
+    def __init__(self, clip_id: bytes):
+        self.clip_id, self.last = clip_id, NO_FRAME
+
+    def binding(self, frame_index: int) -> bytes:
+        """The associated data to seal `frame_index`'s container with; the record must then be added."""
+        if self.last != NO_FRAME and frame_index <= self.last:
+            raise ValueError(f"frame {frame_index} after frame {self.last}: frames must increase")
+        binding = frame_binding(self.clip_id, frame_index, self.last)
+        self.last = frame_index
+        return binding
+
+
 class SidecarWriter:
     def __init__(self, file: BinaryIO, header: dict, clip_id: bytes):
-        """`clip_id`: the id the records' containers were sealed for (`frame_binding`)."""
+        """`clip_id`: the id the records' containers were sealed for (`FrameChain`)."""
         if len(clip_id) != CLIP_ID_BYTES:
             raise ValueError(f"clip id must be {CLIP_ID_BYTES} bytes, got {len(clip_id)}")
         encoded = json.dumps(header | {"clip_id": clip_id.hex()}, sort_keys=True).encode()
         file.write(MAGIC + bytes([VERSION]) + _LENGTH.pack(len(encoded)) + encoded)
         self._file = file
-        self._last = -1
+        self._last = NO_FRAME
         self.records = 0
 
     def add(self, frame_index: int, container: bytes) -> None:
-        """Append the container of `frame_index` (frames in increasing order, each at most once)."""
-        if frame_index <= self._last:
+        """Append the container of `frame_index` (frames in increasing order, each at most once;
+        sealed with `FrameChain.binding`)."""
+        if frame_index == NO_FRAME or (self._last != NO_FRAME and frame_index <= self._last):
             raise ValueError(f"frame {frame_index} after frame {self._last}: frames must increase")
-        self._file.write(_RECORD.pack(frame_index, len(container)) + container)
+        self._file.write(_CHAINED_RECORD.pack(frame_index, self._last, len(container)) + container)
         self._last = frame_index
         self.records += 1
+
+    def finish(self, end_container: bytes) -> None:
+        """Close the file with the end record: `end_container` sealed with `end_binding(clip id,
+        last_frame)`."""
+        self._file.write(_CHAINED_RECORD.pack(NO_FRAME, self._last, len(end_container)) + end_container)
+
+    @property
+    def last_frame(self) -> int:
+        return self._last
 
 
 def write_sidecar(
@@ -84,17 +131,25 @@ def write_sidecar(
     header: dict,
     clip_id: bytes,
     fill: Callable[[SidecarWriter], T],
+    seal_end: Callable[[bytes], bytes],
     *,
     protected=(),
     force: bool = False,
 ) -> T:
     """Create the sidecar atomically: `fill(writer)` adds the records (containers sealed with
-    `frame_binding(clip_id, frame)`); the file appears only if it returns, and `fill`'s result is
+    `FrameChain(clip_id).binding(frame)`), then `seal_end(end_binding(clip_id, last frame))` gives
+    the end record's container; the file appears only if both return, and `fill`'s result is
     returned."""
     path = Path(path)
     check_output_free(path, protected=protected, force=force)
     result: list[T] = []
-    _atomic_write(path, lambda f: result.append(fill(SidecarWriter(f, header, clip_id))), replace=force)
+
+    def write(file: BinaryIO) -> None:
+        writer = SidecarWriter(file, header, clip_id)
+        result.append(fill(writer))
+        writer.finish(seal_end(end_binding(clip_id, writer.last_frame)))
+
+    _atomic_write(path, write, replace=force)
     return result[0]
 
 
@@ -147,18 +202,31 @@ class SidecarReader:
 
     def _scan(self) -> dict[int, tuple[int, int]]:
         index: dict[int, tuple[int, int]] = {}
+        self._previous: dict[int, int] = {}  # version 3: frame -> the frame its record names before it
+        self._order: list[int] = []  # frames in file order
+        self.end: tuple[int, int, int] | None = None  # version 3: (last frame named, offset, length)
+        layout = _CHAINED_RECORD if self.version >= 3 else _RECORD
         size = self.path.stat().st_size
         while True:
-            raw = self._file.read(_RECORD.size)
+            raw = self._file.read(layout.size)
             if not raw:
                 return index
-            if len(raw) < _RECORD.size:
+            if len(raw) < layout.size:
                 raise self._fail("sidecar truncated (partial record header)")
-            frame, length = _RECORD.unpack(raw)
+            if self.version >= 3:
+                frame, previous, length = layout.unpack(raw)
+            else:
+                (frame, length), previous = layout.unpack(raw), None
             offset = self._file.tell()
             if offset + length > size:
                 raise self._fail(f"sidecar truncated in the record of frame {frame}")
-            index[frame] = (offset, length)
+            if self.version >= 3 and frame == NO_FRAME:
+                self.end = (previous, offset, length)
+            else:
+                index[frame] = (offset, length)
+                self._order.append(frame)
+                if previous is not None:
+                    self._previous[frame] = previous
             self._file.seek(length, 1)
 
     @property
@@ -167,7 +235,38 @@ class SidecarReader:
 
     def binding(self, frame_index: int) -> bytes:
         """The associated data to open `frame_index`'s container with (empty for version 1)."""
-        return b"" if self.clip_id is None else frame_binding(self.clip_id, frame_index)
+        if self.clip_id is None:
+            return b""
+        return frame_binding(self.clip_id, frame_index, self._previous.get(frame_index))
+
+    def removed(self) -> dict[int, str]:
+        """Version 3: frames whose record was deleted, each with why that is known — the record
+        after it (or the end record) names it as its predecessor. A name is only as good as the
+        record that carries it: `recover_video` trusts it once that container opens. Several
+        records deleted in a row show as their last one, with the span they were in."""
+        if self.version < 3:
+            return {}
+        missing: dict[int, str] = {}
+        chain = [(frame, self._previous[frame], f"the record of frame {frame}") for frame in self._order]
+        if self.end is not None:
+            chain.append((None, self.end[0], "the end record"))
+        before = NO_FRAME
+        for frame, named, by in chain:
+            if named != before and named != NO_FRAME:
+                since = "the start" if before == NO_FRAME else f"frame {before}"
+                why = f"its sidecar record was removed ({by} names it; any since {since} may be too)"
+                missing[named] = why
+            before = frame if frame is not None else before
+        return missing
+
+    def end_record(self) -> tuple[bytes, bytes] | None:
+        """Version 3: the end record's container and the associated data to open it with, or None
+        when the end record is missing (the file was cut after its last complete record)."""
+        if self.end is None or self.clip_id is None:
+            return None
+        last, offset, length = self.end
+        self._file.seek(offset)
+        return self._file.read(length), end_binding(self.clip_id, last)
 
     def get(self, frame_index: int) -> bytes | None:
         """The container of `frame_index`, or None when that frame had nothing to restore."""

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from g2face.detection import YuNetDetector
-from g2face.io.sidecar import SidecarReader, frame_binding, new_clip_id, sidecar_path, write_sidecar
+from g2face.io.sidecar import FrameChain, SidecarReader, new_clip_id, sidecar_path, write_sidecar
 from g2face.io.video import EncoderSettings, VideoFrame, VideoInfo, probe_video, read_frames, transcode_video
 from g2face.payload import Secret, kdf
 from g2face.payload.carriers import (
@@ -231,6 +231,7 @@ class VideoAnonymizer:
         # salt behind it): a password is stretched once per clip, not twice per frame (~0.3 s each).
         self.image_salt = kdf.new_image_salt()
         self.clip_id = new_clip_id()  # the sidecar's records are sealed for (clip id, frame index)
+        self.chain = FrameChain(self.clip_id)  # ... and for the frame of the record before each
         self.dummy_seeds: dict[int, int] = {}  # track id -> the dummy seed its (last) search chose
         # track id -> the in-pixel payload its first frame carried: every later frame of the track
         # carries the same bits, not a fresh payload, so lossy coding keeps it in more frames and any
@@ -336,7 +337,7 @@ class VideoAnonymizer:
             fail_closed.append({"frame": index, "reason": reason, "box": list(box)})
         container = None
         if self.seal and regions:
-            binding = frame_binding(self.clip_id, index)
+            binding = self.chain.binding(index)
             container = seal_regions(
                 regions, self.secret, rgb.shape, image_salt=self.image_salt, associated_data=binding
             )
@@ -352,6 +353,11 @@ class VideoAnonymizer:
             for f in update.faces
         )
         return AnonymizedFrame(image, container, covered, faces, tuple(fail_closed), tuple(re_searches))
+
+    def seal_end(self, binding: bytes) -> bytes:
+        """The sidecar's end record (`io.sidecar.end_binding`): an empty container, so that only
+        the key's holder can close the chain of records, and a cut or shortened sidecar shows."""
+        return seal_regions([], self.secret, (1, 1, 3), image_salt=self.image_salt, associated_data=binding)
 
     def _is_small(self, face: TrackedFace) -> bool:
         small = is_small_face(face.detection.width, self.dummies.min_face, face.track.id in self._small)
@@ -598,6 +604,7 @@ def anonymize_video(
             header,
             anonymizer.clip_id,
             lambda writer: run(writer.add),
+            anonymizer.seal_end,
             protected=[source],
             force=force,
         )
@@ -718,6 +725,32 @@ def read_track_payloads(
     return found
 
 
+def _check_sidecar_end(reader: SidecarReader, secret: Secret, source: Path, report: VideoReport) -> bool:
+    """Whether a version-3 sidecar's end record is there and opens (a wrong secret raises before
+    anything is written); if not, a clip-level fail-closed entry says that records after the last
+    one left may be gone."""
+    end = reader.end_record()
+    why = "it is missing: the sidecar was cut short"
+    if end is not None:
+        try:
+            open_container(end[0], secret, associated_data=end[1])
+            return True
+        except WrongSecretError:
+            raise UnverifiedRecoveryError(
+                f"{source}: wrong password or key file for this clip's sidecar; nothing written"
+            ) from None
+        except ContainerError as e:
+            why = f"{e}"
+    last = reader.frames[-1] if reader.frames else None
+    report.fail_closed.append(
+        {
+            "frame": None,
+            "reason": f"the sidecar's end record: {why}; records after frame {last} may have been removed",
+        }
+    )
+    return False
+
+
 def recover_video(
     pipeline: G2FacePipeline,
     source: str | Path,
@@ -744,6 +777,7 @@ def recover_video(
     counts = {"exact_frames": 0, "damaged_frames": 0, "identity_faces": 0, "unverified_faces": 0}
     reader = SidecarReader(sidecar) if sidecar is not None else None
     payloads: TrackPayloads | None = None
+    removed: dict[int, str] = {}  # frames whose sidecar record was deleted (`SidecarReader.removed`)
     try:
         if reader is not None:
             info = probe_video(source)
@@ -752,6 +786,9 @@ def recover_video(
                     f"{sidecar}: made for a {reader.header.get('width')}x{reader.header.get('height')} clip, "
                     f"{source} is {info.width}x{info.height}; give the sidecar of this clip"
                 )
+            removed = reader.removed()
+            if reader.version >= 3:
+                counts["sidecar_complete"] = _check_sidecar_end(reader, secret, source, report)
         else:
             payloads = read_track_payloads(pipeline, source, secret, progress=progress)
             counts["unverified_faces"] = payloads.unverified
@@ -789,6 +826,10 @@ def recover_video(
                     return frame.rgb
                 counts["exact_frames"] += 1
                 return restored
+            if frame.index in removed:
+                counts["damaged_frames"] += 1
+                report.fail_closed.append({"frame": frame.index, "reason": removed[frame.index]})
+                return frame.rgb
             if reader is not None:
                 return frame.rgb  # nothing was changed in this frame
             if payloads is not None:
