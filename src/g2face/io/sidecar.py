@@ -241,9 +241,9 @@ class SidecarReader:
 
     def removed(self) -> dict[int, str]:
         """Version 3: frames whose record was deleted, each with why that is known — the record
-        after it (or the end record) names it as its predecessor. A name is only as good as the
-        record that carries it: `recover_video` trusts it once that container opens. Several
-        records deleted in a row show as their last one, with the span they were in."""
+        after it (or the end record) names it as its predecessor. The name is read before that
+        record is opened; a record whose name was altered fails to open and is reported as damaged
+        itself. Several records deleted in a row show as their last one, with the span they were in."""
         if self.version < 3:
             return {}
         missing: dict[int, str] = {}
