@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from g2face.priors.mobilestylegan import MobileStyleGAN
 from g2face.priors.tiny import TinyGeometryEncoder, TinyIdentityEncoder
+from g2face.training.stages import BANK_SEED_STRIDE
 
 TWO_BATCHES_MIB = 2 * 4 * 223 * 2 / 2**20  # 2 batches of 4 samples, 223 fp16 values each
 SCRIPT = Path(__file__).parents[1] / "scripts" / "device" / "bank.py"
@@ -62,7 +63,7 @@ def test_rendered_shards_expand_to_the_bank_stage_files(bank, tmp_path):
     for index in range(5):
         record = load_file(tmp_path / "bank" / f"batch_{100 + index:06d}.safetensors")
         with torch.no_grad():
-            w = rounded.map(rounded.sample_z(4, 3 * 1_000_003 + index))
+            w = rounded.map(rounded.sample_z(4, 3 * BANK_SEED_STRIDE + index))
             images = rounded(w[:, None, :].expand(-1, rounded.n_styles, -1)).clamp(-1, 1)
             g = geometry(images)
         assert torch.equal(record["w"], w)
@@ -72,6 +73,4 @@ def test_rendered_shards_expand_to_the_bank_stage_files(bank, tmp_path):
 
 
 def test_the_seed_stride_is_the_bank_stages(bank):
-    from g2face.training.stages import BANK_SEED_STRIDE
-
     assert bank.SEED_STRIDE == BANK_SEED_STRIDE

@@ -105,7 +105,6 @@ class SidecarWriter:
         file.write(MAGIC + bytes([VERSION]) + _LENGTH.pack(len(encoded)) + encoded)
         self._file = file
         self._last = NO_FRAME
-        self.records = 0
 
     def add(self, frame_index: int, container: bytes) -> None:
         """Append the container of `frame_index` (frames in increasing order, each at most once;
@@ -114,7 +113,6 @@ class SidecarWriter:
             raise ValueError(f"frame {frame_index} after frame {self._last}: frames must increase")
         self._file.write(_CHAINED_RECORD.pack(frame_index, self._last, len(container)) + container)
         self._last = frame_index
-        self.records += 1
 
     def finish(self, end_container: bytes) -> None:
         """Close the file with the end record: `end_container` sealed with `end_binding(clip id,
