@@ -41,11 +41,12 @@ class AnonymizedFaces:
     None for a face given a classic filter (`fallbacks`)."""
     attributes: tuple[dict | None, ...] | None = None
     """Per face, when the anonymizer estimated them: the apparent gender and age of the original
-    and of the face put in its place, glasses and facial hair, `{"estimator", "original":
-    {"male_probability", "age", "glasses", "facial_hair"}, "anonymized": {"male_probability", "age",
-    "glasses_added", "glasses_lost", "facial_hair_added", "facial_hair_lost"}}` (the original's
-    `glasses` and `facial_hair` are None when unsure, `models.fusion_anonymizer.original_glasses`,
-    `original_facial_hair`)."""
+    and of the face put in its place, glasses, facial hair and cheek skin tone, `{"estimator",
+    "original": {"male_probability", "age", "glasses", "facial_hair", "sunglasses_kept",
+    "skin_tone_ita"}, "anonymized": {"male_probability", "age", "glasses_added", "glasses_lost",
+    "facial_hair_added", "facial_hair_lost", "skin_tone_ita"}}` (the original's `glasses` and
+    `facial_hair` are None when unsure, `models.fusion_anonymizer.original_glasses`,
+    `original_facial_hair`; a skin tone None for a colourless photo)."""
     whole_region: tuple[bool, ...] | None = None
     """Per face, for a geometric-fusion anonymizer: whether the fake replaced the whole face region
     (its anonymity fallback, `FusionSettings.render_only` False) rather than only the render's own

@@ -250,6 +250,20 @@ class ApparentAttributes(NamedTuple):
     """Cheek ITA in degrees (`priors.skin_tone.skin_tone_ita`); None for a black-and-white photo."""
 
 
+def cheek_tone(crop: np.ndarray, unit_points: np.ndarray) -> float | None:
+    """Cheek ITA in degrees of a uint8 RGB crop whose MediaPipe mesh is `unit_points` (unit crop
+    coordinates); None for a colourless photo or a face whose cheeks fall outside the crop."""
+    try:
+        tone = skin_tone_ita(crop, unit_points)
+    except ValueError:  # fewer than 10 cheek pixels
+        return None
+    return None if math.isnan(tone) else tone
+
+
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def original_glasses(score: float) -> bool | None:
     """Whether a real photo wears glasses by its `glasses_score`: False (a fake must not bring
     any), True (the fake should keep them) or None (unsure: neither)."""
@@ -340,6 +354,7 @@ PROBE_ROWS = ("gender", "age", "glasses", "facial_hair", "skin_tone")
 """The probe's outputs, in order: gender logit, age in years, glasses and facial hair (0/1
 regressed), and the cheek ITA in degrees of the render before any colour transfer (the dummy's own
 skin tone, which goes with its apparent ancestry). A probe may have only the first two to four."""
+SKIN_TONE_ROW = PROBE_ROWS.index("skin_tone")
 
 PROBE_POOL = 64
 """With a probe, this many keyed dummies are drawn (cheap: f_dummy only; more if a search may
@@ -388,7 +403,7 @@ def probe_targets(
     if reference.facial_hair:
         targets[3] = 1.0
     if skin_tone and reference.skin_tone is not None:
-        targets[4] = reference.skin_tone
+        targets[SKIN_TONE_ROW] = reference.skin_tone
     return {row: t for row, t in targets.items() if row < rows}
 
 
@@ -951,8 +966,9 @@ class FusionAnonymizer(nn.Module):
         for row, target in targets.items():
             if row in weights:
                 gap = gap + weights[row] * (predicted[:, row].clamp(0, 1) - target).abs()
-        if 4 in targets:
-            gap = gap + settings.skin_tone_weight * (predicted[:, 4] - targets[4]).abs()
+        if SKIN_TONE_ROW in targets:
+            tone_gap = (predicted[:, SKIN_TONE_ROW] - targets[SKIN_TONE_ROW]).abs()
+            gap = gap + settings.skin_tone_weight * tone_gap
         ranked = sorted(pool, key=lambda k: (float(gap[k]), k))
         return ranked[:total]
 
@@ -1054,18 +1070,14 @@ class FusionAnonymizer(nn.Module):
             vectors = self.geometry_filter(list(seeds), vectors)
         size = self.image_size
         originals = tensor_to_crops(crops)
-        original_points = (geometry.landmarks[..., :2] * size - 0.5).cpu().numpy()
+        unit_points = geometry.landmarks[..., :2].cpu().numpy()
+        original_points = unit_points * size - 0.5
         occluders = [self.occluders(o, q) for o, q in zip(originals, original_points, strict=True)]
         turned = self.turned_too_far(geometry) | in_profile
         reference_attributes = [None] * n
         if self.attributes is not None:
             found = self.attributes(crops)
-            tones = [float("nan")] * n  # read only when the search ranks by it
-            if self.candidates.skin_tone_weight > 0:
-                tones = [
-                    skin_tone_ita(o, q)
-                    for o, q in zip(originals, geometry.landmarks.cpu().numpy(), strict=True)
-                ]
+            tones = [cheek_tone(o, q) for o, q in zip(originals, unit_points, strict=True)]
             reference_attributes = [
                 ApparentAttributes(
                     float(p),
@@ -1073,7 +1085,7 @@ class FusionAnonymizer(nn.Module):
                     # kept dark glasses stand in front of the fake: it must bring none of its own
                     False if k is not None else original_glasses(glasses_score(o, q, w)),
                     original_facial_hair(facial_hair_score(o, q), float(p)),
-                    None if math.isnan(t) else t,
+                    t,
                 )
                 for p, a, o, q, k, t, w in zip(
                     found.male_probability,
@@ -1126,7 +1138,8 @@ class FusionAnonymizer(nn.Module):
             )
             score, face, rendered, replaced_whole = search_face.run(search)
             scores.append(score.similarity)
-            report = self._attribute_report(reference_attributes[i], score, occluders[i] is not None)
+            tone = cheek_tone(face.preview, unit_points[i])
+            report = self._attribute_report(reference_attributes[i], score, occluders[i] is not None, tone)
             attributes.append(report)
             rendered_seeds.append(rendered)
             chosen_crops.append(face.crop)
@@ -1186,7 +1199,10 @@ class FusionAnonymizer(nn.Module):
                 break
         return tensor_to_crops(best[1])[0], best[3], best[2]
 
-    def _attribute_report(self, reference, score: CandidateScore, sunglasses: bool = False) -> dict | None:
+    def _attribute_report(
+        self, reference, score: CandidateScore, sunglasses: bool = False, skin_tone: float | None = None
+    ) -> dict | None:
+        """`skin_tone`: the fake's cheek ITA as the photo shows it (`cheek_tone`)."""
         if reference is None or score.male_probability is None:
             return None
         reference = ApparentAttributes(*reference)
@@ -1198,6 +1214,7 @@ class FusionAnonymizer(nn.Module):
                 "glasses": reference.glasses,
                 "facial_hair": reference.facial_hair,
                 "sunglasses_kept": sunglasses,
+                "skin_tone_ita": _rounded(reference.skin_tone),
             },
             "anonymized": {
                 "male_probability": round(score.male_probability, 3),
@@ -1206,6 +1223,7 @@ class FusionAnonymizer(nn.Module):
                 "glasses_lost": score.loses_glasses,
                 "facial_hair_added": score.adds_facial_hair,
                 "facial_hair_lost": score.loses_facial_hair,
+                "skin_tone_ita": _rounded(skin_tone),
             },
         }
 
