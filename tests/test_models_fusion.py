@@ -13,6 +13,7 @@ import torch
 
 from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
 from g2face.models.fusion import (
+    EYE_OPENINGS,
     FACIAL_HAIR_BARE_ORIGINAL,
     FACIAL_HAIR_SURE_ORIGINAL,
     GLASSES_EDGE,
@@ -23,13 +24,17 @@ from g2face.models.fusion import (
     NUM_MESH_POINTS,
     SUNGLASSES_EYES,
     FusionSettings,
+    brow_masks,
     face_region_mask,
     facial_hair_score,
     fit_render_to_original,
     fuse_face,
     glasses_score,
+    iris_masks,
     is_monochrome,
+    match_brow_tone,
     match_cheek_tone,
+    match_iris_tone,
     mesh_warp,
     pull_push_fill,
     render_face_mask,
@@ -47,6 +52,7 @@ from g2face.models.fusion_anonymizer import (
     CandidateSettings,
     FusionAnonymizer,
     candidate_seed,
+    cheek_tone,
     choose_candidate,
     in_sface_units,
     original_facial_hair,
@@ -168,6 +174,14 @@ def test_colour_transfer_never_amplifies_the_spread_of_colour():
     assert np.abs(eye_offset(unbounded)).max() > np.abs(before).max() + 3  # what the bound prevents
 
 
+def test_cheek_tone_reads_colour_photos_and_gives_none_without_colour_or_cheeks():
+    points = _mean_face() / 256 + 0.5 / 256  # unit crop coordinates
+    skin = np.full((256, 256, 3), (170, 120, 100), np.uint8)
+    assert 0 < cheek_tone(skin, points) < 60
+    assert cheek_tone(np.full((256, 256, 3), 128, np.uint8), points) is None  # black and white
+    assert cheek_tone(skin, points + 2.0) is None  # the face is outside the crop
+
+
 def _mean_face(size: int = 256) -> np.ndarray:
     """MediaPipe's mean face mesh (the committed shape basis) in crop pixels, ~120 px wide."""
     from importlib import resources
@@ -253,6 +267,78 @@ def test_each_cheek_takes_the_originals_tone_unless_it_is_hidden():
     # and outside the replaced region nothing moves
     out = match_cheek_tone(render, original, points, points, skin, skin, np.zeros_like(region), 120.0)
     assert np.array_equal(out, render)
+
+
+def _face_with_irises(size: int = 256) -> np.ndarray:
+    """`_mean_face` with MediaPipe's ten iris points: each centred in its eye's opening, its rim a
+    quarter of the eye's width out."""
+    mesh = _mean_face(size)
+    irises = []
+    for ring in EYE_OPENINGS:
+        eye = mesh[list(ring)]
+        centre, radius = eye.mean(0), 0.25 * np.ptp(eye[:, 0])
+        irises += [centre] + [centre + radius * np.array(d) for d in ((1, 0), (0, -1), (-1, 0), (0, 1))]
+    return np.concatenate([mesh, np.array(irises)])
+
+
+def _paint_irises(image: np.ndarray, points: np.ndarray, colour) -> np.ndarray:
+    image = image.copy()
+    for iris, _ in iris_masks(points, image.shape[0]):
+        image[iris] = colour
+    return image
+
+
+def test_the_fakes_irises_take_the_originals_colour_darkened_never_lightened():
+    points = _face_with_irises()
+    skin = np.full((256, 256, 3), (200, 160, 140), np.uint8)
+    assert all(iris.sum() >= 12 for iris, _ in iris_masks(points, 256))
+    render = _paint_irises(skin, points, (90, 140, 190))  # blue eyes
+    original = _paint_irises(skin, points, (70, 45, 25))  # dark brown eyes
+    region = np.ones((256, 256), np.float32)
+    out = match_iris_tone(render, original, points, points, region)
+    lab = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB).astype(float)  # noqa: E731
+    irises = np.logical_or.reduce([iris for iris, _ in iris_masks(points, 256)])
+    openings = np.logical_or.reduce([opening for _, opening in iris_masks(points, 256)])
+    assert np.abs(lab(out)[irises].mean(0) - lab(original)[irises].mean(0)).max() < 6
+    assert np.array_equal(out[~openings], render[~openings])  # lids and skin untouched
+    # A lighter original iris gives its hue, not its lightness.
+    lighter = match_iris_tone(original, render, points, points, region)
+    # (within the RGB gamut's rounding: a dark blue that dark cannot be shown exactly)
+    assert lab(lighter)[irises][:, 0].mean() <= lab(original)[irises][:, 0].mean() + 4
+    assert lab(lighter)[irises][:, 2].mean() < lab(original)[irises][:, 2].mean() - 10  # bluer
+    # A closed eye (upper lid on the lower) reads no iris: nothing moves.
+    closed = points.copy()
+    for ring in EYE_OPENINGS:
+        closed[list(ring), 1] = points[list(ring), 1].max()
+    assert not any(iris.any() for iris, _ in iris_masks(closed, 256))
+    assert np.array_equal(match_iris_tone(render, original, points, closed, region), render)
+
+
+def test_the_fakes_brows_are_at_least_as_much_darker_than_its_skin_as_the_originals():
+    points = _mean_face()
+    size = 256
+    base = np.full((size, size, 3), (190, 150, 130), np.uint8)
+    skin = skin_mask(points, base)
+
+    def with_brows(level: int) -> np.ndarray:
+        image = base.copy()
+        for brow in brow_masks(points, size):
+            ys, xs = np.nonzero(brow)
+            image[ys[::2], xs[::2]] = level  # hairs on every other pixel, skin between them
+        return image
+
+    lightness = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[..., 0].astype(float)  # noqa: E731
+    brows = np.logical_or.reduce(brow_masks(points, size))
+    region = np.ones((size, size), np.float32)
+    pale, dark = with_brows(120), with_brows(60)
+    darkened = match_brow_tone(pale, dark, points, points, skin, skin, region)
+    lightened = match_brow_tone(dark, pale, points, points, skin, skin, region)
+    assert lightness(darkened)[brows].mean() < lightness(pale)[brows].mean() - 8
+    assert np.array_equal(lightened, dark)  # darkened, never lightened
+    outside = ~cv2.dilate(brows.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert np.array_equal(darkened[outside], pale[outside])  # only the brows move
+    # A face without a brow to read (none darker than the skin) keeps the render's.
+    assert np.array_equal(match_brow_tone(dark, base, points, points, skin, skin, region), dark)
 
 
 def test_render_lips_are_made_no_redder_than_the_originals_but_never_redder():
