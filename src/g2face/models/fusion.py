@@ -699,6 +699,8 @@ def brow_masks(points: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def brow_darkness(lightness: np.ndarray, brow: np.ndarray, skin_lightness: float) -> float:
+    """How much darker than `skin_lightness` the hairs (`BROW_DARK_RANGE`) of the `brow` region of a
+    lightness image [S, S] are."""
     low, high = np.quantile(lightness[brow], BROW_DARK_RANGE)
     hairs = lightness[brow][(lightness[brow] >= low) & (lightness[brow] <= high)]
     return skin_lightness - float(hairs.mean())
@@ -725,6 +727,7 @@ def match_brow_tone(
     light_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
     skin_c, skin_o = float(np.median(lab_c[..., 0][render_skin])), float(np.median(light_o[original_skin]))
     shift = np.zeros_like(lab_c)
+    below = np.maximum(skin_c - lab_c[..., 0], 0)  # how much darker than the skin each pixel is
     for brow_r, brow_o in zip(
         brow_masks(render_points, size), brow_masks(original_points, size), strict=True
     ):
@@ -735,7 +738,6 @@ def match_brow_tone(
         if min(dark_r, dark_o) < BROW_MIN_DARKNESS:
             continue
         factor = float(np.clip(dark_o / dark_r, *BROW_CONTRAST_RANGE))
-        below = np.maximum(skin_c - lab_c[..., 0], 0)  # how much darker than the skin each pixel is
         soft = np.minimum(cv2.GaussianBlur(brow_r.astype(np.float32), (0, 0), 1.5) * 2, 1.0)
         shift[..., 0] += soft * below * (1 - factor)
     return _shift_lab(coloured, lab_c, shift * region[..., None])
