@@ -49,8 +49,9 @@ def face_files(data: Path, faces: int) -> list[Path]:
     return [sorted(d.glob("*.jpg"))[0] for d in people[:faces]] + celeba[:faces]
 
 
-def read_faces(pipeline: G2FacePipeline, files: list[Path]) -> list[dict]:
-    model, rows = pipeline.model, []
+def read_faces(pipeline: G2FacePipeline, files: list[Path]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Per photo with a face, its readings, and its aligned crop by file (for the sheet)."""
+    model, rows, crops = pipeline.model, [], {}
     for path in tqdm(files, desc="read", unit="photo"):
         image = read_image(path).rgb
         found = pipeline.detector.detect(image)
@@ -61,6 +62,7 @@ def read_faces(pipeline: G2FacePipeline, files: list[Path]) -> list[dict]:
         tensor = crops_to_tensor([crop])
         points = model.geometry(tensor).landmarks[0, :, :2].numpy()
         embedding = model.identity(tensor)
+        crops[str(path)] = crop
         rows.append(
             {
                 "file": str(path),
@@ -70,7 +72,7 @@ def read_faces(pipeline: G2FacePipeline, files: list[Path]) -> list[dict]:
                 "embedding": embedding[0].tolist(),
             }
         )
-    return rows
+    return rows, crops
 
 
 def sheet(tiles: list[list[np.ndarray]], labels: list[str], path: Path) -> None:
@@ -86,7 +88,7 @@ def sheet(tiles: list[list[np.ndarray]], labels: list[str], path: Path) -> None:
 
 def reading(args) -> None:
     pipeline = G2FacePipeline.from_pretrained(str(args.model))
-    rows = read_faces(pipeline, face_files(args.data, args.faces))
+    rows, crops = read_faces(pipeline, face_files(args.data, args.faces))
     both = np.array([(r["photo_tone"], r["identity_tone"]) for r in rows if r["photo_tone"] is not None])
     corr = float(np.corrcoef(both[:, 0], both[:, 1])[0, 1])
     print(
@@ -115,17 +117,11 @@ def reading(args) -> None:
         part = ordered[start : start + 8]
         if len(part) < 8:
             break
-        tiles.append([align_face_of(r["file"], pipeline) for r in part])
+        tiles.append([crops[r["file"]] for r in part])
         labels.append(
             " | ".join(f"{r['identity_tone']:.0f}/{r['photo_tone'] or float('nan'):.0f}" for r in part)
         )
     sheet(tiles, labels, args.out / "reading.png")
-
-
-def align_face_of(file: str, pipeline: G2FacePipeline) -> np.ndarray:
-    image = read_image(file).rgb
-    face = max(pipeline.detector.detect(image), key=lambda d: d.width)
-    return align_face(image, face, pipeline.model.image_size).crop
 
 
 def main() -> None:

@@ -620,7 +620,8 @@ def iris_masks(points: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarr
     points, inside the eye's opening: lids cover part of it) and of the opening. The iris is empty
     for a mesh without irises and for an eye that shows less than `IRIS_MIN_VISIBLE` of it."""
     if len(points) < max(max(i) for i in IRISES) + 1:
-        return [(np.zeros((size, size), bool),) * 2 for _ in IRISES]
+        return [(np.zeros((size, size), bool), np.zeros((size, size), bool)) for _ in IRISES]
+    rings = [points[list(eye), :2] for eye in EYE_OPENINGS]
     masks = []
     for iris in IRISES:
         centre = points[iris[0], :2]
@@ -630,7 +631,6 @@ def iris_masks(points: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarr
             disc, tuple(int(round(v * 16)) for v in centre), int(round(radius * 16)), 1, -1, cv2.LINE_8, 4
         )
         # the opening whose lids surround this iris (MediaPipe's iris numbering is the viewer's)
-        rings = [points[list(eye), :2] for eye in EYE_OPENINGS]
         ring = min(rings, key=lambda ring: float(np.linalg.norm(ring.mean(0) - centre)))
         opening = _polygon_mask(ring, size) > 0.5
         visible = disc.astype(bool) & opening
