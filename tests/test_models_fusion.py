@@ -13,6 +13,8 @@ import torch
 
 from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
 from g2face.models.fusion import (
+    CHIN_TEXTURE_BARE_ORIGINAL,
+    CHIN_TEXTURE_EDGE,
     EYE_OPENINGS,
     FACIAL_HAIR_BARE_ORIGINAL,
     FACIAL_HAIR_SURE_ORIGINAL,
@@ -25,6 +27,8 @@ from g2face.models.fusion import (
     SUNGLASSES_EYES,
     FusionSettings,
     brow_masks,
+    chin_box,
+    chin_texture,
     face_region_mask,
     facial_hair_score,
     fit_render_to_original,
@@ -55,6 +59,7 @@ from g2face.models.fusion_anonymizer import (
     cheek_tone,
     choose_candidate,
     in_sface_units,
+    original_bare_chin,
     original_facial_hair,
     original_glasses,
     probe_age_target,
@@ -612,6 +617,47 @@ def test_a_small_face_s_glasses_are_read_as_at_lfw_size():
         anonymizer, torch.ones(3), reference, [plain], points, glasses_views=[faint], source_width=60.0
     )
     assert on_render.loses_glasses
+
+
+def test_a_beard_on_the_chin_is_seen_by_its_texture_and_a_fake_must_not_bring_one_to_a_bare_chin():
+    points = _mean_face()
+    rng = np.random.default_rng(0)
+    # skin with a photo's even grain
+    grain = np.clip(np.full((256, 256, 3), (200, 150, 125)) + rng.normal(0, 3, (256, 256, 3)), 0, 255)
+    grain = grain.astype(np.uint8)
+    x0, x1, y0, y1 = (int(round(v)) for v in chin_box(points))
+    stubble = grain.copy()
+    # short dark hairs on the chin, one pixel wide, the skin's colour between them
+    hairs = rng.random((y1 - y0, x1 - x0)) < 0.3
+    stubble[y0:y1, x0:x1][hairs] = (150, 110, 90)
+    # a soft shadow under the lip, 15 % darker, is no beard
+    shadow = np.zeros((256, 256), np.float32)
+    shadow[y0 - 10 : y1 + 10, x0 - 10 : x1 + 10] = 1
+    shadow = cv2.GaussianBlur(shadow, (0, 0), 6)[..., None]
+    shaded = np.round(grain * (1 - 0.15 * shadow)).astype(np.uint8)
+    assert chin_texture(stubble, points) >= CHIN_TEXTURE_EDGE
+    assert chin_texture(shaded, points) < CHIN_TEXTURE_BARE_ORIGINAL
+    assert chin_texture(grain, points) < CHIN_TEXTURE_BARE_ORIGINAL
+    assert original_bare_chin(grain, points) and original_bare_chin(shaded, points)
+    assert not original_bare_chin(stubble, points)
+
+    class Estimator:
+        def __call__(self, crops):
+            return Attributes(age=torch.tensor([40.0, 40.0]), male_probability=torch.tensor([0.7, 0.7]))
+
+    anonymizer = SimpleNamespace(
+        identity=lambda crops: torch.zeros(2, 3), attributes=Estimator(), candidates=CandidateSettings()
+    )
+    settings = CandidateSettings()
+    # A bare chin (and an upper lip read as unsure): the stubbled fake adds facial hair.
+    original = ApparentAttributes(0.7, 40.0, None, None, None, bare_chin=True)
+    bare, bearded = FusionAnonymizer._scores(anonymizer, torch.ones(3), original, [grain, stubble], points)
+    assert bearded.adds_facial_hair and not bearded.acceptable(settings)
+    assert not bare.adds_facial_hair and bare.acceptable(settings)
+    # A chin read as unsure (a beard, or a microphone in front of it): either fake.
+    unsure = original._replace(bare_chin=False)
+    bare, bearded = FusionAnonymizer._scores(anonymizer, torch.ones(3), unsure, [grain, stubble], points)
+    assert not bearded.adds_facial_hair and not bare.adds_facial_hair
 
 
 def test_a_moustache_is_seen_as_dark_lost_colour_above_the_lip_and_a_shadow_is_not():

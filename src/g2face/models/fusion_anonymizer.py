@@ -33,6 +33,9 @@ from g2face.align import face_mask, head_mask
 from g2face.models.base import AnonymizedFaces, Fallback, encode_identities
 from g2face.models.classic import stronger_filter
 from g2face.models.fusion import (
+    CHIN_HAIR_BARE_ORIGINAL,
+    CHIN_TEXTURE_BARE_ORIGINAL,
+    CHIN_TEXTURE_EDGE,
     FACIAL_HAIR_BARE_ORIGINAL,
     FACIAL_HAIR_EDGE,
     FACIAL_HAIR_SURE_ORIGINAL,
@@ -42,14 +45,17 @@ from g2face.models.fusion import (
     SUNGLASSES_EYES,
     FusedFace,
     FusionSettings,
+    chin_hair_score,
+    chin_texture,
     face_region_mask,
-    face_width,
     facial_hair_score,
     fit_render_to_original,
     fuse_face,
     glasses_score,
     sunglasses_mask,
     sunglasses_score,
+    upper_cheek_squares,
+    upper_lip_box,
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
 from g2face.nn.crops import at_source_resolution, crops_to_tensor, tensor_to_crops
@@ -248,6 +254,9 @@ class ApparentAttributes(NamedTuple):
     facial_hair: bool | None = None
     skin_tone: float | None = None
     """Cheek ITA in degrees (`priors.skin_tone.skin_tone_ita`); None for a black-and-white photo."""
+    bare_chin: bool = False
+    """The chin surely has no beard (`original_bare_chin`), so the fake must not bring one; False
+    when unsure too (then a beard is neither kept nor avoided on the chin)."""
 
 
 def cheek_tone(crop: np.ndarray, unit_points: np.ndarray) -> float | None:
@@ -280,6 +289,16 @@ def original_facial_hair(score: float, male_probability: float) -> bool | None:
     if score < FACIAL_HAIR_BARE_ORIGINAL or male_probability < 0.5:
         return False
     return True if score >= FACIAL_HAIR_SURE_ORIGINAL else None
+
+
+def original_bare_chin(crop: np.ndarray, points: np.ndarray) -> bool:
+    """Whether a real photo's chin surely has no beard, goatee or stubble: neither darker and
+    greyer than the cheeks (`chin_hair_score`) nor more detailed (`chin_texture`) than bare chins
+    are. A microphone, a hand or an open mouth in front of the chin reads as unsure (False)."""
+    return bool(
+        chin_hair_score(crop, points) < CHIN_HAIR_BARE_ORIGINAL
+        and chin_texture(crop, points) < CHIN_TEXTURE_BARE_ORIGINAL
+    )
 
 
 def surely_same_gender(candidate_male: float, original_male: float, margin: float) -> bool:
@@ -476,13 +495,10 @@ def _upper_lip_and_cheeks(points: np.ndarray, size: int, device) -> tuple[Tensor
     def box(x0, x1, y0, y1):
         return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
 
-    left, right = points[61, 0], points[291, 0]
-    mouth, nose, lip = right - left, points[2, 1], points[0, 1]
-    band = box(left + 0.15 * mouth, right - 0.15 * mouth, nose + 0.3 * (lip - nose), lip - 0.1 * (lip - nose))
-    half = 0.06 * face_width(points)
+    band = box(*upper_lip_box(points))
     cheeks = np.zeros_like(band)
-    for x, y in points[[50, 280], :2]:
-        cheeks |= box(x - half, x + half, y - half, y + half)
+    for square in upper_cheek_squares(points):
+        cheeks |= box(*square)
     return torch.from_numpy(band).to(device), torch.from_numpy(cheeks).to(device)
 
 
@@ -985,9 +1001,10 @@ class FusionAnonymizer(nn.Module):
         """Each fused candidate's identity similarity to the original (SFace embedding `reference`,
         and the second judge's `second_reference` when the search has one) and, when keeping
         attributes (`reference_attributes`, `ApparentAttributes`), its apparent gender, age, glasses
-        and facial hair (`glasses_score`, `facial_hair_score` at the original's mesh `points`; glasses
-        on `glasses_views` instead of the previews when given; the previews show the face as the
-        photo will, at `source_width` photo pixels, which `glasses_score` allows for)."""
+        and facial hair (`glasses_score`, `facial_hair_score` and `chin_texture` at the original's
+        mesh `points`; glasses on `glasses_views` instead of the previews when given; the previews
+        show the face as the photo will, at `source_width` photo pixels, which `glasses_score`
+        allows for)."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
         similarity = (self.identity(crops) @ reference).tolist()
         second = [None] * len(faces)
@@ -997,15 +1014,19 @@ class FusionAnonymizer(nn.Module):
         if self.attributes is None or reference_attributes is None:
             return [CandidateScore(s, second_similarity=t) for s, t in zip(similarity, second, strict=True)]
         found = self.attributes(crops)
-        male, age, glasses, facial_hair, _ = ApparentAttributes(*reference_attributes)
+        original = ApparentAttributes(*reference_attributes)
+        male, age, glasses = original.male, original.age, original.glasses
         if points is None:  # no mesh: neither accessory can be read
-            wears = hair = [None] * len(faces)
+            wears = moustache = beard = [None] * len(faces)
         else:
             # Glasses are read where the fake's own would show: on the previews, or on the renders
             # alone when the original's dark glasses are kept in front of them.
             views, span = (faces, source_width) if glasses_views is None else (glasses_views, None)
             wears = [bool(glasses_score(face, points, span) >= GLASSES_EDGE) for face in views]
-            hair = [bool(facial_hair_score(face, points) >= FACIAL_HAIR_EDGE) for face in faces]
+            # facial hair is read on the upper lip (a moustache, or the beard around one); a beard
+            # on a bare chin is read there too, by its texture (`chin_texture`)
+            moustache = [bool(facial_hair_score(face, points) >= FACIAL_HAIR_EDGE) for face in faces]
+            beard = [bool(chin_texture(face, points) >= CHIN_TEXTURE_EDGE) for face in faces]
         return [
             CandidateScore(
                 similarity=s,
@@ -1018,11 +1039,12 @@ class FusionAnonymizer(nn.Module):
                 age=float(a),
                 adds_glasses=g is True and glasses is False,
                 loses_glasses=g is False and glasses is True,
-                adds_facial_hair=h is True and facial_hair is False,
-                loses_facial_hair=h is False and facial_hair is True,
+                adds_facial_hair=(h is True and original.facial_hair is False)
+                or (b is True and original.bare_chin),
+                loses_facial_hair=h is False and original.facial_hair is True,
             )
-            for s, t, p, a, g, h in zip(
-                similarity, second, found.male_probability, found.age, wears, hair, strict=True
+            for s, t, p, a, g, h, b in zip(
+                similarity, second, found.male_probability, found.age, wears, moustache, beard, strict=True
             )
         ]
 
@@ -1086,6 +1108,7 @@ class FusionAnonymizer(nn.Module):
                     False if k is not None else original_glasses(glasses_score(o, q, w)),
                     original_facial_hair(facial_hair_score(o, q), float(p)),
                     t,
+                    original_bare_chin(o, q),
                 )
                 for p, a, o, q, k, t, w in zip(
                     found.male_probability,
