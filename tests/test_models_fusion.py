@@ -17,6 +17,8 @@ from g2face.models.fusion import (
     CHIN_TEXTURE_EDGE,
     EYE_OPENINGS,
     FACIAL_HAIR_BARE_ORIGINAL,
+    FACIAL_HAIR_EDGE,
+    FACIAL_HAIR_GAIN_EDGE,
     FACIAL_HAIR_SURE_ORIGINAL,
     GLASSES_EDGE,
     GLASSES_EDGE_ORIGINAL,
@@ -701,6 +703,17 @@ def test_a_moustache_is_seen_as_dark_lost_colour_above_the_lip_and_a_shadow_is_n
     bare, hairy = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, None, True), faces, points)
     assert bare.loses_facial_hair and bare.accessories_lost == 1 and bare.acceptable(settings)
     assert not hairy.loses_facial_hair and not hairy.adds_facial_hair and hairy.acceptable(settings)
+    # A moustache grown over the original's upper lip counts below the render's own edge too: a fake
+    # whose reading rises by FACIAL_HAIR_GAIN_EDGE over the original's has one.
+    faint = facial_hair_score(shadow, points)
+    assert faint < FACIAL_HAIR_EDGE
+    for original_lip, grown in (
+        (faint - FACIAL_HAIR_GAIN_EDGE, True),
+        (faint - FACIAL_HAIR_GAIN_EDGE + 1, False),
+    ):
+        clean = ApparentAttributes(0.7, 40.0, False, False, upper_lip_score=original_lip)
+        _, shaded = FusionAnonymizer._scores(anonymizer, torch.ones(3), clean, [skin, shadow], points)
+        assert shaded.adds_facial_hair is grown
     # Unsure: either fake.
     bare, hairy = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, None, None), faces, points)
     assert not (

@@ -38,6 +38,7 @@ from g2face.models.fusion import (
     CHIN_TEXTURE_EDGE,
     FACIAL_HAIR_BARE_ORIGINAL,
     FACIAL_HAIR_EDGE,
+    FACIAL_HAIR_GAIN_EDGE,
     FACIAL_HAIR_SURE_ORIGINAL,
     GLASSES_EDGE,
     GLASSES_EDGE_ORIGINAL,
@@ -257,6 +258,9 @@ class ApparentAttributes(NamedTuple):
     bare_chin: bool = False
     """The chin surely has no beard (`original_bare_chin`), so the fake must not bring one; False
     when unsure too (then a beard is neither kept nor avoided on the chin)."""
+    upper_lip_score: float | None = None
+    """The original's `facial_hair_score`: a fake of a clean-shaven face whose own exceeds it by
+    `FACIAL_HAIR_GAIN_EDGE` has grown a moustache."""
 
 
 def cheek_tone(crop: np.ndarray, unit_points: np.ndarray) -> float | None:
@@ -1017,15 +1021,21 @@ class FusionAnonymizer(nn.Module):
         original = ApparentAttributes(*reference_attributes)
         male, age, glasses = original.male, original.age, original.glasses
         if points is None:  # no mesh: neither accessory can be read
-            wears = moustache = beard = [None] * len(faces)
+            wears = moustache = grown = beard = [None] * len(faces)
         else:
             # Glasses are read where the fake's own would show: on the previews, or on the renders
             # alone when the original's dark glasses are kept in front of them.
             views, span = (faces, source_width) if glasses_views is None else (glasses_views, None)
             wears = [bool(glasses_score(face, points, span) >= GLASSES_EDGE) for face in views]
-            # facial hair is read on the upper lip (a moustache, or the beard around one); a beard
-            # on a bare chin is read there too, by its texture (`chin_texture`)
-            moustache = [bool(facial_hair_score(face, points) >= FACIAL_HAIR_EDGE) for face in faces]
+            # facial hair is read on the upper lip (a moustache, or the beard around one), on its
+            # own or as grown over the original's upper lip; a beard on a bare chin is read there
+            # too, by its texture (`chin_texture`)
+            lip = [facial_hair_score(face, points) for face in faces]
+            moustache = [bool(score >= FACIAL_HAIR_EDGE) for score in lip]
+            if original.upper_lip_score is not None:
+                grown = [bool(score - original.upper_lip_score >= FACIAL_HAIR_GAIN_EDGE) for score in lip]
+            else:
+                grown = [False] * len(faces)
             beard = [bool(chin_texture(face, points) >= CHIN_TEXTURE_EDGE) for face in faces]
         return [
             CandidateScore(
@@ -1039,12 +1049,20 @@ class FusionAnonymizer(nn.Module):
                 age=float(a),
                 adds_glasses=g is True and glasses is False,
                 loses_glasses=g is False and glasses is True,
-                adds_facial_hair=(h is True and original.facial_hair is False)
+                adds_facial_hair=((h is True or m is True) and original.facial_hair is False)
                 or (b is True and original.bare_chin),
                 loses_facial_hair=h is False and original.facial_hair is True,
             )
-            for s, t, p, a, g, h, b in zip(
-                similarity, second, found.male_probability, found.age, wears, moustache, beard, strict=True
+            for s, t, p, a, g, h, m, b in zip(
+                similarity,
+                second,
+                found.male_probability,
+                found.age,
+                wears,
+                moustache,
+                grown,
+                beard,
+                strict=True,
             )
         ]
 
@@ -1106,11 +1124,12 @@ class FusionAnonymizer(nn.Module):
                     float(a),
                     # kept dark glasses stand in front of the fake: it must bring none of its own
                     False if k is not None else original_glasses(glasses_score(o, q, w)),
-                    original_facial_hair(facial_hair_score(o, q), float(p)),
+                    original_facial_hair(lip, float(p)),
                     t,
                     original_bare_chin(o, q),
+                    lip,
                 )
-                for p, a, o, q, k, t, w in zip(
+                for p, a, o, q, k, t, w, lip in zip(
                     found.male_probability,
                     found.age,
                     originals,
@@ -1118,6 +1137,7 @@ class FusionAnonymizer(nn.Module):
                     occluders,
                     tones,
                     widths,
+                    [facial_hair_score(o, q) for o, q in zip(originals, original_points, strict=True)],
                     strict=True,
                 )
             ]
