@@ -348,6 +348,59 @@ def test_the_fakes_brows_are_at_least_as_much_darker_than_its_skin_as_the_origin
     assert np.array_equal(match_brow_tone(dark, base, points, points, skin, skin, region), dark)
 
 
+def test_the_fakes_face_shows_no_colour_the_originals_face_does_not():
+    """`match_chroma_range`: a teal patch across a render's eye (eyeshadow, a shadow the colour
+    transfer turned green) takes the nearest colour the original shows there, its skin's on the
+    skin and its eyes' and mouth's in the eye, lightness kept; a fake inside those ranges (white
+    eyes and red lips too, colours the skin never has) is left exactly as it is."""
+    from g2face.models.fusion import eyes_and_mouth_mask, match_chroma_range
+
+    points = _mean_face()
+    size = 256
+    rng = np.random.default_rng(0)
+    noise = rng.integers(-6, 7, (size, size, 3))
+    features = eyes_and_mouth_mask(points, size)
+    eyes = np.logical_or.reduce(
+        [
+            cv2.fillPoly(
+                np.zeros((size, size), np.uint8), [np.round(points[list(r), :2]).astype(np.int32)], 1
+            )
+            > 0
+            for r in EYE_OPENINGS
+        ]
+    )
+    assert (features & eyes).sum() > 50 and (features & ~eyes).sum() > 50  # eyes and mouth
+
+    def face(skin, noise):
+        image = np.clip(np.array(skin) + noise, 0, 255)
+        image[features & eyes] = (232, 230, 228)  # white of the eye
+        image[features & ~eyes] = (170, 60, 70)  # red lips
+        return image.astype(np.uint8)
+
+    original = face((200, 160, 140), noise)
+    render = face((198, 159, 141), noise[::-1] // 2)
+    region = np.ones((size, size), np.float32)
+    assert np.array_equal(match_chroma_range(render, original, points, points, region), render)
+    eye = points[list(EYE_OPENINGS[0]), :2]
+    x0, y0 = np.floor(eye.min(0)).astype(int) - 6
+    x1, y1 = np.ceil(eye.max(0)).astype(int) + 6
+    patch = np.zeros((size, size), bool)
+    patch[y0:y1, x0:x1] = True
+    teal = render.copy()
+    teal[patch] = (110, 150, 150)
+    out = match_chroma_range(teal, original, points, points, region)
+    lab = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB).astype(float)  # noqa: E731
+    for area in (~features, features):
+        ab = lab(original)[area][:, 1:]
+        low, high = ab.min(0) - 2, ab.max(0) + 2
+        moved = lab(out)[patch & area][:, 1:]
+        assert ((moved >= low) & (moved <= high)).all()
+    assert np.abs(lab(out)[patch][:, 0] - lab(teal)[patch][:, 0]).mean() < 3  # lightness kept
+    assert np.array_equal(out[~patch], teal[~patch])
+    # outside the replaced region nothing moves
+    assert np.array_equal(match_chroma_range(teal, original, points, points, np.zeros_like(region)), teal)
+
+
 def test_render_lips_are_made_no_redder_than_the_originals_but_never_redder():
     from g2face.models.fusion import LIP_REDNESS_FLOOR, LIP_REDNESS_MARGIN, lips_mask, match_lip_tone
     from g2face.priors.skin_tone import trimmed_lab_mean

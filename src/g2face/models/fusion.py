@@ -182,6 +182,11 @@ class FusionSettings:
     `match_iris_tone`, session 24 (LFW, 150 pairs, same seeds): FaceNet TAR unchanged at 0.007
     (mean cosine +0.007 ± 0.007), two keys 0.627 → 0.653, wrn gender one face fewer
     (scripts/measure_eye_tone.py for what they change)."""
+    match_chroma_range: bool = True
+    """No colour on the fake's face that the original's face never shows (`match_chroma_range`):
+    renders of women often wear eyeshadow, and a render's shadows can turn teal or green under the
+    colour transfer, which moves the skin's statistics only; on a photo of bare skin that read as
+    bruises or paint (the astronaut fixture's fake around the eyes)."""
     match_sharpness: bool = False
     """A render sharper than the original face (a defocused, dark or moving face in a crowd) is
     blurred to the original's fine detail (`match_sharpness`), so a crisp face is not laid into a
@@ -743,6 +748,50 @@ def match_brow_tone(
     return _shift_lab(coloured, lab_c, shift * region[..., None])
 
 
+CHROMA_RANGE_QUANTILES = (0.005, 0.995)
+"""Quantiles of the original face's a* and b* between which `match_chroma_range` keeps the fake's:
+the rare, extreme pixels of the original (a lash's fringe, a specular highlight) do not stretch the
+range."""
+
+
+def eyes_and_mouth_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """Hard bool mask [size, size] of both eyes' openings and the mouth inside its outer lip ring
+    (lips, teeth and tongue): colours skin never has, which `match_chroma_range` keeps apart."""
+    mask = np.zeros((size, size), bool)
+    for ring in (*EYE_OPENINGS, LIPS_OUTER):
+        mask |= _polygon_mask(points[list(ring), :2], size) > 0.5
+    return mask
+
+
+def match_chroma_range(
+    coloured: np.ndarray,
+    original: np.ndarray,
+    render_points: np.ndarray,
+    original_points: np.ndarray,
+    region: np.ndarray,
+) -> np.ndarray:
+    """The recoloured render (uint8 RGB, its mesh `render_points` in pixels) with each pixel's a*
+    and b* brought inside the range the original's face shows there (`CHROMA_RANGE_QUANTILES`),
+    lightness untouched, read and applied apart for the skin (the replaced region without the
+    eyes' openings and the mouth) and for the eyes and mouth (`eyes_and_mouth_mask`): a render's
+    teal eyeshadow or greenish shadow becomes the nearest colour of the original's skin, cyan
+    teeth the nearest of its eyes and mouth, and a fake whose colours the original already shows
+    is left exactly as it is."""
+    size = original.shape[0]
+    lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab_c = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB).astype(np.float32)
+    inside = region > 0.5
+    features_o = eyes_and_mouth_mask(original_points, size)
+    features_c = eyes_and_mouth_mask(render_points, size)
+    shift = np.zeros_like(lab_c)
+    for read, moved in ((inside & ~features_o, ~features_c), (inside & features_o, features_c)):
+        if read.sum() < 64:
+            continue
+        low, high = np.quantile(lab_o[read][:, 1:], CHROMA_RANGE_QUANTILES, axis=0)
+        shift[moved, 1:] = np.clip(lab_c[moved][:, 1:], low, high) - lab_c[moved][:, 1:]
+    return _shift_lab(coloured, lab_c, shift * region[..., None])
+
+
 GLASSES_EDGE = 100.0
 """`glasses_score` of a fused candidate (its preview, at the original's mesh) at or above which the
 rendered face wears glasses. 640 candidates of 32 LFW faces, judged by eye on the clean renders
@@ -1209,6 +1258,8 @@ def fuse_face(
         )
     if settings.match_iris_tone:
         coloured = match_iris_tone(coloured, original, moved, original_points[:, :2], region)
+    if settings.match_chroma_range:
+        coloured = match_chroma_range(coloured, original, moved, original_points[:, :2], region)
     if is_monochrome(original):
         # A black-and-white or toned photo gets a face of its tone: the render's lightness with the
         # photo's own a*, b*. The colour transfer matches skin statistics, and render colour it

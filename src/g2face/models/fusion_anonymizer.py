@@ -1311,12 +1311,14 @@ class FusionAnonymizer(nn.Module):
         few seconds buy a closer likeness. The likeness is judged on the render laid onto its crop
         inside the fused region (`scenes`), as the recovered photo shows it, not on the bare
         render: on 30 LFW pairs FaceNet's mean cosine to another photo of the person rose 0.479
-        -> 0.527 with that (docs/measurements.md, session 28). FaceNet never takes part, so it
+        -> 0.527 with that (docs/measurements.md, session 26). FaceNet never takes part, so it
         can judge the result."""
         with torch.inference_mode(False), torch.enable_grad():
             w = wplus.clone().detach().requires_grad_(True)
             target = identities.clone().detach()
-            grids, weights, backgrounds = (t.clone() for t in (scenes.grids, scenes.weights, scenes.backgrounds))
+            grids, weights, backgrounds = (
+                t.clone() for t in (scenes.grids, scenes.weights, scenes.backgrounds)
+            )
             hold = _GeometryHold(self.geometry, self.generator(w).clamp(-1, 1))
             optimizer = torch.optim.Adam([w], lr=lr)
             for _ in range(steps):
@@ -1428,9 +1430,7 @@ class FusionAnonymizer(nn.Module):
             )[0]
             grids.append(_similarity_grid(fit_render_to_original(render_points[k], points[k]), size))
             weights.append(torch.from_numpy(np.ascontiguousarray(fused.mask, np.float32))[None, None])
-        return _RefineScenes(
-            torch.cat(grids).to(crops), torch.cat(weights).to(crops), crops.detach().clone()
-        )
+        return _RefineScenes(torch.cat(grids).to(crops), torch.cat(weights).to(crops), crops.detach().clone())
 
     @torch.no_grad()
     def render_identities(
@@ -1460,7 +1460,10 @@ class FusionAnonymizer(nn.Module):
                     identities,
                     refine_steps,
                     lambda new: self._refine_scenes(
-                        crops[torch.as_tensor(rendered[new])], points[rendered[new]], wplus[new], [keeps[k] for k in new]
+                        crops[torch.as_tensor(rendered[new])],
+                        points[rendered[new]],
+                        wplus[new],
+                        [keeps[k] for k in new],
                     ),
                 )
             renders = self.generator(wplus).clamp(-1, 1)
