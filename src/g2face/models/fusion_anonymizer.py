@@ -1286,9 +1286,9 @@ class FusionAnonymizer(nn.Module):
     ) -> Tensor:
         """Per face, what `steps` of refinement add to its W+ [N, S, D]: found once per identity
         (on the first face it is rendered on, laid onto that face's crop as `scenes` of those
-        faces' indices says) and
-        reused for that identity afterwards, so every frame of a video track gets the refined
-        likeness for one refinement (`REFINEMENTS_KEPT` identities remembered)."""
+        faces' indices says) and reused for that identity afterwards, so every frame of a video
+        track gets the refined likeness for one refinement (`REFINEMENTS_KEPT` identities
+        remembered)."""
         keys = [(identity.float().cpu().numpy().tobytes(), steps) for identity in identities]
         offsets = {key: self._refinements[key] for key in keys if key in self._refinements}
         # the first face of each identity not yet refined (two faces of one identity: one refinement)
