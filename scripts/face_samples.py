@@ -1,7 +1,9 @@
 """The photos and frames the face studies look at (scripts/study_profile_cue.py,
 scripts/study_face_presence.py): a seeded sample of LFW and CelebA stills, optionally the wild
 photos, and frames of the wild clips (hamilton's first 60 all, the clip the video figures use; the
-other clips every 10th)."""
+other clips every 10th); and for the fusion A/B measurements (scripts/measure_eye_tone.py,
+scripts/measure_chroma_range.py) one photo per LFW person and CelebA photos, seeded, with a
+pipeline per fusion variant."""
 
 from __future__ import annotations
 
@@ -46,3 +48,27 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--stills", type=int, default=300, help="photos per still set (LFW, CelebA)")
     parser.add_argument("--frames", type=int, default=300, help="first frames of each clip (every 10th)")
+
+
+def first_photos(data: Path, count: int, seed: int = 11) -> list[Path]:
+    """`count` LFW photos (the first of each person, people in seeded order) and `count` CelebA
+    photos (seeded order) under `data` (the shared data folder)."""
+    people = sorted((data / "lfw" / "lfw-deepfunneled").iterdir())
+    random.Random(seed).shuffle(people)
+    celeba = sorted((data / "celeba" / "images").glob("*.jpg"))
+    random.Random(seed).shuffle(celeba)
+    return [sorted(d.glob("*.jpg"))[0] for d in people[:count]] + celeba[:count]
+
+
+def fusion_variant_pipelines(variants: dict[str, dict]):
+    """One `G2FacePipeline` of the shipped default per named `FusionSettings` override, without
+    recovery carriers (an A/B of the fusion alone)."""
+    from g2face.pipeline.g2face import CarrierSettings, G2FacePipeline
+
+    carriers = CarrierSettings(container=False, pixel_payload=False)
+    return {
+        key: G2FacePipeline.from_pretrained(
+            "g2face-lite", carriers=carriers, model_options={"fusion": fusion}
+        )
+        for key, fusion in variants.items()
+    }

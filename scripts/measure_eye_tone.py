@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from face_samples import first_photos, fusion_variant_pipelines
 from PIL import Image
 from tqdm import tqdm
 
@@ -45,7 +45,7 @@ from g2face.models.fusion import (
 )
 from g2face.nn.crops import crops_to_tensor
 from g2face.payload import Secret
-from g2face.pipeline.g2face import CarrierSettings, G2FacePipeline
+from g2face.pipeline.g2face import G2FacePipeline
 
 LIGHTER = 10.0  # L* (irises) or 8-bit L (brows): "the fake's are lighter"
 VARIANTS = {
@@ -118,18 +118,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    carriers = CarrierSettings(container=False, pixel_payload=False)
-    pipelines = {
-        key: G2FacePipeline.from_pretrained(
-            "g2face-lite", carriers=carriers, model_options={"fusion": fusion}
-        )
-        for key, fusion in VARIANTS.items()
-    }
-    people = sorted((args.data / "lfw" / "lfw-deepfunneled").iterdir())
-    random.Random(11).shuffle(people)
-    celeba = sorted((args.data / "celeba" / "images").glob("*.jpg"))
-    random.Random(11).shuffle(celeba)
-    files = [sorted(d.glob("*.jpg"))[0] for d in people[: args.faces]] + celeba[: args.faces]
+    pipelines = fusion_variant_pipelines(VARIANTS)
+    files = first_photos(args.data, args.faces)
     secret, rows, strips = Secret(bytes(32), "key"), [], []
     for i, path in enumerate(tqdm(files, desc="faces", unit="photo")):
         image = read_image(path).rgb
