@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from g2face.align import align_face, blend_faces
+from g2face.align import align_face, blend_faces, crop_source_width
 from g2face.detection import YuNetDetector
 from g2face.evaluation.attributes import compare_attributes
 from g2face.evaluation.metrics import threshold_at_far
@@ -173,12 +173,13 @@ def main() -> None:
         # Perfect channel: the true identity rendered back into the anonymized photo.
         x = crops_to_tensor([crops["anonymized"]])
         truth = sface(crops_to_tensor([crops["original"]]))
-        rendered, masks = pipeline.model.render_identities(x, truth)
+        width = [crop_source_width(f1, size)]  # the recovery judges its refinement at this width
+        rendered, masks = pipeline.model.render_identities(x, truth, 0, width)
         aligned = align_face(anon.image, f1, size)
         perfect, _ = blend_faces(anon.image, list(tensor_to_crops(rendered)), [aligned], list(masks))
         crops["recovered_perfect"] = align_face(perfect, f1, size).crop
         if args.refine:
-            refined, masks = pipeline.model.render_identities(x, truth, args.refine)
+            refined, masks = pipeline.model.render_identities(x, truth, args.refine, width)
             refined_image, _ = blend_faces(anon.image, list(tensor_to_crops(refined)), [aligned], list(masks))
             crops["recovered_refined"] = align_face(refined_image, f1, size).crop
         verified = bool(back.faces) and any(f.verified for f in back.faces)

@@ -623,6 +623,42 @@ def test_a_refinement_is_found_once_per_identity_and_reused(pipeline, photo, mon
     assert len(calls) == 2
 
 
+def test_a_refinement_judges_a_small_face_at_the_photos_resolution(pipeline, photo, monkeypatch):
+    """For a face that spans few photo pixels (`source_widths`), the recogniser inside `_refine`
+    sees the composite as the paste-back will show it, without the render's finest detail (the
+    push judges the same way); without a width it sees the full crop."""
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model
+    detection = pipeline.detector.detect(photo)[0]
+    crop = crops_to_tensor([align_face(photo, detection, model.image_size).crop])
+    identity = model.identity(crop)
+    refine, seen = model._refine, []
+
+    def watched(*args, **kwargs):
+        hook = model.identity.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].detach()))
+        try:
+            return refine(*args, **kwargs)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(model, "_refine", watched)
+
+    def detail(image):  # mean |difference| of horizontally neighbouring pixels, mid-face
+        middle = image[..., 96:160, 96:160]
+        return float((middle[..., 1:] - middle[..., :-1]).abs().mean())
+
+    details = {}
+    for width in (None, 48.0):
+        model._refinements.clear()
+        seen.clear()
+        model.render_identities(crop, identity, 1, [width])
+        assert len(seen) == 1
+        details[width] = detail(seen[0])
+    assert details[48.0] < 0.8 * details[None]
+
+
 def test_the_push_grid_warps_as_opencv_does():
     """`_push_away` lays the render onto the original with `grid_sample` on the similarity the
     fusion fits; it must move pixels where `cv2.warpAffine` moves them."""

@@ -92,7 +92,11 @@ class G2FaceModel(nn.Module):
 
     @torch.no_grad()
     def render_identities(
-        self, crops: Tensor, identities: Tensor, refine_steps: int = 0
+        self,
+        crops: Tensor,
+        identities: Tensor,
+        refine_steps: int = 0,
+        source_widths: Sequence[float | None] | None = None,  # nothing judged
     ) -> tuple[Tensor, None]:
         """The learned network renders in one pass (`refine_steps` is ignored)."""
         no_payload = torch.zeros(

@@ -120,10 +120,15 @@ class FaceAnonymizer(Protocol):
         ...
 
     def render_identities(
-        self, crops: Tensor, identities: Tensor, refine_steps: int = 0
+        self,
+        crops: Tensor,
+        identities: Tensor,
+        refine_steps: int = 0,
+        source_widths: Sequence[float | None] | None = None,
     ) -> tuple[Tensor, np.ndarray | None]:
         """Anonymized crops and the original identities [B, D] (decoded from a payload) → the
         faces rendered back with those identities, and their masks (None: the default ellipse).
         `refine_steps`: optional optimisation towards the identity (anonymizers that cannot refine
-        ignore it)."""
+        ignore it); `source_widths` as for `anonymize`, for a refinement that judges its render as
+        the photo will show it."""
         ...

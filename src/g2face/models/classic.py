@@ -121,6 +121,10 @@ class ClassicAnonymizer:
         return AnonymizedFaces(images, bits, tuple(e.salt for e in encoded), tuple(seeds))
 
     def render_identities(
-        self, crops: Tensor, identities: Tensor, refine_steps: int = 0
+        self,
+        crops: Tensor,
+        identities: Tensor,
+        refine_steps: int = 0,
+        source_widths: Sequence[float | None] | None = None,
     ) -> tuple[Tensor, np.ndarray | None]:
-        return self.source.render_identities(crops, identities, refine_steps)
+        return self.source.render_identities(crops, identities, refine_steps, source_widths)

@@ -451,12 +451,14 @@ def _probe_delta(probe: nn.Linear, identities: Tensor, targets: dict[int, float]
 @dataclass(frozen=True)
 class _RefineScenes:
     """Where renders are laid for `FusionAnonymizer._refine`: per face, the `grid_sample` grid of
-    its similarity fit onto its crop [N, S, S, 2], the fused region [N, 1, S, S] and the crop
-    itself [N, 3, S, S] in [-1, 1]."""
+    its similarity fit onto its crop [N, S, S, 2], the fused region [N, 1, S, S], the crop
+    itself [N, 3, S, S] in [-1, 1] and the photo pixels it spans (`align.crop_source_width`;
+    None: as many as the crop)."""
 
     grids: Tensor
     weights: Tensor
     backgrounds: Tensor
+    widths: list[float | None]
 
 
 class _GeometryHold:
@@ -1311,8 +1313,9 @@ class FusionAnonymizer(nn.Module):
         few seconds buy a closer likeness. The likeness is judged on the render laid onto its crop
         inside the fused region (`scenes`), as the recovered photo shows it, not on the bare
         render: on 30 LFW pairs FaceNet's mean cosine to another photo of the person rose 0.479
-        -> 0.527 with that (docs/measurements.md, session 26). FaceNet never takes part, so it
-        can judge the result."""
+        -> 0.527 with that (docs/measurements.md, session 26); and at the photo's resolution
+        (`at_source_resolution`, as the push judges), so no step is spent on detail the paste-back
+        drops (docs/measurements.md, session 27). FaceNet never takes part, so it can judge the result."""
         with torch.inference_mode(False), torch.enable_grad():
             w = wplus.clone().detach().requires_grad_(True)
             target = identities.clone().detach()
@@ -1326,7 +1329,7 @@ class FusionAnonymizer(nn.Module):
                 laid = torch.nn.functional.grid_sample(
                     image, grids, mode="bilinear", padding_mode="reflection", align_corners=False
                 )
-                composite = weights * laid + (1 - weights) * backgrounds
+                composite = weights * at_source_resolution(laid, scenes.widths) + (1 - weights) * backgrounds
                 identity_loss = 1 - (self.identity(composite) * target).sum(1).mean()
                 optimizer.zero_grad()
                 (identity_loss + hold(image)).backward()
@@ -1414,12 +1417,17 @@ class FusionAnonymizer(nn.Module):
             self._pushes.popitem(last=False)
 
     def _refine_scenes(
-        self, crops: Tensor, points: np.ndarray, wplus: Tensor, keeps: list[np.ndarray | None]
+        self,
+        crops: Tensor,
+        points: np.ndarray,
+        wplus: Tensor,
+        keeps: list[np.ndarray | None],
+        widths: list[float | None],
     ) -> _RefineScenes:
         """Where each unrefined render of `wplus` [N, S, D] lies on its crop [N, 3, S, S] (mesh
-        `points` [N, 478, 2] in pixels) as the fusion lays it: its similarity fit as a
-        `grid_sample` grid and the fused region (without what `keeps` holds in front of the
-        face), for `_refine`."""
+        `points` [N, 478, 2] in pixels; `widths` the photo pixels each spans) as the fusion lays
+        it: its similarity fit as a `grid_sample` grid and the fused region (without what `keeps`
+        holds in front of the face), for `_refine`."""
         size = self.image_size
         renders = self.generator(wplus).clamp(-1, 1)
         render_points = self.render_points(renders)
@@ -1430,20 +1438,28 @@ class FusionAnonymizer(nn.Module):
             )[0]
             grids.append(_similarity_grid(fit_render_to_original(render_points[k], points[k]), size))
             weights.append(torch.from_numpy(np.ascontiguousarray(fused.mask, np.float32))[None, None])
-        return _RefineScenes(torch.cat(grids).to(crops), torch.cat(weights).to(crops), crops.detach().clone())
+        return _RefineScenes(
+            torch.cat(grids).to(crops), torch.cat(weights).to(crops), crops.detach().clone(), list(widths)
+        )
 
     @torch.no_grad()
     def render_identities(
-        self, crops: Tensor, identities: Tensor, refine_steps: int = 0
+        self,
+        crops: Tensor,
+        identities: Tensor,
+        refine_steps: int = 0,
+        source_widths: Sequence[float | None] | None = None,
     ) -> tuple[Tensor, np.ndarray]:
         """The identities rendered at each crop's pose and expression and laid onto it, with the
         glasses and facial hair the crop shows (`keep_accessories`);
         `refine_steps` > 0 optimises each render towards its identity first (`--refine`), once
-        per identity: later faces of the same identity reuse its W+ offset. A face
+        per identity: later faces of the same identity reuse its W+ offset, judged at the photo's
+        resolution where `source_widths` (`align.crop_source_width`) says the face is small. A face
         turned beyond `FusionSettings.max_yaw` is left as it is (mask 0): it was filtered, not
         replaced, and a render laid onto it would be a second face inside the head."""
         geometry = self.geometry(crops)
         size = self.image_size
+        widths = [None] * len(crops) if source_widths is None else list(source_widths)
         originals = tensor_to_crops(crops)
         images, masks = list(originals), [np.zeros((size, size), np.float32) for _ in originals]
         rendered = np.flatnonzero(~self.turned_too_far(geometry))
@@ -1464,6 +1480,7 @@ class FusionAnonymizer(nn.Module):
                         points[rendered[new]],
                         wplus[new],
                         [keeps[k] for k in new],
+                        [widths[i] for i in rendered[new]],
                     ),
                 )
             renders = self.generator(wplus).clamp(-1, 1)

@@ -461,7 +461,9 @@ class G2FacePipeline:
         crops = crops_to_tensor([a.crop for a in aligned], device=self.device)
         embeddings = torch.from_numpy(np.stack([np.asarray(e, np.float32) for e in identities]))
         with torch.inference_mode():
-            images, masks = self.model.render_identities(crops, embeddings, refine)
+            images, masks = self.model.render_identities(
+                crops, embeddings, refine, [crop_source_width(d, self.model.image_size) for d in detections]
+            )
         outputs = tensor_to_crops(images)
         if masks is None:
             masks = [face_mask(self.model.image_size)] * len(detections)
