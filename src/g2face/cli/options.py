@@ -44,6 +44,6 @@ def refine_option(what: str):
         default=REFINE_STEPS,
         show_default=True,
         help=f"Identity-level recovery only ({what}): optimisation steps of the rendered face towards the "
-        "decoded identity, about 1 s each on a CPU, once per identity; 0 renders it once (on 150 LFW "
-        "pairs FaceNet recognised 0.400 of faces after 10 steps, 0.053 without; CelebA 0.387 and 0.027).",
+        "decoded identity, about 0.7 s each on two CPU threads, once per identity; 0 renders it once (on 150 "
+        "LFW pairs FaceNet recognised 0.400 of faces after 10 steps, 0.053 without; CelebA 0.387 and 0.027).",
     )
