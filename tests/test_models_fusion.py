@@ -845,6 +845,23 @@ def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
     assert choose_candidate(scores, settings) == 1
     scores = [CandidateScore(0.05, loses_facial_hair=True, **fit), CandidateScore(0.25, **fit)]
     assert choose_candidate(scores, settings) == 1
+    # ... but the apparent gender comes first: when no fake without an added accessory is surely
+    # of the original's gender, those that are join them, and such a one beats a woman for a man
+    scores = [CandidateScore(0.1, **wrong_gender), CandidateScore(0.25, adds_facial_hair=True, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    scores = [
+        CandidateScore(0.1, **wrong_gender),
+        CandidateScore(0.2, **unsure),
+        CandidateScore(0.25, adds_glasses=True, **fit),
+    ]
+    assert choose_candidate(scores, settings) == 2
+    scores = [CandidateScore(0.6, **wrong_gender), CandidateScore(0.5, adds_facial_hair=True, **fit)]
+    assert choose_candidate(scores, settings) == 1  # none different enough: the least similar of the gender
+    scores = [
+        CandidateScore(0.1, **wrong_gender),
+        CandidateScore(0.25, adds_facial_hair=True, **wrong_gender),
+    ]
+    assert choose_candidate(scores, settings) == 0  # an accessory for nothing is still passed over
     both = dict(loses_glasses=True, loses_facial_hair=True)
     scores = [CandidateScore(0.05, **both, **fit), CandidateScore(0.2, loses_glasses=True, **fit)]
     assert choose_candidate(scores, settings) == 1

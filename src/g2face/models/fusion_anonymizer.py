@@ -321,11 +321,16 @@ def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) 
     whole-region fallback then lowers the similarity). (Picking the
     closest in attributes among acceptable ones raised FaceNet's mean cosine to the original person
     from 0.24 to 0.33 on LFW.) No added glasses or facial hair at any tier, unless every candidate
-    brings some; an original's glasses and facial hair are kept where an acceptable (or, failing
-    that, different-enough) candidate has them (fewest lost first). "Similar" is the bar's SFace
-    cosine for what passes it and `ranking_similarity` (both judges) for what is least so."""
+    brings some, or none without them is surely of the original's apparent gender: then those
+    that are join them (a man's fake with a beard he lacks before a woman's: CelebA, session 27);
+    an original's glasses and facial hair are kept where an acceptable (or, failing that,
+    different-enough) candidate has them (fewest lost first). "Similar" is the bar's SFace cosine
+    for what passes it and `ranking_similarity` (both judges) for what is least so."""
     indices = range(len(scores))
-    eligible = [i for i in indices if not scores[i].adds_accessory] or list(indices)
+    eligible = [i for i in indices if not scores[i].adds_accessory]
+    if not any(scores[i].surely_same_gender for i in eligible):
+        eligible += [i for i in indices if scores[i].adds_accessory and scores[i].surely_same_gender]
+    eligible = eligible or list(indices)
     acceptable = [i for i in eligible if scores[i].acceptable(settings)]
     if acceptable:
         return min(acceptable, key=lambda i: (scores[i].accessories_lost, scores[i].ranking_similarity))
