@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 
 def sample_images(
@@ -72,3 +73,30 @@ def fusion_variant_pipelines(variants: dict[str, dict]):
         )
         for key, fusion in variants.items()
     }
+
+
+def fusion_variant_fakes(pipelines: dict, files: list[Path]) -> Iterator[tuple[Path, np.ndarray, dict]]:
+    """Per photo of `files` with a face: (path, the largest face's 256-px aligned crop, each
+    variant's fake of it aligned the same way), every variant rendering the same keyed dummy
+    (seed 7000 + the photo's index) without the search, so only the fusion differs. A face any
+    variant hands to the turned-face fallback is skipped. `pipelines` as `fusion_variant_pipelines`."""
+    from g2face.align import align_face
+    from g2face.io import read_image
+    from g2face.payload import Secret
+
+    secret = Secret(bytes(32), "key")
+    detector = next(iter(pipelines.values())).detector
+    for i, path in enumerate(tqdm(files, desc="faces", unit="photo")):
+        image = read_image(path).rgb
+        found = detector.detect(image)
+        if not found:
+            continue
+        face = max(found, key=lambda d: d.width)
+        fakes = {}
+        for key, pipeline in pipelines.items():
+            done = pipeline.anonymize(image, secret, detections=[face], seeds=[7000 + i], search=False)
+            if done.faces[0].fallback_reason:
+                break
+            fakes[key] = align_face(done.image, face, 256).crop
+        else:
+            yield path, align_face(image, face, 256).crop, fakes

@@ -27,15 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from face_samples import first_photos, fusion_variant_pipelines
+from face_samples import first_photos, fusion_variant_fakes, fusion_variant_pipelines
 from PIL import Image
-from tqdm import tqdm
 
-from g2face.align import align_face
-from g2face.io import read_image
 from g2face.models.fusion import CHROMA_RANGE_QUANTILES, eyes_and_mouth_mask, face_region_mask
 from g2face.nn.crops import crops_to_tensor
-from g2face.payload import Secret
 from g2face.pipeline.g2face import G2FacePipeline
 
 MARGIN = 3.0  # 8-bit Lab levels beyond the original's range: a visible tint, not rounding
@@ -67,31 +63,18 @@ def main() -> None:
     torch.set_grad_enabled(False)
     pipelines = fusion_variant_pipelines(VARIANTS)
     files = first_photos(args.data, args.faces)
-    secret, rows, crops_of = Secret(bytes(32), "key"), [], {}
-    for i, path in enumerate(tqdm(files, desc="faces", unit="photo")):
-        image = read_image(path).rgb
-        found = pipelines["off"].detector.detect(image)
-        if not found:
-            continue
-        face = max(found, key=lambda d: d.width)
-        original = align_face(image, face, 256).crop
-        row, crops = {"file": path.name}, [original]
-        for key, pipeline in pipelines.items():
-            done = pipeline.anonymize(image, secret, detections=[face], seeds=[7000 + i], search=False)
-            if done.faces[0].fallback_reason:
-                break
-            fake = align_face(done.image, face, 256).crop
-            row[f"{key}_share"] = stray_share(pipeline, original, fake)
-            crops.append(fake)
-        else:
-            lab = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB).astype(np.float32) for c in crops[1:]]
-            changed = np.abs(lab[0] - lab[1]).max(-1) > 0
-            row["moved_share"] = float(changed.mean())
-            row["moved_delta_e"] = (
-                float(np.linalg.norm(lab[0] - lab[1], axis=-1)[changed].mean()) if changed.any() else 0.0
-            )
-            rows.append(row)
-            crops_of[path.name] = crops
+    rows, crops_of = [], {}
+    for path, original, fakes in fusion_variant_fakes(pipelines, files):
+        row = {"file": path.name}
+        row |= {f"{key}_share": stray_share(pipelines[key], original, fake) for key, fake in fakes.items()}
+        lab = [cv2.cvtColor(fakes[key], cv2.COLOR_RGB2LAB).astype(np.float32) for key in VARIANTS]
+        changed = np.abs(lab[0] - lab[1]).max(-1) > 0
+        row["moved_share"] = float(changed.mean())
+        row["moved_delta_e"] = (
+            float(np.linalg.norm(lab[0] - lab[1], axis=-1)[changed].mean()) if changed.any() else 0.0
+        )
+        rows.append(row)
+        crops_of[path.name] = [original, *(fakes[key] for key in VARIANTS)]
     summary = {"faces": len(rows)}
     for key in VARIANTS:
         shares = np.array([r[f"{key}_share"] for r in rows])

@@ -27,12 +27,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from face_samples import first_photos, fusion_variant_pipelines
+from face_samples import first_photos, fusion_variant_fakes, fusion_variant_pipelines
 from PIL import Image
-from tqdm import tqdm
 
-from g2face.align import align_face
-from g2face.io import read_image
 from g2face.models.fusion import (
     BROW_MIN_DARKNESS,
     BROW_MIN_PIXELS,
@@ -44,7 +41,6 @@ from g2face.models.fusion import (
     skin_mask,
 )
 from g2face.nn.crops import crops_to_tensor
-from g2face.payload import Secret
 from g2face.pipeline.g2face import G2FacePipeline
 
 LIGHTER = 10.0  # L* (irises) or 8-bit L (brows): "the fake's are lighter"
@@ -120,26 +116,12 @@ def main() -> None:
     torch.set_grad_enabled(False)
     pipelines = fusion_variant_pipelines(VARIANTS)
     files = first_photos(args.data, args.faces)
-    secret, rows, strips = Secret(bytes(32), "key"), [], []
-    for i, path in enumerate(tqdm(files, desc="faces", unit="photo")):
-        image = read_image(path).rgb
-        found = pipelines["off"].detector.detect(image)
-        if not found:
-            continue
-        face = max(found, key=lambda d: d.width)
-        original = align_face(image, face, 256).crop
-        row, crops = {"file": path.name, "original": read_eyes(pipelines["off"], original)}, [original]
-        for key, pipeline in pipelines.items():
-            done = pipeline.anonymize(image, secret, detections=[face], seeds=[7000 + i], search=False)
-            if done.faces[0].fallback_reason:
-                break
-            fake = align_face(done.image, face, 256).crop
-            row[key] = read_eyes(pipeline, fake)
-            crops.append(fake)
-        else:
-            rows.append(row)
-            if len(strips) < args.sheet_faces:
-                strips.append(crops)
+    rows, strips = [], []
+    for path, original, fakes in fusion_variant_fakes(pipelines, files):
+        row = {"file": path.name, "original": read_eyes(pipelines["off"], original)}
+        rows.append(row | {key: read_eyes(pipelines[key], fake) for key, fake in fakes.items()})
+        if len(strips) < args.sheet_faces:
+            strips.append([original, *fakes.values()])
     summary = summary_of(rows)
     print(json.dumps(summary, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
