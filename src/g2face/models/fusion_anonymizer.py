@@ -1327,10 +1327,12 @@ class FusionAnonymizer(nn.Module):
             grids, weights, backgrounds = (
                 t.clone() for t in (scenes.grids, scenes.weights, scenes.backgrounds)
             )
-            hold = _GeometryHold(self.geometry, self.generator(w).clamp(-1, 1))
+            hold = None
             optimizer = torch.optim.Adam([w], lr=lr)
             for _ in range(steps):
                 image = self.generator(w).clamp(-1, 1)
+                if hold is None:  # the start's landmarks and expression, from step 0's render
+                    hold = _GeometryHold(self.geometry, image.detach())
                 laid = torch.nn.functional.grid_sample(
                     image, grids, mode="bilinear", padding_mode="reflection", align_corners=False
                 )
