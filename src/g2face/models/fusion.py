@@ -53,7 +53,7 @@ CHEEK_MIN_PIXELS = 30
 CHEEK_MIN_SKIN = 0.5
 """A cheek smaller than `CHEEK_MIN_PIXELS` in either face (turned away), or less than this fraction
 of it bare skin (`skin_mask`: covered by a hand, hair or a shadow), keeps the colour transfer's
-tone."""
+tone in the original; in the render it is still moved (`match_cheek_tone`)."""
 CHEEK_TONE_SIGMA = 0.06
 """The cheek tone shift is spread over the cheek with a Gaussian of this many face widths (a sharper
 edge showed as a patch on the cheek)."""
@@ -518,7 +518,10 @@ def match_cheek_tone(
     trimmed-mean Lab shifted to the original's cheek's: the shift spread smoothly from the cheek
     (`CHEEK_TONE_SIGMA`), scaled so the cheek's mean moves by exactly that much, and faded out with
     `region`. One colour per cheek: the skin tone, not the original's shading within the cheek
-    (which carries the face's shape). A cheek hidden in either face is left as it is."""
+    (which carries the face's shape). A cheek hidden in the original (`_bare_cheek`: turned away,
+    covered by a hand, hair or a shadow) keeps the colour transfer's tone; one the render shows
+    but does not show bare (its own shadow or a lock of its hair) is still moved to the original's
+    tone there, read over its whole polygon, trimmed."""
     size = original.shape[0]
     lab_c = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB).astype(np.float32)
     lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -527,7 +530,7 @@ def match_cheek_tone(
     for polygon in CHEEK_POLYGONS:
         cheek_r = cheek_mask(size, render_points / size, (polygon,))
         cheek_o = cheek_mask(size, original_points / size, (polygon,))
-        if not (_bare_cheek(cheek_r, render_skin) and _bare_cheek(cheek_o, original_skin)):
+        if cheek_r.sum() < CHEEK_MIN_PIXELS or not _bare_cheek(cheek_o, original_skin):
             continue
         # Read as the cheek's tone is read (`skin_tone.cheek_lab`): the whole polygon, trimmed.
         delta = trimmed_lab_mean(lab_o[cheek_o]) - trimmed_lab_mean(lab_c[cheek_r])
