@@ -509,7 +509,6 @@ def match_cheek_tone(
     original: np.ndarray,
     render_points: np.ndarray,
     original_points: np.ndarray,
-    render_skin: np.ndarray,
     original_skin: np.ndarray,
     region: np.ndarray,
     width: float,
@@ -1249,7 +1248,7 @@ def fuse_face(
     )
     if settings.match_cheek_tone:
         coloured = match_cheek_tone(
-            coloured, original, moved, original_points[:, :2], render_skin, original_skin, region, width
+            coloured, original, moved, original_points[:, :2], original_skin, region, width
         )
     if settings.match_lip_tone:
         coloured = match_lip_tone(
