@@ -12,8 +12,8 @@ carriers, and apparent attributes. On genuine pairs (A1, A2 = two photos of one 
   and dlib-cydral (the one it chooses dummies with: white-box), also where the two agree on the
   original's gender, and cheek ITA difference.
 Thresholds: FAR 1e-3 from impostor pairs of distinct people's original photos in the same set.
-Written to --out: metrics.json, rows.json (per pair, with wrn and dlib age and gender before/after) and
-faces.png (original | key A | key B per pair).
+Written to --out: metrics.json, rows.json (per pair, with wrn and dlib age, gender and P(male) before/after)
+and faces.png (original | key A | key B per pair).
 
     python scripts/evaluate_default.py --data ../shared/data --pairs 150 --out runs/eval-default
 """
@@ -245,6 +245,11 @@ def main() -> None:
             r[name.split("-")[0]] = {
                 "age": [round(float(before.age[k]), 1), round(float(after.age[k]), 1)],
                 "male": [bool(before.male[k]), bool(after.male[k])],
+                # the probabilities too: most losses are originals read near 0.5 (session 29)
+                "male_probability": [
+                    round(float(before.male_probability[k]), 3),
+                    round(float(after.male_probability[k]), 3),
+                ],
             }
     if comparison.ita_difference is not None:
         for r, difference in zip(rows, comparison.ita_difference, strict=True):
