@@ -259,6 +259,10 @@ def main() -> None:
     results["attributes"]["originals_gender_estimators_agree"] = agree
     for name, value in kept.items():
         results["attributes"][f"gender_kept_where_estimators_agree/{name.split('-')[0]}"] = value
+    for name, (share, value) in comparison.gender_kept_where_clear().items():
+        # an original an estimator reads near 0.5 is a coin flip to it whatever the fake shows
+        results["attributes"][f"originals_gender_clear/{name.split('-')[0]}"] = share
+        results["attributes"][f"gender_kept_where_clear/{name.split('-')[0]}"] = value
     contact_sheet(rows).save(args.out / "faces.png")
     for r in rows:
         del r["crops"], r["emb_original_facenet"], r["emb_original_sface"]

@@ -147,3 +147,27 @@ def test_gender_kept_is_also_given_where_the_estimators_agree_on_the_original():
     agree, kept = comparison.gender_kept_where_estimators_agree()
     assert agree == pytest.approx(0.75)
     assert kept == {"a": pytest.approx(2 / 3), "b": pytest.approx(1.0)}
+
+
+def test_gender_kept_is_also_given_where_the_original_is_clear_to_each_estimator():
+    from g2face.evaluation.attributes import compare_attributes
+    from g2face.priors.attributes import Attributes
+
+    originals, anonymized = torch.zeros(4, 3, 8, 8), torch.zeros(4, 3, 8, 8)
+    originals[:, 0, 0, 0] = torch.arange(4.0)
+    anonymized[:, 0, 0, 0] = torch.arange(4.0) + 10
+    # Original 1 is read near 0.5 (0.55) and its fake as female: lost, but not clear; original 3
+    # is clear (0.1) and its fake read male: lost and counted.
+    table = {0: 0.9, 1: 0.55, 2: 0.2, 3: 0.1, 10: 0.95, 11: 0.3, 12: 0.1, 13: 0.8}
+
+    def read(crops):
+        p = torch.tensor([table[int(k)] for k in crops[:, 0, 0, 0]])
+        return Attributes(age=torch.full((len(crops),), 30.0), male_probability=p)
+
+    estimator = type("a", (), {"name": "a", "__call__": staticmethod(read)})()
+    comparison = compare_attributes(originals, anonymized, [estimator])
+    assert comparison.summary()["gender_kept/a"] == pytest.approx(0.5)
+    share, kept = comparison.gender_kept_where_clear()["a"]
+    assert share == pytest.approx(0.75) and kept == pytest.approx(2 / 3)
+    # with no margin every original counts
+    assert comparison.gender_kept_where_clear(0.0)["a"] == (pytest.approx(1.0), pytest.approx(0.5))
