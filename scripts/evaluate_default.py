@@ -71,6 +71,11 @@ def _genuine_pairs(data: Path, dataset: str):
     return pairs, labels.__getitem__
 
 
+def _short(estimator_name: str) -> str:
+    """An estimator's name as rows.json and metrics.json key it: "wrn-imdbwiki" -> "wrn"."""
+    return estimator_name.split("-")[0]
+
+
 def _main_face(detector, image):
     faces = detector.detect(image)
     if not faces:
@@ -242,7 +247,7 @@ def main() -> None:
     for name, (before, after) in comparison.estimates.items():
         for k, r in enumerate(rows):
             # Per face, to see where attributes are lost (wrn never chooses dummies).
-            r[name.split("-")[0]] = {
+            r[_short(name)] = {
                 "age": [round(float(before.age[k]), 1), round(float(after.age[k]), 1)],
                 "male": [bool(before.male[k]), bool(after.male[k])],
                 # the probabilities too: most losses are originals read near 0.5 (session 29)
@@ -258,11 +263,11 @@ def main() -> None:
     agree, kept = comparison.gender_kept_where_estimators_agree()
     results["attributes"]["originals_gender_estimators_agree"] = agree
     for name, value in kept.items():
-        results["attributes"][f"gender_kept_where_estimators_agree/{name.split('-')[0]}"] = value
+        results["attributes"][f"gender_kept_where_estimators_agree/{_short(name)}"] = value
     for name, (share, value) in comparison.gender_kept_where_clear().items():
         # an original an estimator reads near 0.5 is a coin flip to it whatever the fake shows
-        results["attributes"][f"originals_gender_clear/{name.split('-')[0]}"] = share
-        results["attributes"][f"gender_kept_where_clear/{name.split('-')[0]}"] = value
+        results["attributes"][f"originals_gender_clear/{_short(name)}"] = share
+        results["attributes"][f"gender_kept_where_clear/{_short(name)}"] = value
     contact_sheet(rows).save(args.out / "faces.png")
     for r in rows:
         del r["crops"], r["emb_original_facenet"], r["emb_original_sface"]
