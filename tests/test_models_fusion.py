@@ -843,6 +843,15 @@ def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
     assert choose_candidate(scores, settings) == 1
     scores = [CandidateScore(0.5, adds_glasses=True, **fit), CandidateScore(0.4, adds_glasses=True, **fit)]
     assert choose_candidate(scores, settings) == 1
+    # ... and then the fake that brings fewer: a moustache alone before glasses and a moustache
+    both = {"adds_glasses": True, "adds_facial_hair": True}
+    scores = [CandidateScore(0.2, **both, **fit), CandidateScore(0.45, adds_facial_hair=True, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    scores = [
+        CandidateScore(0.2, **both, **wrong_gender),
+        CandidateScore(0.45, adds_glasses=True, **wrong_gender),
+    ]
+    assert choose_candidate(scores, settings) == 1  # none surely of the original's gender: the same
     # The original's glasses: an acceptable fake that wears some beats a less similar bare one,
     # but never at the cost of acceptability.
     scores = [CandidateScore(0.05, loses_glasses=True, **fit), CandidateScore(0.25, **fit)]

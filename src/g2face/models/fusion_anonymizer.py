@@ -218,6 +218,11 @@ class CandidateScore:
         return self.adds_glasses or self.adds_facial_hair
 
     @property
+    def accessories_added(self) -> int:
+        """How many of glasses and facial hair the fake brings that the original lacks."""
+        return int(self.adds_glasses) + int(self.adds_facial_hair)
+
+    @property
     def accessories_lost(self) -> int:
         """How many of the original's glasses and facial hair the fake lacks."""
         return int(self.loses_glasses) + int(self.loses_facial_hair)
@@ -322,15 +327,26 @@ def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) 
     closest in attributes among acceptable ones raised FaceNet's mean cosine to the original person
     from 0.24 to 0.33 on LFW.) No added glasses or facial hair at any tier, unless every candidate
     brings some, or none without them is surely of the original's apparent gender: then those
-    that are join them (a man's fake with a beard he lacks before a woman's: CelebA, session 27);
+    that are join them, those that bring the fewest (a man's fake with a beard he lacks before a
+    woman's: CelebA, session 27);
     an original's glasses and facial hair are kept where an acceptable (or, failing that,
     different-enough) candidate has them (fewest lost first). "Similar" is the bar's SFace cosine
     for what passes it and `ranking_similarity` (both judges) for what is least so."""
     indices = range(len(scores))
+
+    def fewest_added(pool: list[int]) -> list[int]:
+        # where every candidate brings something, one that brings glasses *and* a moustache is
+        # not chosen over one that brings a moustache only (LFW, session 30: every candidate for a
+        # clean-shaven man read as adding facial hair, and the least similar added glasses too)
+        least = min((scores[i].accessories_added for i in pool), default=0)
+        return [i for i in pool if scores[i].accessories_added == least]
+
     eligible = [i for i in indices if not scores[i].adds_accessory]
     if not any(scores[i].surely_same_gender for i in eligible):
-        eligible += [i for i in indices if scores[i].adds_accessory and scores[i].surely_same_gender]
-    eligible = eligible or list(indices)
+        eligible += fewest_added(
+            [i for i in indices if scores[i].adds_accessory and scores[i].surely_same_gender]
+        )
+    eligible = eligible or fewest_added(list(indices))
     acceptable = [i for i in eligible if scores[i].acceptable(settings)]
     if acceptable:
         return min(acceptable, key=lambda i: (scores[i].accessories_lost, scores[i].ranking_similarity))
