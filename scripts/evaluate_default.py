@@ -71,6 +71,45 @@ def _genuine_pairs(data: Path, dataset: str):
     return pairs, labels.__getitem__
 
 
+KEY_A, KEY_B = Secret(b"A" * 32, "key"), Secret(b"B" * 32, "key")
+"""The evaluation's two keys (the dummy seeds come from the file name and the key's letter)."""
+
+
+def evaluation_pairs(data: Path, dataset: str, count: int):
+    """The evaluation's genuine pairs: `count` spread evenly over the set, and path -> who is in
+    the photo (also what the session studies in scripts/ run over, so their faces are these)."""
+    genuine, person = _genuine_pairs(data, dataset)
+    step = max(1, len(genuine) // count)
+    return genuine[::step][:count], person
+
+
+def first_photo_faces(data: Path, pairs, detector):
+    """(index, path, image, main face) of each pair's first photo where the detector finds a face."""
+    for n, pair in enumerate(pairs):
+        image = read_image(data / pair[0]).rgb
+        face = _main_face(detector, image)
+        if face is not None:
+            yield n, pair[0], image, face
+
+
+def anonymized_with_key_a(pipeline: G2FacePipeline, image: np.ndarray, face, path: str):
+    """The photo anonymized with the evaluation's key A (`KEY_A`) and dummy seed."""
+    return pipeline.anonymize(image, KEY_A, detections=[face], seeds=[name_seed(path + "/A")])
+
+
+def add_face_set_arguments(parser: argparse.ArgumentParser, default_dataset: str = "lfw") -> None:
+    """--data, --pairs, --dataset and --model: which faces, and which model anonymizes them."""
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--pairs", type=int, default=150, help="genuine pairs (spread over the set)")
+    parser.add_argument(
+        "--dataset",
+        choices=sorted(DATASET_INDEX),
+        default=default_dataset,
+        help="lfw: the protocol's genuine pairs; celeba: the first two photos of each identity",
+    )
+    parser.add_argument("--model", default="g2face-lite")
+
+
 def _short(estimator_name: str) -> str:
     """An estimator's name as rows.json and metrics.json key it: "wrn-imdbwiki" -> "wrn"."""
     return estimator_name.split("-")[0]
@@ -102,15 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--pairs", type=int, default=150, help="genuine pairs (spread over the set)")
-    parser.add_argument(
-        "--dataset",
-        choices=sorted(DATASET_INDEX),
-        default="lfw",
-        help="lfw: the protocol's genuine pairs; celeba: the first two photos of each identity",
-    )
-    parser.add_argument("--model", default="g2face-lite")
+    add_face_set_arguments(parser)
     parser.add_argument("--attributes", choices=["keep", "free"], default="keep")
     parser.add_argument(
         "--candidates",
@@ -134,9 +165,7 @@ def main() -> None:
             f"no {args.dataset} under {args.data}: pass --data pointing at the shared data folder"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    genuine, person = _genuine_pairs(args.data, args.dataset)
-    step = max(1, len(genuine) // args.pairs)
-    pairs = genuine[::step][: args.pairs]
+    pairs, person = evaluation_pairs(args.data, args.dataset, args.pairs)
 
     torch.set_grad_enabled(False)
     detector = YuNetDetector()
@@ -147,7 +176,7 @@ def main() -> None:
     )
     pipeline = G2FacePipeline.from_pretrained(args.model, model_options=options)
     facenet, sface = FaceNetEncoder(), SFaceEncoder()
-    key_a, key_b = Secret(b"A" * 32, "key"), Secret(b"B" * 32, "key")
+    key_a, key_b = KEY_A, KEY_B
     size = 256
     rows = []
     started = time.perf_counter()
@@ -160,7 +189,7 @@ def main() -> None:
         # Dummy seeds from the file name and the key: reproducible, and paired across A/B runs of
         # different settings (the salts stay random, so payloads differ run to run).
         timed = time.perf_counter()
-        anon = pipeline.anonymize(a1, key_a, detections=[f1], seeds=[name_seed(pair[0] + "/A")])
+        anon = anonymized_with_key_a(pipeline, a1, f1, pair[0])
         anonymize_seconds = time.perf_counter() - timed
         # whether the search pushed the kept dummy away from the original (the push is remembered
         # by dummy seed for a video track's later frames; a measurement script may look)

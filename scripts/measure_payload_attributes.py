@@ -26,16 +26,18 @@ from PIL import Image
 
 from g2face.align import align_face
 from g2face.detection import YuNetDetector
-from g2face.evaluation.protocols import name_seed
-from g2face.io import read_image
 from g2face.nn.crops import crops_to_tensor
-from g2face.payload import Secret
 from g2face.payload.carriers import pixel
 from g2face.pipeline.g2face import G2FacePipeline
 from g2face.priors.attributes import DlibAgeGenderEstimator, WideResNetAgeGenderEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_default import _genuine_pairs, _main_face  # noqa: E402  (the evaluation's pairs and faces)
+from evaluate_default import (  # noqa: E402  (the evaluation's faces and options)
+    add_face_set_arguments,
+    anonymized_with_key_a,
+    evaluation_pairs,
+    first_photo_faces,
+)
 
 VIEWS = ("original", "before_payload", "after_payload")
 
@@ -57,33 +59,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--dataset", choices=["lfw", "celeba"], default="celeba")
-    parser.add_argument("--pairs", type=int, default=150)
-    parser.add_argument("--model", default="g2face-lite")
+    add_face_set_arguments(parser, default_dataset="celeba")
     parser.add_argument("--out", type=Path, default=Path("runs/payload_attributes"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_grad_enabled(False)
-    genuine, _ = _genuine_pairs(args.data, args.dataset)
-    step = max(1, len(genuine) // args.pairs)
-    pairs = genuine[::step][: args.pairs]
+    pairs, _ = evaluation_pairs(args.data, args.dataset, args.pairs)
     pipeline = G2FacePipeline.from_pretrained(args.model)
     estimators = {"wrn": WideResNetAgeGenderEstimator(), "dlib": DlibAgeGenderEstimator()}
-    detector, key = YuNetDetector(), Secret(b"A" * 32, "key")
     composed = capture_composed()
     rows, shown, started = [], [], time.perf_counter()
-    for n, pair in enumerate(pairs):
-        image = read_image(args.data / pair[0]).rgb
-        face = _main_face(detector, image)
-        if face is None:
-            continue
+    for n, path, image, face in first_photo_faces(args.data, pairs, YuNetDetector()):
         composed.clear()
-        written = pipeline.anonymize(image, key, detections=[face], seeds=[name_seed(pair[0] + "/A")])
+        written = anonymized_with_key_a(pipeline, image, face, path)
         carried = bool(written.faces[0].pixel_payload)
         before = composed[0] if composed else written.image
         crops = [align_face(view, face, 256).crop for view in (image, before, written.image)]
-        row = {"pair": pair[0], "face_width": float(face.box[2] - face.box[0]), "carried": carried}
+        row = {"pair": path, "face_width": float(face.box[2] - face.box[0]), "carried": carried}
         for name, estimator in estimators.items():
             found = estimator(crops_to_tensor(crops))
             row[f"{name}_male"] = [round(float(p), 3) for p in found.male_probability]

@@ -28,16 +28,18 @@ import torch
 
 from g2face.align import align_face
 from g2face.detection import YuNetDetector
-from g2face.evaluation.protocols import name_seed
-from g2face.io import read_image
 from g2face.models import fusion_anonymizer
 from g2face.nn.crops import crops_to_tensor
-from g2face.payload import Secret
 from g2face.pipeline.g2face import G2FacePipeline
 from g2face.priors.attributes import WideResNetAgeGenderEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_default import _genuine_pairs, _main_face  # noqa: E402  (the evaluation's pairs and faces)
+from evaluate_default import (  # noqa: E402  (the evaluation's faces and options)
+    add_face_set_arguments,
+    anonymized_with_key_a,
+    evaluation_pairs,
+    first_photo_faces,
+)
 
 BANDS = ((0.0, 0.45), (0.45, 0.48), (0.48, 0.49), (0.49, 0.495), (0.495, 0.499), (0.499, 0.5))
 
@@ -65,20 +67,14 @@ def readings(reader, wrn, crops) -> list[tuple[float, float, float]]:
 
 
 def collect(args) -> list[dict]:
-    genuine, _ = _genuine_pairs(args.data, args.dataset)
-    step = max(1, len(genuine) // args.pairs)
-    pairs = genuine[::step][: args.pairs]
+    pairs, _ = evaluation_pairs(args.data, args.dataset, args.pairs)
     pipeline = G2FacePipeline.from_pretrained(args.model)
-    reader, wrn, detector = pipeline.model.attributes, WideResNetAgeGenderEstimator(), YuNetDetector()
+    reader, wrn = pipeline.model.attributes, WideResNetAgeGenderEstimator()
     pools = capture_pools()
-    key, rows, started = Secret(b"A" * 32, "key"), [], time.perf_counter()
-    for n, pair in enumerate(pairs):
-        image = read_image(args.data / pair[0]).rgb
-        face = _main_face(detector, image)
-        if face is None:
-            continue
+    rows, started = [], time.perf_counter()
+    for n, path, image, face in first_photo_faces(args.data, pairs, YuNetDetector()):
         pools.clear()
-        anonymized = pipeline.anonymize(image, key, detections=[face], seeds=[name_seed(pair[0] + "/A")])
+        anonymized = anonymized_with_key_a(pipeline, image, face, path)
         if not pools:  # turned too far: filtered, no candidates
             continue
         scores, previews = pools[-1]
@@ -87,7 +83,7 @@ def collect(args) -> list[dict]:
         )
         rows.append(
             {
-                "pair": pair[0],
+                "pair": path,
                 "original": original,
                 "final": final,
                 "candidates": [
@@ -134,10 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--dataset", choices=["lfw", "celeba"], default="celeba")
-    parser.add_argument("--pairs", type=int, default=150)
-    parser.add_argument("--model", default="g2face-lite")
+    add_face_set_arguments(parser, default_dataset="celeba")
     parser.add_argument("--out", type=Path, required=True, help="JSON of every candidate's readings")
     parser.add_argument("--summarise-only", action="store_true", help="read --out instead of collecting")
     parser.add_argument("--margin", type=float, default=0.48, help="sure: mean reading this far from 0.5 "
