@@ -176,7 +176,6 @@ def main() -> None:
     )
     pipeline = G2FacePipeline.from_pretrained(args.model, model_options=options)
     facenet, sface = FaceNetEncoder(), SFaceEncoder()
-    key_a, key_b = KEY_A, KEY_B
     size = 256
     rows = []
     started = time.perf_counter()
@@ -194,10 +193,10 @@ def main() -> None:
         # whether the search pushed the kept dummy away from the original (the push is remembered
         # by dummy seed for a video track's later frames; a measurement script may look)
         pushed = anon.faces[0].dummy_seed in getattr(pipeline.model, "_pushes", {})
-        anon_b = pipeline.anonymize(a1, key_b, detections=[f1], seeds=[name_seed(pair[0] + "/B")])
-        exact = pipeline.recover(anon.image, key_a, container=anon.container)
+        anon_b = pipeline.anonymize(a1, KEY_B, detections=[f1], seeds=[name_seed(pair[0] + "/B")])
+        exact = pipeline.recover(anon.image, KEY_A, container=anon.container)
         published = _jpeg(anon.image, 90)
-        back = pipeline.recover(published, key_a)
+        back = pipeline.recover(published, KEY_A)
         crops = {
             "original": align_face(a1, f1, size).crop,
             "other": align_face(a2, f2, size).crop,

@@ -61,7 +61,7 @@ def readings(reader, wrn, crops) -> list[tuple[float, float, float]]:
     """(Cydral's network, descriptor probe, wrn) P(male) per crop."""
     x = crops_to_tensor(list(crops))
     network = reader.base(x).male_probability
-    probe = reader.probe(reader.descriptor(x))[:, 0].sigmoid()
+    probe = reader.probe_logit(x).sigmoid()
     other = wrn(x).male_probability
     return list(zip(network.tolist(), probe.tolist(), other.tolist(), strict=True))
 

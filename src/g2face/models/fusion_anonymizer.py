@@ -215,7 +215,7 @@ class CandidateScore:
     @property
     def adds_accessory(self) -> bool:
         """The fake brings glasses or facial hair the original lacks."""
-        return self.adds_glasses or self.adds_facial_hair
+        return self.accessories_added > 0
 
     @property
     def accessories_added(self) -> int:

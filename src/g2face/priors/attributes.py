@@ -206,10 +206,13 @@ class ProbedGenderEstimator(nn.Module):
         self.name = f"{base.name}+probe"
         freeze(self)
 
+    def probe_logit(self, crops: Tensor) -> Tensor:
+        """The probe's own reading, logit of P(male) [B] (the base's is `base(crops)`)."""
+        return self.probe(self.descriptor(crops))[:, 0]
+
     def forward(self, crops: Tensor) -> Attributes:
         found = self.base(crops)
-        probed = self.probe(self.descriptor(crops))[:, 0]
-        mean_logit = (found.male_probability.logit(eps=1e-6) + probed) / 2
+        mean_logit = (found.male_probability.logit(eps=1e-6) + self.probe_logit(crops)) / 2
         return Attributes(age=found.age, male_probability=mean_logit.sigmoid())
 
 
