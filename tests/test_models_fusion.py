@@ -28,6 +28,7 @@ from g2face.models.fusion import (
     NUM_MESH_POINTS,
     SUNGLASSES_EYES,
     FusionSettings,
+    _shift_lab,
     brow_masks,
     chin_box,
     chin_texture,
@@ -1358,3 +1359,23 @@ def test_the_preview_shows_the_fake_as_the_photo_will_after_pasting_back():
     outside = small.mask == 0
     assert np.array_equal(small.preview[outside], original[outside])
     assert not np.array_equal(small.preview, full.preview)
+
+
+def test_a_lab_shift_converts_only_the_pixels_it_moves_and_as_a_whole_image_round_trip_would():
+    """`_shift_lab` converts only a box around the pixels moved by half a level or more (for speed):
+    the same bytes as converting the whole shifted image, and every other pixel untouched."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    shift = np.zeros_like(lab)
+    shift[10:30, 5:25] = rng.normal(0, 3, (20, 20, 3))
+    shift[40, 35, 2] = -0.7  # one pixel moved apart from the rest, by one channel only
+    moved = np.abs(shift).max(-1) >= 0.5
+    whole = image.copy()
+    whole[moved] = cv2.cvtColor(np.clip(np.rint(lab + shift), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)[
+        moved
+    ]
+    out = _shift_lab(image, lab, shift)
+    assert np.array_equal(out, whole) and not np.array_equal(out, image)
+    assert np.array_equal(out[~moved], image[~moved])
+    assert np.array_equal(_shift_lab(image, lab, np.zeros_like(lab) + 0.4), image)  # nothing moved
