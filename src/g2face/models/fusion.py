@@ -543,10 +543,10 @@ def _shift_lab(coloured: np.ndarray, lab: np.ndarray, shift: np.ndarray) -> np.n
     """uint8 RGB `coloured` (its float Lab `lab`, OpenCV's 8-bit scale) with `shift` [S, S, 3]
     added in Lab; pixels moved by less than half a level keep their RGB (the Lab round trip would
     only add rounding there)."""
-    size = np.abs(shift)
+    magnitude = np.abs(shift)
     # (the largest of three channels taken pairwise: numpy's reduction over a last axis of 3 took
     # 3 ms of a candidate's fusion per call, this 0.1)
-    moved = np.maximum(np.maximum(size[..., 0], size[..., 1]), size[..., 2]) >= 0.5
+    moved = np.maximum(np.maximum(magnitude[..., 0], magnitude[..., 1]), magnitude[..., 2]) >= 0.5
     out = coloured.copy()
     rows, columns = np.flatnonzero(moved.any(1)), np.flatnonzero(moved.any(0))
     if not len(rows):
@@ -801,9 +801,9 @@ def match_chroma_range(
         if read.sum() < 64:
             continue
         low, high = np.quantile(lab_o[read][:, 1:], CHROMA_RANGE_QUANTILES, axis=0)
-        moved = moved & touched
-        chroma = lab_c[moved][:, 1:]
-        shift[moved, 1:] = np.clip(chroma, low, high) - chroma
+        shifted = moved & touched
+        chroma = lab_c[shifted][:, 1:]
+        shift[shifted, 1:] = np.clip(chroma, low, high) - chroma
     return _shift_lab(coloured, lab_c, shift * region[..., None])
 
 
