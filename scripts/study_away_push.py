@@ -25,13 +25,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from evaluate_default import _main_face as main_face  # noqa: E402
+from evaluate_default import anonymized_with_key_a  # noqa: E402
 
 from g2face.align import align_face  # noqa: E402
 from g2face.detection import YuNetDetector  # noqa: E402
-from g2face.evaluation.protocols import name_seed  # noqa: E402
 from g2face.io import read_image  # noqa: E402
 from g2face.nn.crops import crops_to_tensor  # noqa: E402
-from g2face.payload import Secret  # noqa: E402
 from g2face.pipeline.g2face import G2FacePipeline  # noqa: E402
 from g2face.priors.attributes import WideResNetAgeGenderEstimator  # noqa: E402
 from g2face.priors.facenet import FaceNetEncoder  # noqa: E402
@@ -64,16 +63,14 @@ def main() -> None:
     baseline = G2FacePipeline.from_pretrained("g2face-lite")
     pipeline = G2FacePipeline.from_pretrained("g2face-lite", model_options={"candidates": args.candidates})
     facenet, sface, wrn = FaceNetEncoder(), SFaceEncoder(), WideResNetAgeGenderEstimator()
-    key = Secret(b"A" * 32, "key")
     results, tiles = [], []
     for n, row in enumerate(rows):
         a1 = read_image(args.data / row["pair"][0]).rgb
         a2 = read_image(args.data / row["pair"][1]).rgb
         f1, f2 = main_face(detector, a1), main_face(detector, a2)
-        seed = [name_seed(row["pair"][0] + "/A")]
-        before = baseline.anonymize(a1, key, detections=[f1], seeds=seed)
+        before = anonymized_with_key_a(baseline, a1, f1, row["pair"][0])
         started = time.perf_counter()
-        anon = pipeline.anonymize(a1, key, detections=[f1], seeds=seed)
+        anon = anonymized_with_key_a(pipeline, a1, f1, row["pair"][0])
         seconds = time.perf_counter() - started
         crops = [
             align_face(im, f, 256).crop
