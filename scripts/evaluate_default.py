@@ -232,6 +232,8 @@ def main() -> None:
                 # whether it replaced the whole face region (its anonymity fallback)
                 "chosen_similarity": anon.faces[0].similarity,
                 "whole_region": anon.faces[0].whole_region,
+                # filtered, not faked: turned beyond what the generator renders
+                "fallback": anon.faces[0].fallback_reason is not None,
                 "pushed": pushed,
                 "anonymize_seconds": anonymize_seconds,
                 "emb_original_facenet": emb_f["original"].tolist(),
@@ -292,6 +294,12 @@ def main() -> None:
     results["attributes"]["originals_gender_estimators_agree"] = agree
     for name, value in kept.items():
         results["attributes"][f"gender_kept_where_estimators_agree/{_short(name)}"] = value
+    # A turned face is blurred (the turned-face fallback), and a blur reads as a woman to both
+    # estimators: gender kept over the faces given a fake, apart from the filtered ones.
+    rendered = np.array([not r.get("fallback", False) for r in rows])
+    results["attributes"]["faces_filtered_turned"] = int((~rendered).sum())
+    for name, value in comparison.gender_kept_among(rendered).items():
+        results["attributes"][f"gender_kept_rendered/{_short(name)}"] = value
     for name, (share, value) in comparison.gender_kept_where_clear().items():
         # an original an estimator reads near 0.5 is a coin flip to it whatever the fake shows
         results["attributes"][f"originals_gender_clear/{_short(name)}"] = share

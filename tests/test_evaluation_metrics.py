@@ -171,3 +171,7 @@ def test_gender_kept_is_also_given_where_the_original_is_clear_to_each_estimator
     assert share == pytest.approx(0.75) and kept == pytest.approx(2 / 3)
     # with no margin every original counts
     assert comparison.gender_kept_where_clear(0.0)["a"] == (pytest.approx(1.0), pytest.approx(0.5))
+    # over a chosen subset of faces (e.g. those rendered, not filtered): 0 kept, 3 lost
+    assert comparison.gender_kept_among(np.array([True, False, False, True]))["a"] == pytest.approx(0.5)
+    assert comparison.gender_kept_among(np.array([True, False, False, False]))["a"] == pytest.approx(1.0)
+    assert np.isnan(comparison.gender_kept_among(np.zeros(4, bool))["a"])

@@ -91,6 +91,17 @@ class AttributeComparison:
             clear[name] = (float(sure.mean()), kept)
         return clear
 
+    def gender_kept_among(self, faces: np.ndarray) -> dict[str, float]:
+        """Each estimator's gender kept over the faces `faces` (bool [N]) selects, NaN where it
+        selects none: e.g. the faces the anonymizer replaced with a fake, apart from those it
+        blurred because they are turned beyond what the generator renders (the turned-face
+        fallback), where a smooth blur reads as a woman to both estimators."""
+        faces = np.asarray(faces, dtype=bool)
+        return {
+            name: float(kept[faces].mean()) if faces.any() else float("nan")
+            for name, kept in self.gender_kept.items()
+        }
+
     def summary(self) -> dict[str, float]:
         """Means over faces, keyed `gender_kept/<estimator>`, `age_error/<estimator>` and
         `ita_difference` (over the faces with a skin tone, counted in `ita_faces`)."""
