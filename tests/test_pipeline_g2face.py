@@ -125,7 +125,7 @@ def test_cli_recover_refuses_an_image_without_payload(tmp_path, key, weights, fi
 
 
 def test_cli_recover_refines_identity_level_recovery_by_default(tmp_path, key, weights, monkeypatch):
-    """Without a container the identity is rendered back; the CLI spends 10 refinement steps on it
+    """Without a container the identity is rendered back; the CLI spends 20 refinement steps on it
     unless told `--refine 0` (the pipeline's own default stays 0)."""
     import g2face.pipeline.g2face as pipeline_module
 
@@ -143,7 +143,7 @@ def test_cli_recover_refines_identity_level_recovery_by_default(tmp_path, key, w
             cli, ["recover", str(image), "-o", str(tmp_path / "out"), "--model", str(weights),
                   "--key-file", str(key), *extra],
         )  # fmt: skip
-    assert seen == [10, 0]
+    assert seen == [20, 0]
 
 
 def test_cli_unknown_model_is_a_clear_error(tmp_path, key, fixtures_dir):
