@@ -58,6 +58,7 @@ from g2face.models.fusion_anonymizer import (
     CandidateScore,
     CandidateSettings,
     FusionAnonymizer,
+    _FaceSearch,
     candidate_seed,
     cheek_tone,
     choose_candidate,
@@ -1226,6 +1227,58 @@ def test_dark_glasses_are_seen_over_both_eyes_and_not_in_open_eyes_or_a_one_side
     assert np.mean(mask[lens] >= 0.99) > 0.97  # the lenses, their reflection included
     assert mask[200, 128] == 0 and mask[150, 60] == 0  # mouth and cheek stay the fake's
     assert mask.max() == 1 and np.mean(mask > 0) < 0.1
+
+
+def test_a_fake_in_dark_glasses_adds_glasses_to_an_original_with_clear_ones_or_none():
+    """Dark lenses over both eyes of a candidate are an accessory the original lacks, whether it
+    wears clear glasses or none (`dark_lenses_added`); the search asks for that unless the
+    original's own dark glasses are kept in front of the fake, or keeping them is off."""
+    face, points, centres = _face_with_eyes()
+    dark, _ = _with_lenses(face, centres)
+
+    class Estimator:
+        def __call__(self, crops):
+            return Attributes(
+                age=torch.full((len(crops),), 40.0), male_probability=torch.full((len(crops),), 0.7)
+            )
+
+    anonymizer = SimpleNamespace(
+        identity=lambda crops: torch.zeros(len(crops), 3),
+        attributes=Estimator(),
+        candidates=CandidateSettings(),
+    )
+
+    def adds(glasses, dark_lenses_added=True):
+        found = FusionAnonymizer._scores(
+            anonymizer,
+            torch.ones(3),
+            (0.7, 40.0, glasses),
+            [face, dark],
+            points,
+            dark_lenses_added=dark_lenses_added,
+        )
+        return [s.adds_glasses for s in found]
+
+    assert adds(True) == [False, True]  # clear glasses worn: dark ones are added
+    assert adds(False) == [False, True]
+    assert adds(True, dark_lenses_added=False) == [False, False]
+
+    def asked(occluder, keep_sunglasses=True):
+        seen = {}
+        model = SimpleNamespace(
+            fusion=FusionSettings(keep_sunglasses=keep_sunglasses),
+            _scores=lambda *args, **kwargs: seen.update(kwargs) or [],
+        )
+        search = SimpleNamespace(
+            model=model, embedding=None, reference=None, points=points, second_embedding=None,
+            occluder=occluder, width=None,
+        )  # fmt: skip
+        _FaceSearch._score(search, [])
+        return seen["dark_lenses_added"]
+
+    assert (
+        asked(None) and not asked(np.ones((256, 256), np.float32)) and not asked(None, keep_sunglasses=False)
+    )
 
 
 def test_what_is_kept_in_front_of_the_face_stays_the_originals_pixel_for_pixel():

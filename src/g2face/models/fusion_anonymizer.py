@@ -190,7 +190,9 @@ class CandidateScore:
     sure_gender: bool = True  # P(male) clearly on the original's side (`surely_same_gender`)
     male_probability: float | None = None  # the candidate's own estimates (for the report)
     age: float | None = None
-    adds_glasses: bool = False  # the fake wears glasses the original does not
+    adds_glasses: bool = (
+        False  # the fake wears glasses the original does not, or dark ones over its clear ones
+    )
     loses_glasses: bool = False  # the original wears glasses and the fake does not
     adds_facial_hair: bool = False  # the fake has a moustache or beard the original does not
     loses_facial_hair: bool = False  # the original has one and the fake does not
@@ -611,6 +613,8 @@ class _FaceSearch:
             self.second_embedding,
             None if self.occluder is None else [f.crop for f in fused],
             self.width,
+            # the original's own dark glasses are kept in front of the fake when it wears them
+            dark_lenses_added=self.occluder is None and self.model.fusion.keep_sunglasses,
         )
 
     def _render_round(self, indices: list[int], with_pushes: bool = False) -> None:
@@ -1035,6 +1039,7 @@ class FusionAnonymizer(nn.Module):
         second_reference: Tensor | None = None,
         glasses_views: list[np.ndarray] | None = None,
         source_width: float | None = None,
+        dark_lenses_added: bool = False,
     ) -> list[CandidateScore]:
         """Each fused candidate's identity similarity to the original (SFace embedding `reference`,
         and the second judge's `second_reference` when the search has one) and, when keeping
@@ -1042,7 +1047,9 @@ class FusionAnonymizer(nn.Module):
         and facial hair (`glasses_score`, `facial_hair_score` and `chin_texture` at the original's
         mesh `points`; glasses on `glasses_views` instead of the previews when given; the previews
         show the face as the photo will, at `source_width` photo pixels, which `glasses_score`
-        allows for)."""
+        allows for). `dark_lenses_added`: dark lenses over both eyes of a candidate
+        (`sunglasses_score`) count as glasses it adds; the search says so where the original wears
+        none that are kept in front of the fake."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
         similarity = (self.identity(crops) @ reference).tolist()
         second = [None] * len(faces)
@@ -1056,11 +1063,19 @@ class FusionAnonymizer(nn.Module):
         male, age, glasses = original.male, original.age, original.glasses
         if points is None:  # no mesh: neither accessory can be read
             wears = moustache = grown = beard = [None] * len(faces)
+            darkened = [False] * len(faces)
         else:
             # Glasses are read where the fake's own would show: on the previews, or on the renders
             # alone when the original's dark glasses are kept in front of them.
             views, span = (faces, source_width) if glasses_views is None else (glasses_views, None)
             wears = [bool(glasses_score(face, points, span) >= GLASSES_EDGE) for face in views]
+            # Dark lenses over both eyes are glasses the original does not wear, whether or not it
+            # wears clear ones. Rare among candidates (1 of 704 on 150 LFW faces read at
+            # SUNGLASSES_EYES), but a fake that kept one showed a clear-glasses wearer in
+            # sunglasses; below that, dark-eyed faces without glasses read as high.
+            darkened = [
+                dark_lenses_added and sunglasses_score(face, points) >= SUNGLASSES_EYES for face in faces
+            ]
             # facial hair is read on the upper lip (a moustache, or the beard around one), on its
             # own or as grown over the original's upper lip; a beard on a bare chin is read there
             # too, by its texture (`chin_texture`)
@@ -1081,18 +1096,19 @@ class FusionAnonymizer(nn.Module):
                 sure_gender=surely_same_gender(float(p), male, self.candidates.gender_margin),
                 male_probability=float(p),
                 age=float(a),
-                adds_glasses=g is True and glasses is False,
+                adds_glasses=(g is True and glasses is False) or d,
                 loses_glasses=g is False and glasses is True,
                 adds_facial_hair=((h is True or m is True) and original.facial_hair is False)
                 or (b is True and original.bare_chin),
                 loses_facial_hair=h is False and original.facial_hair is True,
             )
-            for s, t, p, a, g, h, m, b in zip(
+            for s, t, p, a, g, d, h, m, b in zip(
                 similarity,
                 second,
                 found.male_probability,
                 found.age,
                 wears,
+                darkened,
                 moustache,
                 grown,
                 beard,
