@@ -54,6 +54,7 @@ from g2face.models.fusion import (
 from g2face.models.fusion_anonymizer import (
     AGE_PIVOT,
     IDENTITY_JUDGES,
+    LIGHT_EYES_ORIGINAL,
     ApparentAttributes,
     CandidateScore,
     CandidateSettings,
@@ -1263,22 +1264,28 @@ def test_a_fake_in_dark_glasses_adds_glasses_to_an_original_with_clear_ones_or_n
     assert adds(False) == [False, True]
     assert adds(True, dark_lenses_added=False) == [False, False]
 
-    def asked(occluder, keep_sunglasses=True):
+    def asked(original, occluder=None, keep_sunglasses=True):
         seen = {}
         model = SimpleNamespace(
             fusion=FusionSettings(keep_sunglasses=keep_sunglasses),
             _scores=lambda *args, **kwargs: seen.update(kwargs) or [],
         )
-        search = SimpleNamespace(
+        search = _FaceSearch.__new__(_FaceSearch)
+        search.__dict__.update(
             model=model, embedding=None, reference=None, points=points, second_embedding=None,
-            occluder=occluder, width=None,
+            occluder=occluder, width=None, original=original,
         )  # fmt: skip
-        _FaceSearch._score(search, [])
+        search._score([])
         return seen["dark_lenses_added"]
 
-    assert (
-        asked(None) and not asked(np.ones((256, 256), np.float32)) and not asked(None, keep_sunglasses=False)
-    )
+    assert asked(face)  # light eyes: clear glasses or none
+    assert not asked(face, occluder=np.ones((256, 256), np.float32))  # its dark glasses kept in front
+    assert not asked(face, keep_sunglasses=False)
+    # an original whose eyes read dark (dark or tinted lenses, kept or not) leaves the fake's free;
+    # one dark eye (a shadow, a lock of hair) still shows the other light
+    shadow, _ = _with_lenses(face, centres, which=(0,))
+    assert sunglasses_score(dark, points) >= LIGHT_EYES_ORIGINAL and not asked(dark)
+    assert sunglasses_score(shadow, points) < LIGHT_EYES_ORIGINAL and asked(shadow)
 
 
 def test_what_is_kept_in_front_of_the_face_stays_the_originals_pixel_for_pixel():
