@@ -95,7 +95,7 @@ class AttributeComparison:
         """Each estimator's gender kept over the faces `faces` (bool [N]) selects, NaN where it
         selects none: e.g. the faces the anonymizer replaced with a fake, apart from those it
         blurred because they are turned beyond what the generator renders (the turned-face
-        fallback), where a smooth blur reads as a woman to both estimators."""
+        fallback): a blur has no gender of its own, and each estimator reads it by habit."""
         faces = np.asarray(faces, dtype=bool)
         return {
             name: float(kept[faces].mean()) if faces.any() else float("nan")
