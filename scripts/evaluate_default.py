@@ -296,7 +296,7 @@ def main() -> None:
         results["attributes"][f"gender_kept_where_estimators_agree/{_short(name)}"] = value
     # A turned face is blurred (the turned-face fallback), and a blur has no gender of its own
     # (each estimator reads it by habit): gender kept over the faces given a fake, apart from them.
-    rendered = np.array([not r.get("fallback", False) for r in rows])
+    rendered = np.array([not r["fallback"] for r in rows])
     results["attributes"]["faces_filtered_turned"] = int((~rendered).sum())
     for name, value in comparison.gender_kept_among(rendered).items():
         results["attributes"][f"gender_kept_rendered/{_short(name)}"] = value

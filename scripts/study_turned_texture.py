@@ -73,7 +73,7 @@ class TexturedFilter:
 
 
 def turned_faces(data: Path, pipeline: G2FacePipeline, count: int, cache: Path | None = None):
-    """(path, image, face, other crop, yaw) of CelebA first photos the anonymizer would not render;
+    """(path, image, face, other crop, yaw) of CelebA photos the anonymizer would not render;
     `cache`: a JSON list of the pairs found, read instead of scanning when it exists (the scan reads
     ~20 photos a turned face)."""
     model = pipeline.model
