@@ -2,10 +2,8 @@
 
 CelebA photos (every `--every`-th of the first `--scan`) are scored with `sunglasses_score` on their
 aligned crop; those at or above `SUNGLASSES_EYES` are anonymized twice with the same keyed seed:
-with the lenses kept (the shipped `keep_sunglasses`) and without (`--fusion` override). `--framed`:
-instead the photos `wears_dark_glasses` adds below `SUNGLASSES_EYES` (eyes read 0.75-0.9 dark behind
-a sure frame bridge), which before session 33 were not kept, i.e. as `not_kept` shows. Reported:
-how many photos wear dark glasses by the score; how often the fake still does (the same rule on
+with the lenses kept (the shipped `keep_sunglasses`) and without (`--fusion` override). Reported:
+how many photos wear dark glasses by the score; how often the fake still does (the same score on
 the anonymized photo's crop: white-box, it is the rule that keeps them); FaceNet-CASIA cosine
 (never used by the model) of each fake to another photo of the person (A2) and to the same photo;
 and a contact sheet original | lenses not kept | kept, to judge by eye. All scores are written to
@@ -26,11 +24,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from g2face.align import align_face, crop_source_width
+from g2face.align import align_face
 from g2face.detection import YuNetDetector
 from g2face.evaluation.protocols import name_seed
 from g2face.io import read_image
-from g2face.models.fusion import SUNGLASSES_EYES, sunglasses_score, wears_dark_glasses
+from g2face.models.fusion import SUNGLASSES_EYES, sunglasses_score
 from g2face.nn.crops import crops_to_tensor
 from g2face.payload import Secret
 from g2face.pipeline.g2face import G2FacePipeline
@@ -66,9 +64,6 @@ def main() -> int:
     parser.add_argument("--scan", type=int, default=4500, help="CelebA photos considered (in index order)")
     parser.add_argument("--every", type=int, default=3, help="score every N-th of them")
     parser.add_argument("--model", default="g2face-lite")
-    parser.add_argument(
-        "--framed", action="store_true", help="the photos kept for a sure frame bridge, below SUNGLASSES_EYES"
-    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     index = args.data / "celeba" / "identities.csv"
@@ -98,10 +93,9 @@ def main() -> int:
         if face is None:
             continue
         crop = align_face(image, face, SIZE).crop
-        points, width = _points(model, crop), crop_source_width(face, SIZE)
-        score = sunglasses_score(crop, points)
+        score = sunglasses_score(crop, _points(model, crop))
         scores.append((score, row["file"]))
-        if (score < SUNGLASSES_EYES) == args.framed and wears_dark_glasses(crop, points, width):
+        if score >= SUNGLASSES_EYES:
             wearing.append((row, image, face, crop, score))
     print(
         f"scored {len(scores)} photos in {time.perf_counter() - started:.0f}s;",
@@ -124,11 +118,7 @@ def main() -> int:
         for view, pipeline in pipelines.items():
             anon = pipeline.anonymize(image, secret, detections=[face], seeds=[name_seed(row["file"])])
             crops[view] = align_face(anon.image, face, SIZE).crop
-            points = _points(model, crops[view])
-            result["score"][view] = sunglasses_score(crops[view], points)
-            result.setdefault("wears", {})[view] = wears_dark_glasses(
-                crops[view], points, crop_source_width(face, SIZE)
-            )
+            result["score"][view] = sunglasses_score(crops[view], _points(model, crops[view]))
             result[f"{view}_similarity"] = anon.faces[0].similarity
         views = list(crops) + (["other"] if other is not None else [])
         batch = crops_to_tensor(list(crops.values()) + ([other] if other is not None else []))
@@ -151,9 +141,8 @@ def main() -> int:
         "scored": len(scores),
         "wearing_dark_glasses": len(wearing),
         "threshold": SUNGLASSES_EYES,
-        "framed": args.framed,
         "fake_still_wears_them": {
-            v: round(float(np.mean([r["wears"][v] for r in rows])), 3) if rows else None
+            v: round(float(np.mean([r["score"][v] >= SUNGLASSES_EYES for r in rows])), 3) if rows else None
             for v in ("kept", "not_kept")
         },
         "facenet_vs_other_photo": {

@@ -27,7 +27,6 @@ from g2face.models.fusion import (
     KEEP_REGIONS,
     NUM_MESH_POINTS,
     SUNGLASSES_EYES,
-    SUNGLASSES_EYES_FRAMED,
     FusionSettings,
     _shift_lab,
     brow_masks,
@@ -51,7 +50,6 @@ from g2face.models.fusion import (
     sunglasses_score,
     textured_fill,
     transfer_colour,
-    wears_dark_glasses,
 )
 from g2face.models.fusion_anonymizer import (
     AGE_PIVOT,
@@ -1230,29 +1228,6 @@ def test_dark_glasses_are_seen_over_both_eyes_and_not_in_open_eyes_or_a_one_side
     assert np.mean(mask[lens] >= 0.99) > 0.97  # the lenses, their reflection included
     assert mask[200, 128] == 0 and mask[150, 60] == 0  # mouth and cheek stay the fake's
     assert mask.max() == 1 and np.mean(mask > 0) < 0.1
-
-
-def test_eyes_read_partly_dark_are_dark_glasses_only_behind_a_sure_frame_bridge():
-    """Lenses that leave part of each eye region light (0.75-0.9) are dark glasses where the nose
-    bridge reads a sure frame (`SUNGLASSES_EYES_FRAMED`); the same eyes without one are dark-eyed
-    skin or make-up, and a frame alone over open eyes is clear glasses."""
-    face, points, centres = _face_with_eyes()
-    points[168, :2] = (143, 200)  # the bridge band below the eyes: only the bar drawn there is in it
-    partly = face.copy()
-    for cx, cy in centres:
-        cv2.ellipse(partly, (cx, cy - 6), (26, 12), 0, 0, 360, (25, 25, 30), -1)  # the lower lids show
-    assert SUNGLASSES_EYES_FRAMED <= sunglasses_score(partly, points) < SUNGLASSES_EYES
-
-    def framed(image):
-        out = image.copy()
-        out[190:194, 110:176] = (25, 25, 30)
-        return out
-
-    assert glasses_score(framed(partly), points) >= GLASSES_SURE_ORIGINAL > glasses_score(partly, points)
-    assert wears_dark_glasses(framed(partly), points)
-    assert not wears_dark_glasses(partly, points)
-    assert not wears_dark_glasses(framed(face), points)
-    assert wears_dark_glasses(_with_lenses(face, centres)[0], points)  # dark through: no bridge needed
 
 
 def test_a_fake_in_dark_glasses_adds_glasses_to_an_original_with_clear_ones_or_none():

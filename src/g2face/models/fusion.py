@@ -868,29 +868,6 @@ shadow over both eyes (about 3 % of the photos score that high); below it, tinte
 dark-skinned faces in shadow and make-up."""
 
 
-SUNGLASSES_EYES_FRAMED = 0.75
-"""`sunglasses_score` at or above which a real photo whose nose bridge reads sure glasses
-(`glasses_score` >= `GLASSES_SURE_ORIGINAL`) wears dark ones (`wears_dark_glasses`): lenses that
-leave a rim of lid or a reflection light. Of all 5,310 CelebA photos, 70 score 0.6-0.9 with a sure
-bridge; judged by eye, 41 of the 43 at 0.75 or more wear dark glasses (the others: a dark-eyed man
-without glasses, a boxer's headgear), against 11 of the 27 below (eye make-up, shadowed sockets
-under caps and fringes, thick clear frames over dark eyes). Among 1,200 LFW photos one more pair
-(Candice_Bergen_0001, 0.81)."""
-
-
-def wears_dark_glasses(image: np.ndarray, points: np.ndarray, source_width: float | None = None) -> bool:
-    """Whether a real photo's crop (uint8, mesh points in pixels) shows dark glasses over both eyes:
-    its eyes read dark (`SUNGLASSES_EYES`), or less dark where a frame's bridge is sure
-    (`SUNGLASSES_EYES_FRAMED`). `source_width` as for `glasses_score`."""
-    score = sunglasses_score(image, points)
-    if score >= SUNGLASSES_EYES:
-        return True
-    return (
-        score >= SUNGLASSES_EYES_FRAMED
-        and glasses_score(image, points, source_width) >= GLASSES_SURE_ORIGINAL
-    )
-
-
 def _lightness_and_skin(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, float] | None:
     """CIE lightness [S, S] (float) of a uint8 RGB crop and the median over its bare skin, or None
     when too little skin shows to tell."""
@@ -1273,12 +1250,6 @@ def fuse_face(
     width = face_width(original_points)
     render_skin = skin_mask(moved, warped)
     original_skin = skin_mask(original_points, original)
-    if keep is not None:
-        # Kept lenses are not skin: wide ones cover the upper cheeks, and their dark, tinted pixels
-        # read as the skin's colour and spread made a fake's lower face pale and blotched.
-        bare = original_skin & (keep < 0.5)
-        if bare.sum() >= 64:
-            original_skin = bare
     coloured = transfer_colour(
         warped,
         original,

@@ -58,7 +58,6 @@ from g2face.models.fusion import (
     sunglasses_score,
     upper_cheek_squares,
     upper_lip_box,
-    wears_dark_glasses,
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
 from g2face.nn.crops import at_source_resolution, crops_to_tensor, tensor_to_crops
@@ -1002,13 +1001,10 @@ class FusionAnonymizer(nn.Module):
             for c, p in zip(crops, points, strict=True)
         ]
 
-    def occluders(
-        self, original: np.ndarray, points: np.ndarray, source_width: float | None = None
-    ) -> np.ndarray | None:
-        """What of an original crop (uint8, with its mesh in pixels; `source_width` the photo pixels
-        it spans) stays in front of any fake face: its dark glasses (`FusionSettings.keep_sunglasses`,
-        `wears_dark_glasses`), or None."""
-        if not self.fusion.keep_sunglasses or not wears_dark_glasses(original, points, source_width):
+    def occluders(self, original: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+        """What of an original crop (uint8, with its mesh in pixels) stays in front of any fake
+        face: its dark glasses (`FusionSettings.keep_sunglasses`), or None."""
+        if not self.fusion.keep_sunglasses or sunglasses_score(original, points) < SUNGLASSES_EYES:
             return None
         lenses = sunglasses_mask(original, points)
         return lenses if lenses.any() else None
@@ -1180,9 +1176,7 @@ class FusionAnonymizer(nn.Module):
         originals = tensor_to_crops(crops)
         unit_points = geometry.landmarks[..., :2].cpu().numpy()
         original_points = unit_points * size - 0.5
-        occluders = [
-            self.occluders(o, q, w) for o, q, w in zip(originals, original_points, widths, strict=True)
-        ]
+        occluders = [self.occluders(o, q) for o, q in zip(originals, original_points, strict=True)]
         turned = self.turned_too_far(geometry) | in_profile
         reference_attributes = [None] * n
         if self.attributes is not None:
@@ -1528,7 +1522,7 @@ class FusionAnonymizer(nn.Module):
             identities = self.keep_accessories(identities, crops[rendered], points[rendered])
             wplus = self.styles(identities, self.geometry_vector(geometry)[rendered])
             # dark glasses kept on the anonymized face stay in front of the recovered one too
-            keeps = [self.occluders(originals[i], points[i], widths[i]) for i in rendered]
+            keeps = [self.occluders(originals[i], points[i]) for i in rendered]
             if refine_steps > 0:
                 wplus = wplus + self._refinement_offsets(
                     wplus,
