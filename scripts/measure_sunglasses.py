@@ -134,7 +134,7 @@ def main() -> int:
         print(f"{n + 1}/{len(wearing)} {time.perf_counter() - started:.0f}s", flush=True)
 
     def mean(key: str) -> float | None:
-        values = [r[key] for r in rows if key in r]
+        values = [r[key] for r in rows if r.get(key) is not None]  # (a turned face has no similarity)
         return round(float(np.mean(values)), 4) if values else None
 
     summary = {
