@@ -9,6 +9,12 @@ the anonymized photo's crop: white-box, it is the rule that keeps them); FaceNet
 and a contact sheet original | lenses not kept | kept, to judge by eye. All scores are written to
 `scores.txt` so the threshold can be checked on the sorted crops.
 
+`--files LIST.json` (CelebA file names, as in `identities.csv`) takes those photos instead of the
+scan, e.g. the partly dark lenses the shipped default tints (`wears_tinted_glasses`); `--wears` is
+then the eye darkness from which a fake counts as still wearing them (`SUNGLASSES_EYES_TINTED`).
+`--threshold`: FaceNet's cosine at CelebA's FAR 1e-3 (0.540, `scripts/evaluate_default.py
+--dataset celeba`), to count the fakes that match another photo of the person.
+
     PYTHONPATH=src python scripts/measure_sunglasses.py --data ../shared/data --out runs/sunglasses
 """
 
@@ -64,6 +70,9 @@ def main() -> int:
     parser.add_argument("--scan", type=int, default=4500, help="CelebA photos considered (in index order)")
     parser.add_argument("--every", type=int, default=3, help="score every N-th of them")
     parser.add_argument("--model", default="g2face-lite")
+    parser.add_argument("--files", type=Path, help="JSON list of CelebA files to take instead of the scan")
+    parser.add_argument("--wears", type=float, default=SUNGLASSES_EYES, help="eye darkness worn")
+    parser.add_argument("--threshold", type=float, default=0.540, help="FaceNet match threshold (FAR 1e-3)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     index = args.data / "celeba" / "identities.csv"
@@ -87,7 +96,11 @@ def main() -> int:
     facenet, secret = FaceNetEncoder(), Secret(b"S" * 32, "key")
     started = time.perf_counter()
     scores, wearing = [], []
-    for row in rows_csv[: args.scan : args.every]:
+    chosen = None if args.files is None else set(json.loads(args.files.read_text()))
+    considered = rows_csv[: args.scan : args.every]
+    if chosen is not None:
+        considered = [r for r in rows_csv if r["file"] in chosen]
+    for row in considered:
         image = read_image(args.data / "celeba" / row["file"]).rgb
         face = _main_face(detector, image)
         if face is None:
@@ -95,7 +108,7 @@ def main() -> int:
         crop = align_face(image, face, SIZE).crop
         score = sunglasses_score(crop, _points(model, crop))
         scores.append((score, row["file"]))
-        if score >= SUNGLASSES_EYES:
+        if chosen is not None or score >= SUNGLASSES_EYES:
             wearing.append((row, image, face, crop, score))
     print(
         f"scored {len(scores)} photos in {time.perf_counter() - started:.0f}s;",
@@ -142,9 +155,15 @@ def main() -> int:
         "wearing_dark_glasses": len(wearing),
         "threshold": SUNGLASSES_EYES,
         "fake_still_wears_them": {
-            v: round(float(np.mean([r["score"][v] >= SUNGLASSES_EYES for r in rows])), 3) if rows else None
+            v: round(float(np.mean([r["score"][v] >= args.wears for r in rows])), 3) if rows else None
             for v in ("kept", "not_kept")
         },
+        "wears_from": args.wears,
+        "fakes_matching_other_photo": {
+            v: sum(r.get(f"facenet_{v}_vs_other_photo", -1) >= args.threshold for r in rows)
+            for v in ("kept", "not_kept", "original")
+        },
+        "match_threshold": args.threshold,
         "facenet_vs_other_photo": {
             v: mean(f"facenet_{v}_vs_other_photo") for v in ("kept", "not_kept", "original")
         },

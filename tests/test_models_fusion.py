@@ -27,6 +27,7 @@ from g2face.models.fusion import (
     KEEP_REGIONS,
     NUM_MESH_POINTS,
     SUNGLASSES_EYES,
+    SUNGLASSES_EYES_TINTED,
     FusionSettings,
     _shift_lab,
     brow_masks,
@@ -49,7 +50,10 @@ from g2face.models.fusion import (
     sunglasses_mask,
     sunglasses_score,
     textured_fill,
+    tint_lenses,
+    tinted_lens_mask,
     transfer_colour,
+    wears_tinted_glasses,
 )
 from g2face.models.fusion_anonymizer import (
     AGE_PIVOT,
@@ -1228,6 +1232,69 @@ def test_dark_glasses_are_seen_over_both_eyes_and_not_in_open_eyes_or_a_one_side
     assert np.mean(mask[lens] >= 0.99) > 0.97  # the lenses, their reflection included
     assert mask[200, 128] == 0 and mask[150, 60] == 0  # mouth and cheek stay the fake's
     assert mask.max() == 1 and np.mean(mask > 0) < 0.1
+
+
+def test_partly_dark_lenses_are_tinted_glasses_only_behind_a_sure_frame_bridge():
+    """Lenses that leave part of each eye region light (`SUNGLASSES_EYES_TINTED` up to
+    `SUNGLASSES_EYES`) are tinted glasses where the nose bridge reads a sure frame; the same eyes
+    without one are dark-eyed skin or make-up, a frame alone over open eyes is clear glasses, and
+    lenses dark through are dark glasses (kept whole, not tinted)."""
+    face, points, centres = _face_with_eyes()
+    points[168, :2] = (143, 200)  # the bridge band below the eyes: only the bar drawn there is in it
+    partly = face.copy()
+    for cx, cy in centres:
+        cv2.ellipse(partly, (cx, cy - 6), (26, 12), 0, 0, 360, (25, 25, 30), -1)  # the lower lids show
+    assert SUNGLASSES_EYES_TINTED <= sunglasses_score(partly, points) < SUNGLASSES_EYES
+
+    def framed(image):
+        out = image.copy()
+        out[190:194, 110:176] = (25, 25, 30)
+        return out
+
+    assert glasses_score(framed(partly), points) >= GLASSES_SURE_ORIGINAL > glasses_score(partly, points)
+    assert wears_tinted_glasses(framed(partly), points)
+    assert not wears_tinted_glasses(partly, points)
+    assert not wears_tinted_glasses(framed(face), points)
+    assert not wears_tinted_glasses(framed(_with_lenses(face, centres)[0]), points)
+
+
+def test_a_tinted_lens_stays_lens_shaped_where_the_frame_joins_it_to_the_brows():
+    """Dark pixels touching a lens (a frame's top bar, brows, a fringe) widen the kept lenses' hull;
+    the tint keeps to an ellipse around each eye (`LENS_SHAPE`)."""
+    face, points, centres = _face_with_eyes()
+    glasses, lens = _with_lenses(face, centres)
+    glasses[96:104, 60:200] = (25, 25, 30)  # a dark band joining both lenses to the brows
+    wide, tinted = sunglasses_mask(glasses, points), tinted_lens_mask(glasses, points)
+    assert wide[98, 128] == 1 and tinted[98, 128] == 0  # the band between the brows
+    assert tinted.max() == 1 and np.mean(tinted[lens] > 0.5) > 0.9  # the lenses themselves
+    assert np.sum(tinted > 0) < np.sum(wide > 0)
+    # open eyes (called only for tinted glasses): no more than their dark irises
+    assert np.sum(tinted_lens_mask(face, points) > 0.5) < 0.2 * lens.sum()
+
+
+def test_a_tint_dims_the_fakes_own_eyes_to_the_lens_colour_and_keeps_none_of_the_originals():
+    """Inside the lens mask the fake takes the lens's median colour (linear light) but keeps its own
+    detail; outside it nothing changes; a lens lighter than the fake never brightens it."""
+    fake, points, centres = _face_with_eyes()
+    original, lens = _with_lenses(np.full_like(fake, (190, 150, 130)), centres)
+    original[lens] = (40, 60, 90)  # a blue tint
+    mask = lens.astype(np.float32)
+    tinted = tint_lenses(fake, original, mask)
+    assert np.array_equal(tinted[~lens], fake[~lens])
+
+    def linear_median(image):
+        return np.median((image[lens].astype(np.float64) / 255) ** 2.2, 0)
+
+    assert np.allclose(linear_median(tinted), linear_median(original), atol=0.004)
+    # the fake's eye (white and iris) still shows through, darker; the original's flat lens does not
+    cx, cy = centres[0]
+    assert tinted[cy, cx - 8].mean() > tinted[cy, cx].mean() + 10
+    assert tinted[cy, cx - 8].mean() < fake[cy, cx - 8].mean()
+    # a lens lighter than the fake leaves it as it was
+    pale = original.copy()
+    pale[lens] = 255
+    assert np.array_equal(tint_lenses(fake, pale, mask), fake)
+    assert tint_lenses(fake, original, np.zeros_like(mask)) is fake
 
 
 def test_a_fake_in_dark_glasses_adds_glasses_to_an_original_with_clear_ones_or_none():

@@ -43,10 +43,12 @@ class AnonymizedFaces:
     """Per face, when the anonymizer estimated them: the apparent gender and age of the original
     and of the face put in its place, glasses, facial hair and cheek skin tone, `{"estimator",
     "original": {"male_probability", "age", "glasses", "facial_hair", "sunglasses_kept",
-    "skin_tone_ita"}, "anonymized": {"male_probability", "age", "glasses_added", "glasses_lost",
-    "facial_hair_added", "facial_hair_lost", "skin_tone_ita"}}` (the original's `glasses` and
-    `facial_hair` are None when unsure, `models.fusion_anonymizer.original_glasses`,
-    `original_facial_hair`; a skin tone None for a colourless photo)."""
+    "sunglasses_tinted", "skin_tone_ita"}, "anonymized": {"male_probability", "age",
+    "glasses_added", "glasses_lost", "facial_hair_added", "facial_hair_lost", "skin_tone_ita"}}`
+    (the original's `glasses` and `facial_hair` are None when unsure,
+    `models.fusion_anonymizer.original_glasses`, `original_facial_hair`; a skin tone None for a
+    colourless photo; `sunglasses_kept`: the original's dark glasses stay in front of the fake,
+    `sunglasses_tinted`: its partly dark lenses tint the fake's eyes)."""
     whole_region: tuple[bool, ...] | None = None
     """Per face, for a geometric-fusion anonymizer: whether the fake replaced the whole face region
     (its anonymity fallback, `FusionSettings.render_only` False) rather than only the render's own
