@@ -325,7 +325,7 @@ def test_partly_dark_glasses_tint_the_fakes_own_eyes(pipeline, photo, secret):
     from g2face.align import align_face
     from g2face.models.fusion import sunglasses_score
     from g2face.models.fusion_anonymizer import LIGHT_EYES_ORIGINAL
-    from g2face.nn.crops import crops_to_tensor
+    from g2face.nn.crops import crops_to_tensor, tensor_to_crops
 
     face = pipeline.detector.detect(photo)[0]
     left, right = face.points[0], face.points[1]
@@ -356,6 +356,17 @@ def test_partly_dark_glasses_tint_the_fakes_own_eyes(pipeline, photo, secret):
     # read as lenses at least in part (0.68; untinted, this fake reads its eyes light, 0.18;
     # on 43 CelebA wearers 0.74 of the tinted fakes read as tinted glasses, 0.14 without the tint)
     assert sunglasses_score(crop, points) >= LIGHT_EYES_ORIGINAL
+    # an identity recovered into a face behind such lenses is seen through them as well
+    import torch
+
+    model = pipeline.model
+    aligned = align_face(wearing, face, model.image_size)
+    identity = torch.nn.functional.normalize(torch.randn(1, model.identity.embedding_dim), dim=1)
+    recovered, _ = model.render_identities(crops_to_tensor([aligned.crop]), identity)
+    (back,) = tensor_to_crops(recovered)
+    lens_crop = cv2.warpAffine(lenses.astype(np.uint8), aligned.matrix, back.shape[:2][::-1]) > 0
+    red, _, blue = np.median(back[lens_crop].astype(float), 0)
+    assert blue > red + 15 and np.any(back != aligned.crop, axis=2)[lens_crop].mean() > 0.9
 
 
 def test_a_face_turned_beyond_what_the_generator_renders_is_blurred_and_reported(pipeline, photo, secret):
