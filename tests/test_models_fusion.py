@@ -888,6 +888,13 @@ def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
         CandidateScore(0.25, adds_facial_hair=True, **wrong_gender),
     ]
     assert choose_candidate(scores, settings) == 0  # an accessory for nothing is still passed over
+    # ... and so does the apparent age: where every fake without an added accessory is far from the
+    # original's (children for a young man), those about its age that bring one join them
+    child = dict(gender_gap=0.05, age_gap=14.0)
+    scores = [CandidateScore(0.38, **child), CandidateScore(0.29, adds_facial_hair=True, **fit)]
+    assert choose_candidate(scores, settings) == 1
+    scores = [CandidateScore(0.38, **child), CandidateScore(0.29, adds_facial_hair=True, **child)]
+    assert choose_candidate(scores, settings) == 0  # one as far off in age is still passed over
     both = dict(loses_glasses=True, loses_facial_hair=True)
     scores = [CandidateScore(0.05, **both, **fit), CandidateScore(0.2, loses_glasses=True, **fit)]
     assert choose_candidate(scores, settings) == 1

@@ -330,9 +330,10 @@ def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) 
     whole-region fallback then lowers the similarity). (Picking the
     closest in attributes among acceptable ones raised FaceNet's mean cosine to the original person
     from 0.24 to 0.33 on LFW.) No added glasses or facial hair at any tier, unless every candidate
-    brings some, or none without them is surely of the original's apparent gender: then those
-    that are join them, those that bring the fewest (a man's fake with a beard he lacks before a
-    woman's: CelebA, session 27);
+    brings some, or none without them is surely of the original's apparent gender and within
+    `max_age_gap` of its age: then those that are (failing that, those surely of its gender) join
+    them, those that bring the fewest (a man's fake with a beard he lacks before a woman's: CelebA,
+    session 27; a young man's with a moustache before a child's: session 34);
     an original's glasses and facial hair are kept where an acceptable (or, failing that,
     different-enough) candidate has them (fewest lost first). "Similar" is the bar's SFace cosine
     for what passes it and `ranking_similarity` (both judges) for what is least so."""
@@ -345,11 +346,19 @@ def choose_candidate(scores: list[CandidateScore], settings: CandidateSettings) 
         least = min((scores[i].accessories_added for i in pool), default=0)
         return [i for i in pool if scores[i].accessories_added == least]
 
+    def keeps_person(i: int) -> bool:  # surely the original's apparent gender, and about its age
+        return scores[i].surely_same_gender and scores[i].age_gap <= settings.max_age_gap
+
     eligible = [i for i in indices if not scores[i].adds_accessory]
-    if not any(scores[i].surely_same_gender for i in eligible):
-        eligible += fewest_added(
-            [i for i in indices if scores[i].adds_accessory and scores[i].surely_same_gender]
-        )
+    adding = [i for i in indices if scores[i].adds_accessory]
+    if not any(keeps_person(i) for i in eligible):
+        # The apparent person before the accessories: a young man's candidates without an added
+        # moustache were all children (a wild photo; a child's face has no facial hair to add),
+        # and a 6-year-old's face was chosen over a 24-year-old's with a moustache.
+        joining = [i for i in adding if keeps_person(i)]
+        if not joining and not any(scores[i].surely_same_gender for i in eligible):
+            joining = [i for i in adding if scores[i].surely_same_gender]
+        eligible += fewest_added(joining)
     eligible = eligible or fewest_added(list(indices))
     acceptable = [i for i in eligible if scores[i].acceptable(settings)]
     if acceptable:
