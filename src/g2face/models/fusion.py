@@ -998,15 +998,21 @@ glasses (the others: a dark-eyed man without glasses, a boxer's headgear), again
 below (eye make-up, shadowed sockets under caps and fringes, thick clear frames over dark eyes)."""
 
 
-def wears_tinted_glasses(image: np.ndarray, points: np.ndarray, source_width: float | None = None) -> bool:
-    """Whether a real photo's crop (uint8, mesh points in pixels) shows glasses whose lenses are
-    partly dark: eyes read `SUNGLASSES_EYES_TINTED` dark but under `SUNGLASSES_EYES`, behind a sure
-    frame bridge. `source_width` as for `glasses_score`."""
+def lens_kind(image: np.ndarray, points: np.ndarray, source_width: float | None = None) -> str | None:
+    """What a real photo's crop (uint8, mesh points in pixels) wears over its eyes: "dark" glasses
+    (eyes read `SUNGLASSES_EYES` dark), "tinted" ones (partly dark: from `SUNGLASSES_EYES_TINTED`,
+    behind a sure frame bridge), or None. `source_width` as for `glasses_score`."""
     score = sunglasses_score(image, points)
-    return (
-        SUNGLASSES_EYES_TINTED <= score < SUNGLASSES_EYES
-        and glasses_score(image, points, source_width) >= GLASSES_SURE_ORIGINAL
-    )
+    if score >= SUNGLASSES_EYES:
+        return "dark"
+    if score < SUNGLASSES_EYES_TINTED:
+        return None
+    return "tinted" if glasses_score(image, points, source_width) >= GLASSES_SURE_ORIGINAL else None
+
+
+def wears_tinted_glasses(image: np.ndarray, points: np.ndarray, source_width: float | None = None) -> bool:
+    """Whether a real photo's crop shows glasses whose lenses are partly dark (`lens_kind`)."""
+    return lens_kind(image, points, source_width) == "tinted"
 
 
 def tint_lenses(image: np.ndarray, original: np.ndarray, lenses: np.ndarray) -> np.ndarray:

@@ -54,13 +54,13 @@ from g2face.models.fusion import (
     fit_render_to_original,
     fuse_face,
     glasses_score,
+    lens_kind,
     sunglasses_mask,
     sunglasses_score,
     tint_lenses,
     tinted_lens_mask,
     upper_cheek_squares,
     upper_lip_box,
-    wears_tinted_glasses,
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
 from g2face.nn.crops import at_source_resolution, crops_to_tensor, tensor_to_crops
@@ -1003,7 +1003,7 @@ class FusionAnonymizer(nn.Module):
     ) -> list[FusedFace]:
         """Each rendered face [N, 3, S, S] laid onto one original crop by its own mesh
         (`render_points`, `render_points()` of the renders, when already known), the original's
-        pixels kept where `keep` says (`occluders`); `source_width`: photo pixels the crop spans
+        pixels kept where `keep` says (`lenses`); `source_width`: photo pixels the crop spans
         (`fusion.fuse_face`)."""
         settings = settings or self.fusion
         points = self.render_points(renders) if render_points is None else render_points
@@ -1013,27 +1013,22 @@ class FusionAnonymizer(nn.Module):
             for c, p in zip(crops, points, strict=True)
         ]
 
-    def occluders(self, original: np.ndarray, points: np.ndarray) -> np.ndarray | None:
-        """What of an original crop (uint8, with its mesh in pixels) stays in front of any fake
-        face: its dark glasses (`FusionSettings.keep_sunglasses`), or None."""
-        if not self.fusion.keep_sunglasses or sunglasses_score(original, points) < SUNGLASSES_EYES:
-            return None
-        lenses = sunglasses_mask(original, points)
-        return lenses if lenses.any() else None
-
-    def tinted_lenses(
+    def lenses(
         self, original: np.ndarray, points: np.ndarray, source_width: float | None = None
-    ) -> np.ndarray | None:
-        """The tinted or partly dark lenses of an original crop (uint8, mesh in pixels; `source_width`
-        the photo pixels it spans) that tint any fake face (`FusionSettings.tint_sunglasses`,
-        `wears_tinted_glasses`), as a soft mask, or None."""
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """An original crop's glasses lenses (uint8, mesh in pixels; `source_width` the photo pixels
+        it spans; `lens_kind`) as soft masks (kept, tinted): dark lenses stay in front of any fake
+        face (`FusionSettings.keep_sunglasses`, `sunglasses_mask`); tinted ones tint it
+        (`FusionSettings.tint_sunglasses`, `tinted_lens_mask`, `tint_lenses`). None where neither."""
         fusion = self.fusion
-        if not (fusion.keep_sunglasses and fusion.tint_sunglasses):
-            return None
-        if not wears_tinted_glasses(original, points, source_width):
-            return None
-        lenses = tinted_lens_mask(original, points)
-        return lenses if lenses.any() else None
+        kind = lens_kind(original, points, source_width) if fusion.keep_sunglasses else None
+        if kind == "dark":
+            kept = sunglasses_mask(original, points)
+            return (kept if kept.any() else None), None
+        if kind == "tinted" and fusion.tint_sunglasses:
+            tinted = tinted_lens_mask(original, points)
+            return None, (tinted if tinted.any() else None)
+        return None, None
 
     def _candidate_order(
         self, seed: int, reference, dtype: torch.dtype, rounds: int | None = None
@@ -1202,10 +1197,8 @@ class FusionAnonymizer(nn.Module):
         originals = tensor_to_crops(crops)
         unit_points = geometry.landmarks[..., :2].cpu().numpy()
         original_points = unit_points * size - 0.5
-        occluders = [self.occluders(o, q) for o, q in zip(originals, original_points, strict=True)]
-        tints = [
-            self.tinted_lenses(o, q, w) for o, q, w in zip(originals, original_points, widths, strict=True)
-        ]
+        lenses = [self.lenses(o, q, w) for o, q, w in zip(originals, original_points, widths, strict=True)]
+        occluders, tints = [kept for kept, _ in lenses], [tinted for _, tinted in lenses]
         turned = self.turned_too_far(geometry) | in_profile
         reference_attributes = [None] * n
         if self.attributes is not None:
@@ -1566,8 +1559,8 @@ class FusionAnonymizer(nn.Module):
             identities = self.keep_accessories(identities, crops[rendered], points[rendered])
             wplus = self.styles(identities, self.geometry_vector(geometry)[rendered])
             # dark glasses kept on the anonymized face stay in front of the recovered one too
-            keeps = [self.occluders(originals[i], points[i]) for i in rendered]
-            tints = [self.tinted_lenses(originals[i], points[i], widths[i]) for i in rendered]
+            lenses = [self.lenses(originals[i], points[i], widths[i]) for i in rendered]
+            keeps, tints = [kept for kept, _ in lenses], [tinted for _, tinted in lenses]
             if refine_steps > 0:
                 wplus = wplus + self._refinement_offsets(
                     wplus,
