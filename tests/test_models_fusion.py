@@ -29,6 +29,7 @@ from g2face.models.fusion import (
     SUNGLASSES_EYES,
     SUNGLASSES_EYES_TINTED,
     FusionSettings,
+    _features_mask,
     _shift_lab,
     brow_masks,
     chin_box,
@@ -186,6 +187,43 @@ def test_colour_transfer_never_amplifies_the_spread_of_colour():
     before = eye_offset(render)
     assert np.abs(eye_offset(bounded)).max() <= np.abs(before).max() + 1
     assert np.abs(eye_offset(unbounded)).max() > np.abs(before).max() + 3  # what the bound prevents
+
+
+def test_colour_transfer_gives_the_renders_shadows_the_originals_warmth():
+    """Real skin is warmer and more saturated where it is darker; a render's shadows often are
+    grey. With `match_shading_colour` the fake's a* and b* follow its lightness as the original's
+    do (each skin's mean colour kept), and hair far darker than the skin gets a bounded shift."""
+    size = 96
+    shade = np.linspace(0, 1, size)[None, :]  # the light falls off to the right
+    lab_original = np.empty((size, size, 3), np.float32)
+    lab_original[..., 0] = 200 - 50 * shade  # OpenCV's 8-bit Lab
+    lab_original[..., 1] = 140 + 12 * shade  # redder ...
+    lab_original[..., 2] = 145 + 15 * shade  # ... and yellower in the shadow
+    original = cv2.cvtColor(lab_original.astype(np.uint8), cv2.COLOR_LAB2RGB)
+    lab_render = np.empty_like(lab_original)
+    lab_render[..., 0] = 190 - 60 * shade
+    lab_render[..., 1:] = (142, 146)  # a grey shadow: the colour does not change
+    lab_render[:10] = (20, 130, 132)  # dark hair along the top
+    render = cv2.cvtColor(lab_render.astype(np.uint8), cv2.COLOR_LAB2RGB)
+    skin = np.ones((size, size), bool)
+    skin[:14] = False
+    region = np.zeros((size, size), np.float32)  # global transfer only
+
+    def slope(image: np.ndarray, channel: int) -> float:
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(float)[skin]
+        return float(np.polyfit(lab[:, 0], lab[:, channel], 1)[0])
+
+    warm = transfer_colour(render, original, skin, skin, region, 60.0, FusionSettings())
+    grey = transfer_colour(
+        render, original, skin, skin, region, 60.0, FusionSettings(match_shading_colour=False)
+    )
+    for channel in (1, 2):
+        assert abs(slope(warm, channel) - slope(original, channel)) < 0.05
+        assert abs(slope(grey, channel)) < 0.05
+    mean = lambda image: cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(float)[skin].mean(0)  # noqa: E731
+    np.testing.assert_allclose(mean(warm), mean(grey), atol=1.5)
+    hair = lambda image: cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(float)[:10].mean((0, 1))  # noqa: E731
+    assert np.abs(hair(warm)[1:] - hair(grey)[1:]).max() < 12  # unbounded: ~40 (170 L* below the skin)
 
 
 def test_cheek_tone_reads_colour_photos_and_gives_none_without_colour_or_cheeks():
@@ -1513,3 +1551,21 @@ def test_a_lab_shift_converts_only_the_pixels_it_moves_and_as_a_whole_image_roun
     assert np.array_equal(out, whole) and not np.array_equal(out, image)
     assert np.array_equal(out[~moved], image[~moved])
     assert np.array_equal(_shift_lab(image, lab, np.zeros_like(lab) + 0.4), image)  # nothing moved
+
+
+def test_a_turned_renders_lips_are_face_not_hair():
+    """A head turned so far that the near corner of its mouth lies by the hull's edge: the upper lip
+    (above the corners' line, far from the skin's colour) stays the render's face. Taken for a lock
+    of hair it was filled, and with `render_only` the original's own lips showed there beside the
+    render's (a second mouth on a turned face, wild/photos/group_t1.jpg)."""
+    points = _mean_face().copy()
+    far_side = points[:, 0] < 128
+    points[far_side, 0] = 128 + (points[far_side, 0] - 128) * 0.15  # the far half foreshortened
+    hull = cv2.convexHull(np.round(points[:NUM_MESH_POINTS]).astype(np.int32))
+    render = np.full((256, 256, 3), (40, 60, 90), np.uint8)
+    cv2.fillConvexPoly(render, hull, (200, 150, 125))
+    render = np.clip(render + np.random.default_rng(0).normal(0, 4, render.shape), 0, 255).astype(np.uint8)
+    lips = _features_mask(points, 256, ("mouth",)) > 0
+    render[lips] = (150, 40, 50)
+    face = render_face_mask(render, points, skin_mask(points, render), FusionSettings())
+    assert face[lips].min() > 0.9
