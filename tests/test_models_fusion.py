@@ -227,6 +227,14 @@ def test_colour_transfer_gives_the_renders_shadows_the_originals_warmth():
     np.testing.assert_allclose(mean(warm), mean(grey), atol=1.5)
     hair = lambda image: cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(float)[:10].mean((0, 1))  # noqa: E731
     assert np.abs(hair(warm)[1:] - hair(grey)[1:]).max() < 12  # unbounded: ~40 (170 L* below the skin)
+    # An original whose darker skin is greyer (stubble, a colour cast) does not make the fake's
+    # shadows grey: they keep the render's own relation (neutral here).
+    lab_original[..., 1:] = 2 * lab_original[..., 1:].mean((0, 1)) - lab_original[..., 1:]
+    cast = cv2.cvtColor(lab_original.astype(np.uint8), cv2.COLOR_LAB2RGB)
+    assert slope(cast, 1) > 0.1 and slope(cast, 2) > 0.1
+    neutral = transfer_colour(render, cast, skin, skin, region, 60.0, FusionSettings())
+    for channel in (1, 2):
+        assert abs(slope(neutral, channel)) < 0.05
 
 
 def test_cheek_tone_reads_colour_photos_and_gives_none_without_colour_or_cheeks():

@@ -141,10 +141,11 @@ class FusionSettings:
     out as blue-grey make-up and casts at the face's edges."""
     match_shading_colour: bool = True
     """The fake's skin changes colour with its lightness as the original's does (`transfer_colour`,
-    step 2): each of a* and b* set to follow L* over the skin with the original's regression slope.
-    Matched channel by channel, the render's shadows kept its own light's relation (usually grey),
-    while in real photos shadowed skin is warmer and more saturated; on pale, brightly lit faces the
-    fake's shading then read as grey or greenish patches (wild/photos/group_t1.jpg)."""
+    step 2): each of a* and b* set to follow L* over the skin with the original's regression slope
+    (where that is negative: `SHADING_COLOUR_SLOPE_MAX`). Matched channel by channel, the render's
+    shadows kept its own light's relation (usually grey), while in real photos shadowed skin is
+    warmer and more saturated; on pale, brightly lit faces the fake's shading then read as grey or
+    greenish patches (wild/photos/group_t1.jpg)."""
     keep: tuple[str, ...] = ()
     """Regions of the original kept (names of `KEEP_REGIONS`): they carry identity."""
     keep_grow: float = 0.03
@@ -521,8 +522,12 @@ def transfer_colour(
 
 SHADING_COLOUR_SLOPE_MAX = 1.0
 """Largest |d a* / d L*| or |d b* / d L*| (OpenCV's 8-bit Lab) that `_match_shading_colour` gives a
-fake's skin. On 79 LFW and CelebA photos the skin's were -0.40 to 0.13 (median -0.03; 5-95 %
--0.25 to 0.12): mostly warmer where darker, a few photos' colour cast the other way."""
+fake's skin. Only a negative slope of the original's is followed (shadows warmer than the lit
+skin); where the original's is 0 or positive the render keeps its own. On 79 LFW and CelebA
+photos the skin's were -0.40 to 0.13 (median -0.03; 5-95 % -0.25 to 0.12): mostly warmer where
+darker; the positive ones are stubble in the skin, a colour cast or a small face's compression,
+and copied they gave the fake grey shadows: on a 36-px face of wild/photos/00.jpg (0.06, 0.11)
+every candidate's upper lip then read as a moustache (6 of 8 without the step)."""
 SHADING_COLOUR_RANGE = 2.0
 """`_match_shading_colour` changes a pixel's colour as if it were at most this many of the original
 skin's lightness standard deviations from the skin's mean: a render's shadow deeper than any on the
@@ -545,10 +550,9 @@ def _match_shading_colour(
     L* as the original's (`lab_original`, its skin `original_skin`) do: each channel's slope on L*
     over the skin replaced by the original's, around the skin's mean lightness (the skin's mean
     colour stays about where it was)."""
-    target = np.clip(
-        _regression_slopes(lab_original, original_skin), -SHADING_COLOUR_SLOPE_MAX, SHADING_COLOUR_SLOPE_MAX
-    )
-    change = target - _regression_slopes(lab, skin)
+    wanted, own = _regression_slopes(lab_original, original_skin), _regression_slopes(lab, skin)
+    # a channel whose original is not warmer in shadow keeps the render's own relation
+    change = np.where(wanted < 0, np.maximum(wanted, -SHADING_COLOUR_SLOPE_MAX) - own, 0.0)
     reach = SHADING_COLOUR_RANGE * float(lab_original[..., 0][original_skin].std())
     offset = np.clip(lab[..., 0] - float(lab[..., 0][skin].mean()), -reach, reach)
     out = lab.copy()
