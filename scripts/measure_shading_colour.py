@@ -5,7 +5,9 @@ Per face, read on each face's own MediaPipe mesh over its bare skin (`models.fus
 of the original and of the fake pasted into the photo, with `FusionSettings.match_shading_colour`
 off and on (same keyed dummy, no search, so only the fusion differs):
 * the least-squares slopes of a* and b* on L* (OpenCV's 8-bit Lab): real skin is warmer and more
-  saturated where it is darker (negative slopes); the mean absolute difference fake − original;
+  saturated where it is darker (negative slopes); the mean absolute difference fake − original,
+  over all channels and apart over those whose original slope is negative (the step follows
+  only those), below −0.1, and 0 or positive;
 * the share of the fake's skin greyer than all but 5 % of the original's (chroma below the
   original's 5 % quantile): grey or greenish patches;
 * the cheek ITA difference (`models.fusion_anonymizer.cheek_tone`), and FaceNet-CASIA's cosine
@@ -60,6 +62,45 @@ def read_skin(crop: np.ndarray, points: np.ndarray, grey_below: float | None = N
     return read
 
 
+def summarize(rows: list[dict]) -> dict:
+    """Per variant: the mean slopes, their mean absolute difference to the original's (over all
+    channels, and apart over the channels whose original slope is negative, below -0.1, and 0 or
+    positive), the grey share, the cheek ITA difference and FaceNet's cosine to the original; and
+    FaceNet's paired difference on - off (mean, standard error)."""
+    original = np.array([r["original"]["slopes"] for r in rows])
+    summary: dict = {"faces": len(rows), "original_slopes": np.round(original.mean(0), 3).tolist()}
+    groups = {"negative": original < 0, "below_-0.1": original < -0.1, "not_negative": original >= 0}
+    for key in VARIANTS:
+        slopes = np.array([r[key]["slopes"] for r in rows])
+        error = np.abs(slopes - original)
+        ita = [
+            abs(r[key]["ita"] - r["original"]["ita"])
+            for r in rows
+            if r[key]["ita"] is not None and r["original"]["ita"] is not None
+        ]
+        summary[key] = {
+            "slopes": np.round(slopes.mean(0), 3).tolist(),
+            "slope_error": round(float(error.mean()), 3),
+            "slope_error_a_b": {
+                name: [
+                    round(float(error[:, c][mask[:, c]].mean()), 3) if mask[:, c].any() else None
+                    for c in (0, 1)
+                ]
+                for name, mask in groups.items()
+            },
+            "grey_share": round(float(np.mean([r[key]["grey_share"] for r in rows])), 3),
+            "ita_difference": round(float(np.mean(ita)), 2),
+            "facenet_same_photo": round(float(np.mean([r[key]["facenet_same_photo"] for r in rows])), 4),
+        }
+    summary["faces_per_group_a_b"] = {name: mask.sum(0).tolist() for name, mask in groups.items()}
+    paired = np.array([r["on"]["facenet_same_photo"] - r["off"]["facenet_same_photo"] for r in rows])
+    summary["facenet_paired_on_minus_off"] = [
+        round(float(paired.mean()), 4),
+        round(float(paired.std(ddof=1) / np.sqrt(len(paired))), 4),
+    ]
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,27 +134,7 @@ def main() -> None:
         else:
             rows.append(row)
             crops.append([original, *fakes.values()])
-    summary = {"faces": len(rows)}
-    for key in VARIANTS:
-        error = [np.abs(np.subtract(r[key]["slopes"], r["original"]["slopes"])).mean() for r in rows]
-        ita = [
-            abs(r[key]["ita"] - r["original"]["ita"])
-            for r in rows
-            if r[key]["ita"] is not None and r["original"]["ita"] is not None
-        ]
-        summary[key] = {
-            "slope_error": round(float(np.mean(error)), 3),
-            "slopes": np.round(np.mean([r[key]["slopes"] for r in rows], 0), 3).tolist(),
-            "grey_share": round(float(np.mean([r[key]["grey_share"] for r in rows])), 3),
-            "ita_difference": round(float(np.mean(ita)), 2),
-            "facenet_same_photo": round(float(np.mean([r[key]["facenet_same_photo"] for r in rows])), 4),
-        }
-    summary["original_slopes"] = np.round(np.mean([r["original"]["slopes"] for r in rows], 0), 3).tolist()
-    paired = np.array([r["on"]["facenet_same_photo"] - r["off"]["facenet_same_photo"] for r in rows])
-    summary["facenet_paired_on_minus_off"] = [
-        round(float(paired.mean()), 4),
-        round(float(paired.std(ddof=1) / np.sqrt(len(paired))), 4),
-    ]
+    summary = summarize(rows)
     print(json.dumps(summary, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "shading_colour.json").write_text(json.dumps({"summary": summary, "faces": rows}, indent=1))
