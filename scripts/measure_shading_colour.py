@@ -31,7 +31,7 @@ import torch
 from face_samples import first_photos, fusion_variant_fakes, fusion_variant_pipelines
 from PIL import Image
 
-from g2face.models.fusion import skin_mask
+from g2face.models.fusion import shading_colour_slopes, skin_mask
 from g2face.models.fusion_anonymizer import cheek_tone
 from g2face.nn.crops import crops_to_tensor
 from g2face.pipeline.g2face import G2FacePipeline
@@ -52,10 +52,9 @@ def read_skin(crop: np.ndarray, points: np.ndarray, grey_below: float | None = N
     skin = skin_mask(points, crop)
     if skin.sum() < 200:
         return None
-    lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float64)[skin]
-    centred = lab - lab.mean(0)
-    slopes = (centred[:, :1] * centred[:, 1:]).sum(0) / ((centred[:, 0] ** 2).sum() + 1e-6)
-    chroma = np.hypot(lab[:, 1] - 128, lab[:, 2] - 128)
+    lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float64)
+    slopes = shading_colour_slopes(lab, skin)
+    chroma = np.hypot(lab[skin][:, 1] - 128, lab[skin][:, 2] - 128)
     read = {"slopes": slopes.tolist(), "grey_quantile": float(np.quantile(chroma, GREY_QUANTILE))}
     if grey_below is not None:
         read["grey_share"] = float(np.mean(chroma < grey_below))

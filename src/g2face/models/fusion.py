@@ -411,16 +411,16 @@ def render_face_mask(
     side &= (inside < SIDE_BAND * width).astype(np.uint8)
     # The eyes and the lips are never hair (a turned face's far eye and mouth corner can lie near
     # the edge, a tilted one's eye above the other brow, its upper lip above the corners' line).
-    eyes = _features_mask(points, size, ("eyes", "mouth"))
-    near_eyes = cv2.dilate(eyes, kernel, iterations=2)
-    hair = ((distance > HAIR_DISTANCE) & ((forehead | side) > 0) & (hull > 0) & (near_eyes == 0)).astype(
+    features = _features_mask(points, size, ("eyes", "mouth"))
+    near_features = cv2.dilate(features, kernel, iterations=2)
+    hair = ((distance > HAIR_DISTANCE) & ((forehead | side) > 0) & (hull > 0) & (near_features == 0)).astype(
         np.uint8
     )
     # Opened (a stray dark pixel or a wrinkle is not a fringe), then grown and softened.
     small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     hair = cv2.dilate(cv2.morphologyEx(hair, cv2.MORPH_OPEN, small), kernel, iterations=2)
     hair = cv2.GaussianBlur(hair.astype(np.float32), (0, 0), max(1.0, 0.02 * width))
-    hair *= 1 - eyes  # grown back over an eye: still not hair
+    hair *= 1 - features  # grown back over an eye or the lips: still not hair
     return (face * (1 - np.clip(hair, 0, 1))).astype(np.float32)
 
 
@@ -535,8 +535,9 @@ original's skin takes the colour of the original's deepest, and hair, eyes and b
 or lighter than skin a bounded shift, not one that grows without bound (dark hair turned red)."""
 
 
-def _regression_slopes(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
-    """Least-squares slopes of a* and b* on L* over the `skin` pixels of a float Lab image."""
+def shading_colour_slopes(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of a* and b* on L* over the `skin` pixels of a float Lab image: how the
+    skin's colour changes with its shading (negative: warmer where darker)."""
     pixels = lab[skin]
     centred = pixels - pixels.mean(0)
     spread = float((centred[:, 0] ** 2).sum()) + 1e-6
@@ -550,7 +551,7 @@ def _match_shading_colour(
     L* as the original's (`lab_original`, its skin `original_skin`) do: each channel's slope on L*
     over the skin replaced by the original's, around the skin's mean lightness (the skin's mean
     colour stays about where it was)."""
-    wanted, own = _regression_slopes(lab_original, original_skin), _regression_slopes(lab, skin)
+    wanted, own = shading_colour_slopes(lab_original, original_skin), shading_colour_slopes(lab, skin)
     # a channel whose original is not warmer in shadow keeps the render's own relation
     change = np.where(wanted < 0, np.maximum(wanted, -SHADING_COLOUR_SLOPE_MAX) - own, 0.0)
     reach = SHADING_COLOUR_RANGE * float(lab_original[..., 0][original_skin].std())
