@@ -1,17 +1,17 @@
 """Does the default keep an original's glasses, moustache or beard? (issue 19)
 
 One photo per LFW person (the sample of `measure_attributes.py`), grouped by the original's own
-accessory score (`--accessory glasses`: `glasses_score` and `original_glasses`; `facial_hair`:
-`facial_hair_score` and `original_facial_hair`): "sure" (the fake should keep it), "unsure" (either
-fake is allowed) and "bare" (the first `--controls`: the fake must not add one). Each face is
-anonymized twice with the same keyed seeds: once with the rules before the accessory was kept
-(the candidates' flags for it cleared, so the search neither prefers nor avoids it nor draws a
-second round for it; the `--before` candidate overrides, e.g. `glasses_weight` 0 and `steer` 0 so
-the probe neither ranks nor steers by glasses; `--before-model`, e.g. a model file whose probe has
-no row for it), once as `--model` says. Reported per group: how often the chosen fake's own score
-says it has the accessory (white-box: the chooser uses that score), renders per face,
-FaceNet-CASIA cosine of fake to original (never used by the model), and contact sheets original |
-before | after with the scores, to judge by eye.
+accessory reading (`--accessory glasses`: since session 36 `glasses.original_glasses`, the fakes by
+`glasses_score`; `facial_hair`: `facial_hair_score` and `original_facial_hair`): "sure" (the fake
+should keep it), "unsure" (either fake is allowed) and "bare" (the first `--controls`: the fake
+must not add one). Each face is anonymized twice with the same keyed seeds: once with the rules
+before the accessory was kept (the candidates' flags for it cleared, so the search neither prefers
+nor avoids it nor draws a second round for it; the `--before` candidate overrides, e.g.
+`glasses_weight` 0 and `steer` 0 so the probe neither ranks nor steers by glasses;
+`--before-model`, e.g. a model file whose probe has no row for it), once as `--model` says.
+Reported per group: how often the chosen fake's own score says it has the accessory (white-box: the
+chooser uses that score), renders per face, FaceNet-CASIA cosine of fake to original (never used by
+the model), and contact sheets original | before | after with the scores, to judge by eye.
 
     PYTHONPATH=src python scripts/measure_accessory_keeping.py --faces 400 --out runs/glasses
         --before '{"glasses_weight": 0, "steer": 0}'        (one command)
@@ -42,24 +42,26 @@ from g2face.models.fusion import (  # noqa: E402
     facial_hair_score,
     glasses_score,
 )
-from g2face.models.fusion_anonymizer import (  # noqa: E402
-    FusionAnonymizer,
-    original_facial_hair,
-    original_glasses,
-)
+from g2face.models.fusion_anonymizer import FusionAnonymizer, original_facial_hair  # noqa: E402
+from g2face.models.glasses import original_glasses  # noqa: E402
 from g2face.models.zoo import load_model  # noqa: E402
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops  # noqa: E402
 from g2face.payload import Secret  # noqa: E402
 from g2face.priors.facenet import FaceNetEncoder  # noqa: E402
 
 ACCESSORIES = {
-    # score(crop, points), the fake's threshold, the original's state(score, P(male)), and the
-    # candidate flags that did not exist before the accessory was kept.
-    "glasses": (glasses_score, GLASSES_EDGE, lambda score, male: original_glasses(score), ("loses_glasses",)),
+    # score(crop, points), the fake's threshold, the original's state(crop, points, score, P(male)),
+    # and the candidate flags that did not exist before the accessory was kept.
+    "glasses": (
+        glasses_score,
+        GLASSES_EDGE,
+        lambda crop, points, score, male: original_glasses(crop, points),
+        ("loses_glasses",),
+    ),
     "facial_hair": (
         facial_hair_score,
         FACIAL_HAIR_EDGE,
-        original_facial_hair,
+        lambda crop, points, score, male: original_facial_hair(score, male),
         ("adds_facial_hair", "loses_facial_hair"),
     ),
 }
@@ -136,7 +138,7 @@ def main() -> int:
     originals = tensor_to_crops(crops)
     found = [score_of(o, p) for o, p in zip(originals, points, strict=True)]
     male = model.attributes(crops).male_probability.tolist()
-    state = [state_of(s, m) for s, m in zip(found, male, strict=True)]
+    state = [state_of(o, p, s, m) for o, p, s, m in zip(originals, points, found, male, strict=True)]
     indices = {
         "sure": [i for i, g in enumerate(state) if g is True],
         "unsure": [i for i, g in enumerate(state) if g is None],

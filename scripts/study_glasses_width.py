@@ -31,10 +31,17 @@ from PIL import Image, ImageDraw
 from g2face.align import align_face, crop_source_width
 from g2face.io import read_image
 from g2face.models import fusion
-from g2face.models.fusion_anonymizer import original_glasses
 from g2face.nn.crops import crops_to_tensor
 from g2face.payload import Secret
 from g2face.pipeline.g2face import CarrierSettings, G2FacePipeline
+
+
+def original_glasses(score: float) -> bool | None:
+    """The edge score's three states this study measured (the anonymizer read photos so until
+    session 36; it now reads them with `g2face.models.glasses`): bare, unsure, sure."""
+    if score < fusion.GLASSES_EDGE_ORIGINAL:
+        return False
+    return True if score >= fusion.GLASSES_SURE_ORIGINAL else None
 
 
 def _largest(detector, rgb):

@@ -858,15 +858,14 @@ def test_recovery_renders_an_identity_with_the_accessories_the_anonymized_face_s
     import torch
 
     from g2face.align import align_face
-    from g2face.models.fusion import glasses_score
-    from g2face.models.fusion_anonymizer import original_glasses
+    from g2face.models.glasses import original_glasses
     from g2face.nn.crops import crops_to_tensor
 
     model = pipeline.model
     face = align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop
     crop = crops_to_tensor([face])
     points = (model.geometry(crop).landmarks[..., :2] * model.image_size - 0.5).numpy()
-    assert original_glasses(glasses_score(face, points[0])) is False
+    assert original_glasses(face, points[0]) is False
     identity = torch.nn.functional.normalize(torch.randn(1, model.identity.embedding_dim), dim=1)
     model._accessories.clear()
     kept = model.keep_accessories(identity, crop, points)

@@ -72,7 +72,6 @@ from g2face.models.fusion_anonymizer import (
     in_sface_units,
     original_bare_chin,
     original_facial_hair,
-    original_glasses,
     probe_age_target,
     probe_targets,
     sure_gender_target,
@@ -694,9 +693,6 @@ def test_a_spectacle_bridge_is_seen_and_counts_only_where_the_original_has_no_gl
     # Unsure whether the original wears glasses (None): a fake may wear them or not.
     bare, glasses = FusionAnonymizer._scores(anonymizer, torch.ones(3), (0.7, 40.0, None), faces, points)
     assert not (bare.loses_glasses or bare.adds_glasses or glasses.loses_glasses or glasses.adds_glasses)
-    assert original_glasses(GLASSES_EDGE_ORIGINAL - 1) is False
-    assert original_glasses(GLASSES_EDGE_ORIGINAL) is None
-    assert original_glasses(GLASSES_SURE_ORIGINAL) is True
 
 
 def test_a_small_face_s_glasses_are_read_as_at_lfw_size():

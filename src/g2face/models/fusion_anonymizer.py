@@ -42,8 +42,6 @@ from g2face.models.fusion import (
     FACIAL_HAIR_GAIN_EDGE,
     FACIAL_HAIR_SURE_ORIGINAL,
     GLASSES_EDGE,
-    GLASSES_EDGE_ORIGINAL,
-    GLASSES_SURE_ORIGINAL,
     SUNGLASSES_EYES,
     FusedFace,
     FusionSettings,
@@ -63,6 +61,7 @@ from g2face.models.fusion import (
     upper_lip_box,
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
+from g2face.models.glasses import original_glasses
 from g2face.nn.crops import at_source_resolution, crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
 from g2face.priors.attributes import AttributeEstimator
@@ -284,14 +283,6 @@ def cheek_tone(crop: np.ndarray, unit_points: np.ndarray) -> float | None:
 
 def _rounded(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def original_glasses(score: float) -> bool | None:
-    """Whether a real photo wears glasses by its `glasses_score`: False (a fake must not bring
-    any), True (the fake should keep them) or None (unsure: neither)."""
-    if score < GLASSES_EDGE_ORIGINAL:
-        return False
-    return True if score >= GLASSES_SURE_ORIGINAL else None
 
 
 def original_facial_hair(score: float, male_probability: float) -> bool | None:
@@ -940,7 +931,7 @@ class FusionAnonymizer(nn.Module):
                 male = self.attributes(crops[new]).male_probability.tolist()
             for i, face, p in zip(new, faces, male, strict=True):
                 wanted = {}
-                glasses = original_glasses(glasses_score(face, points[i]))
+                glasses = original_glasses(face, points[i])
                 if glasses is not None:
                     wanted[2] = float(glasses)
                 if p is not None:
@@ -1209,7 +1200,7 @@ class FusionAnonymizer(nn.Module):
                     float(p),
                     float(a),
                     # kept dark glasses stand in front of the fake: it must bring none of its own
-                    False if k is not None else original_glasses(glasses_score(o, q, w)),
+                    False if k is not None else original_glasses(o, q, w),
                     original_facial_hair(lip, float(p)),
                     t,
                     original_bare_chin(o, q),

@@ -1,0 +1,105 @@
+"""The glasses reader of real photos (`g2face.models.glasses`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from g2face import hub
+from g2face.models.fusion import GLASSES_SURE_ORIGINAL
+from g2face.models.glasses import (
+    EYE_BAND_SIZE,
+    EYE_CORNERS,
+    GLASSES_AGREED_PROBABILITY,
+    GLASSES_NONE_PROBABILITY,
+    GLASSES_SURE_PROBABILITY,
+    GlassesReader,
+    eye_band,
+    eye_band_features,
+    glasses_reader,
+    glasses_state,
+)
+
+
+def _mesh(centre=(128.0, 120.0), angle_degrees=0.0, eye_distance=80.0, width=150.0) -> np.ndarray:
+    """478 mesh points whose outer eye corners lie `eye_distance` apart around `centre`, turned by
+    `angle_degrees`, the rest spread over `width` on the same line."""
+    angle = np.radians(angle_degrees)
+    direction = np.array([np.cos(angle), np.sin(angle)])
+    along = np.linspace(-width / 2, width / 2, 478)
+    points = np.asarray(centre) + along[:, None] * direction
+    left, right = EYE_CORNERS
+    points[left] = np.asarray(centre) - eye_distance / 2 * direction
+    points[right] = np.asarray(centre) + eye_distance / 2 * direction
+    return points.astype(np.float32)
+
+
+def test_the_eye_band_is_read_level_and_centred_between_the_eye_corners():
+    """A tilted head's band is turned so the eye corners lie on one row, mirror-placed about the
+    band's centre: two bright dots on the corners land at the same height, as far left as right."""
+    for angle in (0.0, 20.0, -35.0):
+        points = _mesh(angle_degrees=angle)
+        crop = np.zeros((256, 256, 3), np.uint8)
+        for index in EYE_CORNERS:
+            x, y = np.round(points[index]).astype(int)
+            crop[y - 2 : y + 3, x - 2 : x + 3] = 255
+        band = eye_band(crop, points)
+        assert band.shape == EYE_BAND_SIZE[::-1]
+        half = EYE_BAND_SIZE[0] // 2
+        spots = [np.unravel_index(np.argmax(side), side.shape) for side in (band[:, :half], band[:, half:])]
+        (row_left, column_left), (row_right, column_right) = spots
+        assert abs(row_left - row_right) <= 1, angle
+        assert abs(row_left - EYE_BAND_SIZE[1] / 2) <= 2, angle
+        assert abs((half - column_left) - (column_right + 1)) <= 2, angle
+
+
+def test_the_shipped_reader_fits_its_features():
+    reader = glasses_reader()
+    crop = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    features = eye_band_features(crop, _mesh())
+    assert reader.weight.shape == reader.mean.shape == reader.scale.shape == features.shape
+    assert np.isfinite(reader.weight).all() and (reader.scale > 0).all()
+    assert 0.0 <= reader.probability(crop, _mesh()) <= 1.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        GlassesReader(reader.mean, reader.scale, reader.weight[:10], 0.0)
+
+
+def test_three_states_from_the_reader_and_the_edge():
+    """Below the 'none' bar the reader wins even over a sure edge (fringes and cap brims); the edge
+    settles only what the reader leans towards."""
+    assert glasses_state(GLASSES_NONE_PROBABILITY - 0.01, 10 * GLASSES_SURE_ORIGINAL) is False
+    assert glasses_state(GLASSES_NONE_PROBABILITY, 0.0) is None
+    assert glasses_state(GLASSES_SURE_PROBABILITY, 0.0) is True
+    assert glasses_state(GLASSES_SURE_PROBABILITY - 0.01, GLASSES_SURE_ORIGINAL - 1) is None
+    assert glasses_state(GLASSES_AGREED_PROBABILITY, GLASSES_SURE_ORIGINAL) is True
+    assert glasses_state(GLASSES_AGREED_PROBABILITY - 0.01, GLASSES_SURE_ORIGINAL) is None
+
+
+ASSETS = ("face-landmarker",)
+
+
+@pytest.mark.skipif(
+    not all(hub.is_cached(a) for a in ASSETS), reason="needs the MediaPipe mesh (g2face weights fetch --all)"
+)
+@pytest.mark.parametrize(
+    "name, wears",
+    [("grace_hopper.jpg", True), ("biden.jpg", False), ("obama.jpg", False), ("astronaut.png", False)],
+)
+def test_the_public_domain_portraits_are_read_as_they_are(fixtures_dir, name, wears):
+    """Grace Hopper wears translucent frames, the others none; a mirrored photo reads the same."""
+    import torch
+
+    from g2face.align import align_face
+    from g2face.detection import YuNetDetector
+    from g2face.io import read_image
+    from g2face.models.glasses import original_glasses
+    from g2face.priors.mediapipe_geometry import MediaPipeGeometry
+
+    photo = read_image(fixtures_dir / name).rgb
+    geometry = MediaPipeGeometry()
+    for image in (photo, np.ascontiguousarray(photo[:, ::-1])):
+        crop = align_face(image, YuNetDetector().detect(image)[0], 256).crop
+        tensor = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
+        with torch.no_grad():
+            points = geometry(tensor).landmarks[0, :, :2].numpy() * 256 - 0.5
+        assert original_glasses(crop, points) is wears
