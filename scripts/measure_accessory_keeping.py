@@ -1,7 +1,7 @@
 """Does the default keep an original's glasses, moustache or beard? (issue 19)
 
 One photo per LFW person (the sample of `measure_attributes.py`), grouped by the original's own
-accessory reading (`--accessory glasses`: since session 36 `glasses.original_glasses`, the fakes by
+accessory reading (`--accessory glasses`: since session 36 `readers.original_glasses`, the fakes by
 `glasses_score`; `facial_hair`: `facial_hair_score` and `original_facial_hair`): "sure" (the fake
 should keep it), "unsure" (either fake is allowed) and "bare" (the first `--controls`: the fake
 must not add one). Each face is anonymized twice with the same keyed seeds: once with the rules
@@ -43,7 +43,7 @@ from g2face.models.fusion import (  # noqa: E402
     glasses_score,
 )
 from g2face.models.fusion_anonymizer import FusionAnonymizer, original_facial_hair  # noqa: E402
-from g2face.models.glasses import original_glasses  # noqa: E402
+from g2face.models.readers import original_glasses  # noqa: E402
 from g2face.models.zoo import load_model  # noqa: E402
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops  # noqa: E402
 from g2face.payload import Secret  # noqa: E402

@@ -51,9 +51,9 @@ from g2face.models.fusion import (  # noqa: E402
 from g2face.models.fusion_anonymizer import (  # noqa: E402
     ApparentAttributes,
     FusionAnonymizer,
-    original_bare_chin,
     original_facial_hair,
 )
+from g2face.models.readers import original_bare_chin  # noqa: E402
 from g2face.models.zoo import load_model  # noqa: E402
 from g2face.nn.crops import crops_to_tensor, tensor_to_crops  # noqa: E402
 from g2face.payload import Secret  # noqa: E402

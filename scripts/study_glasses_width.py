@@ -38,7 +38,7 @@ from g2face.pipeline.g2face import CarrierSettings, G2FacePipeline
 
 def original_glasses(score: float) -> bool | None:
     """The edge score's three states this study measured (the anonymizer read photos so until
-    session 36; it now reads them with `g2face.models.glasses`): bare, unsure, sure."""
+    session 36; it now reads them with `g2face.models.readers`): bare, unsure, sure."""
     if score < fusion.GLASSES_EDGE_ORIGINAL:
         return False
     return True if score >= fusion.GLASSES_SURE_ORIGINAL else None

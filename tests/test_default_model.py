@@ -858,7 +858,7 @@ def test_recovery_renders_an_identity_with_the_accessories_the_anonymized_face_s
     import torch
 
     from g2face.align import align_face
-    from g2face.models.glasses import original_glasses
+    from g2face.models.readers import original_glasses
     from g2face.nn.crops import crops_to_tensor
 
     model = pipeline.model

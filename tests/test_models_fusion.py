@@ -14,7 +14,6 @@ import torch
 
 from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
 from g2face.models.fusion import (
-    CHIN_TEXTURE_BARE_ORIGINAL,
     CHIN_TEXTURE_EDGE,
     EYE_OPENINGS,
     FACIAL_HAIR_BARE_ORIGINAL,
@@ -70,7 +69,6 @@ from g2face.models.fusion_anonymizer import (
     cheek_tone,
     choose_candidate,
     in_sface_units,
-    original_bare_chin,
     original_facial_hair,
     probe_age_target,
     probe_targets,
@@ -753,10 +751,8 @@ def test_a_beard_on_the_chin_is_seen_by_its_texture_and_a_fake_must_not_bring_on
     shadow = cv2.GaussianBlur(shadow, (0, 0), 6)[..., None]
     shaded = np.round(grain * (1 - 0.15 * shadow)).astype(np.uint8)
     assert chin_texture(stubble, points) >= CHIN_TEXTURE_EDGE
-    assert chin_texture(shaded, points) < CHIN_TEXTURE_BARE_ORIGINAL
-    assert chin_texture(grain, points) < CHIN_TEXTURE_BARE_ORIGINAL
-    assert original_bare_chin(grain, points) and original_bare_chin(shaded, points)
-    assert not original_bare_chin(stubble, points)
+    assert chin_texture(shaded, points) < CHIN_TEXTURE_EDGE / 1.5
+    assert chin_texture(grain, points) < CHIN_TEXTURE_EDGE / 1.5
 
     class Estimator:
         def __call__(self, crops):

@@ -46,7 +46,7 @@ class AnonymizedFaces:
     "sunglasses_tinted", "skin_tone_ita"}, "anonymized": {"male_probability", "age",
     "glasses_added", "glasses_lost", "facial_hair_added", "facial_hair_lost", "skin_tone_ita"}}`
     (the original's `glasses` and `facial_hair` are None when unsure,
-    `models.glasses.original_glasses`, `original_facial_hair`; a skin tone None for a
+    `models.readers.original_glasses`, `original_facial_hair`; a skin tone None for a
     colourless photo; `sunglasses_kept`: the original's dark glasses stay in front of the fake,
     `sunglasses_tinted`: its partly dark lenses tint the fake's eyes)."""
     whole_region: tuple[bool, ...] | None = None

@@ -1187,14 +1187,6 @@ men with bare chins, judged by eye on the sorted chin crops, nearly all 19 at or
 one (the rest were renders with a smeared lower lip, as well rejected); between 2.0 and 2.5 some
 light stubble among bare chins. A darker chin (`chin_hair_score`) does not tell: the 9 candidates
 scoring 50 or more were dark skin or shadow, none bearded by this reading."""
-CHIN_TEXTURE_BARE_ORIGINAL = 2.0
-"""Below this `chin_texture` (and a `chin_hair_score` below `CHIN_HAIR_BARE_ORIGINAL`) a real
-photo's chin counts as bare, so a fake must not bring a beard. On 300 LFW photos the median was
-1.17; above 2.0 were beards but as many chins behind microphones and hands, open mouths and
-grainy photos, which therefore count as unsure (no chin check for their fakes)."""
-CHIN_HAIR_BARE_ORIGINAL = 40.0
-"""Below this `chin_hair_score` a real photo's chin counts as not dark with hair: on 300 LFW photos
-sorted by it, beards and goatees were most of those at 40 and above, a few stubbled chins lower."""
 
 
 def chin_texture(image: np.ndarray, points: np.ndarray) -> float:

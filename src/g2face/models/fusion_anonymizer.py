@@ -34,8 +34,6 @@ from g2face.align import face_mask, head_mask
 from g2face.models.base import AnonymizedFaces, Fallback, encode_identities
 from g2face.models.classic import stronger_filter
 from g2face.models.fusion import (
-    CHIN_HAIR_BARE_ORIGINAL,
-    CHIN_TEXTURE_BARE_ORIGINAL,
     CHIN_TEXTURE_EDGE,
     FACIAL_HAIR_BARE_ORIGINAL,
     FACIAL_HAIR_EDGE,
@@ -45,7 +43,6 @@ from g2face.models.fusion import (
     SUNGLASSES_EYES,
     FusedFace,
     FusionSettings,
-    chin_hair_score,
     chin_texture,
     face_region_mask,
     facial_hair_score,
@@ -61,7 +58,7 @@ from g2face.models.fusion import (
     upper_lip_box,
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
-from g2face.models.glasses import original_glasses
+from g2face.models.readers import original_bare_chin, original_glasses
 from g2face.nn.crops import at_source_resolution, crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
 from g2face.priors.attributes import AttributeEstimator
@@ -293,16 +290,6 @@ def original_facial_hair(score: float, male_probability: float) -> bool | None:
     if score < FACIAL_HAIR_BARE_ORIGINAL or male_probability < 0.5:
         return False
     return True if score >= FACIAL_HAIR_SURE_ORIGINAL else None
-
-
-def original_bare_chin(crop: np.ndarray, points: np.ndarray) -> bool:
-    """Whether a real photo's chin surely has no beard, goatee or stubble: neither darker and
-    greyer than the cheeks (`chin_hair_score`) nor more detailed (`chin_texture`) than bare chins
-    are. A microphone, a hand or an open mouth in front of the chin reads as unsure (False)."""
-    return bool(
-        chin_hair_score(crop, points) < CHIN_HAIR_BARE_ORIGINAL
-        and chin_texture(crop, points) < CHIN_TEXTURE_BARE_ORIGINAL
-    )
 
 
 def surely_same_gender(candidate_male: float, original_male: float, margin: float) -> bool:
@@ -1203,7 +1190,9 @@ class FusionAnonymizer(nn.Module):
                     False if k is not None else original_glasses(o, q, w),
                     original_facial_hair(lip, float(p)),
                     t,
-                    original_bare_chin(o, q),
+                    # a face that looks female is drawn female: a textured chin there is shadow or
+                    # grain far more often than hair (as `original_facial_hair` reads the lip)
+                    float(p) < 0.5 or original_bare_chin(o, q),
                     lip,
                 )
                 for p, a, o, q, k, t, w, lip in zip(

@@ -1,0 +1,207 @@
+"""What a real photo's face wears, read by linear classifiers fitted on faces labelled by eye
+(`scripts/fit_photo_reader.py`; model card in `weights/MODEL_CARD.md`): glasses, and hair on the
+chin (a beard, goatee or stubble).
+
+The hand-set readings of `fusion` judge rendered faces well but photos poorly. The edge across the
+nose bridge (`fusion.glasses_score`) scores thin metal frames like bare skin and fringes and cap
+brims like thick frames: on 647 LFW and CelebA faces labelled by eye (82 wearing glasses) its three
+states (bare below 90, sure from 150) read 32 wearers as bare and were right on 17 of 24 "sure"; the
+glasses reader with the edge score (`glasses_state`), cross-validated, reads 4 wearers as bare and
+is right on all 52 it is sure of. The chin's darkness and texture (`fusion.chin_hair_score`,
+`chin_texture`) read 33 of 83 chins with hair (of 564 labelled) as surely bare; the chin reader
+(`original_bare_chin`), cross-validated, 17 while sparing more bare chins. Renders are still judged
+by the hand-set readings (their frames and beards are crisp; those thresholds were set on renders).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import cv2
+import numpy as np
+from safetensors.numpy import load_file
+
+from g2face.models.fusion import (
+    GLASSES_EDGE_ORIGINAL,
+    GLASSES_SURE_ORIGINAL,
+    chin_hair_score,
+    chin_texture,
+    face_width,
+    facial_hair_score,
+    glasses_score,
+)
+
+GLASSES_READER_FILE = "glasses_reader.safetensors"
+CHIN_HAIR_READER_FILE = "chin_hair_reader.safetensors"
+"""The fitted readers in `g2face/assets`: `mean`, `scale` (feature standardisation), `weight`, `bias`."""
+
+EYE_BAND_SIZE = (128, 64)
+"""(width, height) in pixels of the band the glasses reader reads."""
+EYE_BAND_SPAN = 1.2
+"""The band's width in face widths (`fusion.face_width`), centred between the outer eye corners and
+turned so they lie level; its height is half that. Wide enough for the temples' hinges and a large
+frame's outer rims, low enough to leave out the mouth and most of the hair."""
+EYE_CORNERS = (33, 263)  # MediaPipe mesh: outer corners of the two eyes
+
+LOWER_FACE_SIZE = (96, 64)
+"""(width, height) in pixels of the band the chin reader reads: centred halfway between the nose's
+base (mesh point 2) and the chin (152), 1.25 times that distance high, turned so the mouth corners
+(61, 291) lie level: the upper lip, mouth, chin and the jaw beside them."""
+MOUTH_CORNERS = (61, 291)
+LOWER_FACE_COLOUR_GRID = (12, 8)
+"""The lower face's CIE Lab at this coarse grid (each channel less its mean over the band) goes into
+the chin reader beside the HOG: hair is darker and less colourful than the skin around it, which the
+HOG's contrast normalisation discards."""
+
+
+def _level_band(image: np.ndarray, centre, direction, scale: float, size: tuple[int, int]) -> np.ndarray:
+    """`size` pixels of `image` around `centre`, turned so `direction` points along the band's rows,
+    at `scale` band pixels per image pixel."""
+    angle = float(np.degrees(np.arctan2(direction[1], direction[0])))
+    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale)
+    matrix[:, 2] += (size[0] / 2 - centre[0], size[1] / 2 - centre[1])
+    # (area averaging where the band shrinks the crop, as the fits' crops were read)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, matrix, size, flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
+def eye_band(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The grey band across the eyes (`EYE_BAND_SPAN`, `EYE_BAND_SIZE`) of a uint8 RGB crop whose
+    MediaPipe mesh `points` are in its pixels, the eye corners level."""
+    left, right = points[EYE_CORNERS[0], :2], points[EYE_CORNERS[1], :2]
+    scale = EYE_BAND_SIZE[0] / (EYE_BAND_SPAN * face_width(points))
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return _level_band(grey, (left + right) / 2, right - left, scale, EYE_BAND_SIZE)
+
+
+def lower_face_band(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The RGB band over the mouth and chin (`LOWER_FACE_SIZE`) of a uint8 RGB crop, mouth level."""
+    nose, chin = points[2, :2], points[152, :2]
+    left, right = points[MOUTH_CORNERS[0], :2], points[MOUTH_CORNERS[1], :2]
+    height = 1.25 * max(float(np.linalg.norm(chin - nose)), 1.0)
+    return _level_band(crop, (nose + chin) / 2, right - left, LOWER_FACE_SIZE[1] / height, LOWER_FACE_SIZE)
+
+
+# HOG: 16-px blocks of four 8-px cells, 9 orientations. Frames and hair are edges and strokes in a
+# few places at a few orientations, which is what HOG describes.
+_EYE_HOG = cv2.HOGDescriptor(EYE_BAND_SIZE, (16, 16), (8, 8), (8, 8), 9)
+_LOWER_FACE_HOG = cv2.HOGDescriptor(LOWER_FACE_SIZE, (16, 16), (8, 8), (8, 8), 9)
+
+
+def eye_band_features(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The glasses reader's input: the HOG of `eye_band`, float32 [3780]."""
+    return _EYE_HOG.compute(eye_band(crop, points)).ravel()
+
+
+def chin_features(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The chin reader's input, float32 [3063]: the HOG of the grey `lower_face_band`, the hand-set
+    readings `fusion.chin_hair_score`, `chin_texture` and `facial_hair_score`, and the band's Lab
+    on `LOWER_FACE_COLOUR_GRID` less its mean."""
+    band = lower_face_band(crop, points)
+    lab = cv2.cvtColor(band, cv2.COLOR_RGB2LAB).astype(np.float32)
+    coarse = cv2.resize(lab, LOWER_FACE_COLOUR_GRID, interpolation=cv2.INTER_AREA)
+    coarse -= coarse.reshape(-1, 3).mean(0)
+    readings = [chin_hair_score(crop, points), chin_texture(crop, points), facial_hair_score(crop, points)]
+    hog = _LOWER_FACE_HOG.compute(cv2.cvtColor(band, cv2.COLOR_RGB2GRAY)).ravel()
+    return np.concatenate([hog, np.array(readings, np.float32), coarse.ravel()])
+
+
+class LinearReader:
+    """P(yes) of a feature vector: standardisation, then logistic regression."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, weight: np.ndarray, bias: float):
+        if not mean.shape == scale.shape == weight.shape:
+            raise ValueError(f"reader shapes differ: {mean.shape}, {scale.shape}, {weight.shape}")
+        self.mean, self.scale, self.weight, self.bias = mean, scale, weight, float(bias)
+
+    @classmethod
+    def from_file(cls, path) -> LinearReader:
+        tensors = load_file(str(path))
+        return cls(tensors["mean"], tensors["scale"], tensors["weight"], float(tensors["bias"][0]))
+
+    @classmethod
+    def shipped(cls, name: str) -> LinearReader:
+        """A reader shipped in `g2face/assets`."""
+        return cls.from_file(resources.files("g2face") / "assets" / name)
+
+    def probability(self, features: np.ndarray) -> float:
+        standardised = ((features - self.mean) / self.scale).astype(np.float64)
+        logit = float(standardised @ self.weight.astype(np.float64)) + self.bias
+        return float(1 / (1 + np.exp(-np.clip(logit, -60, 60))))
+
+
+@lru_cache(maxsize=1)
+def glasses_reader() -> LinearReader:
+    """The shipped glasses reader (of `eye_band_features`), loaded once."""
+    return LinearReader.shipped(GLASSES_READER_FILE)
+
+
+@lru_cache(maxsize=1)
+def chin_hair_reader() -> LinearReader:
+    """The shipped chin reader (of `chin_features`), loaded once."""
+    return LinearReader.shipped(CHIN_HAIR_READER_FILE)
+
+
+GLASSES_SURE_PROBABILITY = 0.8
+"""At or above this a photo wears glasses and the fake should keep them: cross-validated on the 647
+labelled faces (5 folds), all 50 read at 0.8 or more wore glasses (61 % of the 82 wearers; the edge
+score's "sure" held 17 of them and 7 faces without). With each crop blurred as a face about 34 px
+wide shows it (the crop spanning 64 photo pixels), 36 of 37; about 25 px wide, 29 of 30."""
+GLASSES_NONE_PROBABILITY = 0.05
+"""Below this a photo counts as without glasses, so a fake must not bring any: cross-validated, 525
+of the 565 faces without glasses read below it, and 3 of the 82 with them (the edge score read 32
+wearers as bare); 8 of the 82 blurred as a 34-px face's, 12 as a 25-px face's. In between the
+reading is unsure: glasses are neither kept nor avoided."""
+GLASSES_AGREED_PROBABILITY = 0.5
+"""A photo the reader leans towards glasses (at or above this, under `GLASSES_SURE_PROBABILITY`) and
+whose nose-bridge edge reads sure (`fusion.GLASSES_SURE_ORIGINAL`) wears glasses too: two readings
+of different cues agreeing. Cross-validated, that adds 2 wearers to the reader's 50 and no face
+without (Grace Hopper's translucent frames, reader 0.55, are kept so); on crops blurred as a 34-px
+face's 3 wearers to 37 and none without, as a 25-px face's 3 wearers and 1 face without."""
+
+
+GLASSES_DOUBT_PROBABILITY = 0.2
+"""A photo the reader leans against glasses (under this) and whose nose-bridge edge reads bare
+(`fusion.GLASSES_EDGE_ORIGINAL`) wears none either. Cross-validated, that spares 17 more of the 565
+faces without glasses a fake with glasses (542 in all) for 1 more wearer read as bare (4 of 82): on
+150 LFW evaluation pairs the reader alone had let three such faces' fakes put glasses on."""
+
+
+def glasses_state(probability: float, edge_score: float) -> bool | None:
+    """False (a fake must not bring glasses), True (the fake should keep them) or None (unsure:
+    neither) from the reader's `probability` and the photo's `fusion.glasses_score`: the reader
+    decides where it is clear, and where it only leans one way the edge agreeing settles it."""
+    if probability < GLASSES_NONE_PROBABILITY:
+        return False
+    if probability >= GLASSES_SURE_PROBABILITY:
+        return True
+    if probability < GLASSES_DOUBT_PROBABILITY and edge_score < GLASSES_EDGE_ORIGINAL:
+        return False
+    if probability >= GLASSES_AGREED_PROBABILITY and edge_score >= GLASSES_SURE_ORIGINAL:
+        return True
+    return None
+
+
+def original_glasses(crop: np.ndarray, points: np.ndarray, source_width: float | None = None) -> bool | None:
+    """Whether a real photo (a uint8 RGB crop, its mesh `points` in pixels, spanning `source_width`
+    photo pixels) wears glasses: `glasses_state` of `glasses_reader` and `fusion.glasses_score`."""
+    probability = glasses_reader().probability(eye_band_features(crop, points))
+    return glasses_state(probability, glasses_score(crop, points, source_width))
+
+
+CHIN_BARE_PROBABILITY = 0.15
+"""Below this P(hair on the chin) a real photo's chin counts as bare, so a fake must not bring a
+beard. Cross-validated on 564 faces labelled by eye (83 with a beard, goatee or stubble): 460 read
+below it, 17 of them with hair; the hand-set reading it replaced (both `chin_hair_score` < 40 and
+`chin_texture` < 2) read 463, 33 with hair, so this one spares more clean-shaven chins (443 of 481
+against 430) and reads half as many beards as bare. (At 0.05: 419, 6 with hair; 0.1: 451, 13.
+Biden's fixture reads 0.14 and 0.07 mirrored.) The reader is not sure enough of a beard to keep one
+(at P 0.9, 38 faces, 34 with hair), so a beard is still kept only by chance, never forced."""
+
+
+def original_bare_chin(crop: np.ndarray, points: np.ndarray) -> bool:
+    """Whether a real photo's chin surely has no beard, goatee or stubble (`chin_hair_reader` under
+    `CHIN_BARE_PROBABILITY`). A microphone, a hand or an open mouth in front of the chin reads as
+    unsure (False)."""
+    return chin_hair_reader().probability(chin_features(crop, points)) < CHIN_BARE_PROBABILITY
