@@ -2,7 +2,7 @@
 
 `reading`: LFW photos (one per person) scaled so the face is W px wide; `glasses_score` of the
 original at each width, as read (`--unscaled`) or scaled for the crop's source width
-(`fusion.GLASSES_SCALE_EXPONENT`), and how the decision (`original_glasses`: sure / unsure / bare)
+(`fusion.GLASSES_SCALE_EXPONENT`), and how the decision (`edge_glasses_state`: sure / unsure / bare)
 at W agrees with the one at the photo's own size.
 
     PYTHONPATH=src python scripts/study_glasses_width.py reading ../shared/data/lfw/lfw-deepfunneled \
@@ -36,7 +36,7 @@ from g2face.payload import Secret
 from g2face.pipeline.g2face import CarrierSettings, G2FacePipeline
 
 
-def original_glasses(score: float) -> bool | None:
+def edge_glasses_state(score: float) -> bool | None:
     """The edge score's three states this study measured (the anonymizer read photos so until
     session 36; it now reads them with `g2face.models.readers`): bare, unsure, sure."""
     if score < fusion.GLASSES_EDGE_ORIGINAL:
@@ -78,7 +78,7 @@ def reading(args, pipe) -> None:
     for column, label in ((0, "unscaled"), (1, "scaled")):
         for w in args.widths:
             agreement = Counter(
-                f"{names[original_glasses(r['native'][column])]}->{names[original_glasses(r[f'{w:g}'][column])]}"
+                f"{names[edge_glasses_state(r['native'][column])]}->{names[edge_glasses_state(r[f'{w:g}'][column])]}"
                 for r in rows
             )
             summary[f"{label} {w:g}"] = dict(sorted(agreement.items()))
@@ -89,8 +89,8 @@ def reading(args, pipe) -> None:
 
 def fakes(args, pipe) -> None:
     rows = json.loads(args.reading.read_text())["rows"]
-    sure = [r for r in rows if original_glasses(r["native"][0]) is True]
-    bare = [r for r in rows if original_glasses(r["native"][0]) is False][: args.bare]
+    sure = [r for r in rows if edge_glasses_state(r["native"][0]) is True]
+    bare = [r for r in rows if edge_glasses_state(r["native"][0]) is False][: args.bare]
     secret = Secret(bytes(range(32)), "key")
     args.out.mkdir(parents=True, exist_ok=True)
     for group, name in ((sure, "glasses"), (bare, "bare")):
