@@ -102,7 +102,7 @@ def test_three_states_from_the_reader_and_the_edge():
     """Below the 'none' bar the reader wins even over a sure edge (fringes and cap brims); the edge
     settles only what the reader leans towards."""
     assert glasses_state(GLASSES_NONE_PROBABILITY - 0.01, 10 * GLASSES_SURE_ORIGINAL) is False
-    assert glasses_state(GLASSES_NONE_PROBABILITY, 0.0) is None
+    assert glasses_state(GLASSES_NONE_PROBABILITY, GLASSES_EDGE_ORIGINAL) is None
     assert glasses_state(GLASSES_SURE_PROBABILITY, 0.0) is True
     assert glasses_state(GLASSES_SURE_PROBABILITY - 0.01, GLASSES_SURE_ORIGINAL - 1) is None
     assert glasses_state(GLASSES_AGREED_PROBABILITY, GLASSES_SURE_ORIGINAL) is True
