@@ -51,6 +51,7 @@ from g2face.models.readers import (
     GLASSES_NONE_PROBABILITY,
     GLASSES_READER_FILE,
     GLASSES_SURE_PROBABILITY,
+    LinearReader,
     chin_features,
     eye_band,
     eye_band_features,
@@ -58,6 +59,7 @@ from g2face.models.readers import (
     lower_face_band,
 )
 from g2face.models.zoo import load_model
+from g2face.nn.crops import crops_to_tensor
 
 REPO = Path(__file__).resolve().parents[1]
 L2 = 1e-2  # on standardised features; 1e-3 to 1e-1 gave the glasses reader the same AUC (0.987-0.988)
@@ -161,7 +163,7 @@ def read_faces(data: Path, labels: Path, column: str):
         found.append(float(row[column]))
         paths.append(row["path"])
     for start in range(0, len(crops), 32):
-        batch = torch.from_numpy(np.stack(crops[start : start + 32])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        batch = crops_to_tensor(crops[start : start + 32])
         with torch.no_grad():
             landmarks = model.geometry(batch).landmarks[..., :2].numpy()
         points.extend(landmarks * model.image_size - 0.5)
@@ -219,10 +221,10 @@ def fit(features: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def probabilities(spec: ReaderSpec, reader: dict[str, np.ndarray], crops, points) -> np.ndarray:
-    features = np.stack([spec.features(c, p) for c, p in zip(crops, points, strict=True)])
-    logits = ((features - reader["mean"]) / reader["scale"]).astype(np.float64) @ reader["weight"]
-    return 1 / (1 + np.exp(-(logits + float(reader["bias"][0]))))
+def probabilities(spec: ReaderSpec, fitted: dict[str, np.ndarray], crops, points) -> np.ndarray:
+    """P of each crop as the shipped reader would read it (`LinearReader`)."""
+    reader = LinearReader(fitted["mean"], fitted["scale"], fitted["weight"], float(fitted["bias"][0]))
+    return np.array([reader.probability(spec.features(c, p)) for c, p in zip(crops, points, strict=True)])
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from g2face.models.fusion import GLASSES_EDGE_ORIGINAL, glasses_score
 from g2face.models.readers import GLASSES_NONE_PROBABILITY, eye_band_features, glasses_reader
+from g2face.nn.crops import crops_to_tensor
 from g2face.priors.mediapipe_geometry import MediaPipeGeometry
 
 TILE, PER_COLUMN = 112, 10  # evaluate_default.contact_sheet's layout
@@ -44,8 +45,7 @@ def main() -> int:
             break
         crop = cv2.resize(original, (256, 256), interpolation=cv2.INTER_CUBIC)
         with torch.no_grad():
-            tensor = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
-            points = geometry(tensor).landmarks[0, :, :2].numpy() * 256 - 0.5
+            points = geometry(crops_to_tensor([crop])).landmarks[0, :, :2].numpy() * 256 - 0.5
         probability = glasses_reader().probability(eye_band_features(crop, points))
         edge = glasses_score(crop, points)
         if probability < GLASSES_NONE_PROBABILITY and edge < GLASSES_EDGE_ORIGINAL:

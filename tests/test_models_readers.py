@@ -137,14 +137,14 @@ def test_the_public_domain_portraits_are_read_as_they_are(fixtures_dir, name, we
     from g2face.detection import YuNetDetector
     from g2face.io import read_image
     from g2face.models.readers import original_bare_chin, original_glasses
+    from g2face.nn.crops import crops_to_tensor
     from g2face.priors.mediapipe_geometry import MediaPipeGeometry
 
     photo = read_image(fixtures_dir / name).rgb
     geometry = MediaPipeGeometry()
     for image in (photo, np.ascontiguousarray(photo[:, ::-1])):
         crop = align_face(image, YuNetDetector().detect(image)[0], 256).crop
-        tensor = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
         with torch.no_grad():
-            points = geometry(tensor).landmarks[0, :, :2].numpy() * 256 - 0.5
+            points = geometry(crops_to_tensor([crop])).landmarks[0, :, :2].numpy() * 256 - 0.5
         assert original_glasses(crop, points) is wears
         assert original_bare_chin(crop, points) is bare_chin
