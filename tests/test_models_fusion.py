@@ -34,6 +34,7 @@ from g2face.models.fusion import (
     brow_masks,
     chin_box,
     chin_texture,
+    edge_mismatch,
     face_region_mask,
     facial_hair_score,
     fit_render_to_original,
@@ -44,9 +45,11 @@ from g2face.models.fusion import (
     match_brow_tone,
     match_cheek_tone,
     match_iris_tone,
+    match_seam,
     mesh_warp,
     pull_push_fill,
     render_face_mask,
+    skin_coloured,
     skin_mask,
     sunglasses_mask,
     sunglasses_score,
@@ -1572,3 +1575,52 @@ def test_a_turned_renders_lips_are_face_not_hair():
     render[lips] = (150, 40, 50)
     face = render_face_mask(render, points, skin_mask(points, render), FusionSettings())
     assert face[lips].min() > 0.9
+
+
+def _seam_scene(outside_colour=(225, 185, 165)):
+    """A fake face (darker skin, an ellipse) shown inside an original whose skin around it is lit
+    brighter; the original's left part is background (`outside_colour` elsewhere)."""
+    size, centre, axes = 128, (64, 64), (34, 44)
+    shown = np.zeros((size, size), np.uint8)
+    cv2.ellipse(shown, centre, axes, 0, 0, 360, 1, -1)
+    shown = cv2.GaussianBlur(shown.astype(np.float32), (0, 0), 1.5)
+    rng = np.random.default_rng(3)
+    fake = np.clip(
+        np.full((size, size, 3), (200, 160, 140), np.float64) + rng.normal(0, 3, (size, size, 3)), 0, 255
+    )
+    original = np.clip(
+        np.full((size, size, 3), outside_colour, np.float64) + rng.normal(0, 3, (size, size, 3)), 0, 255
+    )
+    original[:, :40] = (40, 70, 120)  # background at the face's left: no skin to meet
+    fake, original = fake.astype(np.uint8), original.astype(np.uint8)
+    inner = np.zeros((size, size), np.uint8)
+    cv2.ellipse(inner, centre, (24, 32), 0, 0, 360, 1, -1)
+    skin = inner.astype(bool)
+    return fake, original, shown, skin, 2 * axes[0]
+
+
+def test_the_colour_step_at_a_fakes_edge_is_read_where_skin_meets_skin_and_taken_out():
+    fake, original, shown, skin, width = _seam_scene()
+    fake_skin, original_skin = skin_coloured(fake, skin), skin_coloured(original, skin)
+    before = edge_mismatch(fake, original, shown, fake_skin, original_skin, width)
+    assert before.contrast() > 6  # the lit original's skin is ~9 L* above the fake's at the edge
+    assert not before.read[:, :36].any() and before.read[:, 60:].any()  # background beside it: not a seam
+    fixed = match_seam(fake, before, width)
+    after = edge_mismatch(fixed, original, shown, skin_coloured(fixed, skin), original_skin, width)
+    assert after.contrast() < 0.25 * before.contrast()
+    centre = (slice(54, 74), slice(54, 74))
+    assert np.abs(fixed[centre].astype(int) - fake[centre]).mean() < 3  # the interior keeps its colour
+    # where the fake meets the original's background, it is left almost as it was
+    left_edge = (slice(58, 70), slice(31, 36))
+    right_edge = (slice(58, 70), slice(92, 97))
+    moved = lambda box: np.abs(fixed[box].astype(int) - fake[box]).mean()  # noqa: E731
+    assert moved(right_edge) > 3 * moved(left_edge)
+
+
+def test_a_fake_that_already_meets_the_originals_skin_is_left_as_it_is():
+    fake, original, shown, skin, width = _seam_scene(outside_colour=(200, 160, 140))
+    mismatch = edge_mismatch(
+        fake, original, shown, skin_coloured(fake, skin), skin_coloured(original, skin), width
+    )
+    assert mismatch.contrast() < 1.5
+    assert np.abs(match_seam(fake, mismatch, width).astype(int) - fake).max() <= 3

@@ -221,6 +221,11 @@ class FusionSettings:
     it off."""
     turned_filter: str = "blur"
     """The classic filter (`models.classic.CLASSIC_FILTERS`) of faces turned beyond `max_yaw`."""
+    match_seam: bool = True
+    """Take out the colour step across the fake's visible edge where the original's own skin shows
+    beside it (`match_seam`): the colour transfer matches the skin as a whole and its low
+    frequencies, not the edge, and on brightly lit or airbrushed photos a pale or dark band ran
+    down the face's side."""
     fill_texture: float = 1.0
     """When the whole region is replaced (`render_only` False), how much of the original's fine
     skin texture (pores, wrinkles; clipped to the skin's own range, none on its hair or background)
@@ -1293,6 +1298,126 @@ def textured_fill(
     return fill + (strength * 2.55 * detail * skin_like)[..., None]
 
 
+SEAM_BAND = 0.04
+"""Face widths on each side of the visible edge of a fake (where the composite turns from the
+fake to the original) read for the colour of each side (`edge_mismatch`)."""
+SEAM_SIGMA = 0.08
+"""Face widths along the edge over which each side's colour is averaged: the step of colour there,
+not the texture of either side's skin."""
+SEAM_REACH = 0.15
+"""Face widths inside the edge over which `match_seam`'s correction fades out: the edge's colour
+meets the original's skin, the face's interior keeps the colour transfer's."""
+SEAM_MIN_SUPPORT = 0.05
+"""An edge pixel's step is read only where each side's ring of skin covers at least this much of
+the `SEAM_SIGMA` average there (a ring fully of skin: ~0.2)."""
+SEAM_MAX = (30.0, 12.0, 12.0)
+"""Largest correction of L*, a*, b* (OpenCV's 8-bit Lab) `match_seam` makes."""
+
+
+def skin_coloured(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Boolean mask of the pixels of a uint8 RGB crop coloured like its `skin` (within
+    `HAIR_DISTANCE` of the skin's mean in Lab, in its standard deviations): lighter than the skin
+    by lightness alone counts as skin too (a highlight, which `skin_mask`'s trim leaves out)."""
+    if skin.sum() < 16:
+        return np.zeros(skin.shape, bool)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    mean, std = lab[skin].mean(0), lab[skin].std(0) + 2.0
+    deviation = (lab - mean) / std
+    deviation[..., 0] = np.minimum(deviation[..., 0], 0)
+    return np.sqrt((deviation**2).sum(-1)) <= HAIR_DISTANCE
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeMismatch:
+    step: np.ndarray  # float32 [S, S, 3]: Lab of the original's skin just outside minus the fake's inside
+    read: np.ndarray  # bool [S, S]: edge pixels where both sides show skin (`step` is meaningful there)
+    edge: np.ndarray  # bool [S, S]: the fake's side of its visible edge
+    inside: np.ndarray  # float32 [S, S]: distance (pixels) inside the edge, 0 outside
+
+    def contrast(self) -> float | None:
+        """Mean |step of L*| (CIE L*, 0-100) over the read edge; None where no edge shows skin on
+        both sides."""
+        if not self.read.any():
+            return None
+        return float(np.abs(self.step[..., 0][self.read]).mean() * 100 / 255)
+
+
+def edge_mismatch(
+    fake: np.ndarray,
+    original: np.ndarray,
+    shown: np.ndarray,
+    fake_skin: np.ndarray,
+    original_skin: np.ndarray,
+    width: float,
+) -> EdgeMismatch:
+    """How the colour steps across the visible edge of a fake laid into an original crop (both uint8
+    RGB [S, S, 3]): `shown` [S, S] is how much of the fake the composite shows, `fake_skin` /
+    `original_skin` where each is skin-coloured (`skin_coloured`). Each side's skin is averaged
+    in a ring of `SEAM_BAND` face widths along the edge (`SEAM_SIGMA`); where the fake meets the
+    original's hair, background or an ear the edge is not read (a step there is no seam)."""
+    inside = shown > 0.5
+    depth_in = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 5)
+    depth_out = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 5)
+    band = max(1.5, SEAM_BAND * width)
+    ring_in = (inside & (depth_in <= band) & fake_skin).astype(np.float32)
+    ring_out = (~inside & (depth_out <= band) & original_skin).astype(np.float32)
+    sigma = max(1.0, SEAM_SIGMA * width)
+    lab_f = cv2.cvtColor(fake, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
+    step = _masked_blur(lab_o, ring_out, sigma) - _masked_blur(lab_f, ring_in, sigma)
+    edge = inside & (depth_in <= 1.5)
+    both_sides = np.minimum(_low_pass(ring_in, sigma), _low_pass(ring_out, sigma))
+    read = edge & (both_sides >= SEAM_MIN_SUPPORT)
+    return EdgeMismatch(step.astype(np.float32), read, edge, depth_in)
+
+
+def match_seam(layer: np.ndarray, mismatch: EdgeMismatch, width: float) -> np.ndarray:
+    """The fake `layer` (uint8 RGB) with the colour step across its visible edge (`mismatch`) taken
+    out: the step read along the edge, spread along it and faded inside over `SEAM_REACH` face
+    widths, added in Lab. Where the edge meets the original's hair or background the correction
+    fades with the share of the nearby edge that reads skin on both sides. Renders are lit and
+    toned unlike the photo near their outline (a lit cheek on the original, the render's own
+    shadow there), and the colour transfer cannot see the edge: a pale or dark band then ran down
+    the face's side where the original's own skin showed beside it."""
+    if mismatch.read.sum() < 3:
+        return layer
+    reach = max(1.0, SEAM_REACH * width)
+    read, edge = mismatch.read.astype(np.float32), mismatch.edge.astype(np.float32)
+    step = np.clip(mismatch.step, -np.array(SEAM_MAX), np.array(SEAM_MAX)).astype(np.float32)
+    along = _masked_blur(step, read, reach)
+    share = np.clip(_low_pass(read, reach) / np.maximum(_low_pass(edge, reach), 1e-3), 0, 1)
+    fade = np.exp(-0.5 * (mismatch.inside / reach) ** 2)
+    lab = cv2.cvtColor(layer, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return _shift_lab(layer, lab, along * (share * fade)[..., None])
+
+
+def _seamless(
+    coloured: np.ndarray,
+    fill: np.ndarray,
+    face: np.ndarray,
+    region: np.ndarray,
+    original: np.ndarray,
+    render_skin: np.ndarray,
+    original_skin: np.ndarray,
+    width: float,
+    settings: FusionSettings,
+) -> np.ndarray:
+    """`coloured` (the recoloured render, [S, S, 3]) with `match_seam` applied at the edge the
+    composite will show: the render's face's edge inside the region when only the render's face is
+    pasted (`render_only`: the original shows around it), else the region's own edge (the fill
+    continues the face to it). Returned as uint8; in the second case it is the whole fake layer
+    (face and fill)."""
+    if settings.render_only:
+        fake, shown = np.clip(np.rint(coloured), 0, 255).astype(np.uint8), region * face
+    else:
+        mixed = coloured * face[..., None] + fill * (1 - face[..., None])
+        fake, shown = np.clip(np.rint(mixed), 0, 255).astype(np.uint8), region
+    mismatch = edge_mismatch(
+        fake, original, shown, skin_coloured(fake, render_skin), skin_coloured(original, original_skin), width
+    )
+    return match_seam(fake, mismatch, width)
+
+
 SHARPNESS_TOLERANCE = 1.25
 """A render is blurred only where it has more than this times the original's fine detail
 (`high_frequency`). Fused renders on 12 LFW photos had 0.6-1.75x their original's; on hamilton's
@@ -1434,6 +1559,12 @@ def fuse_face(
         # the render there (a lock of its hair, its background beside a turned head) is filled.
         features = _features_mask(moved, size, SKIN_FEATURES).astype(np.float32)
         fill = textured_fill(coloured, face, original, original_skin, width, settings.fill_texture, features)
+    if settings.match_seam:
+        coloured = _seamless(
+            coloured, fill, face, region, original, render_skin, original_skin, width, settings
+        )
+        if not settings.render_only:  # the whole fake layer, face and fill, came back corrected
+            fill = coloured
     face = face[..., None]
     coloured = np.clip(np.rint(coloured * face + fill * (1 - face)), 0, 255).astype(np.uint8)
     alpha = region[..., None]
