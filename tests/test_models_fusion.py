@@ -1624,3 +1624,42 @@ def test_a_fake_that_already_meets_the_originals_skin_is_left_as_it_is():
     )
     assert mismatch.contrast() < 1.5
     assert np.abs(match_seam(fake, mismatch, width).astype(int) - fake).max() <= 3
+
+
+def test_a_candidate_in_tinted_lenses_adds_glasses_only_where_its_frames_read_too(monkeypatch):
+    """Between `SUNGLASSES_EYES_TINTED` and `SUNGLASSES_EYES` dark-eyed faces without glasses mix
+    with tinted lenses: a candidate there counts as adding dark lenses to a light-eyed original
+    only when its frames read as glasses too."""
+    import g2face.models.fusion_anonymizer as fusion_anonymizer
+
+    faces = [np.full((8, 8, 3), i, np.uint8) for i in range(4)]
+    shade = {0: 0.6, 1: 0.8, 2: 0.8, 3: 0.95}  # light, tinted, tinted, dark
+    framed = {0: True, 1: True, 2: False, 3: False}
+    monkeypatch.setattr(fusion_anonymizer, "sunglasses_score", lambda face, points: shade[int(face[0, 0, 0])])
+    monkeypatch.setattr(
+        fusion_anonymizer,
+        "glasses_score",
+        lambda face, points, span=None: GLASSES_EDGE + 1 if framed[int(face[0, 0, 0])] else 0.0,
+    )
+    monkeypatch.setattr(fusion_anonymizer, "facial_hair_score", lambda face, points: 0.0)
+    monkeypatch.setattr(fusion_anonymizer, "chin_texture", lambda face, points: 0.0)
+
+    class Estimator:
+        def __call__(self, crops):
+            return Attributes(
+                age=torch.full((len(crops),), 40.0), male_probability=torch.full((len(crops),), 0.7)
+            )
+
+    anonymizer = SimpleNamespace(
+        identity=lambda crops: torch.zeros(len(crops), 3),
+        attributes=Estimator(),
+        candidates=CandidateSettings(),
+    )
+    scores = FusionAnonymizer._scores(
+        anonymizer, torch.ones(3), (0.7, 40.0, True), faces, np.zeros((478, 2)), dark_lenses_added=True
+    )
+    assert [s.adds_glasses for s in scores] == [False, True, False, True]
+    kept = FusionAnonymizer._scores(
+        anonymizer, torch.ones(3), (0.7, 40.0, True), faces, np.zeros((478, 2)), dark_lenses_added=False
+    )
+    assert not any(s.adds_glasses for s in kept)

@@ -41,6 +41,7 @@ from g2face.models.fusion import (
     FACIAL_HAIR_SURE_ORIGINAL,
     GLASSES_EDGE,
     SUNGLASSES_EYES,
+    SUNGLASSES_EYES_TINTED,
     FusedFace,
     FusionSettings,
     chin_texture,
@@ -1085,9 +1086,17 @@ class FusionAnonymizer(nn.Module):
             # Dark lenses over both eyes are glasses an original with light eyes does not wear,
             # whether or not it wears clear ones. Rare among candidates (at SUNGLASSES_EYES 1 of
             # 704 on 150 LFW faces, 2 of 652 on CelebA's), but a fake that kept one showed a
-            # clear-glasses wearer in sunglasses; below it dark-eyed faces without glasses mix in.
+            # clear-glasses wearer in sunglasses; below it dark-eyed faces without glasses mix in,
+            # so there only a candidate whose frames read too counts as in tinted lenses (the rule
+            # that reads originals, `wears_tinted_glasses`): two of 42 fakes of LFW's clear-glasses
+            # wearers had such lenses in session 36.
             darkened = [
-                dark_lenses_added and sunglasses_score(face, points) >= SUNGLASSES_EYES for face in faces
+                dark_lenses_added
+                and (
+                    (shade := sunglasses_score(face, points)) >= SUNGLASSES_EYES
+                    or (framed and shade >= SUNGLASSES_EYES_TINTED)
+                )
+                for face, framed in zip(faces, wears, strict=True)
             ]
             # facial hair is read on the upper lip (a moustache, or the beard around one), on its
             # own or as grown over the original's upper lip; a beard on a bare chin is read there
