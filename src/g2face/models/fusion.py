@@ -1371,24 +1371,34 @@ def edge_mismatch(
     return EdgeMismatch(step.astype(np.float32), read, edge, depth_in)
 
 
-def match_seam(layer: np.ndarray, mismatch: EdgeMismatch, width: float) -> np.ndarray:
-    """The fake `layer` (uint8 RGB) with the colour step across its visible edge (`mismatch`) taken
-    out: the step read along the edge, spread along it and faded inside over `SEAM_REACH` face
-    widths, added in Lab. Where the edge meets the original's hair or background the correction
+def seam_offset(mismatch: EdgeMismatch, width: float) -> np.ndarray:
+    """The Lab shift [S, S, 3] (OpenCV's 8-bit scale) that takes out the colour step across a fake's
+    visible edge (`mismatch`): the step read along the edge, spread along it and faded inside over
+    `SEAM_REACH` face widths. Where the edge meets the original's hair or background the shift
     fades with the share of the nearby edge that reads skin on both sides. Renders are lit and
     toned unlike the photo near their outline (a lit cheek on the original, the render's own
     shadow there), and the colour transfer cannot see the edge: a pale or dark band then ran down
     the face's side where the original's own skin showed beside it."""
     if mismatch.read.sum() < 3:
-        return layer
+        return np.zeros(mismatch.step.shape, np.float32)
     reach = max(1.0, SEAM_REACH * width)
     read, edge = mismatch.read.astype(np.float32), mismatch.edge.astype(np.float32)
     step = np.clip(mismatch.step, -np.array(SEAM_MAX), np.array(SEAM_MAX)).astype(np.float32)
     along = _masked_blur(step, read, reach)
     share = np.clip(_low_pass(read, reach) / np.maximum(_low_pass(edge, reach), 1e-3), 0, 1)
     fade = np.exp(-0.5 * (mismatch.inside / reach) ** 2)
+    return (along * (share * fade)[..., None]).astype(np.float32)
+
+
+def match_seam(layer: np.ndarray, mismatch: EdgeMismatch, width: float) -> np.ndarray:
+    """The fake `layer` (uint8 RGB, at `mismatch`'s size) with `seam_offset` added in Lab."""
     lab = cv2.cvtColor(layer, cv2.COLOR_RGB2LAB).astype(np.float32)
-    return _shift_lab(layer, lab, along * (share * fade)[..., None])
+    return _shift_lab(layer, lab, seam_offset(mismatch, width))
+
+
+SEAM_SCALE = 2
+"""`fuse_face` reads the edge and builds the shift at 1/this of the crop's size (the shift is smooth
+over a tenth of a face width); only the shift's last step, in Lab, runs at full size."""
 
 
 def _seamless(
@@ -1412,10 +1422,28 @@ def _seamless(
     else:
         mixed = coloured * face[..., None] + fill * (1 - face[..., None])
         fake, shown = np.clip(np.rint(mixed), 0, 255).astype(np.uint8), region
+    size = fake.shape[0]
+    small = max(16, size // SEAM_SCALE)
+
+    def shrink(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA)
+
+    def shrink_mask(mask: np.ndarray) -> np.ndarray:
+        return shrink(mask.astype(np.float32)) > 0.5
+
+    fake_small, original_small = shrink(fake), shrink(original)
     mismatch = edge_mismatch(
-        fake, original, shown, skin_coloured(fake, render_skin), skin_coloured(original, original_skin), width
+        fake_small,
+        original_small,
+        shrink(shown.astype(np.float32)),
+        skin_coloured(fake_small, shrink_mask(render_skin)),
+        skin_coloured(original_small, shrink_mask(original_skin)),
+        width * small / size,
     )
-    return match_seam(fake, mismatch, width)
+    offset = cv2.resize(
+        seam_offset(mismatch, width * small / size), (size, size), interpolation=cv2.INTER_LINEAR
+    )
+    return _shift_lab(fake, cv2.cvtColor(fake, cv2.COLOR_RGB2LAB).astype(np.float32), offset)
 
 
 SHARPNESS_TOLERANCE = 1.25
