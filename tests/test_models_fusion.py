@@ -36,6 +36,7 @@ from g2face.models.fusion import (
     chin_texture,
     edge_mismatch,
     face_region_mask,
+    face_width,
     facial_hair_score,
     fit_render_to_original,
     fuse_face,
@@ -1663,3 +1664,38 @@ def test_a_candidate_in_tinted_lenses_adds_glasses_only_where_its_frames_read_to
         anonymizer, torch.ones(3), (0.7, 40.0, True), faces, np.zeros((478, 2)), dark_lenses_added=False
     )
     assert not any(s.adds_glasses for s in kept)
+
+
+def test_fuse_face_takes_the_colour_step_out_of_the_edge_its_composite_shows():
+    """An original lit brighter towards its outline than the render: with `match_seam` the fake
+    meets the original's skin at the edge `FusedFace.shown` draws, and its middle is unchanged."""
+    points = _mean_face()
+    rng = np.random.default_rng(0)
+    hull = cv2.convexHull(np.round(points[:NUM_MESH_POINTS]).astype(np.int32))
+    inside = np.zeros((256, 256), np.uint8)
+    cv2.fillConvexPoly(inside, hull, 1)
+    lit = np.clip(1 - cv2.distanceTransform(inside, cv2.DIST_L2, 5) / 25, 0, 1)[..., None]
+    original = np.array([190, 150, 130]) * (1 - lit) + np.array([240, 205, 185]) * lit
+    original = np.clip(original + rng.normal(0, 2, (256, 256, 3)), 0, 255).astype(np.uint8)
+    render = np.full((256, 256, 3), (40, 60, 90), np.float64)
+    render[inside > 0] = (200, 160, 140)
+    render = np.clip(render + rng.normal(0, 2, render.shape), 0, 255).astype(np.uint8)
+    width = face_width(points)
+
+    def fused(on):
+        done = fuse_face(original, points, render, points, FusionSettings(match_seam=on))
+        step = edge_mismatch(
+            done.crop,
+            original,
+            done.shown,
+            skin_coloured(done.crop, skin_mask(points, done.crop)),
+            skin_coloured(original, skin_mask(points, original)),
+            width,
+        )
+        return done, step.contrast()
+
+    (plain, before), (seamless, after) = fused(False), fused(True)
+    assert plain.shown.shape == (256, 256) and plain.shown.max() == 1 and plain.shown[5, 5] == 0
+    assert before > 6 and after < 0.4 * before
+    middle = (slice(120, 136), slice(120, 136))
+    assert np.abs(seamless.crop[middle].astype(int) - plain.crop[middle]).max() <= 2

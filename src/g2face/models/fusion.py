@@ -1405,7 +1405,7 @@ def _seamless(
     coloured: np.ndarray,
     fill: np.ndarray,
     face: np.ndarray,
-    region: np.ndarray,
+    shown: np.ndarray,
     original: np.ndarray,
     render_skin: np.ndarray,
     original_skin: np.ndarray,
@@ -1413,15 +1413,15 @@ def _seamless(
     settings: FusionSettings,
 ) -> np.ndarray:
     """`coloured` (the recoloured render, [S, S, 3]) with `match_seam` applied at the edge the
-    composite will show: the render's face's edge inside the region when only the render's face is
-    pasted (`render_only`: the original shows around it), else the region's own edge (the fill
-    continues the face to it). Returned as uint8; in the second case it is the whole fake layer
-    (face and fill)."""
+    composite will show (`shown`, `FusedFace.shown`): the render's face's edge inside the region
+    when only the render's face is pasted (`render_only`: the original shows around it), else the
+    region's own edge (the fill continues the face to it). Returned as uint8; in the second case
+    it is the whole fake layer (face and fill)."""
     if settings.render_only:
-        fake, shown = np.clip(np.rint(coloured), 0, 255).astype(np.uint8), region * face
+        fake = np.clip(np.rint(coloured), 0, 255).astype(np.uint8)
     else:
         mixed = coloured * face[..., None] + fill * (1 - face[..., None])
-        fake, shown = np.clip(np.rint(mixed), 0, 255).astype(np.uint8), region
+        fake = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     size = fake.shape[0]
     small = max(16, size // SEAM_SCALE)
 
@@ -1512,6 +1512,9 @@ class FusedFace:
     preview: np.ndarray
     """uint8 [S, S, 3]: the crop as the photo will show it (`as_photo_shows` of the crop's source
     width) alpha-blended into the original: what the search scores."""
+    shown: np.ndarray
+    """float32 [S, S] in [0, 1]: how much of the fake the composite shows (the region times the
+    render's face where only that is pasted): its edge is where a seam would show."""
 
 
 def fuse_face(
@@ -1587,9 +1590,10 @@ def fuse_face(
         # the render there (a lock of its hair, its background beside a turned head) is filled.
         features = _features_mask(moved, size, SKIN_FEATURES).astype(np.float32)
         fill = textured_fill(coloured, face, original, original_skin, width, settings.fill_texture, features)
+    shown = (region * face if settings.render_only else region).astype(np.float32)
     if settings.match_seam:
         coloured = _seamless(
-            coloured, fill, face, region, original, render_skin, original_skin, width, settings
+            coloured, fill, face, shown, original, render_skin, original_skin, width, settings
         )
         if not settings.render_only:  # the whole fake layer, face and fill, came back corrected
             fill = coloured
@@ -1598,6 +1602,6 @@ def fuse_face(
     alpha = region[..., None]
     # what the search judges: the face as the photo will show it once pasted back (resampled to
     # the crop's source width), inside the original crop, which is the photo already
-    shown = as_photo_shows(coloured, source_width)
-    preview = np.clip(np.rint(original * (1 - alpha) + shown * alpha), 0, 255).astype(np.uint8)
-    return FusedFace(coloured, region, preview)
+    at_photo = as_photo_shows(coloured, source_width)
+    preview = np.clip(np.rint(original * (1 - alpha) + at_photo * alpha), 0, 255).astype(np.uint8)
+    return FusedFace(coloured, region, preview, shown)
