@@ -375,8 +375,8 @@ def test_partly_dark_glasses_tint_the_fakes_own_eyes(pipeline, photo, secret):
     (back,) = tensor_to_crops(recovered)
     lens_crop = cv2.warpAffine(lenses.astype(np.uint8), aligned.matrix, back.shape[:2][::-1]) > 0
     red, _, blue = np.median(back[lens_crop].astype(float), 0)
-    # (a random identity: blue − red 12-30 over runs since session 37's seam, which warms the fake's
-    # skin towards the original's near the temples, under the lenses' outer half)
+    # (a random identity: blue − red was 12 in one run with session 37's seam, which moves the
+    # fake's skin towards the original's near the temples, under the lenses' outer half)
     assert blue > red + 10 and np.any(back != aligned.crop, axis=2)[lens_crop].mean() > 0.9
 
 
