@@ -1349,12 +1349,9 @@ def test_a_tint_dims_the_fakes_own_eyes_to_the_lens_colour_and_keeps_none_of_the
     assert tint_lenses(fake, original, np.zeros_like(mask)) is fake
 
 
-def test_a_fake_in_dark_glasses_adds_glasses_to_an_original_with_clear_ones_or_none():
-    """Dark lenses over both eyes of a candidate are an accessory the original lacks, whether it
-    wears clear glasses or none (`dark_lenses_added`); the search asks for that unless the
-    original's own dark glasses are kept in front of the fake, or keeping them is off."""
-    face, points, centres = _face_with_eyes()
-    dark, _ = _with_lenses(face, centres)
+def _stand_in_scorer() -> SimpleNamespace:
+    """What `FusionAnonymizer._scores` needs of its model: every candidate equally unlike the
+    original (identity) and read as a 40-year-old man by the estimator."""
 
     class Estimator:
         def __call__(self, crops):
@@ -1362,11 +1359,21 @@ def test_a_fake_in_dark_glasses_adds_glasses_to_an_original_with_clear_ones_or_n
                 age=torch.full((len(crops),), 40.0), male_probability=torch.full((len(crops),), 0.7)
             )
 
-    anonymizer = SimpleNamespace(
+    return SimpleNamespace(
         identity=lambda crops: torch.zeros(len(crops), 3),
         attributes=Estimator(),
         candidates=CandidateSettings(),
     )
+
+
+def test_a_fake_in_dark_glasses_adds_glasses_to_an_original_with_clear_ones_or_none():
+    """Dark lenses over both eyes of a candidate are an accessory the original lacks, whether it
+    wears clear glasses or none (`dark_lenses_added`); the search asks for that unless the
+    original's own dark glasses are kept in front of the fake, or keeping them is off."""
+    face, points, centres = _face_with_eyes()
+    dark, _ = _with_lenses(face, centres)
+
+    anonymizer = _stand_in_scorer()
 
     def adds(glasses, dark_lenses_added=True):
         found = FusionAnonymizer._scores(
@@ -1645,17 +1652,7 @@ def test_a_candidate_in_tinted_lenses_adds_glasses_only_where_its_frames_read_to
     monkeypatch.setattr(fusion_anonymizer, "facial_hair_score", lambda face, points: 0.0)
     monkeypatch.setattr(fusion_anonymizer, "chin_texture", lambda face, points: 0.0)
 
-    class Estimator:
-        def __call__(self, crops):
-            return Attributes(
-                age=torch.full((len(crops),), 40.0), male_probability=torch.full((len(crops),), 0.7)
-            )
-
-    anonymizer = SimpleNamespace(
-        identity=lambda crops: torch.zeros(len(crops), 3),
-        attributes=Estimator(),
-        candidates=CandidateSettings(),
-    )
+    anonymizer = _stand_in_scorer()
     scores = FusionAnonymizer._scores(
         anonymizer, torch.ones(3), (0.7, 40.0, True), faces, np.zeros((478, 2)), dark_lenses_added=True
     )
