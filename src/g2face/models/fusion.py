@@ -389,13 +389,9 @@ def render_face_mask(
     face = t * t * (3 - 2 * t)
     if skin.sum() < 16:
         return face.astype(np.float32)
-    lab = cv2.cvtColor(render, cv2.COLOR_RGB2LAB).astype(np.float32)
-    mean, std = lab[skin].mean(0), lab[skin].std(0) + 2.0
-    deviation = (lab - mean) / std
     # Lighter than the skin only by lightness is a highlight (a bald head's or a shiny forehead's),
-    # not hair: blond or grey hair differs in colour too.
-    deviation[..., 0] = np.minimum(deviation[..., 0], 0)
-    distance = np.sqrt((deviation**2).sum(-1))
+    # not hair: blond or grey hair differs in colour too (`skin_coloured`).
+    unlike_skin = ~skin_coloured(render, skin)
     # The forehead: above the line through the two brows' lower edges (a tilted head's brows are
     # not level: a horizontal cut at the lower one took the higher side's eye for a fringe), the
     # brows themselves (grown) left out.
@@ -418,9 +414,7 @@ def render_face_mask(
     # the edge, a tilted one's eye above the other brow, its upper lip above the corners' line).
     features = _features_mask(points, size, ("eyes", "mouth"))
     near_features = cv2.dilate(features, kernel, iterations=2)
-    hair = ((distance > HAIR_DISTANCE) & ((forehead | side) > 0) & (hull > 0) & (near_features == 0)).astype(
-        np.uint8
-    )
+    hair = (unlike_skin & ((forehead | side) > 0) & (hull > 0) & (near_features == 0)).astype(np.uint8)
     # Opened (a stray dark pixel or a wrinkle is not a fringe), then grown and softened.
     small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     hair = cv2.dilate(cv2.morphologyEx(hair, cv2.MORPH_OPEN, small), kernel, iterations=2)
