@@ -1366,10 +1366,14 @@ def _stand_in_scorer() -> SimpleNamespace:
     )
 
 
-def test_a_fake_in_dark_glasses_adds_glasses_to_an_original_with_clear_ones_or_none():
+def test_a_fake_in_dark_glasses_adds_glasses_to_an_original_with_clear_ones_or_none(monkeypatch):
     """Dark lenses over both eyes of a candidate are an accessory the original lacks, whether it
     wears clear glasses or none (`dark_lenses_added`); the search asks for that unless the
     original's own dark glasses are kept in front of the fake, or keeping them is off."""
+    import g2face.models.readers as readers
+
+    # the drawn face's stand-in mesh puts no eye corners on its eyes: only the edge reads frames
+    monkeypatch.setattr(readers, "glasses_reader", lambda: SimpleNamespace(probability=lambda features: 0.0))
     face, points, centres = _face_with_eyes()
     dark, _ = _with_lenses(face, centres)
 
@@ -1645,9 +1649,7 @@ def test_a_candidate_in_tinted_lenses_adds_glasses_only_where_its_frames_read_to
     framed = {0: True, 1: True, 2: False, 3: False}
     monkeypatch.setattr(fusion_anonymizer, "sunglasses_score", lambda face, points: shade[int(face[0, 0, 0])])
     monkeypatch.setattr(
-        fusion_anonymizer,
-        "glasses_score",
-        lambda face, points, span=None: GLASSES_EDGE + 1 if framed[int(face[0, 0, 0])] else 0.0,
+        fusion_anonymizer, "candidate_glasses", lambda face, points, span=None: framed[int(face[0, 0, 0])]
     )
     monkeypatch.setattr(fusion_anonymizer, "facial_hair_score", lambda face, points: 0.0)
     monkeypatch.setattr(fusion_anonymizer, "chin_texture", lambda face, points: 0.0)

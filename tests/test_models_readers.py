@@ -6,17 +6,20 @@ import numpy as np
 import pytest
 
 from g2face import hub
-from g2face.models.fusion import GLASSES_EDGE_ORIGINAL, GLASSES_SURE_ORIGINAL
+from g2face.models.fusion import GLASSES_EDGE, GLASSES_EDGE_ORIGINAL, GLASSES_SURE_ORIGINAL
 from g2face.models.readers import (
     EYE_BAND_SIZE,
     EYE_CORNERS,
     GLASSES_AGREED_PROBABILITY,
+    GLASSES_CANDIDATE_PROBABILITY,
     GLASSES_DOUBT_PROBABILITY,
     GLASSES_NONE_PROBABILITY,
+    GLASSES_READER_MIN_SPAN,
     GLASSES_SURE_PROBABILITY,
     LOWER_FACE_SIZE,
     MOUTH_CORNERS,
     LinearReader,
+    candidate_glasses,
     chin_features,
     chin_hair_reader,
     eye_band,
@@ -112,6 +115,32 @@ def test_three_states_from_the_reader_and_the_edge():
     assert glasses_state(GLASSES_DOUBT_PROBABILITY, GLASSES_EDGE_ORIGINAL - 1) is None
 
 
+def test_a_candidate_wears_glasses_by_its_edge_or_by_the_reader_where_shown_large_enough(monkeypatch):
+    """The edge across the bridge decides alone on a small face's blurred preview; elsewhere the
+    reader reading frames the edge misses (thin metal ones) counts too."""
+    import g2face.models.readers as readers
+
+    reading = {}
+    monkeypatch.setattr(readers, "glasses_score", lambda crop, points, span=None: reading["edge"])
+    monkeypatch.setattr(readers, "eye_band_features", lambda crop, points: None)
+    monkeypatch.setattr(
+        readers, "glasses_reader", lambda: type("Stub", (), {"probability": lambda self, f: reading["p"]})()
+    )
+    crop, points = np.zeros((256, 256, 3), np.uint8), _mesh()
+    small, large = GLASSES_READER_MIN_SPAN - 1, GLASSES_READER_MIN_SPAN
+    cases = [
+        # (edge, reader, span) -> wears
+        ((GLASSES_EDGE, 0.0, small), True),
+        ((GLASSES_EDGE - 1, GLASSES_CANDIDATE_PROBABILITY, None), True),
+        ((GLASSES_EDGE - 1, GLASSES_CANDIDATE_PROBABILITY, large), True),
+        ((GLASSES_EDGE - 1, GLASSES_CANDIDATE_PROBABILITY, small), False),
+        ((GLASSES_EDGE - 1, GLASSES_CANDIDATE_PROBABILITY - 0.01, None), False),
+    ]
+    for (edge, probability, span), wears in cases:
+        reading.update(edge=edge, p=probability)
+        assert candidate_glasses(crop, points, span) is wears, (edge, probability, span)
+
+
 ASSETS = ("face-landmarker",)
 
 
@@ -147,4 +176,6 @@ def test_the_public_domain_portraits_are_read_as_they_are(fixtures_dir, name, we
         with torch.no_grad():
             points = geometry(crops_to_tensor([crop])).landmarks[0, :, :2].numpy() * 256 - 0.5
         assert original_glasses(crop, points) is wears
+        # read as a candidate would be (a fake as clear as these photos reads the same)
+        assert candidate_glasses(crop, points) is wears
         assert original_bare_chin(crop, points) is bare_chin

@@ -39,7 +39,6 @@ from g2face.models.fusion import (
     FACIAL_HAIR_EDGE,
     FACIAL_HAIR_GAIN_EDGE,
     FACIAL_HAIR_SURE_ORIGINAL,
-    GLASSES_EDGE,
     SUNGLASSES_EYES,
     SUNGLASSES_EYES_TINTED,
     FusedFace,
@@ -49,7 +48,6 @@ from g2face.models.fusion import (
     facial_hair_score,
     fit_render_to_original,
     fuse_face,
-    glasses_score,
     lens_kind,
     sunglasses_mask,
     sunglasses_score,
@@ -59,7 +57,7 @@ from g2face.models.fusion import (
     upper_lip_box,
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
-from g2face.models.readers import original_bare_chin, original_glasses
+from g2face.models.readers import candidate_glasses, original_bare_chin, original_glasses
 from g2face.nn.crops import at_source_resolution, crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
 from g2face.priors.attributes import AttributeEstimator
@@ -1058,10 +1056,10 @@ class FusionAnonymizer(nn.Module):
         """Each fused candidate's identity similarity to the original (SFace embedding `reference`,
         and the second judge's `second_reference` when the search has one) and, when keeping
         attributes (`reference_attributes`, `ApparentAttributes`), its apparent gender, age, glasses
-        and facial hair (`glasses_score`, `facial_hair_score` and `chin_texture` at the original's
-        mesh `points`; glasses on `glasses_views` instead of the previews when given; the previews
-        show the face as the photo will, at `source_width` photo pixels, which `glasses_score`
-        allows for). `dark_lenses_added`: dark lenses over both eyes of a candidate
+        and facial hair (`candidate_glasses`, `facial_hair_score` and `chin_texture` at the
+        original's mesh `points`; glasses on `glasses_views` instead of the previews when given; the
+        previews show the face as the photo will, at `source_width` photo pixels, which
+        `candidate_glasses` allows for). `dark_lenses_added`: dark lenses over both eyes of a candidate
         (`sunglasses_score`) count as glasses it adds; the search says so where the original wears
         none that are kept in front of the fake."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
@@ -1082,7 +1080,7 @@ class FusionAnonymizer(nn.Module):
             # Glasses are read where the fake's own would show: on the previews, or on the renders
             # alone when the original's dark glasses are kept in front of them.
             views, span = (faces, source_width) if glasses_views is None else (glasses_views, None)
-            wears = [bool(glasses_score(face, points, span) >= GLASSES_EDGE) for face in views]
+            wears = [candidate_glasses(face, points, span) for face in views]
             # Dark lenses over both eyes are glasses an original with light eyes does not wear,
             # whether or not it wears clear ones. Rare among candidates (at SUNGLASSES_EYES 1 of
             # 704 on 150 LFW faces, 2 of 652 on CelebA's), but a fake that kept one showed a

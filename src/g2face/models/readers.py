@@ -9,8 +9,10 @@ states (bare below 90, sure from 150) read 32 wearers as bare and were right on 
 glasses reader with the edge score (`glasses_state`), cross-validated, reads 4 wearers as bare and
 is right on all 52 it is sure of. The chin's darkness and texture (`fusion.chin_hair_score`,
 `chin_texture`) read 33 of 83 chins with hair (of 564 labelled) as surely bare; the chin reader
-(`original_bare_chin`), cross-validated, 17 while sparing more bare chins. Renders are still judged
-by the hand-set readings (their frames and beards are crisp; those thresholds were set on renders).
+(`original_bare_chin`), cross-validated, 17 while sparing more bare chins. Candidates' beards are
+still judged by the hand-set readings (set on renders); their glasses by the edge or, where the face
+is shown large enough, the glasses reader too (`candidate_glasses`): the edge misses thin metal
+frames on candidates as it does on photos.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from g2face.models.fusion import (
+    GLASSES_EDGE,
     GLASSES_EDGE_ORIGINAL,
     GLASSES_SURE_ORIGINAL,
     chin_hair_score,
@@ -188,6 +191,34 @@ def original_glasses(crop: np.ndarray, points: np.ndarray, source_width: float |
     photo pixels) wears glasses: `glasses_state` of `glasses_reader` and `fusion.glasses_score`."""
     probability = glasses_reader().probability(eye_band_features(crop, points))
     return glasses_state(probability, glasses_score(crop, points, source_width))
+
+
+GLASSES_CANDIDATE_PROBABILITY = 0.3
+"""At or above this P(glasses) a fused candidate wears glasses even where the edge across its nose
+bridge stays under `fusion.GLASSES_EDGE` (thin metal frames, rimless lenses, frames the render draws
+faintly: a fake of Biden in a wild photo wore wire frames the edge read at 79, counted as bare). On
+792 captured candidates of 69 LFW faces (session 38, the search's previews), 705 shown at least
+`GLASSES_READER_MIN_SPAN` wide, the reader read 45 at 0.1 or more under the edge: all 26 at 0.3 or
+more wore glasses, judged by eye (among them plain frames of a glasses wearer's candidates, which
+had counted as losing them), and 7 of the 19 at 0.1-0.3 did (faint rims mostly; the others
+wrinkled or shadowed eyes)."""
+GLASSES_READER_MIN_SPAN = 120.0
+"""Photo pixels a crop must span (`align.crop_source_width`) for `candidate_glasses` to ask the
+reader: a smaller face's preview is blurred to what the photo shows. Of the 87 captured candidates
+spanning 57-117 px, the reader read 8 at 0.14-0.78, none wearing glasses (their edges under 40)."""
+
+
+def candidate_glasses(preview: np.ndarray, points: np.ndarray, source_width: float | None = None) -> bool:
+    """Whether a fused candidate wears glasses: a uint8 RGB crop as the photo will show it (the
+    preview; the render alone where kept dark glasses stand in front of it), the original's mesh
+    `points` in its pixels, spanning `source_width` photo pixels (None: at the crop's size). Its
+    frames cross the nose bridge (`fusion.glasses_score` at `fusion.GLASSES_EDGE`), or the glasses
+    reader reads them (`GLASSES_CANDIDATE_PROBABILITY`) where the face is shown large enough."""
+    if glasses_score(preview, points, source_width) >= GLASSES_EDGE:
+        return True
+    if source_width is not None and source_width < GLASSES_READER_MIN_SPAN:
+        return False
+    return glasses_reader().probability(eye_band_features(preview, points)) >= GLASSES_CANDIDATE_PROBABILITY
 
 
 CHIN_BARE_PROBABILITY = 0.15
