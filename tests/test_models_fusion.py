@@ -585,6 +585,28 @@ def test_candidate_scores_prefer_a_different_person_of_the_same_apparent_gender(
     assert older.cost(settings) > same_gender.cost(settings)
 
 
+def test_a_kept_candidate_names_what_it_misses_of_the_search_goals():
+    """What the report asks a reviewer to check (`AnonymizedFaces.shortfalls`): nothing for an
+    acceptable fake; the similarity over the bar; attributes only where they were read."""
+    settings = CandidateSettings()
+    read = {"male_probability": 0.9, "age": 40.0}
+    assert CandidateScore(similarity=0.1, **read).shortfalls(settings) == ()
+    assert CandidateScore(similarity=0.1, age_gap=settings.max_age_gap, **read).shortfalls(settings) == ()
+    (similar,) = CandidateScore(similarity=0.37).shortfalls(settings)
+    assert "0.37" in similar and f"{settings.max_similarity:.2f}" in similar
+    missed = CandidateScore(
+        similarity=0.1, same_gender=False, age_gap=14, adds_glasses=True, loses_facial_hair=True, **read
+    ).shortfalls(settings)
+    assert missed == (
+        "apparent gender changed",
+        "apparent age 14 years off",
+        "glasses added",
+        "facial hair lost",
+    )
+    # --attributes free: no estimates, so nothing of them is claimed
+    assert CandidateScore(similarity=0.1, same_gender=False, age_gap=30).shortfalls(settings) == ()
+
+
 def test_candidate_scores_from_the_estimator_keep_gender_by_side_and_age_by_gap():
     """`_scores` builds each candidate's score from the attribute estimator's output: a regression
     test for fields passed in the wrong order (the age gap once landed in `same_gender`)."""

@@ -226,6 +226,35 @@ def test_report_and_contact_sheet_list_every_face_with_its_action(pipeline, two_
         assert any(np.abs(px.astype(int) - ACTION_COLOURS[face["action"]]).max() < 40 for px in edge)
 
 
+def test_a_face_to_review_is_named_in_the_report_the_summary_line_and_the_sheet():
+    """A fake that misses some of the anonymizer's goals (the best the search found) is listed
+    for a person to check: in the JSON report, the CLI's line for the file and the review sheet."""
+    from types import SimpleNamespace
+
+    from g2face.cli.anonymize import _describe_anonymized
+    from g2face.pipeline.g2face import AnonymizedFace, FaceDecision, decision_json
+    from g2face.pipeline.review import _label
+    from g2face.types import FaceDetection, Footprint
+
+    detection = FaceDetection((10.0, 10.0, 50.0, 60.0), ((20.0, 30.0),) * 5, 0.9)
+    footprint = Footprint(0, 0, np.zeros((2, 2), bool))
+    checks = ("identity similarity 0.37 above the bar of 0.30", "glasses added")
+    faces = [
+        AnonymizedFace(detection, 1, footprint, True, 0.12),
+        AnonymizedFace(detection, 2, footprint, True, 0.37, shortfalls=checks),
+    ]
+    decisions = [FaceDecision(detection, "anonymized", "g2face", None, face) for face in faces]
+    entries = [decision_json(d, True) for d in decisions]
+    assert "review" not in entries[0] and entries[1]["review"] == list(checks)
+    assert json.dumps(entries)
+    line = _describe_anonymized(SimpleNamespace(input="in.jpg", output="out.jpg", details={"faces": entries}))
+    assert line == (
+        "in.jpg: 2 faces anonymized (to review: #1 identity similarity 0.37 above the bar of 0.30; "
+        "glasses added) -> out.jpg"
+    )
+    assert "check" not in _label(0, decisions[0]) and "check: " + "; ".join(checks) in _label(1, decisions[1])
+
+
 def test_contact_sheet_of_an_image_without_faces():
     sheet = review_sheet(np.zeros((40, 60, 3), np.uint8), [])
     assert sheet.shape[0] > 40 and sheet.shape[1] == 60

@@ -146,6 +146,9 @@ def _describe_anonymized(r) -> str:
         f"{_plural(n)} anonymized" if action == "anonymized" else f"{n} {action}"
         for action, n in counts.items()
     )
+    flagged = [f"#{i} {'; '.join(face['review'])}" for i, face in enumerate(faces) if face.get("review")]
+    if flagged:  # the best fake the search found misses some of its goals: a person should look
+        done += f" (to review: {', '.join(flagged)})"
     return f"{r.input}: {done} -> {r.output}"
 
 

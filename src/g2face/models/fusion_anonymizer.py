@@ -247,6 +247,32 @@ class CandidateScore:
         """Different enough from the original and keeps its attributes (`keeps_attributes`)."""
         return self.similarity <= settings.max_similarity and self.keeps_attributes(settings)
 
+    def shortfalls(self, settings: CandidateSettings) -> tuple[str, ...]:
+        """What a kept candidate misses of `acceptable`, in words (`AnonymizedFaces.shortfalls`);
+        attributes only where they were read (`--attributes keep`). A gender read on the same side
+        but not surely is not listed: other estimators read such fakes either way."""
+        found = []
+        if self.similarity > settings.max_similarity:
+            found.append(
+                f"identity similarity {self.similarity:.2f} above the bar of {settings.max_similarity:.2f}"
+            )
+        if self.male_probability is not None:
+            if not self.same_gender:
+                found.append("apparent gender changed")
+            if self.age_gap > settings.max_age_gap:
+                found.append(f"apparent age {self.age_gap:.0f} years off")
+            found += [
+                words
+                for flag, words in (
+                    (self.adds_glasses, "glasses added"),
+                    (self.loses_glasses, "glasses lost"),
+                    (self.adds_facial_hair, "facial hair added"),
+                    (self.loses_facial_hair, "facial hair lost"),
+                )
+                if flag
+            ]
+        return tuple(found)
+
 
 class ApparentAttributes(NamedTuple):
     """What an original face shows, as the anonymizer reads it: P(male) and age from the attribute
@@ -1215,6 +1241,7 @@ class FusionAnonymizer(nn.Module):
                 )
             ]
         chosen_crops, chosen_masks, scores, rendered_seeds, attributes, whole_region = [], [], [], [], [], []
+        shortfalls: list[tuple[str, ...]] = []
         fallbacks: list[Fallback | None] = [None] * n
         for i in range(n):
             if turned[i]:
@@ -1234,6 +1261,7 @@ class FusionAnonymizer(nn.Module):
                 )
                 scores.append(None)
                 attributes.append(None)
+                shortfalls.append(())  # (the filter's own bar: `_turned_face`; its reason is reported)
                 rendered_seeds.append(seeds[i])
                 chosen_crops.append(crop)
                 chosen_masks.append(mask)
@@ -1265,6 +1293,7 @@ class FusionAnonymizer(nn.Module):
                 reference_attributes[i], score, occluders[i] is not None, tone, tints[i] is not None
             )
             attributes.append(report)
+            shortfalls.append(score.shortfalls(self.candidates))
             rendered_seeds.append(rendered)
             chosen_crops.append(face.crop)
             chosen_masks.append(face.mask)
@@ -1281,6 +1310,7 @@ class FusionAnonymizer(nn.Module):
             attributes=tuple(attributes),
             whole_region=tuple(whole_region),
             fallbacks=tuple(fallbacks),
+            shortfalls=tuple(shortfalls),
         )
 
     def turned_too_far(self, geometry: Geometry) -> np.ndarray:

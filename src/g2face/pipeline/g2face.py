@@ -80,6 +80,7 @@ class AnonymizedFace:
     whole_region: bool = False  # the fake replaced the whole face region (AnonymizedFaces.whole_region)
     fallback_reason: str | None = None  # why the model gave it a classic filter (AnonymizedFaces.fallbacks)
     payload_bits: np.ndarray | None = None  # uint8 bits of its encrypted identity (its pixels' payload)
+    shortfalls: tuple[str, ...] = ()  # what the fake misses of the anonymizer's goals (AnonymizedFaces)
 
 
 FaceAction = Literal["anonymized", "exempt", "small-face fallback", "turned-face fallback"]
@@ -348,6 +349,7 @@ class G2FacePipeline:
         attributes = [a for o in outputs for a in (o.attributes or [None] * len(o.salts))]
         whole = [w for o in outputs for w in (o.whole_region or [False] * len(o.salts))]
         fallbacks = [f for o in outputs for f in (o.fallbacks or [None] * len(o.salts))]
+        shortfalls = [m for o in outputs for m in (o.shortfalls or [()] * len(o.salts))]
         carried = [False] * len(result.faces)
         carrier = self.pixel_carrier
         if model.payload_in_crops:
@@ -375,8 +377,9 @@ class G2FacePipeline:
                 w,
                 None if f is None else f.reason,
                 None if model.payload_in_crops else b,
+                m,
             )
-            for r, s, c, sim, a, w, f, b in zip(
+            for r, s, c, sim, a, w, f, b, m in zip(
                 result.faces,
                 dummy_seeds,
                 carried,
@@ -385,6 +388,7 @@ class G2FacePipeline:
                 whole,
                 fallbacks,
                 bits,
+                shortfalls,
                 strict=True,
             )
         ]
@@ -598,6 +602,8 @@ def decision_json(decision: FaceDecision, container: bool) -> dict:
             entry["fallback_reason"] = face.fallback_reason
         if face.attributes is not None:
             entry["apparent_attributes"] = face.attributes
+        if face.shortfalls:  # a face for a person to look at before publishing
+            entry["review"] = list(face.shortfalls)
     return entry
 
 

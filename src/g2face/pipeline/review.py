@@ -29,6 +29,8 @@ def _label(index: int, decision: FaceDecision) -> str:
     if decision.match is not None:
         ambiguous = " (ambiguous)" if decision.match.ambiguous else ""
         parts.append(f"match {decision.match.score:.2f}{ambiguous}")
+    if decision.face is not None and decision.face.shortfalls:
+        parts.append("check: " + "; ".join(decision.face.shortfalls))
     return ", ".join(parts)
 
 
