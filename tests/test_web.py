@@ -121,6 +121,25 @@ def test_anonymize_download_recover_round_trip_is_exact(client, photo, fixtures_
     assert list(temp_root.iterdir()) == []
 
 
+def test_a_face_to_review_is_named_on_the_page(client, photo, pipelines, monkeypatch):
+    """A fake the anonymizer could not make meet all its goals (`AnonymizedFace.shortfalls`) is
+    named with what to check in the face's line."""
+    import dataclasses
+
+    pipeline = pipelines.load()
+    anonymize = pipeline.anonymize
+
+    def with_a_shortfall(*args, **kwargs):
+        result = anonymize(*args, **kwargs)
+        faces = tuple(dataclasses.replace(f, shortfalls=("glasses added",)) for f in result.faces)
+        return dataclasses.replace(result, faces=faces)
+
+    monkeypatch.setattr(pipeline, "anonymize", with_a_shortfall)
+    done = _run(client, "grace hopper.jpg", photo)
+    assert done["state"] == "done", done
+    assert [f["detail"].split("; ")[-1] for f in done["result"]["faces"]] == ["check: glasses added"]
+
+
 def test_wrong_password_is_reported_per_face_with_nothing_to_download(client, photo):
     anonymized = _run(client, "a.jpg", photo)
     download = client.get(f"/api/jobs/{anonymized['id']}/download").content

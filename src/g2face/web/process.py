@@ -133,7 +133,10 @@ def _anonymize(upload: Upload, loaded, pipeline: G2FacePipeline, folder: Path) -
         FaceReport(
             [round(v, 1) for v in f.detection.box],
             "anonymized",
-            "carries its identity in its pixels" if f.pixel_payload else "",
+            "; ".join(
+                (["carries its identity in its pixels"] if f.pixel_payload else [])
+                + ([f"check: {', '.join(f.shortfalls)}"] if f.shortfalls else [])
+            ),
         )
         for f in result.faces
     ]
