@@ -406,6 +406,31 @@ def test_a_track_keeps_the_dummy_its_first_frame_chose(clip, secret):
     assert len(calls) >= 6
 
 
+def test_a_track_whose_fake_misses_the_model_goals_is_listed_for_review(tmp_path, clip, secret):
+    """Face-frames whose fake misses some of the model's goals (`AnonymizedFaces.shortfalls`) are
+    counted per track, the first one's reasons given, in the report and the CLI's summary."""
+    import dataclasses
+
+    from g2face.cli.video import _to_review
+
+    pipe = G2FacePipeline(build_model(tiny_config()))
+    render = pipe.model.anonymize
+
+    def falling_short(crops, secret, **kwargs):
+        result = render(crops, secret, **kwargs)
+        return dataclasses.replace(result, shortfalls=tuple(("glasses added",) for _ in result.dummy_seeds))
+
+    pipe.model.anonymize = falling_short
+    report = anonymize_video(pipe, clip, tmp_path / "out.mp4", secret, sidecar=False, progress=False)
+    assert len(report.tracks) == 2
+    for track in report.tracks:
+        assert track["review"] == ["glasses added"]
+        assert 1 <= track["frames_to_review"] <= track["frames_detected"] + track["frames_predicted"]
+    summary = _to_review(report.tracks)
+    assert summary.startswith("; to review (see the report): track ") and summary.count("frames)") == 2
+    assert _to_review([{"id": 0, "frames_to_review": 0}]) == ""
+
+
 def test_bench_video_times_frames_and_face_frames(tmp_path, clip, pipeline):
     weights = tmp_path / "tiny.safetensors"
     save_g2face(pipeline.model.net, weights)

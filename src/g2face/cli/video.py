@@ -99,7 +99,8 @@ def anonymize_video_command(
         f"{source}: {result.frames} frames, {len(result.tracks)} tracked faces, "
         f"{result.face_frames} face-frames anonymized ({filtered} small ones with the {dummies.small_faces} "
         f"filter), {switches} dummy switches, {exposed} frames with fail-closed blur -> {output}"
-        + (f" (+ {result.sidecar})" if result.sidecar else ""),
+        + (f" (+ {result.sidecar})" if result.sidecar else "")
+        + _to_review(result.tracks),
         err=True,
     )
 
@@ -291,3 +292,11 @@ def video_recover(
         force=force,
         refine=refine,
     )
+
+
+def _to_review(tracks: list[dict]) -> str:
+    """The tracks whose fake missed some of the model's goals on some frames (the report says what)."""
+    flagged = [
+        f"track {t['id']} ({t['frames_to_review']} frames)" for t in tracks if t.get("frames_to_review")
+    ]
+    return f"; to review (see the report): {', '.join(flagged)}" if flagged else ""

@@ -268,6 +268,10 @@ class VideoAnonymizer:
         # frame to frame, and with them its face's shape and apparent identity.
         self.whole_pipeline = _with_model_view(self.pipeline, "with_fusion", render_only=False)
         self.whole_region_tracks: set[int] = set()
+        # Per track: frames whose fake misses some of the model's goals (`AnonymizedFace.shortfalls`),
+        # and what the first of them missed, for a reviewer (the report's tracks).
+        self.review_frames: dict[int, int] = {}
+        self.review: dict[int, tuple[str, ...]] = {}
         candidates = getattr(pipeline.model, "candidates", None)
         self.similarity_bound = (
             self.dummies.max_similarity
@@ -428,6 +432,9 @@ class VideoAnonymizer:
                     self.dummy_seeds[f.track.id] = face.dummy_seed
                     if face.whole_region:
                         self.whole_region_tracks.add(f.track.id)
+                if face.shortfalls:
+                    self.review_frames[f.track.id] = self.review_frames.get(f.track.id, 0) + 1
+                    self.review.setdefault(f.track.id, face.shortfalls)
                 footprints.append(face.footprint)
                 similarity[f.track.id] = face.similarity
                 methods[f.track.id] = face.method
@@ -621,7 +628,9 @@ def anonymize_video(
             "frames_turned_face_filter": anonymizer.turned_face_frames.get(t.id, 0),
             "re_searches": anonymizer.re_searches.get(t.id, 0),
             "dummy_switches": anonymizer.switches.get(t.id, 0),
+            "frames_to_review": anonymizer.review_frames.get(t.id, 0),
         }
+        | ({"review": list(anonymizer.review[t.id])} if t.id in anonymizer.review else {})
         for t in anonymizer.tracker.all_tracks()
     ]
     return report
