@@ -1661,15 +1661,13 @@ def test_a_fake_that_already_meets_the_originals_skin_is_left_as_it_is():
 
 
 def test_a_candidate_in_tinted_lenses_adds_glasses_only_where_its_frames_read_too(monkeypatch):
-    """Between `CANDIDATE_LENSES_TINTED` and `SUNGLASSES_EYES` dark-eyed faces without glasses mix
+    """Between `SUNGLASSES_EYES_TINTED` and `SUNGLASSES_EYES` dark-eyed faces without glasses mix
     with tinted lenses: a candidate there counts as adding dark lenses to a light-eyed original
     only when its frames read as glasses too."""
     import g2face.models.fusion_anonymizer as fusion_anonymizer
-    from g2face.models.fusion_anonymizer import CANDIDATE_LENSES_TINTED
 
     faces = [np.full((8, 8, 3), i, np.uint8) for i in range(4)]
-    tinted = (CANDIDATE_LENSES_TINTED + SUNGLASSES_EYES) / 2
-    shade = {0: CANDIDATE_LENSES_TINTED - 0.01, 1: CANDIDATE_LENSES_TINTED, 2: tinted, 3: SUNGLASSES_EYES}
+    shade = {0: 0.6, 1: 0.8, 2: 0.8, 3: 0.95}  # light, tinted, tinted, dark
     framed = {0: True, 1: True, 2: False, 3: False}
     monkeypatch.setattr(fusion_anonymizer, "sunglasses_score", lambda face, points: shade[int(face[0, 0, 0])])
     monkeypatch.setattr(

@@ -40,6 +40,7 @@ from g2face.models.fusion import (
     FACIAL_HAIR_GAIN_EDGE,
     FACIAL_HAIR_SURE_ORIGINAL,
     SUNGLASSES_EYES,
+    SUNGLASSES_EYES_TINTED,
     FusedFace,
     FusionSettings,
     chin_texture,
@@ -607,18 +608,6 @@ and 9 of 150 LFW originals of the evaluations, among them a woman in sunglasses 
 candidates' lenses are left free."""
 
 
-CANDIDATE_LENSES_TINTED = 0.45
-"""`sunglasses_score` from which a candidate whose frames read as glasses (`candidate_glasses`)
-wears tinted lenses, which a light-eyed original's fake must not (`_scores`). Photos' bar,
-`fusion.SUNGLASSES_EYES_TINTED` (0.75, with a sure bridge), let grey lenses through: the search
-steers a glasses wearer's dummies towards glasses, and the generator draws many of them tinted (5
-of the 33 fakes with glasses of LFW's 21 wearers wore dark or tinted lenses for clear ones in
-session 38's evaluation, before this bar). On 374 candidates captured for 30 LFW glasses wearers (session 38),
-of the 93 framed ones scoring 0.22-0.75 before light-eyed originals with nothing kept in front,
-judged by eye on their eye bands: all 7 at 0.45 or more wore tinted lenses, 3 of the 86 below (grey
-lenses over pale skin, 0.23-0.43), the others clear frames, thick dark ones among them up to 0.43."""
-
-
 class _FaceSearch:
     """The search for one face's dummy (`FusionAnonymizer.anonymize`): keyed candidates rendered in
     rounds, fused and scored; the choice (`choose_candidate`); the whole-region replacement when none
@@ -1122,14 +1111,14 @@ class FusionAnonymizer(nn.Module):
             # whether or not it wears clear ones. Rare among candidates (at SUNGLASSES_EYES 1 of
             # 704 on 150 LFW faces, 2 of 652 on CelebA's), but a fake that kept one showed a
             # clear-glasses wearer in sunglasses; below it dark-eyed faces without glasses mix in,
-            # so there only a candidate whose frames read too counts as in tinted lenses
-            # (`CANDIDATE_LENSES_TINTED`): two of 42 fakes of LFW's clear-glasses wearers had such
-            # lenses in session 36.
+            # so there only a candidate whose frames read too counts as in tinted lenses (the rule
+            # that reads originals, `wears_tinted_glasses`): two of 42 fakes of LFW's clear-glasses
+            # wearers had such lenses in session 36.
             darkened = [
                 dark_lenses_added
                 and (
                     (shade := sunglasses_score(face, points)) >= SUNGLASSES_EYES
-                    or (framed and shade >= CANDIDATE_LENSES_TINTED)
+                    or (framed and shade >= SUNGLASSES_EYES_TINTED)
                 )
                 for face, framed in zip(faces, wears, strict=True)
             ]
