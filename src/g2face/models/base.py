@@ -58,7 +58,7 @@ class AnonymizedFaces:
     rendered (`FusionSettings.max_yaw`)."""
     shortfalls: tuple[tuple[str, ...], ...] | None = None
     """Per face, what the fake kept misses of the anonymizer's own goals, in words for a reviewer
-    (still as like the original as its identity bar allows, apparent gender or age changed, glasses
+    (more like the original than its identity bar allows, apparent gender or age changed, glasses
     or facial hair added or lost): the search keeps the best it found when no candidate meets them
     all. Empty where it met them; None from an anonymizer without such goals."""
 
