@@ -253,6 +253,14 @@ def test_a_face_to_review_is_named_in_the_report_the_summary_line_and_the_sheet(
         "glasses added) -> out.jpg"
     )
     assert "check" not in _label(0, decisions[0]) and "check: " + "; ".join(checks) in _label(1, decisions[1])
+    # on the sheet: its box in the review colour, and the legend wrapped to a narrow image's width
+    from g2face.pipeline.review import TO_REVIEW_COLOUR
+
+    sheet = review_sheet(np.zeros((80, 120, 3), np.uint8), decisions[1:])
+    assert (sheet[10, 9:12] == TO_REVIEW_COLOUR).all(axis=1).any()
+    legend = sheet[80:]
+    assert legend.shape[0] > 4 * 14  # the label took several lines
+    assert (legend[:, -2:] == 255).all()  # none ran off the right edge
 
 
 def test_contact_sheet_of_an_image_without_faces():

@@ -1,5 +1,6 @@
 """Contact sheet for checking an anonymized image at a glance: the output with every detected face
-boxed and numbered in its action's colour, above a legend that lists each face's action."""
+boxed and numbered in its action's colour (a fake to review in its own), above a legend that lists
+each face's action and, for a fake to review, what to check."""
 
 from __future__ import annotations
 
@@ -20,6 +21,25 @@ ACTION_COLOURS = {  # RGB
     "turned-face fallback": (230, 150, 0),
     "exempt": (220, 30, 30),  # left exposed: the one a reviewer must confirm
 }
+TO_REVIEW_COLOUR = (170, 40, 200)  # RGB: a fake that misses some of its goals (`AnonymizedFace.shortfalls`)
+
+
+def _colour(decision: FaceDecision) -> tuple[int, int, int]:
+    if decision.face is not None and decision.face.shortfalls:
+        return TO_REVIEW_COLOUR
+    return ACTION_COLOURS[decision.action]
+
+
+def _wrapped(text: str, width: int, scale: float, thickness: int) -> list[str]:
+    """`text` split at spaces into lines no wider than `width` pixels (a word wider stays whole)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        joined = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(joined, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] <= width:
+            lines[-1] = joined
+        else:
+            lines.append(word)
+    return lines
 
 
 def _label(index: int, decision: FaceDecision) -> str:
@@ -42,7 +62,7 @@ def review_sheet(image: np.ndarray, decisions: Sequence[FaceDecision]) -> np.nda
     line = int(28 * scale) + 4
     canvas = np.ascontiguousarray(image.copy())
     for i, decision in enumerate(decisions):
-        colour = ACTION_COLOURS[decision.action]
+        colour = _colour(decision)
         x0, y0, x1, y1 = (round(v) for v in decision.detection.box)
         cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
         text = f"#{i}"
@@ -57,9 +77,14 @@ def review_sheet(image: np.ndarray, decisions: Sequence[FaceDecision]) -> np.nda
     plural = "s" if len(decisions) != 1 else ""
     summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
     lines = [(f"{len(decisions)} face{plural}: {summary}", (0, 0, 0))]
-    lines += [(_label(i, d), ACTION_COLOURS[d.action]) for i, d in enumerate(decisions)]
+    lines += [(_label(i, d), _colour(d)) for i, d in enumerate(decisions)]
     if not decisions:
         lines = [("no face detected", (0, 0, 0))]
+    # long labels (what to check on a fake) wrap to the image's width rather than run off it
+    room = width - line
+    lines = [
+        (part, c) for text, c in lines for part in _wrapped(text, room, scale * 0.8, max(1, thickness - 1))
+    ]
     legend = np.full((line * len(lines) + line // 2, width, 3), 255, np.uint8)
     for row, (text, colour) in enumerate(lines):
         cv2.putText(
