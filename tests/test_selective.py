@@ -253,6 +253,13 @@ def test_a_face_to_review_is_named_in_the_report_the_summary_line_and_the_sheet(
         "glasses added) -> out.jpg"
     )
     assert "check" not in _label(0, decisions[0]) and "check: " + "; ".join(checks) in _label(1, decisions[1])
+    # the run's last line counts them over every file
+    from g2face.cli.anonymize import _faces_to_review
+
+    done = SimpleNamespace(ok=True, result=SimpleNamespace(details={"faces": entries}))
+    failed = SimpleNamespace(ok=False, result=None)
+    assert _faces_to_review(SimpleNamespace(outcomes=[done, failed, done])).startswith("; 2 faces to review")
+    assert _faces_to_review(SimpleNamespace(outcomes=[failed])) == ""
     # on the sheet: its box in the review colour, and the legend wrapped to a narrow image's width
     from g2face.pipeline.review import TO_REVIEW_COLOUR
 

@@ -119,9 +119,21 @@ def _run(job, inputs: tuple[str, ...], describe, report_path: Path | None, force
             write_json(report_path, document, force=force)
         except ImageWriteError as e:
             raise click.ClickException(printable(str(e))) from None
-    click.echo(report.summary(), err=True)
+    click.echo(report.summary() + _faces_to_review(report), err=True)
     if report.failed:
         raise SystemExit(1)
+
+
+def _faces_to_review(report) -> str:
+    """How many faces of the whole run the search could not make meet all its goals (each file's
+    line names them): a folder of thousands of photos is not read line by line."""
+    count = sum(
+        bool(face.get("review"))
+        for outcome in report.outcomes
+        if outcome.ok
+        for face in (outcome.result.details or {}).get("faces", [])
+    )
+    return f"; {_plural(count)} to review (named on their files' lines and in --report)" if count else ""
 
 
 def _one_video(inputs: tuple[str, ...]) -> bool:
