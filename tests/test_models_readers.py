@@ -118,14 +118,15 @@ def test_three_states_from_the_reader_and_the_edge():
 def test_a_candidate_wears_glasses_by_its_edge_or_by_the_reader_where_shown_large_enough(monkeypatch):
     """The edge across the bridge decides alone on a small face's blurred preview; elsewhere the
     reader reading frames the edge misses (thin metal ones) counts too."""
+    from types import SimpleNamespace
+
     import g2face.models.readers as readers
 
     reading = {}
     monkeypatch.setattr(readers, "glasses_score", lambda crop, points, span=None: reading["edge"])
     monkeypatch.setattr(readers, "eye_band_features", lambda crop, points: None)
-    monkeypatch.setattr(
-        readers, "glasses_reader", lambda: type("Stub", (), {"probability": lambda self, f: reading["p"]})()
-    )
+    reader = SimpleNamespace(probability=lambda features: reading["p"])
+    monkeypatch.setattr(readers, "glasses_reader", lambda: reader)
     crop, points = np.zeros((256, 256, 3), np.uint8), _mesh()
     small, large = GLASSES_READER_MIN_SPAN - 1, GLASSES_READER_MIN_SPAN
     cases = [

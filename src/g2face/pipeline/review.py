@@ -24,10 +24,13 @@ ACTION_COLOURS = {  # RGB
 TO_REVIEW_COLOUR = (170, 40, 200)  # RGB: a fake that misses some of its goals (`AnonymizedFace.shortfalls`)
 
 
+def _to_check(decision: FaceDecision) -> tuple[str, ...]:
+    """What a person should check on this face's fake (empty for none, and for an untouched face)."""
+    return () if decision.face is None else decision.face.shortfalls
+
+
 def _colour(decision: FaceDecision) -> tuple[int, int, int]:
-    if decision.face is not None and decision.face.shortfalls:
-        return TO_REVIEW_COLOUR
-    return ACTION_COLOURS[decision.action]
+    return TO_REVIEW_COLOUR if _to_check(decision) else ACTION_COLOURS[decision.action]
 
 
 def _wrapped(text: str, width: int, scale: float, thickness: int) -> list[str]:
@@ -49,8 +52,8 @@ def _label(index: int, decision: FaceDecision) -> str:
     if decision.match is not None:
         ambiguous = " (ambiguous)" if decision.match.ambiguous else ""
         parts.append(f"match {decision.match.score:.2f}{ambiguous}")
-    if decision.face is not None and decision.face.shortfalls:
-        parts.append("check: " + "; ".join(decision.face.shortfalls))
+    if _to_check(decision):
+        parts.append("check: " + "; ".join(_to_check(decision)))
     return ", ".join(parts)
 
 
