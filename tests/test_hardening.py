@@ -95,6 +95,15 @@ def test_damaged_exif_is_read_unrotated_with_a_warning_and_the_batch_goes_on(tmp
     assert seen[:3] == [(40, 56, 3)] * 3  # as stored: not rotated
 
 
+def test_an_animation_is_read_as_its_first_frame_with_a_warning(tmp_path, rgb):
+    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(ImageMetadataWarning, match="2 frames .* only the first is read"):
+        loaded = read_image(tmp_path / "a.gif")
+    first = np.asarray(Image.open(tmp_path / "a.gif").convert("RGB"))
+    assert np.array_equal(loaded.rgb, first)
+
+
 # ---------------------------------------------------------------- 2. write failures and signals
 
 

@@ -187,6 +187,13 @@ def test_cli_refuses_inputs_that_would_write_the_same_output(tmp_path, key, weig
     args = ["anonymize", str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"), "-o", str(out)]
     result = CliRunner().invoke(cli, args + ["--model", str(weights), "--key-file", str(key)])
     assert result.exit_code == 2 and "would both be written to" in result.output
+    assert "common folder" in result.output
+    assert not out.exists()
+    # one folder holding x.jpg and x.png: the outputs take one suffix, so both become out/x.png
+    shutil.copy(fixtures_dir / "obama.jpg", tmp_path / "a" / "x.png")
+    args = ["anonymize", str(tmp_path / "a"), "-o", str(out)]
+    result = CliRunner().invoke(cli, args + ["--model", str(weights), "--key-file", str(key)])
+    assert result.exit_code == 2 and "rename one of them" in result.output
     assert not out.exists()
 
 

@@ -166,6 +166,15 @@ def read_image(path: str | Path) -> LoadedImage:
         with Image.open(path) as im:
             im.load()
             fmt = im.format or path.suffix.lstrip(".").upper()
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                # nothing of the other frames reaches an output (so none of their faces leaks), but
+                # a user must not think the whole animation or document was processed
+                _metadata_warning(
+                    path,
+                    f"{frames} frames (animated or multi-page); only the first is read and written "
+                    "(for an animation, convert it to a video and anonymize that)",
+                )
             rgb, alpha = _to_rgb(_to_srgb(_upright(im, path), path))
         block = find_block(path.read_bytes()) if fmt in BLOCK_FORMATS | _JPEG_FORMATS else None
     except ImageReadError:

@@ -106,9 +106,16 @@ def check_output_target(target: Path, inputs: ExpandedInputs, suffix: str | None
     for item in inputs.files:
         out = output_target(target, item, suffix)
         if out in planned:
+            other = planned[out]
+            # outputs take one format's suffix, so `x.tiff` and `x.webp` in one folder collide too
+            advice = (
+                "rename one of them"
+                if other.with_suffix("") == item.path.with_suffix("")
+                else "pass their common folder instead"
+            )
             raise ValueError(
-                f"{planned[out]} and {item.path} would both be written to {out}; "
-                "pass their common folder instead, or process them in separate runs"
+                f"{other} and {item.path} would both be written to {out}; "
+                f"{advice}, or process them in separate runs"
             )
         planned[out] = item.path
 
