@@ -328,6 +328,13 @@ def test_each_cheek_takes_the_originals_tone_unless_the_originals_is_hidden():
     centre = np.round(points[50]).astype(int)  # the subject's right cheek point
     assert np.abs(out[centre[1], centre[0]].astype(int) - render[centre[1], centre[0]]).max() <= 3
     assert not np.array_equal(out[cheeks[1]], render[cheeks[1]])
+    # the original's right cheek outside its skin mask but coloured like its skin (a turned face's
+    # far cheek lies near the outline, where `skin_mask` does not reach): read and matched
+    near_outline = original.copy()
+    near_outline[cheeks[0]] = (166, 117, 97)
+    out = match_cheek_tone(render, near_outline, points, points, covered, region, 120.0)
+    expected, before, got = lab(near_outline, cheeks[0]), lab(render, cheeks[0]), lab(out, cheeks[0])
+    assert np.abs(got - expected).max() < np.abs(before - expected).max() / 4
     # the render's right cheek not bare (its own shadow or hair) while the original's is: still
     # moved to the original's tone there (left alone it kept the colour transfer's, which on wild
     # photos was 10-20 degrees of ITA off)
