@@ -195,6 +195,12 @@ def test_cli_refuses_inputs_that_would_write_the_same_output(tmp_path, key, weig
     result = CliRunner().invoke(cli, args + ["--model", str(weights), "--key-file", str(key)])
     assert result.exit_code == 2 and "rename one of them" in result.output
     assert not out.exists()
+    # an image given a video's name: refused, not a folder named out.mp4 holding a PNG
+    video = tmp_path / "out.mp4"
+    args = ["anonymize", str(tmp_path / "b" / "x.jpg"), "-o", str(video)]
+    result = CliRunner().invoke(cli, args + ["--model", str(weights), "--key-file", str(key)])
+    assert result.exit_code == 2 and "names a video but the inputs are images" in result.output
+    assert not video.exists()
 
 
 def test_a_password_is_stretched_once_per_image_not_per_face(pipeline, fixtures_dir, monkeypatch):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from g2face.io import IMAGE_SUFFIXES, ExpandedInputs, InputFile, check_output_free
+from g2face.io.video import is_video
 from g2face.types import InputError
 
 T = TypeVar("T")
@@ -102,6 +103,12 @@ def check_output_target(target: Path, inputs: ExpandedInputs, suffix: str | None
     two inputs would write the same output (e.g. `a/x.jpg` and `b/x.jpg` given as files)."""
     if names_file(target) and len(inputs.files) > 1:
         raise ValueError(f"{target} names one file but {len(inputs.files)} images were given; name a folder")
+    if is_video(target) and not target.is_dir():
+        # else a folder named like a video would be made to hold the image outputs
+        raise ValueError(
+            f"{target} names a video but the inputs are images; name an image file or a folder "
+            "(a video is anonymized into a video when it is the one input)"
+        )
     planned: dict[Path, Path] = {}
     for item in inputs.files:
         out = output_target(target, item, suffix)
