@@ -16,6 +16,7 @@ from g2face.align import blend_faces, estimate_similarity, face_mask, invert_aff
 from g2face.models.fusion import (
     CHIN_TEXTURE_EDGE,
     EYE_OPENINGS,
+    EYELID_PAIRS,
     FACIAL_HAIR_BARE_ORIGINAL,
     FACIAL_HAIR_EDGE,
     FACIAL_HAIR_GAIN_EDGE,
@@ -35,10 +36,12 @@ from g2face.models.fusion import (
     chin_box,
     chin_texture,
     edge_mismatch,
+    eye_openness,
     face_region_mask,
     face_width,
     facial_hair_score,
     fit_render_to_original,
+    follow_eyelids,
     fuse_face,
     glasses_score,
     iris_masks,
@@ -140,6 +143,33 @@ def test_warp_strength_zero_is_the_identity_and_one_moves_points_onto_the_target
     centre_row = moved[70, 50:80, 0].astype(int)
     expected = np.roll(stripes[70, :, 0], 2)[50:80].astype(int)
     assert np.mean(np.abs(centre_row - expected)) < 40
+
+
+def test_a_closed_eye_closes_the_fakes_and_a_wider_open_one_changes_nothing():
+    render = _mean_face()
+    original = render.copy()
+    for upper, lower in EYELID_PAIRS[0]:  # the original's first eye shut: upper lids on the lower
+        original[upper] = original[lower]
+    assert eye_openness(render)[0] > 0.2 and eye_openness(original)[0] < 0.01
+    out = follow_eyelids(render, original)
+    assert eye_openness(out)[0] < 0.01  # shut as far as the original's
+    for upper, lower in EYELID_PAIRS[0]:  # mostly the upper lid moves, as in a blink
+        assert np.linalg.norm(out[upper] - render[upper]) > 3 * np.linalg.norm(out[lower] - render[lower])
+    untouched = np.ones(len(render), bool)
+    untouched[[i for pair in EYELID_PAIRS[0] for i in pair]] = False
+    np.testing.assert_array_equal(out[untouched], render[untouched])  # the other eye, lids' skin, all else
+    # an original opening its eyes wider than the render's: the render keeps its own
+    wide = render.copy()
+    for upper, lower in EYELID_PAIRS[0] + EYELID_PAIRS[1]:
+        wide[upper] = render[upper] - 0.5 * (render[lower] - render[upper])
+    np.testing.assert_array_equal(follow_eyelids(render, wide), render)
+    # a half-closed original: the fake's gap halved too, whatever the eye's width
+    half = render.copy()
+    for upper, lower in EYELID_PAIRS[1]:
+        half[upper] = render[upper] + 0.5 * (render[lower] - render[upper])
+    bigger = 128 + 1.5 * (render - 128)
+    ratio = eye_openness(follow_eyelids(bigger, half))[1] / eye_openness(bigger)[1]
+    assert ratio == pytest.approx(0.5, abs=0.02)
 
 
 def test_fit_lays_a_scaled_and_shifted_mesh_back_onto_the_original():

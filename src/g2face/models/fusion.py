@@ -163,6 +163,10 @@ class FusionSettings:
     follow_expression: bool = True
     """Render the dummy smiling as much as the original (the model file's expression correction,
     `models.gie.ExpressionCorrection`; a file without one renders as f_mlp alone does)."""
+    follow_eyelids: bool = True
+    """Close the fake's eyes as far as the original's are (`follow_eyelids`): the generator draws
+    open eyes whatever the geometry it is given, and the partial warp (`warp_strength`) closed a
+    blinking original's fake only a fifth of the way."""
     keep_sunglasses: bool = True
     """An original's dark glasses stay in front of the fake face (`sunglasses_score`,
     `sunglasses_mask`): glasses must not vanish because of the dummy. It costs some anonymity, as
@@ -276,9 +280,18 @@ def mesh_warp(image: np.ndarray, points: np.ndarray, target: np.ndarray, strengt
     """
     if strength <= 0:
         return image
+    mesh_src = points[:NUM_MESH_POINTS, :2]
+    return warp_mesh_to(image, points, mesh_src + strength * (target[:NUM_MESH_POINTS, :2] - mesh_src))
+
+
+def warp_mesh_to(image: np.ndarray, points: np.ndarray, destination: np.ndarray) -> np.ndarray:
+    """Warp `image` so its mesh landmarks `points` [N, 2] land on `destination` [>= 468, 2], as
+    `mesh_warp` does."""
     size = image.shape[0]
     mesh_src = points[:NUM_MESH_POINTS, :2]
-    mesh_dst = mesh_src + strength * (target[:NUM_MESH_POINTS, :2] - mesh_src)
+    mesh_dst = destination[:NUM_MESH_POINTS, :2]
+    if np.array_equal(mesh_src, mesh_dst):
+        return image
     centre = mesh_dst.mean(0)
     ring_radius = face_width(mesh_dst) * 1.1
     angles = np.linspace(0, 2 * np.pi, 32, endpoint=False)
@@ -296,6 +309,56 @@ def mesh_warp(image: np.ndarray, points: np.ndarray, target: np.ndarray, strengt
     return cv2.remap(
         image, xs + dense[..., 0], ys + dense[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
     )
+
+
+# MediaPipe's eye contours as (upper lid, lower lid) point pairs across each eye's opening, and
+# each eye's corners.
+EYELID_PAIRS = (
+    ((246, 7), (161, 163), (160, 144), (159, 145), (158, 153), (157, 154), (173, 155)),
+    ((466, 249), (388, 390), (387, 373), (386, 374), (385, 380), (384, 381), (398, 382)),
+)
+EYE_CORNERS = ((33, 133), (263, 362))
+EYELID_UPPER_SHARE = 0.8
+"""Of the gap an eye's lids close by (`follow_eyelids`), the share the upper lid moves down, the
+lower lid moving up by the rest: in a blink or a squint the upper lid does most of the moving."""
+
+
+def eye_openness(points: np.ndarray) -> list[float]:
+    """Per eye, its lids' mean gap (across the corners' line) over the distance between its corners,
+    of a mesh [>= 468, 2] in pixels: about 0.25 for an open eye of MediaPipe's mean face, near 0 for a
+    closed one."""
+    openness = []
+    for pairs, (outer, inner) in zip(EYELID_PAIRS, EYE_CORNERS, strict=True):
+        axis = points[inner, :2] - points[outer, :2]
+        width = float(np.linalg.norm(axis))
+        if width < 1e-6:
+            openness.append(0.0)
+            continue
+        normal = np.array([-axis[1], axis[0]]) / width
+        gaps = [float(np.dot(points[lower, :2] - points[upper, :2], normal)) for upper, lower in pairs]
+        openness.append(abs(float(np.mean(gaps))) / width)
+    return openness
+
+
+def follow_eyelids(render_points: np.ndarray, original_points: np.ndarray) -> np.ndarray:
+    """The render's mesh [N, 2] (pixels, where the fusion lays it) with each eye's lids brought
+    together until the eye opens no wider, for its width, than the original's (`eye_openness`):
+    an original's closed or narrowed eye (a blink, a squint, a laugh) is followed by the fake's. A
+    wider-open original's is not: behind a render's lids there is no eye to show. Only the lid
+    contours move, so the fake keeps its own eye shape, corners and lids' skin (stretched over the
+    eye, as a closing lid is)."""
+    out = render_points.copy()
+    for pairs, wanted, own in zip(
+        EYELID_PAIRS, eye_openness(original_points), eye_openness(render_points), strict=True
+    ):
+        if own <= 0 or wanted >= own:
+            continue
+        closing = 1 - wanted / own  # the fraction of each lid gap that closes
+        for upper, lower in pairs:
+            gap = render_points[lower, :2] - render_points[upper, :2]
+            out[upper, :2] = render_points[upper, :2] + EYELID_UPPER_SHARE * closing * gap
+            out[lower, :2] = render_points[lower, :2] - (1 - EYELID_UPPER_SHARE) * closing * gap
+    return out
 
 
 def _polygon_mask(points: np.ndarray, size: int) -> np.ndarray:
@@ -1536,8 +1599,10 @@ def fuse_face(
         render, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
     )
     aligned_points = transform_points(render_points[:, :2], matrix)
-    warped = mesh_warp(aligned, aligned_points, original_points, settings.warp_strength)
     moved = aligned_points + settings.warp_strength * (original_points[:, :2] - aligned_points)
+    if settings.follow_eyelids:
+        moved = follow_eyelids(moved, original_points)
+    warped = warp_mesh_to(aligned, aligned_points, moved)
     region = face_region_mask(original_points, size, settings)
     if keep is not None:
         region = (region * (1 - keep)).astype(np.float32)
