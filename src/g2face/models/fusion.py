@@ -650,9 +650,10 @@ def match_cheek_tone(
     tone there, read over its whole polygon, trimmed.
 
     The original's cheek is bare where its pixels are `original_skin` or coloured like it
-    (`skin_coloured`): `skin_mask` keeps `SKIN_INSET` away from the outline, and a turned face's far
-    cheek lies mostly there (Courteney Cox's in wild/photos/group_t1.jpg: 0 % of it in the skin
-    mask, so it kept a fake's paler tone, ITA 54.7 -> 64.2 degrees)."""
+    (`skin_coloured`): `skin_mask` keeps `SKIN_INSET` away from the outline, where the cheeks of a
+    slightly turned face lie (LFW, 150 pairs: cheek ITA difference 2.86 -> 2.44 degrees). A far
+    cheek the mesh lays over the background beside a face turned further (Courteney Cox's in
+    wild/photos/group_t1.jpg, on the wall) is coloured like no skin and still skipped."""
     size = original.shape[0]
     lab_c = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB).astype(np.float32)
     lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
