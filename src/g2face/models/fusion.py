@@ -328,7 +328,7 @@ lower lid moving up by the rest: in a blink or a squint the upper lid does most 
 
 def eye_openness(points: np.ndarray) -> list[float]:
     """Per eye, its lids' mean gap (across the corners' line) over the distance between its corners,
-    of a mesh [>= 468, 2] in pixels: about 0.25 for an open eye of MediaPipe's mean face, near 0 for a
+    of a mesh [>= 468, 2] in pixels: about 0.21 for an open eye of MediaPipe's mean face, near 0 for a
     closed one."""
     openness = []
     for pairs, (outer, inner) in zip(EYELID_PAIRS, EYE_CORNERS, strict=True):
