@@ -61,6 +61,7 @@ from g2face.models.fusion import (
     tint_lenses,
     tinted_lens_mask,
     transfer_colour,
+    warp_mesh_to,
     wears_tinted_glasses,
 )
 from g2face.models.fusion_anonymizer import (
@@ -136,6 +137,12 @@ def test_warp_strength_zero_is_the_identity_and_one_moves_points_onto_the_target
     image = _image(0)
     source = _mesh(seed=1)
     assert mesh_warp(image, source, source + 3, 0.0) is image
+    assert warp_mesh_to(image, source, source) is image
+    target = _mesh(seed=2)  # a partial warp is the warp to the points that far along
+    np.testing.assert_array_equal(
+        mesh_warp(image, source, target, 0.3),
+        warp_mesh_to(image, source, source[:, :2] + 0.3 * (target[:, :2] - source[:, :2])),
+    )
     # A pure translation of every mesh point moves the face by that much inside the mesh.
     stripes = np.zeros((SIZE, SIZE, 3), np.uint8)
     stripes[:, ::8] = 255
