@@ -631,6 +631,12 @@ def _bare_cheek(cheek: np.ndarray, bare: np.ndarray) -> bool:
     return pixels >= CHEEK_MIN_PIXELS and (cheek & bare).sum() >= CHEEK_MIN_SKIN * pixels
 
 
+def bare_skin(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Boolean mask of a crop's bare skin for `match_cheek_tone`: its `skin` mask (`skin_mask`) or
+    coloured like it (`skin_coloured`), which reaches the outline the skin mask keeps away from."""
+    return skin | skin_coloured(image, skin)
+
+
 def match_cheek_tone(
     coloured: np.ndarray,
     original: np.ndarray,
@@ -639,6 +645,7 @@ def match_cheek_tone(
     original_skin: np.ndarray,
     region: np.ndarray,
     width: float,
+    original_bare: np.ndarray | None = None,
 ) -> np.ndarray:
     """The recoloured render (uint8 RGB, its mesh `render_points` in pixels) with each cheek's
     trimmed-mean Lab shifted to the original's cheek's: the shift spread smoothly from the cheek
@@ -653,13 +660,14 @@ def match_cheek_tone(
     (`skin_coloured`): `skin_mask` keeps `SKIN_INSET` away from the outline, where the cheeks of a
     slightly turned face lie (LFW, 150 pairs: cheek ITA difference 2.86 -> 2.44 degrees). A far
     cheek the mesh lays over the background beside a face turned further (Courteney Cox's in
-    wild/photos/group_t1.jpg, on the wall) is coloured like no skin and still skipped."""
+    wild/photos/group_t1.jpg, on the wall) is coloured like no skin and still skipped.
+    `original_bare`: that mask (`bare_skin`), where the caller already has it."""
     size = original.shape[0]
     lab_c = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB).astype(np.float32)
     lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
     sigma = max(1.0, CHEEK_TONE_SIGMA * width)
     shift = np.zeros_like(lab_c)
-    bare = original_skin | skin_coloured(original, original_skin)
+    bare = bare_skin(original, original_skin) if original_bare is None else original_bare
     for polygon in CHEEK_POLYGONS:
         cheek_r = cheek_mask(size, render_points / size, (polygon,))
         cheek_o = cheek_mask(size, original_points / size, (polygon,))
@@ -1613,6 +1621,7 @@ def fuse_face(
     width = face_width(original_points)
     render_skin = skin_mask(moved, warped)
     original_skin = skin_mask(original_points, original)
+    original_bare = bare_skin(original, original_skin) if settings.match_cheek_tone else None
     coloured = transfer_colour(
         warped,
         original,
@@ -1624,7 +1633,7 @@ def fuse_face(
     )
     if settings.match_cheek_tone:
         coloured = match_cheek_tone(
-            coloured, original, moved, original_points[:, :2], original_skin, region, width
+            coloured, original, moved, original_points[:, :2], original_skin, region, width, original_bare
         )
     if settings.match_lip_tone:
         coloured = match_lip_tone(
@@ -1668,7 +1677,7 @@ def fuse_face(
             # The seam's shift reaches into the cheeks, whose tone (where skin tone is read) was set
             # to the original's: set again, or it moved the cheeks' ITA by 1.2° on 150 LFW faces.
             coloured = match_cheek_tone(
-                coloured, original, moved, original_points[:, :2], original_skin, region, width
+                coloured, original, moved, original_points[:, :2], original_skin, region, width, original_bare
             )
         if not settings.render_only:  # the whole fake layer, face and fill, came back corrected
             fill = coloured
