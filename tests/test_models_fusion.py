@@ -15,6 +15,7 @@ import torch
 from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
 from g2face.models.fusion import (
     CHIN_TEXTURE_EDGE,
+    EYE_CORNERS,
     EYE_OPENINGS,
     EYELID_PAIRS,
     FACIAL_HAIR_BARE_ORIGINAL,
@@ -35,6 +36,7 @@ from g2face.models.fusion import (
     brow_masks,
     chin_box,
     chin_texture,
+    close_eyelids,
     edge_mismatch,
     eye_openness,
     face_region_mask,
@@ -177,6 +179,34 @@ def test_a_closed_eye_closes_the_fakes_and_a_wider_open_one_changes_nothing():
     bigger = 128 + 1.5 * (render - 128)
     ratio = eye_openness(follow_eyelids(bigger, half))[1] / eye_openness(bigger)[1]
     assert ratio == pytest.approx(0.5, abs=0.02)
+
+
+def test_close_eyelids_shuts_a_drawn_eye_to_its_lash_line_and_leaves_the_rest():
+    points = 128 + 1.5 * (_mean_face() - 128)  # a face ~180 px wide
+    image = np.full((SIZE * 2, SIZE * 2, 3), 200, np.uint8)
+    for ring in EYE_OPENINGS:  # dark eye openings between the lids
+        outline = np.round(points[list(ring)] * 16).astype(np.int32)
+        cv2.fillPoly(image, [outline], (20, 20, 20), cv2.LINE_AA, 4)
+    dark = (image[..., 0] < 110).sum()
+    assert close_eyelids(image, points, points) is image
+    shut = points.copy()
+    for upper, lower in EYELID_PAIRS[0] + EYELID_PAIRS[1]:
+        shut[upper] = shut[lower]
+    closed = close_eyelids(image, points, follow_eyelids(points, shut))
+    # what stays dark is the lash line, a row or two where the lids meet (the mesh warp left 80 %)
+    assert (closed[..., 0] < 110).sum() < 0.35 * dark
+    # half closed: about half the opening shows
+    half = points.copy()
+    for upper, lower in EYELID_PAIRS[0] + EYELID_PAIRS[1]:
+        half[upper] = points[upper] + 0.5 * (points[lower] - points[upper])
+    halved = (close_eyelids(image, points, follow_eyelids(points, half))[..., 0] < 110).sum()
+    assert 0.4 * dark < halved < 0.75 * dark
+    # away from the eyes (the brows' tops and up, the nose and down) nothing moves
+    width = np.linalg.norm(points[EYE_CORNERS[0][1]] - points[EYE_CORNERS[0][0]])
+    lids = [i for pair in EYELID_PAIRS[0] + EYELID_PAIRS[1] for i in pair]
+    top = int(points[lids, 1].min() - 0.55 * width)
+    np.testing.assert_array_equal(closed[:top], image[:top])
+    np.testing.assert_array_equal(closed[int(points[1, 1]) :], image[int(points[1, 1]) :])
 
 
 def test_fit_lays_a_scaled_and_shifted_mesh_back_onto_the_original():

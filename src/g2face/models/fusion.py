@@ -364,6 +364,101 @@ def follow_eyelids(render_points: np.ndarray, original_points: np.ndarray) -> np
     return out
 
 
+EYELID_STRETCH_ABOVE = 0.5
+EYELID_STRETCH_BELOW = 0.35
+"""How far above the upper lid and below the lower lid (in eye widths) `close_eyelids` stretches the
+skin a moving lid drags: from the lid to about the brow, and a little down the cheek."""
+
+
+def _lid_contours(points: np.ndarray, eye: int) -> tuple[list[int], list[int]]:
+    """An eye's upper and lower lid contours as mesh indices from its outer to its inner corner."""
+    outer, inner = EYE_CORNERS[eye]
+    pairs = EYELID_PAIRS[eye]
+    return [outer, *(u for u, _ in pairs), inner], [outer, *(lo for _, lo in pairs), inner]
+
+
+def _in_frame(p: np.ndarray, frame: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Points [..., 2] as (u along an eye's corners' line, v across it) in an eye's frame
+    (origin, along, across)."""
+    origin, along, across = frame
+    d = p - origin
+    return d @ along, d @ across
+
+
+def _lid_in_frame(p: np.ndarray, frame: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """A lid contour [K, 2] as (u, v) in an eye's frame, sorted by u for `np.interp`."""
+    u, v = _in_frame(p, frame)
+    order = np.argsort(u)
+    return u[order], v[order]
+
+
+def close_eyelids(image: np.ndarray, points: np.ndarray, destination: np.ndarray) -> np.ndarray:
+    """Move an image's eyelids from where its mesh `points` [>= 468, 2] has them to where
+    `destination` has them (`follow_eyelids`), as lids move: across each eye, column by column, the
+    skin between a fixed line above and the upper lid stretches or shrinks to follow the lid, the
+    opening between the lids shrinks (to nothing when they meet: the eye is shut, lash line on lash
+    line) and the skin below follows the lower lid. `warp_mesh_to` cannot do this: it interpolates
+    over a triangulation of the moved points, whose triangles reaching from above a shut lid to the
+    lower one kept reading the eye (80 % of a synthetic eye's dark opening stayed)."""
+    size = image.shape[0]
+    map_x, map_y = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
+    changed = False
+    for eye in range(len(EYE_CORNERS)):
+        upper, lower = _lid_contours(points, eye)
+        lids = upper + lower
+        if np.allclose(points[lids, :2], destination[lids, :2]):
+            continue
+        outer, inner = EYE_CORNERS[eye]
+        origin = points[outer, :2]
+        axis = points[inner, :2] - origin
+        width = float(np.linalg.norm(axis))
+        if width < 1.0:
+            continue
+        along = axis / width
+        across = np.array([-along[1], along[0]])
+        if np.dot(points[lower, :2].mean(0) - points[upper, :2].mean(0), across) < 0:
+            across = -across  # v grows from the upper lid towards the lower
+
+        frame = (origin, along, across)
+        src_up, src_low = (_lid_in_frame(points[lid, :2], frame) for lid in (upper, lower))
+        dst_up, dst_low = (_lid_in_frame(destination[lid, :2], frame) for lid in (upper, lower))
+        top = min(src_up[1].min(), dst_up[1].min()) - EYELID_STRETCH_ABOVE * width
+        bottom = max(src_low[1].max(), dst_low[1].max()) + EYELID_STRETCH_BELOW * width
+        # the pixels the lids' columns span, with a margin for the corners
+        corners = np.array([[u, v] for u in (-0.1 * width, 1.1 * width) for v in (top, bottom)])
+        box = origin + corners[:, :1] * along + corners[:, 1:] * across
+        x0, y0 = np.clip(np.floor(box.min(0)).astype(int), 0, size)
+        x1, y1 = np.clip(np.ceil(box.max(0)).astype(int) + 1, 0, size)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        u, v = _in_frame(np.stack([xs, ys], -1), frame)
+        # Each column's lids, read off the contours (beyond the corners, where the contours meet at
+        # the corner, both lids lie there and the map is the identity).
+        s_up, d_up = np.interp(u, *src_up), np.interp(u, *dst_up)
+        s_low, d_low = np.interp(u, *src_low), np.interp(u, *dst_low)
+        # Backward map along each column: an output pixel at v reads the source at `read`, piecewise
+        # linear through (top, upper lid, lower lid, bottom).
+        read = v.copy()
+        above = (v >= top) & (v <= d_up)
+        read[above] = top + (v[above] - top) * (s_up[above] - top) / np.maximum(d_up[above] - top, 1e-6)
+        between = (v > d_up) & (v <= d_low)
+        read[between] = s_up[between] + (v[between] - d_up[between]) * (
+            s_low[between] - s_up[between]
+        ) / np.maximum(d_low[between] - d_up[between], 1e-6)
+        below = (v > d_low) & (v <= bottom)
+        read[below] = s_low[below] + (v[below] - d_low[below]) * (bottom - s_low[below]) / np.maximum(
+            bottom - d_low[below], 1e-6
+        )
+        shift = read - v
+        map_x[y0:y1, x0:x1] += (shift * across[0]).astype(np.float32)
+        map_y[y0:y1, x0:x1] += (shift * across[1]).astype(np.float32)
+        changed = True
+    if not changed:
+        return image
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
 def _polygon_mask(points: np.ndarray, size: int) -> np.ndarray:
     hull = cv2.convexHull(np.round(points * 16).astype(np.int32))
     mask = np.zeros((size, size), np.uint8)
@@ -1612,9 +1707,11 @@ def fuse_face(
     )
     aligned_points = transform_points(render_points[:, :2], matrix)
     moved = aligned_points + settings.warp_strength * (original_points[:, :2] - aligned_points)
-    if settings.follow_eyelids:
-        moved = follow_eyelids(moved, original_points)
     warped = warp_mesh_to(aligned, aligned_points, moved)
+    if settings.follow_eyelids:
+        closed = follow_eyelids(moved, original_points)
+        warped = close_eyelids(warped, moved, closed)
+        moved = closed
     region = face_region_mask(original_points, size, settings)
     if keep is not None:
         region = (region * (1 - keep)).astype(np.float32)
