@@ -30,6 +30,7 @@ from g2face.models.fusion import (
     NUM_MESH_POINTS,
     SUNGLASSES_EYES,
     SUNGLASSES_EYES_TINTED,
+    UNDER_EYE_TINTED,
     FusionSettings,
     _features_mask,
     _shift_lab,
@@ -63,6 +64,7 @@ from g2face.models.fusion import (
     tint_lenses,
     tinted_lens_mask,
     transfer_colour,
+    under_eye_shade,
     warp_mesh_to,
     wears_tinted_glasses,
 )
@@ -207,6 +209,28 @@ def test_close_eyelids_shuts_a_drawn_eye_to_its_lash_line_and_leaves_the_rest():
     top = int(points[lids, 1].min() - 0.55 * width)
     np.testing.assert_array_equal(closed[:top], image[:top])
     np.testing.assert_array_equal(closed[int(points[1, 1]) :], image[int(points[1, 1]) :])
+
+
+def test_the_skin_under_the_eyes_reads_dark_through_tinted_lenses_not_for_dark_eyes():
+    points = 128 + 1.5 * (_mean_face() - 128)
+    rng = np.random.default_rng(3)
+    skin = np.clip(np.full((256, 256, 3), (200, 160, 140), float) + rng.normal(0, 4, (256, 256, 3)), 0, 255)
+    bare = skin.astype(np.uint8)
+    assert under_eye_shade(bare, points) == pytest.approx(1.0, abs=0.05)
+    dark_eyed = bare.copy()  # black make-up or dark eyes: the openings dark, the skin below not
+    for ring in EYE_OPENINGS:
+        cv2.fillPoly(dark_eyed, [np.round(points[list(ring)]).astype(np.int32)], (30, 25, 25))
+    assert under_eye_shade(dark_eyed, points) > 0.9
+    tinted = dark_eyed.astype(float)
+    for outer, inner in EYE_CORNERS:  # a lens over each eye, down onto the cheek's top
+        centre = (points[outer] + points[inner]) / 2
+        width = np.linalg.norm(points[inner] - points[outer])
+        lens = np.zeros((256, 256), np.uint8)
+        cv2.ellipse(
+            lens, tuple(np.round(centre).astype(int)), (int(0.8 * width), int(0.6 * width)), 0, 0, 360, 1, -1
+        )
+        tinted[lens > 0] *= 0.45
+    assert under_eye_shade(tinted.astype(np.uint8), points) <= UNDER_EYE_TINTED
 
 
 def test_fit_lays_a_scaled_and_shifted_mesh_back_onto_the_original():
@@ -1740,10 +1764,14 @@ def test_a_candidate_in_tinted_lenses_adds_glasses_only_where_its_frames_read_to
     only when its frames read as glasses too."""
     import g2face.models.fusion_anonymizer as fusion_anonymizer
 
-    faces = [np.full((8, 8, 3), i, np.uint8) for i in range(4)]
-    shade = {0: 0.6, 1: 0.8, 2: 0.8, 3: 0.95}  # light, tinted, tinted, dark
-    framed = {0: True, 1: True, 2: False, 3: False}
+    faces = [np.full((8, 8, 3), i, np.uint8) for i in range(7)]
+    # light, tinted, tinted, dark; then fainter (below SUNGLASSES_EYES_TINTED): in frames with the
+    # skin under the eyes dark (tinted lenses), in frames over light skin, unframed over dark skin
+    shade = {0: 0.6, 1: 0.8, 2: 0.8, 3: 0.95, 4: 0.55, 5: 0.55, 6: 0.55}
+    framed = {0: True, 1: True, 2: False, 3: False, 4: True, 5: True, 6: False}
+    under = {0: 0.9, 1: 0.5, 2: 0.5, 3: 0.5, 4: 0.5, 5: 0.9, 6: 0.5}
     monkeypatch.setattr(fusion_anonymizer, "sunglasses_score", lambda face, points: shade[int(face[0, 0, 0])])
+    monkeypatch.setattr(fusion_anonymizer, "under_eye_shade", lambda face, points: under[int(face[0, 0, 0])])
     monkeypatch.setattr(
         fusion_anonymizer, "candidate_glasses", lambda face, points, span=None: framed[int(face[0, 0, 0])]
     )
@@ -1754,7 +1782,7 @@ def test_a_candidate_in_tinted_lenses_adds_glasses_only_where_its_frames_read_to
     scores = FusionAnonymizer._scores(
         anonymizer, torch.ones(3), (0.7, 40.0, True), faces, np.zeros((478, 2)), dark_lenses_added=True
     )
-    assert [s.adds_glasses for s in scores] == [False, True, False, True]
+    assert [s.adds_glasses for s in scores] == [False, True, False, True, True, False, False]
     kept = FusionAnonymizer._scores(
         anonymizer, torch.ones(3), (0.7, 40.0, True), faces, np.zeros((478, 2)), dark_lenses_added=False
     )

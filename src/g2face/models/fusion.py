@@ -1225,6 +1225,53 @@ glasses (the others: a dark-eyed man without glasses, a boxer's headgear), again
 below (eye make-up, shadowed sockets under caps and fringes, thick clear frames over dark eyes)."""
 
 
+UNDER_EYE_BAND = (0.08, 0.35)
+"""The band below each eye `under_eye_shade` reads, in eye widths below the lower lid: clear of the
+lashes, above the cheek, where a lens still covers."""
+UNDER_EYE_TINTED = 0.65
+"""`under_eye_shade` at or below which the skin under both eyes reads as seen through tinted lenses.
+On session 39's LFW evaluation sheet, the three fakes of clear-glasses wearers drawn in tinted
+lenses read 0.47-0.55; of the 150 originals, 5 % read 0.72 or less (shadowed or dark-ringed eyes)."""
+
+SUNGLASSES_EYES_FAINT = 0.45
+"""`sunglasses_score` from which a fake in frames whose under-eye skin reads tinted
+(`UNDER_EYE_TINTED`) wears tinted lenses: on session 39's LFW sheet, the three such fakes of
+clear-glasses wearers read 0.55-0.62, below `SUNGLASSES_EYES_TINTED`, and the fakes in clear frames
+0.46 or less (their under-eye skin 0.87 or lighter)."""
+
+
+def under_eye_shade(image: np.ndarray, points: np.ndarray) -> float:
+    """The lighter, over the two eyes, of the median CIE lightness of the skin band under an eye
+    (`UNDER_EYE_BAND`) over the median of the face's bare skin: about 1 for bare skin, lower under
+    tinted lenses, which cover it, and not for dark eyes or black make-up, which do not (those
+    `sunglasses_score` counts as dark too). A uint8 RGB crop and its mesh points in pixels; 1 when
+    no skin shows."""
+    found = _lightness_and_skin(image, points)
+    if found is None:
+        return 1.0
+    lightness, skin = found
+    near, far = UNDER_EYE_BAND
+    shades = []
+    for eye in range(len(EYE_CORNERS)):
+        upper, lower = _lid_contours(points, eye)
+        outer, inner = EYE_CORNERS[eye]
+        axis = points[inner, :2] - points[outer, :2]
+        width = float(np.linalg.norm(axis))
+        if width < 1.0:
+            continue
+        down = np.array([-axis[1], axis[0]]) / width
+        if np.dot(points[lower, :2].mean(0) - points[upper, :2].mean(0), down) < 0:
+            down = -down
+        lid = points[lower, :2]
+        band = np.concatenate([lid + near * width * down, (lid + far * width * down)[::-1]])
+        inside = np.zeros(lightness.shape, np.uint8)  # the band curves with the lid: not a convex hull
+        cv2.fillPoly(inside, [np.round(band).astype(np.int32)], 1)
+        inside = inside > 0
+        if inside.any():
+            shades.append(float(np.median(lightness[inside])) / max(skin, 1e-6))
+    return max(shades) if shades else 1.0
+
+
 def lens_kind(image: np.ndarray, points: np.ndarray, source_width: float | None = None) -> str | None:
     """What a real photo's crop (uint8, mesh points in pixels) wears over its eyes: "dark" glasses
     (eyes read `SUNGLASSES_EYES` dark), "tinted" ones (partly dark: from `SUNGLASSES_EYES_TINTED`,
