@@ -1230,14 +1230,15 @@ UNDER_EYE_BAND = (0.08, 0.35)
 lashes, above the cheek, where a lens still covers."""
 UNDER_EYE_TINTED = 0.65
 """`under_eye_shade` at or below which the skin under both eyes reads as seen through tinted lenses.
-On session 39's LFW evaluation sheet, the three fakes of clear-glasses wearers drawn in tinted
-lenses read 0.47-0.55; of the 150 originals, 5 % read 0.72 or less (shadowed or dark-ringed eyes)."""
+Read as the search reads candidates (at the original's mesh) on session 39's evaluation sheets: the
+three LFW fakes of clear-glasses wearers drawn in tinted lenses 0.31-0.54, the fakes in clear
+frames 0.74-0.89; one CelebA fake under a cap's shadow, in no glasses, 0.41."""
 
 SUNGLASSES_EYES_FAINT = 0.45
 """`sunglasses_score` from which a fake in frames whose under-eye skin reads tinted
-(`UNDER_EYE_TINTED`) wears tinted lenses: on session 39's LFW sheet, the three such fakes of
-clear-glasses wearers read 0.55-0.62, below `SUNGLASSES_EYES_TINTED`, and the fakes in clear frames
-0.46 or less (their under-eye skin 0.87 or lighter)."""
+(`UNDER_EYE_TINTED`) wears tinted lenses. On the sheets above the tinted fakes read 0.52-0.66,
+below `SUNGLASSES_EYES_TINTED`, and fakes in clear frames up to 0.56 (the under-eye skin tells
+them apart); below 0.45 the eyes show light enough whatever the lenses."""
 
 
 def under_eye_shade(image: np.ndarray, points: np.ndarray) -> float:

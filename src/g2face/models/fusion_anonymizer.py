@@ -1117,7 +1117,7 @@ class FusionAnonymizer(nn.Module):
             # so there only a candidate whose frames read too counts as in tinted lenses (the rule
             # that reads originals, `wears_tinted_glasses`): two of 42 fakes of LFW's clear-glasses
             # wearers had such lenses in session 36. Fainter tints still showed (3 of LFW's 150
-            # evaluation fakes in session 39, at 0.55-0.62): in frames, from SUNGLASSES_EYES_FAINT
+            # evaluation fakes in session 39, at 0.52-0.66): in frames, from SUNGLASSES_EYES_FAINT
             # they count where the skin under the eyes is darkened too, as a lens darkens it and
             # dark eyes or make-up do not (`under_eye_shade`).
             darkened = [
