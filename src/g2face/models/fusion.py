@@ -370,26 +370,54 @@ EYELID_STRETCH_BELOW = 0.35
 skin a moving lid drags: from the lid to about the brow, and a little down the cheek."""
 
 
-def _lid_contours(points: np.ndarray, eye: int) -> tuple[list[int], list[int]]:
+def _lid_contours(eye: int) -> tuple[list[int], list[int]]:
     """An eye's upper and lower lid contours as mesh indices from its outer to its inner corner."""
     outer, inner = EYE_CORNERS[eye]
     pairs = EYELID_PAIRS[eye]
     return [outer, *(u for u, _ in pairs), inner], [outer, *(lo for _, lo in pairs), inner]
 
 
-def _in_frame(p: np.ndarray, frame: tuple) -> tuple[np.ndarray, np.ndarray]:
+EyeFrame = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""An eye's (origin, along, across) in a crop's pixels (`_eye_frame`)."""
+
+
+def _eye_frame(points: np.ndarray, eye: int) -> tuple[EyeFrame, float] | None:
+    """An eye's frame in a mesh [>= 468, 2] (pixels): (origin at its outer corner, unit vector
+    `along` to its inner corner, unit vector `across` from its upper lid towards its lower), and
+    its width between the corners; None for an eye under a pixel wide."""
+    outer, inner = EYE_CORNERS[eye]
+    upper, lower = _lid_contours(eye)
+    origin = points[outer, :2]
+    axis = points[inner, :2] - origin
+    width = float(np.linalg.norm(axis))
+    if width < 1.0:
+        return None
+    along = axis / width
+    across = np.array([-along[1], along[0]])
+    if np.dot(points[lower, :2].mean(0) - points[upper, :2].mean(0), across) < 0:
+        across = -across
+    return (origin, along, across), width
+
+
+def _in_frame(p: np.ndarray, frame: EyeFrame) -> tuple[np.ndarray, np.ndarray]:
     """Points [..., 2] as (u along an eye's corners' line, v across it) in an eye's frame
-    (origin, along, across)."""
+    (`_eye_frame`)."""
     origin, along, across = frame
     d = p - origin
     return d @ along, d @ across
 
 
-def _lid_in_frame(p: np.ndarray, frame: tuple) -> tuple[np.ndarray, np.ndarray]:
+def _lid_in_frame(p: np.ndarray, frame: EyeFrame) -> tuple[np.ndarray, np.ndarray]:
     """A lid contour [K, 2] as (u, v) in an eye's frame, sorted by u for `np.interp`."""
     u, v = _in_frame(p, frame)
     order = np.argsort(u)
     return u[order], v[order]
+
+
+def _stretch(v: np.ndarray, start: np.ndarray, end: np.ndarray, read_start, read_end) -> np.ndarray:
+    """Positions `v` in [start, end] mapped linearly onto [read_start, read_end] (an interval
+    shrunk to nothing maps onto its start)."""
+    return read_start + (v - start) * (read_end - read_start) / np.maximum(end - start, 1e-6)
 
 
 def close_eyelids(image: np.ndarray, points: np.ndarray, destination: np.ndarray) -> np.ndarray:
@@ -401,25 +429,14 @@ def close_eyelids(image: np.ndarray, points: np.ndarray, destination: np.ndarray
     over a triangulation of the moved points, whose triangles reaching from above a shut lid to the
     lower one kept reading the eye (80 % of a synthetic eye's dark opening stayed)."""
     size = image.shape[0]
-    map_x, map_y = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
-    changed = False
+    maps = None  # the backward map (x, y), made once an eye's lids move
     for eye in range(len(EYE_CORNERS)):
-        upper, lower = _lid_contours(points, eye)
+        upper, lower = _lid_contours(eye)
         lids = upper + lower
-        if np.allclose(points[lids, :2], destination[lids, :2]):
+        if np.allclose(points[lids, :2], destination[lids, :2]) or (found := _eye_frame(points, eye)) is None:
             continue
-        outer, inner = EYE_CORNERS[eye]
-        origin = points[outer, :2]
-        axis = points[inner, :2] - origin
-        width = float(np.linalg.norm(axis))
-        if width < 1.0:
-            continue
-        along = axis / width
-        across = np.array([-along[1], along[0]])
-        if np.dot(points[lower, :2].mean(0) - points[upper, :2].mean(0), across) < 0:
-            across = -across  # v grows from the upper lid towards the lower
-
-        frame = (origin, along, across)
+        frame, width = found
+        origin, along, across = frame
         src_up, src_low = (_lid_in_frame(points[lid, :2], frame) for lid in (upper, lower))
         dst_up, dst_low = (_lid_in_frame(destination[lid, :2], frame) for lid in (upper, lower))
         top = min(src_up[1].min(), dst_up[1].min()) - EYELID_STRETCH_ABOVE * width
@@ -441,22 +458,19 @@ def close_eyelids(image: np.ndarray, points: np.ndarray, destination: np.ndarray
         # linear through (top, upper lid, lower lid, bottom).
         read = v.copy()
         above = (v >= top) & (v <= d_up)
-        read[above] = top + (v[above] - top) * (s_up[above] - top) / np.maximum(d_up[above] - top, 1e-6)
+        read[above] = _stretch(v[above], top, d_up[above], top, s_up[above])
         between = (v > d_up) & (v <= d_low)
-        read[between] = s_up[between] + (v[between] - d_up[between]) * (
-            s_low[between] - s_up[between]
-        ) / np.maximum(d_low[between] - d_up[between], 1e-6)
+        read[between] = _stretch(v[between], d_up[between], d_low[between], s_up[between], s_low[between])
         below = (v > d_low) & (v <= bottom)
-        read[below] = s_low[below] + (v[below] - d_low[below]) * (bottom - s_low[below]) / np.maximum(
-            bottom - d_low[below], 1e-6
-        )
+        read[below] = _stretch(v[below], d_low[below], bottom, s_low[below], bottom)
         shift = read - v
-        map_x[y0:y1, x0:x1] += (shift * across[0]).astype(np.float32)
-        map_y[y0:y1, x0:x1] += (shift * across[1]).astype(np.float32)
-        changed = True
-    if not changed:
+        if maps is None:
+            maps = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
+        maps[0][y0:y1, x0:x1] += (shift * across[0]).astype(np.float32)
+        maps[1][y0:y1, x0:x1] += (shift * across[1]).astype(np.float32)
+    if maps is None:
         return image
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
 def _polygon_mask(points: np.ndarray, size: int) -> np.ndarray:
@@ -1254,16 +1268,10 @@ def under_eye_shade(image: np.ndarray, points: np.ndarray) -> float:
     near, far = UNDER_EYE_BAND
     shades = []
     for eye in range(len(EYE_CORNERS)):
-        upper, lower = _lid_contours(points, eye)
-        outer, inner = EYE_CORNERS[eye]
-        axis = points[inner, :2] - points[outer, :2]
-        width = float(np.linalg.norm(axis))
-        if width < 1.0:
+        if (found := _eye_frame(points, eye)) is None:
             continue
-        down = np.array([-axis[1], axis[0]]) / width
-        if np.dot(points[lower, :2].mean(0) - points[upper, :2].mean(0), down) < 0:
-            down = -down
-        lid = points[lower, :2]
+        (_, _, down), width = found
+        lid = points[_lid_contours(eye)[1], :2]
         band = np.concatenate([lid + near * width * down, (lid + far * width * down)[::-1]])
         inside = np.zeros(lightness.shape, np.uint8)  # the band curves with the lid: not a convex hull
         cv2.fillPoly(inside, [np.round(band).astype(np.int32)], 1)
