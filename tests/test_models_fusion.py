@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from g2face.align import blend_faces, estimate_similarity, face_mask, invert_affine
+from g2face.models import fusion
 from g2face.models.fusion import (
     CHIN_TEXTURE_EDGE,
     EYE_CORNERS,
@@ -1094,6 +1095,47 @@ def test_only_the_rendered_face_is_pasted_not_its_background_or_fringe():
     face = render_face_mask(hairy, points, skin_mask(points, hairy), settings)
     assert face[lock].mean() < 0.2
     assert face[beard].mean() > 0.9
+
+
+def test_a_lock_over_a_brows_end_and_an_eyes_corner_is_hair_but_the_brow_and_eye_are_face(monkeypatch):
+    """Hair that hangs into the hull at the side is followed past the brow's outer end and over the
+    eye's outer corner (the rings round brows and eyes are otherwise never taken for hair, and the
+    fake carried such a lock as a dark patch over the eye); the brow itself and the eye's opening
+    stay face, and nothing changes on the other side."""
+    points = _mean_face()
+    render = np.full((256, 256, 3), (40, 60, 90), np.uint8)
+    hull = cv2.convexHull(np.round(points[:NUM_MESH_POINTS]).astype(np.int32))
+    cv2.fillConvexPoly(render, hull, (200, 150, 125))
+    render = np.clip(render + np.random.default_rng(1).normal(0, 4, render.shape), 0, 255).astype(np.uint8)
+    brows = _features_mask(points, 256, ("brows",)) > 0
+    render[brows] = (60, 45, 35)
+    for ring in EYE_OPENINGS:
+        cv2.fillPoly(render, [np.round(points[list(ring)]).astype(np.int32)], (50, 40, 35))
+    left = points[:NUM_MESH_POINTS, 0].min()
+    start = (int(left) - 4, int(points[70, 1]) - 14)  # outside the hull, above the brow's end
+    end = tuple(np.round(points[33] + (-3, 3)).astype(int))  # at the eye's outer corner
+    lock = np.zeros((256, 256), np.uint8)
+    cv2.line(lock, start, end, 1, 9)
+    render[lock > 0] = (70, 45, 30)
+    openings = fusion.eyes_and_mouth_mask(points, 256)
+    inside = np.zeros((256, 256), np.uint8)
+    cv2.fillConvexPoly(inside, hull, 1)
+    rows, columns = np.indices((256, 256))
+    by_the_eye = np.hypot(columns - points[33, 0], rows - points[33, 1]) < 25
+    on_rings = (lock > 0) & ~brows & ~openings & (inside > 0) & by_the_eye
+    assert on_rings.sum() > 40
+    face = render_face_mask(render, points, skin_mask(points, render), FusionSettings())
+    assert face[on_rings].mean() < 0.3
+    brow_centre = np.round(points[list(KEEP_REGIONS["brows"][0])].mean(0)).astype(int)
+    assert face[brow_centre[1], brow_centre[0]] > 0.9
+    eye_centre = np.round(points[list(EYE_OPENINGS[0])].mean(0)).astype(int)
+    assert face[eye_centre[1], eye_centre[0]] > 0.9
+    other = np.round(points[list(KEEP_REGIONS["brows"][1])].mean(0)).astype(int)
+    assert face[other[1] - 6 : other[1] + 6, other[0] - 6 : other[0] + 6].mean() > 0.9
+    # not followed (reach 0), much of the lock stays face where it crosses the rings
+    monkeypatch.setattr(fusion, "HAIR_REACH", 0.0)
+    unfollowed = render_face_mask(render, points, skin_mask(points, render), FusionSettings())
+    assert unfollowed[on_rings].mean() > face[on_rings].mean() + 0.2
 
 
 def test_a_tilted_faces_eyes_are_face_not_fringe():

@@ -544,6 +544,25 @@ SIDE_BAND = 0.15
 many face widths of its mesh hull's edge and as far from its skin as `HAIR_DISTANCE` are hair or
 background hanging into the hull (a lock beside the cheek, the far side of a turned head), not face.
 Below the mouth they are left alone: a beard at the jaw belongs to the face."""
+HAIR_REACH = 0.08
+"""Face widths that hair found on a render's forehead or at its sides is followed, through pixels
+unlike its skin, into the rings around its brows and eyes that are otherwise never taken for hair
+(a brow or a lash line is as dark as a fringe). A lock falling past a brow's outer end or beside an
+eye corner stayed face, and the fake carried it as a dark patch over the eye (LFW, Serena
+Williams' key-A fake). The brows and the openings of the eyes and mouth are never entered."""
+
+
+def _follow_within(seed: np.ndarray, allowed: np.ndarray, reach: float) -> np.ndarray:
+    """uint8 mask `seed` grown through the `allowed` pixels (uint8) by at most `reach` pixels
+    (geodesic dilation, one pixel a step): what of `allowed` is connected to the seed nearby."""
+    step = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    grown = seed.copy()
+    for _ in range(max(0, int(round(reach)))):
+        wider = cv2.dilate(grown, step) & (allowed | seed)
+        if np.array_equal(wider, grown):
+            break
+        grown = wider
+    return grown
 
 
 def render_face_mask(
@@ -590,11 +609,18 @@ def render_face_mask(
     features = _features_mask(points, size, ("eyes", "mouth"))
     near_features = cv2.dilate(features, kernel, iterations=2)
     hair = (unlike_skin & ((forehead | side) > 0) & (hull > 0) & (near_features == 0)).astype(np.uint8)
-    # Opened (a stray dark pixel or a wrinkle is not a fringe), then grown and softened.
+    # Opened (a stray dark pixel or a wrinkle is not a fringe), followed into the features' rings,
+    # then grown and softened.
     small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    hair = cv2.dilate(cv2.morphologyEx(hair, cv2.MORPH_OPEN, small), kernel, iterations=2)
+    hair = cv2.morphologyEx(hair, cv2.MORPH_OPEN, small)
+    # (the eyes' openings, not their lids: a lock over an eye's outer corner lies on the lids)
+    openings = eyes_and_mouth_mask(points, size)
+    own_features = _features_mask(points, size, ("brows",)) | openings
+    followed = (unlike_skin & (hull > 0) & (own_features == 0)).astype(np.uint8)
+    hair = _follow_within(hair, followed, HAIR_REACH * width)
+    hair = cv2.dilate(hair, kernel, iterations=2)
     hair = cv2.GaussianBlur(hair.astype(np.float32), (0, 0), max(1.0, 0.02 * width))
-    hair *= 1 - features  # grown back over an eye or the lips: still not hair
+    hair *= 1 - openings  # grown back over an eye or the lips: still not hair
     return (face * (1 - np.clip(hair, 0, 1))).astype(np.float32)
 
 
