@@ -1138,6 +1138,41 @@ def test_a_lock_over_a_brows_end_and_an_eyes_corner_is_hair_but_the_brow_and_eye
     assert unfollowed[on_rings].mean() > face[on_rings].mean() + 0.2
 
 
+def test_limit_highlights_keeps_the_fakes_skin_under_the_originals_lightest():
+    """A render highlight brighter than any of the original's skin is eased under the original's
+    ceiling with its colour kept; darker skin, the eyes' openings and what lies outside the region
+    are untouched."""
+    points = _mean_face()
+    size = 256
+    rng = np.random.default_rng(2)
+    hull = cv2.convexHull(np.round(points[:NUM_MESH_POINTS]).astype(np.int32))
+    inside = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(inside, hull, 1)
+    original = np.full((size, size, 3), (90, 110, 140), np.uint8)
+    original[inside > 0] = (215, 170, 140)
+    original = np.clip(original + rng.normal(0, 3, original.shape), 0, 255).astype(np.uint8)
+    fake = original.copy()
+    nose = np.round(points[4]).astype(int)
+    cv2.circle(fake, (int(nose[0]), int(nose[1])), 10, (250, 235, 225), -1)  # a render's shine
+    eye = np.round(points[list(fusion.EYE_OPENINGS[0])]).astype(np.int32)
+    cv2.fillPoly(fake, [eye], (250, 250, 250))  # the sclera is lighter than skin and stays
+    region = inside.astype(np.float32)
+    bare = fusion.bare_skin(original, skin_mask(points, original))
+    out = fusion.limit_highlights(fake, original, bare, points, region)
+    lab_in, lab_out = (cv2.cvtColor(x, cv2.COLOR_RGB2LAB).astype(float) for x in (fake, out))
+    ceiling = np.quantile(cv2.cvtColor(original, cv2.COLOR_RGB2LAB)[..., 0][bare & (inside > 0)], 0.995)
+    shine = np.zeros((size, size), bool)
+    cv2.circle(shine.view(np.uint8), (int(nose[0]), int(nose[1])), 8, 1, -1)
+    assert lab_in[shine, 0].mean() > ceiling + 10
+    assert lab_out[shine, 0].max() <= ceiling + 1.5
+    assert np.abs(lab_out[shine, 1:] - lab_in[shine, 1:]).mean() < 3  # its colour kept
+    eye_mask = fusion.eyes_and_mouth_mask(points, size)
+    assert np.array_equal(out[eye_mask], fake[eye_mask])
+    assert np.array_equal(out[inside == 0], fake[inside == 0])
+    plain = (inside > 0) & ~shine & ~eye_mask & (lab_in[..., 0] < np.quantile(lab_in[inside > 0, 0], 0.5))
+    assert np.array_equal(out[plain], fake[plain])
+
+
 def test_a_tilted_faces_eyes_are_face_not_fringe():
     """A head tilted 20° in the crop has one brow well above the other: the forehead is what lies
     above the line through both brows, so the higher side's eye (dark, like hair) stays face."""

@@ -233,6 +233,12 @@ class FusionSettings:
     beside it (`match_seam`): the colour transfer matches the skin as a whole and its low
     frequencies, not the edge, and on brightly lit or airbrushed photos a pale or dark band ran
     down the face's side."""
+    limit_highlights: bool = True
+    """The fake's skin no lighter than the original's lightest (`limit_highlights`): its lightness
+    above the original's bare skin's 90th percentile eased to at most its 99.5th. The colour
+    transfer adds the original's light to the render's own shading, and on a brightly lit photo
+    the render's highlights then came out above anything the photo's skin shows, clipped in RGB to
+    white patches over the nose, under the eyes and on the cheeks (wild/photos/group_t1.jpg)."""
     fill_texture: float = 1.0
     """When the whole region is replaced (`render_only` False), how much of the original's fine
     skin texture (pores, wrinkles; clipped to the skin's own range, none on its hair or background)
@@ -814,6 +820,46 @@ def match_cheek_tone(
         spread = cv2.GaussianBlur(cheek_r.astype(np.float32), (0, 0), sigma)
         shift += (spread / spread[cheek_r].mean())[..., None] * delta
     return _shift_lab(coloured, lab_c, shift * region[..., None])
+
+
+HIGHLIGHT_QUANTILES = (0.9, 0.995)
+"""`limit_highlights`: the original's bare-skin lightness quantile where easing starts (the knee)
+and the one the fake's skin approaches and never exceeds (the ceiling)."""
+HIGHLIGHT_MIN_RANGE = 3.0
+"""Smallest distance (OpenCV's 8-bit L*) between the knee and the ceiling: a flat-lit skin's
+quantiles lie close together, and a ceiling at the knee would flatten the fake's shading."""
+
+
+def limit_highlights(
+    coloured: np.ndarray,
+    original: np.ndarray,
+    original_bare: np.ndarray,
+    points: np.ndarray,
+    region: np.ndarray,
+) -> np.ndarray:
+    """uint8 RGB `coloured` (the recoloured render, its mesh `points` in pixels) with its lightness
+    inside `region` kept under the original's: read over the original's bare skin in the region
+    (`bare_skin`, highlights included), L* above the `HIGHLIGHT_QUANTILES` knee is eased
+    (tanh) towards the ceiling, colour (a*, b*) kept, so a highlight stays a highlight of the
+    photo's light and is not clipped to white. The eyes' and mouth's openings (sclera, teeth) are
+    left alone."""
+    size = original.shape[0]
+    support = original_bare & (region > 0.5)
+    if support.sum() < 16:
+        return coloured
+    lightness = cv2.cvtColor(original, cv2.COLOR_RGB2LAB)[..., 0][support].astype(np.float32)
+    knee, ceiling = np.quantile(lightness, HIGHLIGHT_QUANTILES)
+    ceiling = max(float(ceiling), float(knee) + HIGHLIGHT_MIN_RANGE)
+    lab = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB).astype(np.float32)
+    over = lab[..., 0] - knee
+    if not (over > 0).any():
+        return coloured
+    room = ceiling - knee
+    eased = np.where(over > 0, knee + room * np.tanh(np.maximum(over, 0) / room), lab[..., 0])
+    weight = region * (1 - eyes_and_mouth_mask(points, size))
+    shift = np.zeros_like(lab)
+    shift[..., 0] = (eased - lab[..., 0]) * weight
+    return _shift_lab(coloured, lab, shift)
 
 
 def _shift_lab(coloured: np.ndarray, lab: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -1860,6 +1906,15 @@ def fuse_face(
             )
         if not settings.render_only:  # the whole fake layer, face and fill, came back corrected
             fill = coloured
+    if settings.limit_highlights:
+        # last, as the seam's shift may lighten the edge
+        bare = bare_skin(original, original_skin) if original_bare is None else original_bare
+        limited = limit_highlights(
+            np.clip(np.rint(coloured), 0, 255).astype(np.uint8), original, bare, moved, region
+        )
+        if fill is coloured:  # the whole fake layer
+            fill = limited
+        coloured = limited
     face = face[..., None]
     coloured = np.clip(np.rint(coloured * face + fill * (1 - face)), 0, 255).astype(np.uint8)
     alpha = region[..., None]
