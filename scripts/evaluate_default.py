@@ -290,6 +290,9 @@ def main() -> None:
         for r, difference in zip(rows, comparison.ita_difference, strict=True):
             # per face, for paired comparisons of skin-tone changes (None: no skin tone read)
             r["ita_difference"] = None if np.isnan(difference) else float(difference)
+    if comparison.face_ita_difference is not None:
+        for r, difference in zip(rows, comparison.face_ita_difference, strict=True):
+            r["face_ita_difference"] = None if np.isnan(difference) else float(difference)
     agree, kept = comparison.gender_kept_where_estimators_agree()
     results["attributes"]["originals_gender_estimators_agree"] = agree
     for name, value in kept.items():

@@ -175,3 +175,49 @@ def test_gender_kept_is_also_given_where_the_original_is_clear_to_each_estimator
     assert comparison.gender_kept_among(np.array([True, False, False, True]))["a"] == pytest.approx(0.5)
     assert comparison.gender_kept_among(np.array([True, False, False, False]))["a"] == pytest.approx(1.0)
     assert np.isnan(comparison.gender_kept_among(np.zeros(4, bool))["a"])
+
+
+def test_whole_face_skin_tone_sees_what_the_cheeks_alone_miss():
+    """Two faces with the same cheeks, one with a much lighter forehead, nose and chin: the cheeks'
+    ITA reads them alike, the whole face's does not; a uniformly darker face reads darker."""
+    from importlib import resources
+
+    import cv2
+    from safetensors.numpy import load_file
+
+    from g2face.evaluation.attributes import compare_attributes, face_skin_tones, skin_tones
+    from g2face.priors.base import Geometry
+    from g2face.priors.skin_tone import cheek_mask
+
+    basis = load_file(str(resources.files("g2face") / "assets" / "mediapipe_shape_basis.safetensors"))
+    mesh = basis["mean"].reshape(468, 3)[:, :2].astype(np.float64)
+    unit = np.stack([0.5 + 8 * mesh[:, 0] / 256, 0.5 - 8 * mesh[:, 1] / 256], 1)
+
+    class MeanFace:
+        name, shape_dim, expression_dim = "mean-face", 1, 1
+
+        def __call__(self, crops):
+            b = len(crops)
+            landmarks = torch.from_numpy(np.concatenate([unit, np.zeros((468, 1))], 1)).float()
+            return Geometry(
+                torch.zeros(b, 1), torch.zeros(b, 1), torch.zeros(b, 3), landmarks.expand(b, -1, -1)
+            )
+
+    def face(skin, rest=None):
+        image = np.full((256, 256, 3), (30, 40, 60), np.uint8)
+        hull = cv2.convexHull(np.round(unit * 256 - 0.5).astype(np.int32))
+        cv2.fillConvexPoly(image, hull, rest or skin)
+        image[cheek_mask(256, unit)] = skin
+        noise = np.random.default_rng(0).normal(0, 2, image.shape)
+        return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+    crops = [face((200, 150, 120)), face((200, 150, 120), (245, 215, 200)), face((110, 75, 55))]
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    cheeks, whole = skin_tones(MeanFace(), x), face_skin_tones(MeanFace(), x)
+    assert abs(cheeks[0] - cheeks[1]) < 1
+    assert whole[1] - whole[0] > 10
+    assert whole[2] < whole[0] - 20
+    comparison = compare_attributes(x[[0, 0]], x[[1, 2]], [], MeanFace())
+    summary = comparison.summary()
+    assert summary["face_ita_faces"] == 2 and summary["face_ita_over_10"] == pytest.approx(1.0)
+    assert summary["face_ita_difference"] > summary["ita_difference"] / 2

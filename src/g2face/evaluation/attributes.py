@@ -2,7 +2,8 @@
 
 Originals and anonymized faces are compared crop to crop (G2Face crops, [B, 3, S, S] in [-1, 1]):
 gender kept per estimator (both sides on the same side of p(male) = 0.5), absolute age difference
-per estimator, and the absolute difference of the cheeks' Individual Typology Angle. Measure with
+per estimator, and the absolute difference of the Individual Typology Angle of the cheeks and of
+the whole bare face skin. Measure with
 an estimator the anonymizer did not use to choose its dummies (`wrn-imdbwiki`), or the figure is
 white-box; `dlib-cydral` is reported beside it.
 """
@@ -12,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
+from g2face.models.fusion import skin_mask
 from g2face.priors.attributes import AttributeEstimator, Attributes
 from g2face.priors.base import GeometryEncoder
-from g2face.priors.skin_tone import skin_tone_ita
+from g2face.priors.skin_tone import MIN_CHROMA, ita_degrees, skin_tone_ita
 
 
 def to_uint8_images(crops: Tensor) -> np.ndarray:
@@ -50,6 +53,40 @@ def skin_tones(geometry: GeometryEncoder, crops: Tensor, batch_size: int = 32) -
     return np.array([skin_tone_ita(image, points) for image, points in zip(images, landmarks, strict=True)])
 
 
+@torch.no_grad()
+def face_skin_tones(geometry: GeometryEncoder, crops: Tensor, batch_size: int = 32) -> np.ndarray:
+    """ITA (degrees) of each crop's whole bare face skin [N] (forehead, nose, cheeks and chin: the
+    mesh hull without eyes, brows and mouth, lightness-trimmed, `fusion.skin_mask`), read at each
+    crop's own mesh; NaN for a greyscale crop or where too little skin shows. The cheeks' ITA
+    (`skin_tones`) is what the default's fusion sets directly (`match_cheek_tone`); this one reads
+    the rest of the face too, where a fake's own tone, shading and highlights show."""
+    images = to_uint8_images(crops)
+    landmarks = torch.cat(
+        [
+            geometry(crops[i : i + batch_size]).landmarks.float().cpu()
+            for i in range(0, len(crops), batch_size)
+        ]
+    ).numpy()
+    tones = []
+    for image, points in zip(images, landmarks, strict=True):
+        skin = skin_mask(points[:, :2] * image.shape[0] - 0.5, image)
+        if skin.sum() < 16:
+            tones.append(float("nan"))
+            continue
+        lightness, a_star, b_star = cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[
+            skin
+        ].mean(0)
+        colourless = np.hypot(a_star, b_star) < MIN_CHROMA
+        tones.append(float("nan") if colourless else ita_degrees(float(lightness), float(b_star)))
+    return np.array(tones)
+
+
+FACE_ITA_FAR = 10.0
+"""Degrees of whole-face ITA difference from which a fake's skin tone is counted as clearly off
+(`AttributeComparison.summary`'s `face_ita_over_10`): ITA's classes (very light, light,
+intermediate, tan, brown, dark) are 12-20 degrees wide."""
+
+
 CLEAR_GENDER_MARGIN = 0.15
 """How far from P(male) = 0.5 an estimator must read an original for its apparent gender to count as
 clear to that estimator (`AttributeComparison.gender_kept_where_clear`)."""
@@ -66,6 +103,9 @@ class AttributeComparison:
     ita_difference: np.ndarray | None
     """|ITA(original) - ITA(anonymized)| in degrees [N] (NaN where either is a greyscale photo), or
     None when no geometry prior was given."""
+    face_ita_difference: np.ndarray | None = None
+    """|ITA(original) - ITA(anonymized)| of the whole bare face skin (`face_skin_tones`) [N], NaN
+    where either has none; None without a geometry prior."""
     estimates: dict[str, tuple[Attributes, Attributes]] = field(default_factory=dict)
     """estimator name -> its estimates of the originals and of the anonymized faces."""
 
@@ -111,6 +151,11 @@ class AttributeComparison:
             toned = self.ita_difference[~np.isnan(self.ita_difference)]
             out["ita_difference"] = float(toned.mean()) if len(toned) else float("nan")
             out["ita_faces"] = len(toned)
+        if self.face_ita_difference is not None:
+            toned = self.face_ita_difference[~np.isnan(self.face_ita_difference)]
+            out["face_ita_difference"] = float(toned.mean()) if len(toned) else float("nan")
+            out["face_ita_over_10"] = float((toned >= FACE_ITA_FAR).mean()) if len(toned) else float("nan")
+            out["face_ita_faces"] = len(toned)
         return out
 
 
@@ -135,13 +180,21 @@ def compare_attributes(
         estimates[estimator.name] = (before, after)
         gender_kept[estimator.name] = (before.male == after.male).numpy()
         age_error[estimator.name] = (before.age - after.age).abs().numpy()
-    ita = None
+    ita = face_ita = None
     if geometry is not None:
         ita = np.abs(
             skin_tones(geometry, originals, batch_size) - skin_tones(geometry, anonymized, batch_size)
         )
+        face_ita = np.abs(
+            face_skin_tones(geometry, originals, batch_size)
+            - face_skin_tones(geometry, anonymized, batch_size)
+        )
     return AttributeComparison(
-        gender_kept=gender_kept, age_error=age_error, ita_difference=ita, estimates=estimates
+        gender_kept=gender_kept,
+        age_error=age_error,
+        ita_difference=ita,
+        face_ita_difference=face_ita,
+        estimates=estimates,
     )
 
 
