@@ -3,9 +3,8 @@
 Originals and anonymized faces are compared crop to crop (G2Face crops, [B, 3, S, S] in [-1, 1]):
 gender kept per estimator (both sides on the same side of p(male) = 0.5), absolute age difference
 per estimator, and the absolute difference of the Individual Typology Angle of the cheeks and of
-the whole bare face skin. Measure with
-an estimator the anonymizer did not use to choose its dummies (`wrn-imdbwiki`), or the figure is
-white-box; `dlib-cydral` is reported beside it.
+the whole bare face skin. Measure with an estimator the anonymizer did not use to choose its
+dummies (`wrn-imdbwiki`), or the figure is white-box; `dlib-cydral` is reported beside it.
 """
 
 from __future__ import annotations
