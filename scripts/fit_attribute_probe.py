@@ -5,10 +5,11 @@ before any rendering (DESIGN.md §6; issue 19).
 
 Faces are measured with the dlib-cydral estimator (the one the anonymizer also uses to check its
 candidates), for glasses `glasses_score` on the render's own MediaPipe mesh (>= GLASSES_EDGE) and
-for facial hair `facial_hair_score` (>= FACIAL_HAIR_EDGE), for skin tone the cheek ITA
-(`skin_tone_ita`) on the render's own mesh; ridge regression identity → (gender logit, age,
-glasses 0/1, facial hair 0/1, skin tone in degrees). `--rows` refits only some of the rows and keeps the
-file's others (a probe without the later rows gets them). Which faces (`--renders`):
+for facial hair `facial_hair_score` (>= FACIAL_HAIR_EDGE), for skin tone the tone its dlib
+descriptor reads (`readers.descriptor_tone`, as the search reads the original's); ridge regression
+identity → (gender logit, age, glasses 0/1, facial hair 0/1, skin tone in degrees). `--rows`
+refits only some of the rows and keeps the file's others (a probe without the later rows gets
+them). Which faces (`--renders`):
 * `bank`: every bank sample rendered again from its w, with its SFace identity;
 * `dummies`: what the anonymizer ranks: one keyed dummy per bank sample (f_dummy of a seeded z, the
   seed being the sample's index) rendered by the model's GIE at that sample's expression and pose
@@ -33,12 +34,13 @@ from tqdm import tqdm
 from g2face.models.checkpoints import add_fusion_tensors, load_fusion_model
 from g2face.models.fusion import FACIAL_HAIR_EDGE, GLASSES_EDGE, facial_hair_score, glasses_score
 from g2face.models.fusion_anonymizer import PROBE_KEYS, PROBE_ROWS, FusionAnonymizer
+from g2face.models.readers import descriptor_tone
 from g2face.models.zoo import load_model
 from g2face.priors.attributes import DlibAgeGenderEstimator
 from g2face.priors.base import Geometry
+from g2face.priors.dlib_face import DlibFaceEncoder
 from g2face.priors.mediapipe_geometry import MediaPipeGeometry
 from g2face.priors.mobilestylegan import load_mobilestylegan
-from g2face.priors.skin_tone import skin_tone_ita
 from g2face.training.sources import broadcast_w
 from g2face.training.stages import load_bank
 
@@ -85,6 +87,7 @@ def main() -> None:
     else:
         generator = load_mobilestylegan()
     estimator = DlibAgeGenderEstimator(crop_size=generator.output_resolution)
+    dlib = DlibFaceEncoder(crop_size=generator.output_resolution)
     mesh = MediaPipeGeometry()
     males, ages, glasses, hair, tones, identities = [], [], [], [], [], []
     for start in tqdm(range(0, len(bank["w"]), args.batch), desc="render + estimate", unit="batch"):
@@ -113,7 +116,7 @@ def main() -> None:
                 for im, p in zip(images, points, strict=True)
             ]
         )
-        tones.append([skin_tone_ita(im, p / size) for im, p in zip(images, points + 0.5, strict=True)])
+        tones.append([descriptor_tone(d) for d in dlib(faces).numpy()])
         identities.append(identity.numpy())
     male = np.clip(np.concatenate(males), 1e-3, 1 - 1e-3)
     tone = np.concatenate(tones)
@@ -146,7 +149,7 @@ def main() -> None:
         f"held-out: gender agreement {gender_agree:.3f}, age error {age_error:.1f} years, age correlation "
         f"{age_corr:.2f}, glasses AUC {glasses_auc:.3f}, facial hair AUC {hair_auc:.3f} ({len(x) - n_train} "
         f"samples; share male {share_male:.2f}, age {age_mean:.1f} ± {age_std:.1f}, glasses "
-        f"{targets[:, 2].mean():.3f}, facial hair {targets[:, 3].mean():.3f}); skin tone (cheek ITA) "
+        f"{targets[:, 2].mean():.3f}, facial hair {targets[:, 3].mean():.3f}); skin tone (descriptor) "
         f"correlation {tone_corr:.2f}, error {tone_error:.1f}° (ITA {tone.mean():.1f} ± {tone.std():.1f}°)"
     )
     if args.dry_run:

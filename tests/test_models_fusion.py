@@ -1318,17 +1318,20 @@ def test_the_probe_ranks_the_keyed_pool_by_predicted_attributes_glasses_included
 
 @torch.no_grad()
 def test_a_skin_tone_row_ranks_the_pool_by_the_renders_tone_only_when_weighted():
-    """A fifth probe row (the raw render's cheek ITA) puts dummies of the original's skin tone first
-    when `skin_tone_weight` > 0, steers them to it, and changes nothing at 0."""
+    """A fifth probe row (the raw render's tone as its dlib descriptor reads it) puts dummies of the
+    original's skin tone first when `skin_tone_weight` > 0, steers them to it, and changes nothing
+    at 0. The target is the tone read from the original's descriptor, not its photo's cheeks (which
+    follow the photo's light)."""
 
-    def identities(seeds, dtype):  # [male logit, age, glasses, facial hair, ITA]
+    def identities(seeds, dtype):  # [male logit, age, glasses, facial hair, tone]
         return torch.tensor([[5.0, 40.0, 0.0, 0.0, 10.0 + 40.0 * (s % 2)] for s in seeds], dtype=dtype)
 
     probe = torch.nn.Linear(5, 5)
     with torch.no_grad():
         probe.weight.copy_(torch.eye(5))
         probe.bias.zero_()
-    dark = (0.99, 40.0, None, None, 12.0)  # a dark-skinned original (low ITA)
+    # a dark-skinned original in bright light: its cheeks read light, its descriptor dark
+    dark = ApparentAttributes(0.99, 40.0, None, None, 55.0, descriptor_tone=12.0)
     anonymizer = SimpleNamespace(
         candidates=CandidateSettings(count=2, max_rounds=2, skin_tone_weight=0.01),
         attribute_probe=probe,
@@ -1337,8 +1340,15 @@ def test_a_skin_tone_row_ranks_the_pool_by_the_renders_tone_only_when_weighted()
     order = FusionAnonymizer._candidate_order(anonymizer, 1234, dark, torch.float32)
     tones = identities([candidate_seed(1234, k) for k in order], torch.float32)[:, 4]
     assert len(order) == 4 and bool(tones.eq(10.0).all())
-    light = FusionAnonymizer._candidate_order(anonymizer, 1234, (0.99, 40.0, None, None, 55.0), torch.float32)
-    assert bool(identities([candidate_seed(1234, k) for k in light], torch.float32)[:, 4].eq(50.0).all())
+    light = ApparentAttributes(0.99, 40.0, None, None, 5.0, descriptor_tone=55.0)
+    light_order = FusionAnonymizer._candidate_order(anonymizer, 1234, light, torch.float32)
+    assert bool(
+        identities([candidate_seed(1234, k) for k in light_order], torch.float32)[:, 4].eq(50.0).all()
+    )
+    # no descriptor tone (no dlib judge): the cheeks' photo ITA does not rank the pool
+    unread = ApparentAttributes(0.99, 40.0, None, None, 12.0)
+    unweighted_order = FusionAnonymizer._candidate_order(anonymizer, 1234, dark[:4], torch.float32)
+    assert FusionAnonymizer._candidate_order(anonymizer, 1234, unread, torch.float32) == unweighted_order
     anonymizer.candidates = CandidateSettings(count=2, max_rounds=2, steer=1.0, skin_tone_weight=0.01)
     steered = FusionAnonymizer.steer_dummies(anonymizer, identities([1, 2], torch.float32), dark)
     assert torch.allclose(steered[:, 4], torch.tensor([12.0, 12.0]), atol=1e-4)

@@ -133,3 +133,17 @@ def test_the_fixed_chip_stands_in_for_dlibs_own_alignment(portraits, encoder):
         box = max(detector(crop, 1), key=lambda r: r.area())
         reference = np.array(recogniser.compute_face_descriptor(crop, predictor(crop, box)))
         assert np.linalg.norm(reference - own) < SAME_PERSON_DISTANCE / 2
+
+
+def test_the_tone_reader_reads_skin_tone_from_the_descriptor(portraits, encoder):
+    """The shipped skin-tone reader (`readers.descriptor_tone`, fitted on LFW and CelebA photos by
+    `scripts/fit_tone_reader.py`) reads Obama's descriptor as darker-skinned than Biden's and the
+    astronaut's, and as the same tone when his photo is darkened (what a photo's ITA cannot do)."""
+    from g2face.models.readers import descriptor_tone
+
+    dim = (portraits[0].astype(np.float32) * 0.6).astype(np.uint8)  # the same photo, underexposed
+    with torch.no_grad():
+        tones = [descriptor_tone(e) for e in encoder(_tensor([*portraits, dim])).numpy()]
+    obama, biden, _, astronaut, dimmed = tones
+    assert obama < biden - 10 and obama < astronaut - 10
+    assert abs(dimmed - obama) < 8

@@ -60,7 +60,7 @@ from g2face.models.fusion import (
     upper_lip_box,
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
-from g2face.models.readers import candidate_glasses, original_bare_chin, original_glasses
+from g2face.models.readers import candidate_glasses, descriptor_tone, original_bare_chin, original_glasses
 from g2face.nn.crops import at_source_resolution, crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
 from g2face.priors.attributes import AttributeEstimator
@@ -129,11 +129,13 @@ class CandidateSettings:
     the original surely has a moustache or beard (`original_facial_hair`); a clean-shaven
     original's pool is not ranked away from it (`probe_targets` says why)."""
     skin_tone_weight: float = 0.0
-    """With a probe that predicts the render's skin tone: penalty per degree of |predicted cheek ITA
-    - the original's| when the keyed pool is ranked (and the tone a steered dummy is moved to), so
-    a dark-skinned original's dummies are drawn among dark-skinned renders: the colour transfer
-    matches the tone, but the face's features come with the dummy. 0: neither ranked nor steered
-    by it."""
+    """With a probe that predicts the render's skin tone and dlib as the second judge: penalty per
+    degree of |predicted tone - the original's| when the keyed pool is ranked (and the tone a
+    steered dummy is moved to), so a dark-skinned original's dummies are drawn among dark-skinned
+    renders: the colour transfer matches the tone, but the face's features come with the dummy
+    (Serena Williams' and Colin Powell's fakes read as another ancestry). Both tones are read from
+    dlib's descriptor (`readers.descriptor_tone`), the original's photo ITA following its light.
+    0: neither ranked nor steered by it."""
     age_stretch: float = 0.0
     """The probe's age target (for ranking the pool and steering) is the original's apparent age
     moved this fraction further from `AGE_PIVOT` (`probe_age_target`). Fused fakes come out
@@ -294,6 +296,10 @@ class ApparentAttributes(NamedTuple):
     upper_lip_score: float | None = None
     """The original's `facial_hair_score`: a fake of a clean-shaven face whose own exceeds it by
     `FACIAL_HAIR_GAIN_EDGE` has grown a moustache."""
+    descriptor_tone: float | None = None
+    """The skin tone read from the original's dlib descriptor (`readers.descriptor_tone`, degrees
+    of whole-face ITA under ordinary light), what the probe's skin-tone row aims dummies at; None
+    without dlib as the second judge."""
 
 
 def cheek_tone(crop: np.ndarray, unit_points: np.ndarray) -> float | None:
@@ -415,8 +421,9 @@ GENDER_PROBE_KEYS = ("gender_probe.weight", "gender_probe.bias")
 (`priors.attributes.ProbedGenderEstimator`)."""
 PROBE_ROWS = ("gender", "age", "glasses", "facial_hair", "skin_tone")
 """The probe's outputs, in order: gender logit, age in years, glasses and facial hair (0/1
-regressed), and the cheek ITA in degrees of the render before any colour transfer (the dummy's own
-skin tone, which goes with its apparent ancestry). A probe may have only the first two to four."""
+regressed), and the skin tone of the render before any colour transfer as its dlib descriptor reads
+it (`readers.descriptor_tone`: the dummy's own skin tone, which goes with its apparent ancestry).
+A probe may have only the first two to four."""
 SKIN_TONE_ROW = PROBE_ROWS.index("skin_tone")
 
 PROBE_POOL = 64
@@ -465,8 +472,9 @@ def probe_targets(
         targets[2] = float(reference.glasses)
     if reference.facial_hair:
         targets[3] = 1.0
-    if skin_tone and reference.skin_tone is not None:
-        targets[SKIN_TONE_ROW] = reference.skin_tone
+    if skin_tone and reference.descriptor_tone is not None:
+        # the tone read from the descriptor, not the photo's cheeks: those follow its light
+        targets[SKIN_TONE_ROW] = reference.descriptor_tone
     return {row: t for row, t in targets.items() if row < rows}
 
 
@@ -1238,8 +1246,9 @@ class FusionAnonymizer(nn.Module):
                     # grain far more often than hair (as `original_facial_hair` reads the lip)
                     float(p) < 0.5 or original_bare_chin(o, q),
                     lip,
+                    d,
                 )
-                for p, a, o, q, k, t, w, lip in zip(
+                for p, a, o, q, k, t, w, lip, d in zip(
                     found.male_probability,
                     found.age,
                     originals,
@@ -1248,6 +1257,7 @@ class FusionAnonymizer(nn.Module):
                     tones,
                     widths,
                     [facial_hair_score(o, q) for o, q in zip(originals, original_points, strict=True)],
+                    self._descriptor_tones(second_embeddings),
                     strict=True,
                 )
             ]
@@ -1364,6 +1374,20 @@ class FusionAnonymizer(nn.Module):
                 break
         return tensor_to_crops(best[1])[0], best[3], best[2]
 
+    def _descriptor_tones(self, second_embeddings) -> list[float | None]:
+        """Each original's skin tone read from its dlib descriptor (`readers.descriptor_tone`), where
+        the search has dlib as its second judge and the probe a skin-tone row to aim with."""
+        wanted = (
+            self.candidates.second_judge == "dlib-resnet"
+            and self.candidates.skin_tone_weight > 0
+            and self.attribute_probe is not None
+            and len(self.attribute_probe.weight) > SKIN_TONE_ROW
+        )
+        return [
+            descriptor_tone(e.float().cpu().numpy()) if wanted and e is not None else None
+            for e in second_embeddings
+        ]
+
     def _attribute_report(
         self,
         reference,
@@ -1387,6 +1411,7 @@ class FusionAnonymizer(nn.Module):
                 "sunglasses_kept": sunglasses,
                 "sunglasses_tinted": tinted,
                 "skin_tone_ita": _rounded(reference.skin_tone),
+                "skin_tone_read": _rounded(reference.descriptor_tone),
             },
             "anonymized": {
                 "male_probability": round(score.male_probability, 3),

@@ -37,6 +37,7 @@ from g2face.models.fusion import (
 
 GLASSES_READER_FILE = "glasses_reader.safetensors"
 CHIN_HAIR_READER_FILE = "chin_hair_reader.safetensors"
+TONE_READER_FILE = "tone_reader.safetensors"
 """The fitted readers in `g2face/assets`: `mean`, `scale` (feature standardisation), `weight`, `bias`."""
 
 EYE_BAND_SIZE = (128, 64)
@@ -128,10 +129,13 @@ class LinearReader:
         """A reader shipped in `g2face/assets`."""
         return cls.from_file(resources.files("g2face") / "assets" / name)
 
-    def probability(self, features: np.ndarray) -> float:
+    def value(self, features: np.ndarray) -> float:
+        """The linear reading itself (a regression's output, a classifier's logit)."""
         standardised = ((features - self.mean) / self.scale).astype(np.float64)
-        logit = float(standardised @ self.weight.astype(np.float64)) + self.bias
-        return float(1 / (1 + np.exp(-np.clip(logit, -60, 60))))
+        return float(standardised @ self.weight.astype(np.float64)) + self.bias
+
+    def probability(self, features: np.ndarray) -> float:
+        return float(1 / (1 + np.exp(-np.clip(self.value(features), -60, 60))))
 
 
 @lru_cache(maxsize=1)
@@ -144,6 +148,21 @@ def glasses_reader() -> LinearReader:
 def chin_hair_reader() -> LinearReader:
     """The shipped chin reader (of `chin_features`), loaded once."""
     return LinearReader.shipped(CHIN_HAIR_READER_FILE)
+
+
+@lru_cache(maxsize=1)
+def tone_reader() -> LinearReader:
+    """The shipped skin-tone reader (of dlib's descriptor), loaded once."""
+    return LinearReader.shipped(TONE_READER_FILE)
+
+
+def descriptor_tone(descriptor: np.ndarray) -> float:
+    """A face's skin tone read from its dlib descriptor (the L2-normalised 128-d embedding of
+    `priors.dlib_face.DlibFaceEncoder`), in degrees of whole-face ITA as a photo under ordinary
+    light would show it (`scripts/fit_tone_reader.py`): the photo's own ITA follows its light and
+    white balance as much as the skin; the descriptor is trained to ignore light. Read the same way
+    on originals and on renders, so a dummy can be drawn towards an original's tone."""
+    return tone_reader().value(np.asarray(descriptor, dtype=np.float64))
 
 
 GLASSES_SURE_PROBABILITY = 0.8
