@@ -1352,6 +1352,12 @@ def test_a_skin_tone_row_ranks_the_pool_by_the_renders_tone_only_when_weighted()
     anonymizer.candidates = CandidateSettings(count=2, max_rounds=2, steer=1.0, skin_tone_weight=0.01)
     steered = FusionAnonymizer.steer_dummies(anonymizer, identities([1, 2], torch.float32), dark)
     assert torch.allclose(steered[:, 4], torch.tensor([12.0, 12.0]), atol=1e-4)
+    # with a tolerance, a dummy within it keeps its tone and one beyond is brought to the band's edge
+    anonymizer.candidates = CandidateSettings(
+        count=2, max_rounds=2, steer=1.0, skin_tone_weight=0.01, skin_tone_tolerance=5.0
+    )
+    banded = FusionAnonymizer.steer_dummies(anonymizer, identities([1, 2], torch.float32), dark)
+    assert torch.allclose(banded[:, 4], torch.tensor([17.0, 10.0]), atol=1e-4)
     # weight 0: neither ranked nor steered by tone (as without the row)
     anonymizer.candidates = CandidateSettings(count=2, max_rounds=2, steer=1.0)
     unweighted = FusionAnonymizer._candidate_order(anonymizer, 1234, dark, torch.float32)
