@@ -215,7 +215,8 @@ def test_user_overrides_update_the_stored_settings_field_by_field():
 
 
 def test_cli_candidate_options_reach_the_model_as_field_updates(tmp_path, monkeypatch):
-    """`--candidates` and `--away-steps` become field updates of the stored candidate settings."""
+    """`--candidates`, `--away-steps` and `--skin-tone colour` become field updates of the stored
+    candidate settings."""
     from click.testing import CliRunner
 
     from g2face.cli import cli
@@ -233,6 +234,7 @@ def test_cli_candidate_options_reach_the_model_as_field_updates(tmp_path, monkey
     for extra, expected in (
         (["--away-steps", "0"], {"away_steps": 0}),
         (["--candidates", "3", "--away-steps", "7"], {"count": 3, "away_steps": 7}),
+        (["--skin-tone", "colour"], {"skin_tone_weight": 0.0}),
     ):
         result = CliRunner().invoke(
             cli, ["anonymize", PHOTO, "-o", str(tmp_path / "out"), "--key-file", str(key), *extra]

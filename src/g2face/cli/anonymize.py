@@ -234,6 +234,14 @@ def _selector(pipeline, exempt_refs: tuple[str, ...], only_refs: tuple[str, ...]
     "(the apparent attributes held); 0: none [model default: 5].",
 )
 @click.option(
+    "--skin-tone",
+    type=click.Choice(["features", "colour"]),
+    help="features: the fake person is drawn with the original's skin tone, so its features go with "
+    "it (a dark-skinned person's fake is not a light-skinned face darkened; the fake is then a "
+    "little more alike to the recogniser); colour: the tone is matched by colour only "
+    "[model default: features].",
+)
+@click.option(
     "--warp",
     type=click.FloatRange(0, 1),
     help="How far the fake face is warped onto the original's face shape, 0..1; higher keeps the "
@@ -294,6 +302,7 @@ def anonymize(
     attributes,
     candidates,
     away_steps,
+    skin_tone,
     warp,
     keep,
     exempt_refs,
@@ -345,10 +354,13 @@ def anonymize(
     carriers = CarrierSettings(container=not no_container, pixel_payload=not no_pixel_payload)
     options: dict = {"attributes": attributes}
     # Field updates of the model's stored settings (a replaced settings object would drop them).
-    if candidates is not None or away_steps is not None:
-        options["candidates"] = ({} if candidates is None else {"count": candidates}) | (
-            {} if away_steps is None else {"away_steps": away_steps}
-        )
+    candidate_updates = ({} if candidates is None else {"count": candidates}) | (
+        {} if away_steps is None else {"away_steps": away_steps}
+    )
+    if skin_tone == "colour":  # the dummies are neither ranked nor steered by tone
+        candidate_updates["skin_tone_weight"] = 0.0
+    if candidate_updates:
+        options["candidates"] = candidate_updates
     if warp is not None or keep:
         options["fusion"] = {"keep": keep} | ({} if warp is None else {"warp_strength": warp})
     if keep:
