@@ -133,7 +133,7 @@ class CandidateSettings:
     degree of |predicted tone - the original's| when the keyed pool is ranked (and the tone a
     steered dummy is moved to), so a dark-skinned original's dummies are drawn among dark-skinned
     renders: the colour transfer matches the tone, but the face's features come with the dummy
-    (Serena Williams' and Colin Powell's fakes read as another ancestry). Both tones are read from
+    (Serena Williams' and Reggie Miller's fakes read as another ancestry). Both tones are read from
     dlib's descriptor (`readers.descriptor_tone`), the original's photo ITA following its light.
     0: neither ranked nor steered by it."""
     skin_tone_tolerance: float = 0.0
