@@ -40,32 +40,29 @@ def estimate(estimator: AttributeEstimator, crops: Tensor, batch_size: int = 32)
 
 
 @torch.no_grad()
-def skin_tones(geometry: GeometryEncoder, crops: Tensor, batch_size: int = 32) -> np.ndarray:
-    """Cheek ITA (degrees) of each crop [N], from the geometry prior's face-mesh landmarks."""
-    images = to_uint8_images(crops)
-    landmarks = torch.cat(
+def _landmarks(geometry: GeometryEncoder, crops: Tensor, batch_size: int) -> np.ndarray:
+    """The geometry prior's face-mesh landmarks of each crop [N, P, 3] (unit crop coordinates)."""
+    return torch.cat(
         [
             geometry(crops[i : i + batch_size]).landmarks.float().cpu()
             for i in range(0, len(crops), batch_size)
         ]
     ).numpy()
+
+
+def skin_tones(geometry: GeometryEncoder, crops: Tensor, batch_size: int = 32) -> np.ndarray:
+    """Cheek ITA (degrees) of each crop [N], from the geometry prior's face-mesh landmarks."""
+    images, landmarks = to_uint8_images(crops), _landmarks(geometry, crops, batch_size)
     return np.array([skin_tone_ita(image, points) for image, points in zip(images, landmarks, strict=True)])
 
 
-@torch.no_grad()
 def face_skin_tones(geometry: GeometryEncoder, crops: Tensor, batch_size: int = 32) -> np.ndarray:
     """ITA (degrees) of each crop's whole bare face skin [N] (forehead, nose, cheeks and chin: the
     mesh hull without eyes, brows and mouth, lightness-trimmed, `fusion.skin_mask`), read at each
     crop's own mesh; NaN for a greyscale crop or where too little skin shows. The cheeks' ITA
     (`skin_tones`) is what the default's fusion sets directly (`match_cheek_tone`); this one reads
     the rest of the face too, where a fake's own tone, shading and highlights show."""
-    images = to_uint8_images(crops)
-    landmarks = torch.cat(
-        [
-            geometry(crops[i : i + batch_size]).landmarks.float().cpu()
-            for i in range(0, len(crops), batch_size)
-        ]
-    ).numpy()
+    images, landmarks = to_uint8_images(crops), _landmarks(geometry, crops, batch_size)
     tones = []
     for image, points in zip(images, landmarks, strict=True):
         skin = skin_mask(points[:, :2] * image.shape[0] - 0.5, image)
