@@ -30,8 +30,10 @@ from g2face.models.fusion import (
     KEEP_REGIONS,
     NUM_MESH_POINTS,
     SUNGLASSES_EYES,
+    SUNGLASSES_EYES_SHADED,
     SUNGLASSES_EYES_TINTED,
     UNDER_EYE_TINTED,
+    UNDER_EYE_TINTED_ORIGINAL,
     FusionSettings,
     _features_mask,
     _shift_lab,
@@ -50,6 +52,7 @@ from g2face.models.fusion import (
     glasses_score,
     iris_masks,
     is_monochrome,
+    lens_kind,
     match_brow_tone,
     match_cheek_tone,
     match_iris_tone,
@@ -1521,6 +1524,36 @@ def test_partly_dark_lenses_are_tinted_glasses_only_behind_a_sure_frame_bridge()
     assert not wears_tinted_glasses(partly, points)
     assert not wears_tinted_glasses(framed(face), points)
     assert not wears_tinted_glasses(framed(_with_lenses(face, centres)[0]), points)
+
+
+@pytest.mark.parametrize(
+    ("shade", "bridge", "glasses", "under_eye", "kind"),
+    [
+        (0.95, 0.0, None, 1.0, "dark"),
+        (0.8, 200.0, None, 1.0, "tinted"),  # a sure frame bridge
+        (0.6, 85.0, True, 0.3, "tinted"),  # aviators: thin bridge, reader sure, skin under the eyes dimmed
+        (0.6, 85.0, None, 0.3, None),  # the reader unsure: dark eyes, make-up, shadowed sockets
+        (0.6, 85.0, False, 0.3, None),
+        (0.6, 85.0, True, 0.8, None),  # clear glasses over dark eyes: the skin under them is bare
+        (0.4, 85.0, True, 0.3, None),  # eyes that read light enough through whatever lenses
+    ],
+)
+def test_lenses_read_as_tinted_through_the_glasses_reader_where_the_bridge_reads_no_frame(
+    monkeypatch, shade, bridge, glasses, under_eye, kind
+):
+    """Aviators and thin metal bridges leave `glasses_score` under `GLASSES_SURE_ORIGINAL`, and
+    their wearers' fakes showed their own eyes through clear glasses: from
+    `SUNGLASSES_EYES_SHADED` an original in glasses by the reader whose skin under the eyes is
+    dimmed (`UNDER_EYE_TINTED_ORIGINAL`) wears tinted lenses (`lens_kind`)."""
+    import g2face.models.fusion as fusion
+
+    assert SUNGLASSES_EYES_SHADED <= 0.6 < SUNGLASSES_EYES_TINTED and 0.3 <= UNDER_EYE_TINTED_ORIGINAL < 0.8
+    monkeypatch.setattr(fusion, "sunglasses_score", lambda image, points: shade)
+    monkeypatch.setattr(fusion, "glasses_score", lambda image, points, width=None: bridge)
+    monkeypatch.setattr(fusion, "under_eye_shade", lambda image, points: under_eye)
+    image, points = np.zeros((8, 8, 3), np.uint8), np.zeros((478, 2))
+    assert lens_kind(image, points, None, glasses) == kind
+    assert wears_tinted_glasses(image, points, None, glasses) == (kind == "tinted")
 
 
 def test_a_tinted_lens_stays_lens_shaped_where_the_frame_joins_it_to_the_brows():

@@ -1320,6 +1320,22 @@ Read as the search reads candidates (at the original's mesh) on session 39's eva
 three LFW fakes of clear-glasses wearers drawn in tinted lenses 0.31-0.54, the fakes in clear
 frames 0.74-0.89; one CelebA fake under a cap's shadow, in no glasses, 0.41."""
 
+SUNGLASSES_EYES_SHADED = 0.5
+"""`sunglasses_score` from which a real photo the glasses reader reads as wearing glasses, and whose
+skin under both eyes reads at most `UNDER_EYE_TINTED_ORIGINAL`, wears tinted lenses (`lens_kind`)
+though its bridge reads no sure frame: aviators and thin metal bridges score 80-150 there, and
+their wearers' fakes showed their own eyes through clear glasses (4 of the 150 CelebA evaluation
+photos, session 41). See `UNDER_EYE_TINTED_ORIGINAL` for what the rule takes in."""
+UNDER_EYE_TINTED_ORIGINAL = 0.55
+"""`under_eye_shade` at or below which an original read as in glasses from `SUNGLASSES_EYES_SHADED`
+wears tinted lenses. Of the 5,310 CelebA photos the detector finds a face in and 4,281 LFW ones
+(each person's first), 66 in glasses by the reader score 0.5 or more with the skin under the
+eyes at 0.7 or less and were read as in neither dark nor tinted lenses before (session 42,
+`scripts/study_lens_cues.py`); judged by eye on their crops sorted by the shade, 38 of the 42 up to 0.55
+wear sunglasses or tinted lenses (the others clear glasses over shadowed eyes, a smiling old man
+at 0.44 among them), and 15 of the 24 above it. A clear-glasses wearer read as tinted loses
+little: the tint only dims the fake's eyes to the original's median there."""
+
 SUNGLASSES_EYES_FAINT = 0.45
 """`sunglasses_score` from which a fake in frames whose under-eye skin reads tinted
 (`UNDER_EYE_TINTED`) wears tinted lenses. On the sheets above the tinted fakes read 0.52-0.66,
@@ -1353,21 +1369,36 @@ def under_eye_shade(image: np.ndarray, points: np.ndarray) -> float:
     return max(shades) if shades else 1.0
 
 
-def lens_kind(image: np.ndarray, points: np.ndarray, source_width: float | None = None) -> str | None:
+def lens_kind(
+    image: np.ndarray, points: np.ndarray, source_width: float | None = None, glasses: bool | None = None
+) -> str | None:
     """What a real photo's crop (uint8, mesh points in pixels) wears over its eyes: "dark" glasses
-    (eyes read `SUNGLASSES_EYES` dark), "tinted" ones (partly dark: from `SUNGLASSES_EYES_TINTED`,
-    behind a sure frame bridge), or None. `source_width` as for `glasses_score`."""
+    (eyes read `SUNGLASSES_EYES` dark), "tinted" ones (partly dark: from `SUNGLASSES_EYES_TINTED`
+    behind a sure frame bridge, or from `SUNGLASSES_EYES_SHADED` where `glasses`, the glasses
+    reader's verdict on the photo (`readers.original_glasses`), is True and the skin under both
+    eyes is darkened as a lens darkens it, `UNDER_EYE_TINTED_ORIGINAL`), or None. `source_width`
+    as for `glasses_score`."""
     score = sunglasses_score(image, points)
     if score >= SUNGLASSES_EYES:
         return "dark"
-    if score < SUNGLASSES_EYES_TINTED:
-        return None
-    return "tinted" if glasses_score(image, points, source_width) >= GLASSES_SURE_ORIGINAL else None
+    if score >= SUNGLASSES_EYES_TINTED and (
+        glasses_score(image, points, source_width) >= GLASSES_SURE_ORIGINAL
+    ):
+        return "tinted"
+    if (
+        glasses is True
+        and score >= SUNGLASSES_EYES_SHADED
+        and under_eye_shade(image, points) <= UNDER_EYE_TINTED_ORIGINAL
+    ):
+        return "tinted"
+    return None
 
 
-def wears_tinted_glasses(image: np.ndarray, points: np.ndarray, source_width: float | None = None) -> bool:
+def wears_tinted_glasses(
+    image: np.ndarray, points: np.ndarray, source_width: float | None = None, glasses: bool | None = None
+) -> bool:
     """Whether a real photo's crop shows glasses whose lenses are partly dark (`lens_kind`)."""
-    return lens_kind(image, points, source_width) == "tinted"
+    return lens_kind(image, points, source_width, glasses) == "tinted"
 
 
 def tint_lenses(image: np.ndarray, original: np.ndarray, lenses: np.ndarray) -> np.ndarray:

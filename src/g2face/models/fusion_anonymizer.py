@@ -1058,7 +1058,11 @@ class FusionAnonymizer(nn.Module):
         face (`FusionSettings.keep_sunglasses`, `sunglasses_mask`); tinted ones tint it
         (`FusionSettings.tint_sunglasses`, `tinted_lens_mask`, `tint_lenses`). None where neither."""
         fusion = self.fusion
-        kind = lens_kind(original, points, source_width) if fusion.keep_sunglasses else None
+        kind = None
+        if fusion.keep_sunglasses:
+            # the glasses reader tells aviators and thin bridges, which the bridge edge misses
+            glasses = original_glasses(original, points, source_width)
+            kind = lens_kind(original, points, source_width, glasses)
         if kind == "dark":
             kept = sunglasses_mask(original, points)
             return (kept if kept.any() else None), None
