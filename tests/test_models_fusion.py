@@ -288,6 +288,43 @@ def test_colour_transfer_never_amplifies_the_spread_of_colour():
     assert np.abs(eye_offset(unbounded)).max() > np.abs(before).max() + 3  # what the bound prevents
 
 
+def test_colour_transfer_keeps_a_light_renders_shadows_shadows_on_a_dark_photo():
+    """A light render's eye socket, about 0.7 of its skin's lightness, laid onto a photo whose skin is
+    much darker and more spread: matched by differences (mean and spread of L*) the socket went
+    near black; by ratios (`lightness_as_ratios`) it stays a shadow of the fake's skin level."""
+    size = 96
+    rng = np.random.default_rng(0)
+    lab_render = np.empty((size, size, 3), np.float32)
+    lab_render[...] = (180, 145, 150)
+    lab_render[..., 0] += rng.normal(0, 12, (size, size))
+    lab_render[30:42, 25:70, 0] = 120  # the socket, outside the skin mask
+    lab_original = np.empty((size, size, 3), np.float32)
+    lab_original[...] = (95, 145, 150)
+    lab_original[..., 0] += rng.normal(0, 22, (size, size))
+    to_rgb = lambda lab: cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)  # noqa: E731
+    render, original = to_rgb(lab_render), to_rgb(lab_original)
+    skin = np.ones((size, size), bool)
+    skin[25:47, 20:75] = False
+    region = np.zeros((size, size), np.float32)  # the global step only
+    settings = FusionSettings(shading_sigma=0.01, match_shading_colour=False)
+    lightness = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[..., 0].astype(float)  # noqa: E731
+
+    def socket_over_skin(out: np.ndarray) -> float:  # as a ratio of L* + 16, as light makes it
+        zero = 16 * 255 / 100
+        return (lightness(out)[30:42, 25:70].mean() + zero) / (np.median(lightness(out)[skin]) + zero)
+
+    before = socket_over_skin(render)
+    ratios = transfer_colour(render, original, skin, skin, region, 60.0, settings)
+    differences = transfer_colour(
+        render, original, skin, skin, region, 60.0, dataclasses.replace(settings, lightness_as_ratios=False)
+    )
+    assert 0.6 < before < 0.8
+    assert socket_over_skin(ratios) > before**1.5 > 0.45  # the spread's bound (1.4) at most deepens it so
+    assert lightness(ratios)[30:42, 25:70].mean() > 35
+    assert lightness(differences)[30:42, 25:70].mean() < 20  # what ratios prevent: the socket near black
+    assert abs(np.median(lightness(ratios)[skin]) - np.median(lightness(original)[skin])) < 6
+
+
 def test_colour_transfer_gives_the_renders_shadows_the_originals_warmth():
     """Real skin is warmer and more saturated where it is darker; a render's shadows often are
     grey. With `match_shading_colour` the fake's a* and b* follow its lightness as the original's

@@ -239,6 +239,12 @@ class FusionSettings:
     transfer adds the original's light to the render's own shading, and on a brightly lit photo
     the render's highlights then came out above anything the photo's skin shows, clipped in RGB to
     white patches over the nose, under the eyes and on the cheeks (wild/photos/group_t1.jpg)."""
+    lightness_as_ratios: bool = True
+    """The colour transfer's global step moves lightness as light does, by ratios (`transfer_colour`,
+    in log(L* + 16)), not by differences: a render's shadow half as bright as its skin stays about
+    half as bright as the fake's skin. Matched by differences (mean and spread of L*), a light
+    render laid onto a dark photo had its eye sockets and shadows pushed to near black: hard dark
+    blocks over the eyes of LFW fakes in dim light (Koizumi, Aznar, Keanu Reeves)."""
     fill_texture: float = 1.0
     """When the whole region is replaced (`render_only` False), how much of the original's fine
     skin texture (pores, wrinkles; clipped to the skin's own range, none on its hair or background)
@@ -695,7 +701,8 @@ def transfer_colour(
     """The rendered crop (uint8 RGB) recoloured to the original's skin, in CIE Lab:
 
     1. globally, each channel's mean and spread over the render's skin set to the original's skin
-       (the colour channels' spread only reduced: `chroma_std_max`);
+       (the colour channels' spread only reduced: `chroma_std_max`; lightness by its ratios with
+       `lightness_as_ratios`, `_match_lightness_ratios`);
     2. with `match_shading_colour`, a* and b* made to vary with L* over the skin as the original's
        do (`SHADING_COLOUR_SLOPE_MAX`, within `SHADING_COLOUR_RANGE` skin deviations of lightness);
     3. locally, inside `region`, each channel's low-frequency skin colour (scale `shading_sigma`
@@ -709,9 +716,14 @@ def transfer_colour(
     lo, hi = settings.colour_std_range
     out = lab_r.copy()
     for c in range(3):
+        top = hi if c == 0 else min(hi, settings.chroma_std_max)
+        if c == 0 and settings.lightness_as_ratios:
+            out[..., 0] = _match_lightness_ratios(
+                lab_r[..., 0], lab_o[..., 0], render_skin, original_skin, lo, hi
+            )
+            continue
         mr, sr = lab_r[..., c][render_skin].mean(), lab_r[..., c][render_skin].std() + 1e-3
         mo, so = lab_o[..., c][original_skin].mean(), lab_o[..., c][original_skin].std() + 1e-3
-        top = hi if c == 0 else min(hi, settings.chroma_std_max)
         out[..., c] = (lab_r[..., c] - mr) * np.clip(so / sr, min(lo, top), top) + mo
     if settings.match_shading_colour:
         out = _match_shading_colour(out, lab_o, render_skin, original_skin)
@@ -724,6 +736,34 @@ def transfer_colour(
     local_r = _masked_blur(out, weight_r, sigma)
     out += (local_o - local_r) * confidence[..., None]
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+LIGHTNESS_ZERO = 16 * 255 / 100
+"""Where OpenCV's 8-bit L* (0-255) would put zero luminance: L* = 116 Y^(1/3) - 16, so a ratio of
+luminance (what a change of light does) is a ratio of L* + 16."""
+
+
+def _match_lightness_ratios(
+    lightness: np.ndarray,
+    lightness_original: np.ndarray,
+    skin: np.ndarray,
+    original_skin: np.ndarray,
+    low: float,
+    high: float,
+) -> np.ndarray:
+    """The render's L* (OpenCV's 8-bit scale, float [H, W]) with its skin's log-mean and log-spread
+    of L* + `LIGHTNESS_ZERO` set to the original skin's (the spread's change bounded to
+    [`low`, `high`]): a pixel's lightness ratio to the skin's is raised to the spread's ratio, so a
+    shadow stays a shadow of the skin's level however much darker the original's skin is."""
+    logs = np.log(np.maximum(lightness, 0.0) + LIGHTNESS_ZERO)
+    logs_original = np.log(np.maximum(lightness_original, 0.0) + LIGHTNESS_ZERO)
+    mean, spread = logs[skin].mean(), logs[skin].std() + 1e-4
+    mean_original, spread_original = (
+        logs_original[original_skin].mean(),
+        logs_original[original_skin].std() + 1e-4,
+    )
+    scale = np.clip(spread_original / spread, low, high)
+    return np.exp((logs - mean) * scale + mean_original) - LIGHTNESS_ZERO
 
 
 SHADING_COLOUR_SLOPE_MAX = 1.0
