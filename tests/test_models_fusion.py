@@ -32,6 +32,7 @@ from g2face.models.fusion import (
     SUNGLASSES_EYES,
     SUNGLASSES_EYES_SHADED,
     SUNGLASSES_EYES_TINTED,
+    UNDER_EYE_DIMMED_BY,
     UNDER_EYE_TINTED,
     UNDER_EYE_TINTED_ORIGINAL,
     FusionSettings,
@@ -1950,6 +1951,44 @@ def test_a_candidate_in_tinted_lenses_adds_glasses_only_where_its_frames_read_to
         anonymizer, torch.ones(3), (0.7, 40.0, True), faces, np.zeros((478, 2)), dark_lenses_added=False
     )
     assert not any(s.adds_glasses for s in kept)
+
+
+def test_a_candidate_in_mirrored_lenses_adds_glasses_where_the_skin_under_them_is_dimmed(monkeypatch):
+    """Mirrored or grey lenses read light (`sunglasses_score`) yet hide the eyes: a framed candidate
+    whose skin under the eyes reads at most `UNDER_EYE_TINTED` and `UNDER_EYE_DIMMED_BY` below the
+    original's counts as adding lenses; not where the original's own sockets are as shadowed, and
+    not without frames."""
+    import g2face.models.fusion_anonymizer as fusion_anonymizer
+
+    faces = [np.full((8, 8, 3), i, np.uint8) for i in range(4)]
+    # clear frames; mirrored (framed, light, dimmed under); the same unframed; clear frames, a little
+    # shadowed
+    framed = {0: True, 1: True, 2: False, 3: True}
+    under = {0: 0.95, 1: 0.5, 2: 0.5, 3: 0.85}
+    monkeypatch.setattr(fusion_anonymizer, "sunglasses_score", lambda face, points: 0.1)
+    monkeypatch.setattr(fusion_anonymizer, "under_eye_shade", lambda face, points: under[int(face[0, 0, 0])])
+    monkeypatch.setattr(
+        fusion_anonymizer, "candidate_glasses", lambda face, points, span=None: framed[int(face[0, 0, 0])]
+    )
+    monkeypatch.setattr(fusion_anonymizer, "facial_hair_score", lambda face, points: 0.0)
+    monkeypatch.setattr(fusion_anonymizer, "chin_texture", lambda face, points: 0.0)
+    assert 0.5 <= UNDER_EYE_TINTED < 0.95 - UNDER_EYE_DIMMED_BY and 0.75 - UNDER_EYE_DIMMED_BY < 0.6
+
+    def adds(original_under_eye):
+        scores = FusionAnonymizer._scores(
+            _stand_in_scorer(),
+            torch.ones(3),
+            (0.7, 40.0, True),
+            faces,
+            np.zeros((478, 2)),
+            dark_lenses_added=True,
+            original_under_eye=original_under_eye,
+        )
+        return [s.adds_glasses for s in scores]
+
+    assert adds(1.0) == [False, True, False, False]
+    assert adds(0.6) == [False, False, False, False]  # the original's own sockets as shadowed
+    assert adds(None) == [False, False, False, False]  # as before: light lenses pass
 
 
 def test_fuse_face_takes_the_colour_step_out_of_the_edge_its_composite_shows():

@@ -1376,6 +1376,16 @@ wear sunglasses or tinted lenses (the others clear glasses over shadowed eyes, a
 at 0.44 among them), and 15 of the 24 above it. A clear-glasses wearer read as tinted loses
 little: the tint only dims the fake's eyes to the original's median there."""
 
+UNDER_EYE_DIMMED_BY = 0.2
+"""A fused candidate in frames whose skin under the eyes reads at most `UNDER_EYE_TINTED` and at
+least this much below the original's (`under_eye_shade`, both at the original's mesh, so under
+the same light) wears lenses that dim it, however light they look: the search's push away from
+the original drifted a clear-glasses wearer's fake into mirrored grey sunglasses that hid its
+eyes (LFW pair 44, key B, session 42), whose lenses read 0.00-0.43 dark (`sunglasses_score`) and
+the skin under them 0.46-0.69, against 0.81-1.22 for that search's candidates in clear frames and
+about 1.0 on the original. Relative to the original, so a face whose own sockets are shadowed
+does not lose its clear-framed candidates."""
+
 SUNGLASSES_EYES_FAINT = 0.45
 """`sunglasses_score` from which a fake in frames whose under-eye skin reads tinted
 (`UNDER_EYE_TINTED`) wears tinted lenses. On the sheets above the tinted fakes read 0.52-0.66,

@@ -42,6 +42,7 @@ from g2face.models.fusion import (
     SUNGLASSES_EYES,
     SUNGLASSES_EYES_FAINT,
     SUNGLASSES_EYES_TINTED,
+    UNDER_EYE_DIMMED_BY,
     UNDER_EYE_TINTED,
     FusedFace,
     FusionSettings,
@@ -671,12 +672,18 @@ class _FaceSearch:
             dark_lenses_added=self.occluder is None
             and self.model.fusion.keep_sunglasses
             and self.original_eyes_light,
+            original_under_eye=self.original_under_eye,
         )
 
     @functools.cached_property
     def original_eyes_light(self) -> bool:
         """Whether the original shows no dark lenses at all (`LIGHT_EYES_ORIGINAL`)."""
         return sunglasses_score(self.original, self.points) < LIGHT_EYES_ORIGINAL
+
+    @functools.cached_property
+    def original_under_eye(self) -> float:
+        """How light the skin under the original's eyes reads (`under_eye_shade`)."""
+        return under_eye_shade(self.original, self.points)
 
     def _render_round(self, indices: list[int], with_pushes: bool = False) -> None:
         """Render, fuse and score candidates `indices` into the pool; `with_pushes`: each seed with
@@ -1117,6 +1124,7 @@ class FusionAnonymizer(nn.Module):
         glasses_views: list[np.ndarray] | None = None,
         source_width: float | None = None,
         dark_lenses_added: bool = False,
+        original_under_eye: float | None = None,
     ) -> list[CandidateScore]:
         """Each fused candidate's identity similarity to the original (SFace embedding `reference`,
         and the second judge's `second_reference` when the search has one) and, when keeping
@@ -1126,7 +1134,9 @@ class FusionAnonymizer(nn.Module):
         previews show the face as the photo will, at `source_width` photo pixels, which
         `candidate_glasses` allows for). `dark_lenses_added`: dark lenses over both eyes of a candidate
         (`sunglasses_score`) count as glasses it adds; the search says so where the original wears
-        none that are kept in front of the fake."""
+        none that are kept in front of the fake; `original_under_eye`: the original's
+        `under_eye_shade`, below which a framed candidate's dimmed by `UNDER_EYE_DIMMED_BY` wears
+        lenses however light they look."""
         crops = crops_to_tensor(faces, device=reference.device, dtype=reference.dtype)
         similarity = (self.identity(crops) @ reference).tolist()
         second = [None] * len(faces)
@@ -1163,8 +1173,15 @@ class FusionAnonymizer(nn.Module):
                     or (framed and shade >= SUNGLASSES_EYES_TINTED)
                     or (
                         framed
-                        and shade >= SUNGLASSES_EYES_FAINT
-                        and under_eye_shade(face, points) <= UNDER_EYE_TINTED
+                        and ((under := under_eye_shade(face, points)) <= UNDER_EYE_TINTED)
+                        and (
+                            shade >= SUNGLASSES_EYES_FAINT
+                            # mirrored or grey lenses: light, yet the skin under them dimmed
+                            or (
+                                original_under_eye is not None
+                                and under <= original_under_eye - UNDER_EYE_DIMMED_BY
+                            )
+                        )
                     )
                 )
                 for face, framed in zip(faces, wears, strict=True)
