@@ -1365,7 +1365,7 @@ SUNGLASSES_EYES_SHADED = 0.5
 skin under both eyes reads at most `UNDER_EYE_TINTED_ORIGINAL`, wears tinted lenses (`lens_kind`)
 though its bridge reads no sure frame: aviators and thin metal bridges score 80-150 there, and
 their wearers' fakes showed their own eyes through clear glasses (4 of the 150 CelebA evaluation
-photos, session 41). See `UNDER_EYE_TINTED_ORIGINAL` for what the rule takes in."""
+photos on session 41's sheet). See `UNDER_EYE_TINTED_ORIGINAL` for what the rule takes in."""
 UNDER_EYE_TINTED_ORIGINAL = 0.55
 """`under_eye_shade` at or below which an original read as in glasses from `SUNGLASSES_EYES_SHADED`
 wears tinted lenses. Of the 5,310 CelebA photos the detector finds a face in and 4,281 LFW ones
