@@ -81,15 +81,16 @@ def main() -> None:
             continue
         crop = align_face(image, max(faces, key=lambda f: f.width), SIZE).crop
         points = geometry(crops_to_tensor([crop])).landmarks[0, :, :2].numpy() * SIZE - 0.5
+        glasses = original_glasses(crop, points)
         records.append(
             {
                 "file": str(path.relative_to(args.data)),
                 "eyes": sunglasses_score(crop, points),
                 "under_eye": under_eye_shade(crop, points),
                 "bridge": glasses_score(crop, points),
-                "glasses": original_glasses(crop, points),
+                "glasses": glasses,
                 "kind_without_reader": lens_kind(crop, points),
-                "kind": lens_kind(crop, points, None, original_glasses(crop, points)),
+                "kind": lens_kind(crop, points, None, glasses),
             }
         )
     with open(args.out / "cues.jsonl", "w") as f:

@@ -716,7 +716,6 @@ def transfer_colour(
     lo, hi = settings.colour_std_range
     out = lab_r.copy()
     for c in range(3):
-        top = hi if c == 0 else min(hi, settings.chroma_std_max)
         if c == 0 and settings.lightness_as_ratios:
             out[..., 0] = _match_lightness_ratios(
                 lab_r[..., 0], lab_o[..., 0], render_skin, original_skin, lo, hi
@@ -724,6 +723,7 @@ def transfer_colour(
             continue
         mr, sr = lab_r[..., c][render_skin].mean(), lab_r[..., c][render_skin].std() + 1e-3
         mo, so = lab_o[..., c][original_skin].mean(), lab_o[..., c][original_skin].std() + 1e-3
+        top = hi if c == 0 else min(hi, settings.chroma_std_max)
         out[..., c] = (lab_r[..., c] - mr) * np.clip(so / sr, min(lo, top), top) + mo
     if settings.match_shading_colour:
         out = _match_shading_colour(out, lab_o, render_skin, original_skin)
