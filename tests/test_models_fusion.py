@@ -28,6 +28,10 @@ from g2face.models.fusion import (
     GLASSES_REFERENCE_WIDTH,
     GLASSES_SURE_ORIGINAL,
     KEEP_REGIONS,
+    MOUTH_CORNERS,
+    MOUTH_INNER_PAIRS,
+    MOUTH_OPEN_MIN,
+    MOUTH_UPPER_SHARE,
     NUM_MESH_POINTS,
     SUNGLASSES_EYES,
     SUNGLASSES_EYES_SHADED,
@@ -49,6 +53,7 @@ from g2face.models.fusion import (
     facial_hair_score,
     fit_render_to_original,
     follow_eyelids,
+    follow_mouth,
     fuse_face,
     glasses_score,
     iris_masks,
@@ -59,6 +64,9 @@ from g2face.models.fusion import (
     match_iris_tone,
     match_seam,
     mesh_warp,
+    mouth_interior,
+    mouth_openness,
+    open_mouth,
     pull_push_fill,
     render_face_mask,
     skin_coloured,
@@ -186,6 +194,95 @@ def test_a_closed_eye_closes_the_fakes_and_a_wider_open_one_changes_nothing():
     bigger = 128 + 1.5 * (render - 128)
     ratio = eye_openness(follow_eyelids(bigger, half))[1] / eye_openness(bigger)[1]
     assert ratio == pytest.approx(0.5, abs=0.02)
+
+
+def _shut_mouth(points: np.ndarray) -> np.ndarray:
+    """A mesh with its inner lips together (each pair at the pair's midpoint)."""
+    shut = points.copy()
+    for upper, lower in MOUTH_INNER_PAIRS:
+        shut[upper] = shut[lower] = (points[upper] + points[lower]) / 2
+    return shut
+
+
+def _opened_mouth(points: np.ndarray, by: float) -> np.ndarray:
+    """A mesh with its lower inner lip dropped `by` mouth widths further than `points` has it."""
+    opened = points.copy()
+    width = np.linalg.norm(points[MOUTH_CORNERS[1]] - points[MOUTH_CORNERS[0]])
+    for _, lower in MOUTH_INNER_PAIRS:
+        opened[lower, 1] += by * width
+    return opened
+
+
+def test_an_open_mouth_opens_the_fakes_and_a_closed_or_narrower_one_changes_nothing():
+    render = _shut_mouth(_mean_face())
+    original = _opened_mouth(_mean_face(), 0.25)
+    assert mouth_openness(render).max() < 1e-6 and mouth_openness(original).mean() > 0.3
+    out = follow_mouth(render, original)
+    # parted as wide, for its width, as the original's, pair by pair
+    np.testing.assert_allclose(mouth_openness(out), mouth_openness(original), atol=1e-6)
+    for upper, lower in MOUTH_INNER_PAIRS:  # mostly the lower lip (the jaw) moves
+        up, down = np.linalg.norm(out[upper] - render[upper]), np.linalg.norm(out[lower] - render[lower])
+        assert down == pytest.approx(up * (1 - MOUTH_UPPER_SHARE) / MOUTH_UPPER_SHARE, rel=1e-6)
+    eyes_and_brows = [
+        i for region in ("eyes", "brows") for ring in KEEP_REGIONS[region] for i in ring if i < 468
+    ]
+    np.testing.assert_array_equal(out[eyes_and_brows], render[eyes_and_brows])
+    # the chin below the lower lip follows it part of the way; the lip's outer contour (17) with it
+    assert 0 < out[152, 1] - render[152, 1] < out[14, 1] - render[14, 1]
+    assert out[17, 1] > render[17, 1]
+    # a closed original, one parted less than MOUTH_OPEN_MIN wider, or a render already open wider
+    assert follow_mouth(render, render) is render
+    assert follow_mouth(render, _opened_mouth(render, 0.5 * MOUTH_OPEN_MIN)) is render
+    assert follow_mouth(original, render) is original
+
+
+def test_open_mouth_parts_drawn_lips_and_the_interior_is_the_originals():
+    points = 128 + 1.5 * (_shut_mouth(_mean_face()) - 128)
+    image = np.full((SIZE * 2, SIZE * 2, 3), 200, np.uint8)
+    outer = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
+    lips = np.round(points[outer] * 16)
+    cv2.fillPoly(image, [lips.astype(np.int32)], (180, 60, 60), cv2.LINE_AA, 4)
+    assert open_mouth(image, points, points) is image
+    opened = follow_mouth(points, _opened_mouth(points, 0.3))
+    parted = open_mouth(image, points, opened)
+    # the lips part: below the upper lip's inner contour at the mouth's middle the column reads
+    # lip, then the stretched seam, then lip again lower down than before
+    column = int(round(points[13, 0]))
+    red = parted[:, column, 1] < 120
+    assert red.sum() > (image[:, column, 1] < 120).sum()  # thicker in all: the seam stretched
+    lowest = np.flatnonzero(image[:, column, 1] < 120).max()
+    assert np.flatnonzero(red).max() > lowest + 5  # the lower lip dropped
+    # away from the mouth (above the nose's base, the eyes) nothing moves
+    top = int(points[[0, 37, 267], 1].min() - 0.45 * np.linalg.norm(points[308] - points[78]))
+    np.testing.assert_array_equal(parted[:top], image[:top])
+    # the original's interior (here white teeth) fills the fake's opening
+    original = image.copy()
+    original_points = _opened_mouth(points, 0.3)
+    upper = [78, *(u for u, _ in MOUTH_INNER_PAIRS), 308]
+    lower = [78, *(lo for _, lo in MOUTH_INNER_PAIRS), 308]
+    ring = np.round(original_points[upper + lower[-2:0:-1], :2] * 16).astype(np.int32)
+    cv2.fillPoly(original, [ring], (250, 250, 250), cv2.LINE_AA, 4)
+    inside, opening = mouth_interior(original, original_points, opened)
+    middle = opening > 0.99
+    assert middle.sum() > 200 and opening.max() <= 1.0
+    assert inside[middle].min() > 240  # the teeth, moved onto the fake's opening
+    assert opening[: int(opened[upper, 1].min()) - 3].max() < 0.01  # nothing above the lips
+
+
+def test_a_fake_of_an_open_mouthed_original_shows_an_open_mouth():
+    render_points = 128 + 1.5 * (_shut_mouth(_mean_face()) - 128)
+    original_points = _opened_mouth(render_points, 0.35)
+    render = np.full((SIZE * 2, SIZE * 2, 3), (200, 160, 140), np.uint8)
+    original = render.copy()
+    upper = [78, *(u for u, _ in MOUTH_INNER_PAIRS), 308]
+    lower = [78, *(lo for _, lo in MOUTH_INNER_PAIRS), 308]
+    ring = np.round(original_points[upper + lower[-2:0:-1], :2] * 16).astype(np.int32)
+    cv2.fillPoly(original, [ring], (30, 20, 20), cv2.LINE_AA, 4)  # the dark of an open mouth
+    dark = original[..., 0] < 60
+    fused = fuse_face(original, original_points, render, render_points, FusionSettings())
+    shut = fuse_face(original, original_points, render, render_points, FusionSettings(follow_mouth=False))
+    assert (fused.preview[..., 0] < 60).sum() > 0.5 * dark.sum()
+    assert (shut.preview[..., 0] < 60).sum() < 0.1 * dark.sum()
 
 
 def test_close_eyelids_shuts_a_drawn_eye_to_its_lash_line_and_leaves_the_rest():
