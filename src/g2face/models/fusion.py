@@ -616,24 +616,20 @@ def follow_mouth(render_points: np.ndarray, original_points: np.ndarray) -> np.n
     top, bottom, src_up, dst_up, src_low, dst_low = _contour_lines(
         render_points, target, frame, width, upper, lower, MOUTH_STRETCH_ABOVE, MOUTH_STRETCH_BELOW
     )
+    mesh = render_points[:NUM_MESH_POINTS, :2]
+    u, v = _in_frame(mesh, frame)
+    s_up, d_up = np.interp(u, *src_up), np.interp(u, *dst_up)
+    s_low, d_low = np.interp(u, *src_low), np.interp(u, *dst_low)
+    # each segment of a column (above the upper lip, between the lips, below the lower lip) onto
+    # where `_move_contours` puts it
+    between = _stretch(v, s_up, s_low, d_up, d_low)
+    from_upper_lip = np.where(v >= s_low, _stretch(v, s_low, bottom, d_low, bottom), between)
+    moved = np.where(v <= s_up, _stretch(v, top, s_up, top, d_up), from_upper_lip)
+    inside = (u >= 0) & (u <= width) & (v >= top) & (v <= bottom)
     out = render_points.copy()
-    contours = set(upper + lower)
-    for i in range(min(len(out), NUM_MESH_POINTS)):
-        if i in contours:
-            out[i, :2] = target[i, :2]
-            continue
-        u, v = _in_frame(render_points[i, :2], frame)
-        if not (0 <= u <= width and top <= v <= bottom):
-            continue
-        s_up, d_up = np.interp(u, *src_up), np.interp(u, *dst_up)
-        s_low, d_low = np.interp(u, *src_low), np.interp(u, *dst_low)
-        if v <= s_up:
-            moved = top + (v - top) * (d_up - top) / max(s_up - top, 1e-6)
-        elif v >= s_low:
-            moved = bottom - (bottom - v) * (bottom - d_low) / max(bottom - s_low, 1e-6)
-        else:
-            moved = d_up + (v - s_up) * (d_low - d_up) / max(s_low - s_up, 1e-6)
-        out[i, :2] = render_points[i, :2] + (moved - v) * across
+    out[:NUM_MESH_POINTS, :2] += np.where(inside, moved - v, 0.0)[:, None] * across
+    contours = upper + lower
+    out[contours, :2] = target[contours, :2]
     return out
 
 
