@@ -736,6 +736,31 @@ def test_render_lips_are_made_no_redder_than_the_originals_but_never_redder():
     assert np.array_equal(out, render)
 
 
+def test_lip_tone_leaves_the_skin_round_the_lips_and_their_dark_edge_alone():
+    from g2face.models.fusion import lips_mask, match_lip_tone
+
+    points = _mean_face()
+    size = 256
+    lips = lips_mask(points, size)
+    inner = cv2.erode(lips.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    edge = lips & ~inner  # the lips' rim, drawn as dark as a mouth's shadow and no redder than skin
+    skin = ~lips
+    region = np.ones((size, size), np.float32)
+    original = np.full((size, size, 3), (170, 120, 100), np.uint8)
+    original[lips] = (165, 100, 95)
+    render = np.full((size, size, 3), (170, 120, 100), np.uint8)
+    render[inner] = (200, 60, 80)
+    render[edge] = (85, 60, 50)
+    out = match_lip_tone(render, original, points, points, skin, skin, region, 120.0)
+    a = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[..., 1].astype(float)  # noqa: E731
+    assert a(out)[inner].mean() < a(render)[inner].mean() - 5  # the red lips are toned down
+    # the rim keeps its colour (lowered by one amount it went grey-green), and so does the skin
+    # beyond a couple of pixels from the lips
+    assert np.abs(a(out)[edge] - a(render)[edge]).max() <= 1
+    far = cv2.distanceTransform((~lips).astype(np.uint8), cv2.DIST_L2, 5) > 2.5
+    assert np.array_equal(out[far], render[far])
+
+
 @pytest.mark.parametrize("sigma", [3.0, 20.0, 60.0])
 def test_a_wide_blur_at_reduced_resolution_matches_the_full_one(sigma):
     from g2face.models.fusion import _low_pass

@@ -67,8 +67,12 @@ LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 3
 LIP_MIN_PIXELS = 20
 """Lips smaller than this in either face (a closed mouth seen from the side, a covered mouth)
 keep the colour transfer's colour."""
-LIP_TONE_SIGMA = 0.03
-"""The lip colour shift is spread with a Gaussian of this many face widths."""
+LIP_TONE_FEATHER = 0.01
+"""The lip colour shift (`match_lip_tone`) is the same over the whole of the lips and fades to
+nothing over this many face widths outside them (at least a pixel: the mesh's lip edge is that
+precise). Spread with a Gaussian of 0.03 face widths and scaled to move the lips' mean, it took
+redness from the skin round the lips too, 2-2.5 times the lips' own shift at their edge on thin
+lips (an opened mouth's): a grey-green ring round the mouth."""
 LIP_REDNESS_FLOOR = 4.0
 LIP_REDNESS_MARGIN = 4.0
 """A render's lips are made less red, never redder: down to this much (a*, OpenCV's 8-bit Lab)
@@ -1135,10 +1139,12 @@ def match_lip_tone(
     width: float,
 ) -> np.ndarray:
     """The recoloured render (uint8 RGB) with lips no redder over its own skin than the original's
-    are over theirs (`LIP_REDNESS_MARGIN`): a* of the lips' trimmed mean lowered, spread smoothly
-    (`LIP_TONE_SIGMA`), scaled so the lips' mean moves by exactly that much, faded out with
-    `region`. Lightness and hue otherwise stay the render's. Lips too small or without skin to
-    compare against in either face are left as they are."""
+    are over theirs (`LIP_REDNESS_MARGIN`): each lip pixel's a* above the skin's scaled down by the
+    ratio that brings the lips' trimmed mean there, fading out just outside the lips
+    (`LIP_TONE_FEATHER`) and with `region`. Lightness and hue otherwise stay the render's; a lip
+    pixel no redder than the skin does not move. Lowered by one amount, the lips' dark edges (their
+    a* near the skin's) went below the skin's and showed as a grey-green line along an opened
+    mouth. Lips too small or without skin to compare against in either face are left as they are."""
     size = original.shape[0]
     lips_r = lips_mask(render_points, size)
     lips_o = lips_mask(original_points, size)
@@ -1151,12 +1157,14 @@ def match_lip_tone(
         return float(trimmed_lab_mean(lab[lips])[1] - trimmed_lab_mean(lab[skin])[1])
 
     allowed = max(redness(lab_o, lips_o, original_skin), LIP_REDNESS_FLOOR) + LIP_REDNESS_MARGIN
-    excess = redness(lab_c, lips_r, render_skin) - allowed
-    if excess <= 0.5:
+    found = redness(lab_c, lips_r, render_skin)
+    if found - allowed <= 0.5:
         return coloured
-    spread = cv2.GaussianBlur(lips_r.astype(np.float32), (0, 0), max(1.0, LIP_TONE_SIGMA * width))
+    outside = cv2.distanceTransform((~lips_r).astype(np.uint8), cv2.DIST_L2, 5)
+    weight = np.clip(1 - outside / max(1.0, LIP_TONE_FEATHER * width), 0, 1)
+    above_skin = np.maximum(lab_c[..., 1] - trimmed_lab_mean(lab_c[render_skin])[1], 0)
     shift = np.zeros_like(lab_c)
-    shift[..., 1] = spread / spread[lips_r].mean() * -excess * region  # a* only
+    shift[..., 1] = weight * -above_skin * (1 - allowed / found) * region  # a* only
     return _shift_lab(coloured, lab_c, shift)
 
 
