@@ -230,10 +230,48 @@ def test_an_open_mouth_opens_the_fakes_and_a_closed_or_narrower_one_changes_noth
     # the chin below the lower lip follows it part of the way; the lip's outer contour (17) with it
     assert 0 < out[152, 1] - render[152, 1] < out[14, 1] - render[14, 1]
     assert out[17, 1] > render[17, 1]
-    # a closed original, one parted less than MOUTH_OPEN_MIN wider, or a render already open wider
+    # a closed original, one parted less than MOUTH_OPEN_MIN wider, or (not closing) a render
+    # already open wider
     assert follow_mouth(render, render) is render
     assert follow_mouth(render, _opened_mouth(render, 0.5 * MOUTH_OPEN_MIN)) is render
-    assert follow_mouth(original, render) is original
+    assert follow_mouth(original, render, close=False) is original
+
+
+def test_a_render_open_wider_than_the_original_has_its_lips_brought_together():
+    original = _shut_mouth(_mean_face())
+    render = _opened_mouth(original, 0.25)
+    out = follow_mouth(render, original)
+    np.testing.assert_allclose(mouth_openness(out), mouth_openness(original), atol=1e-6)
+    for upper, lower in MOUTH_INNER_PAIRS:  # the lips meet, the lower one moving most
+        assert out[upper, 1] > render[upper, 1] and out[lower, 1] < render[lower, 1]
+        up, down = np.linalg.norm(out[upper] - render[upper]), np.linalg.norm(out[lower] - render[lower])
+        assert down == pytest.approx(up * (1 - MOUTH_UPPER_SHARE) / MOUTH_UPPER_SHARE, rel=1e-6)
+    assert out[152, 1] < render[152, 1]  # the chin comes up with the lower lip
+    # one parted less than MOUTH_OPEN_MIN wider is left as it is
+    slightly = _opened_mouth(original, 0.5 * MOUTH_OPEN_MIN)
+    assert follow_mouth(slightly, original) is slightly
+
+
+def test_a_fake_of_a_closed_mouthed_original_shows_no_open_mouth():
+    original_points = 128 + 1.5 * (_shut_mouth(_mean_face()) - 128)
+    render_points = _opened_mouth(original_points, 0.3)
+    original = np.full((SIZE * 2, SIZE * 2, 3), (200, 160, 140), np.uint8)
+    render = original.copy()
+    upper = [78, *(u for u, _ in MOUTH_INNER_PAIRS), 308]
+    lower = [78, *(lo for _, lo in MOUTH_INNER_PAIRS), 308]
+    ring = np.round(render_points[upper + lower[-2:0:-1], :2] * 16).astype(np.int32)
+    cv2.fillPoly(render, [ring], (30, 20, 20), cv2.LINE_AA, 4)  # the dark of the render's open mouth
+    # (no partial mesh warp: its interpolation across the opening blurs where the gap's edges are)
+    fused = fuse_face(original, original_points, render, render_points, FusionSettings(warp_strength=0))
+    parted = fuse_face(
+        original, original_points, render, render_points, FusionSettings(warp_strength=0, close_mouth=False)
+    )
+    # down the mouth's middle: the dark gap as the render drew it, and no more than the seam of
+    # closed lips with the lips brought together
+    column = int(round(original_points[13, 0]))
+    gap = (render[:, column, 0] < 60).sum()
+    assert (parted.preview[:, column, 0] < 60).sum() > 0.5 * gap
+    assert (fused.preview[:, column, 0] < 60).sum() <= 3 < 0.2 * gap
 
 
 def test_open_mouth_parts_drawn_lips_and_the_interior_is_the_originals():

@@ -181,6 +181,12 @@ class FusionSettings:
     evaluation pairs (paired, same seeds) the fakes' lip gap error fell 0.060 -> 0.031 mouth widths
     (0.151 -> 0.242 where the original's lips part over 0.2, the originals' 0.254), FaceNet's mean
     cosine to another photo of the person -0.004 +- 0.005."""
+    close_mouth: bool = True
+    """With `follow_mouth`: bring the fake's lips together as far as the original's are where the
+    render parts them wider (`follow_mouth`'s `close`): the expression correction makes a render
+    smile as much as the original, and the generator smiles with its teeth, so a closed-lipped
+    smile or a closed mouth got a grin or a speaking mouth (LFW's 150 evaluation pairs, session 43:
+    51 of 300 fakes parted wider by 0.04 mouth widths or more, 30 of them on closed mouths)."""
     keep_sunglasses: bool = True
     """An original's dark glasses stay in front of the fake face (`sunglasses_score`,
     `sunglasses_mask`): glasses must not vanish because of the dummy. It costs some anonymity, as
@@ -593,17 +599,23 @@ def mouth_openness(points: np.ndarray) -> np.ndarray:
     return np.array([np.dot(points[lo, :2] - points[up, :2], across) for up, lo in MOUTH_INNER_PAIRS]) / width
 
 
-def follow_mouth(render_points: np.ndarray, original_points: np.ndarray) -> np.ndarray:
+def follow_mouth(render_points: np.ndarray, original_points: np.ndarray, close: bool = True) -> np.ndarray:
     """The render's mesh [N, 2] (pixels, where the fusion lays it) with its lips parted as wide,
     for the mouth's width, as the original's (`mouth_openness`), the upper lip taking
     `MOUTH_UPPER_SHARE` of the move and the lower lip and chin the rest; every mesh point between
-    the stretch lines moves as `open_mouth` moves the image, so masks drawn from it fit. The
-    render's own points (the same array) where the original's mouth is not open wider by
-    `MOUTH_OPEN_MIN`: the generator draws mostly closed mouths, and a speaking or laughing
-    original's fake had its lips shut (LFW: jawOpen 0.32 on 21 originals, 0.08 on their fakes).
-    A render open wider than the original is left as it is."""
+    the stretch lines moves as `open_mouth` moves the image, so masks drawn from it fit. Where the
+    original's mouth is open wider by `MOUTH_OPEN_MIN` (mean over the pairs) the render's lips part
+    (the generator draws mostly closed mouths, and a speaking or laughing original's fake had its
+    lips shut: LFW, jawOpen 0.32 on 21 originals, 0.08 on their fakes); with `close`, where it is
+    open narrower by as much, they come together (`FusionSettings.close_mouth`). Else the render's
+    own points (the same array)."""
     own, wanted = mouth_openness(render_points), mouth_openness(original_points)
-    if float(np.mean(wanted - own)) < MOUTH_OPEN_MIN:
+    change = float(np.mean(wanted - own))
+    if change >= MOUTH_OPEN_MIN:
+        moves = np.clip(wanted - own, 0, None)  # (only pairs the original parts wider)
+    elif close and change <= -MOUTH_OPEN_MIN:
+        moves = np.clip(wanted - own, None, 0)
+    else:
         return render_points
     upper, lower = _mouth_contours()
     found = _contour_frame(render_points, MOUTH_CORNERS, upper, lower)
@@ -611,7 +623,7 @@ def follow_mouth(render_points: np.ndarray, original_points: np.ndarray) -> np.n
         return render_points
     frame, width = found
     across = frame[2]
-    opening = np.clip(wanted - own, 0, None) * width  # pixels each pair parts further
+    opening = moves * width  # pixels each pair parts further (closes, where negative)
     target = render_points.copy()
     for (up, lo), gap in zip(MOUTH_INNER_PAIRS, opening, strict=True):
         target[up, :2] = render_points[up, :2] - MOUTH_UPPER_SHARE * gap * across
@@ -642,7 +654,8 @@ def open_mouth(image: np.ndarray, points: np.ndarray, destination: np.ndarray) -
     `destination` has them (`follow_mouth`), as `close_eyelids` moves lids: column by column across
     the mouth the skin above stretches to follow the upper lip, the lips keep their thickness, the
     opening between them grows (what the render drew there, stretched: `mouth_interior` then
-    shows the original's) and the chin follows the lower lip."""
+    shows the original's) or shrinks (its teeth squeezed out of sight where the lips meet) and the
+    chin follows the lower lip."""
     upper, lower = _mouth_contours()
     maps = _move_contours(
         image.shape[0], points, destination, MOUTH_CORNERS, upper, lower,
@@ -2120,10 +2133,11 @@ def fuse_face(
         moved = closed
     interior = None
     if settings.follow_mouth:
-        opened = follow_mouth(moved, original_points)
+        opened = follow_mouth(moved, original_points, settings.close_mouth)
         if opened is not moved:
             warped = open_mouth(warped, moved, opened)
-            interior = mouth_interior(original, original_points, opened)
+            if mouth_openness(opened).mean() > mouth_openness(moved).mean():
+                interior = mouth_interior(original, original_points, opened)
             moved = opened
     region = face_region_mask(original_points, size, settings)
     if keep is not None:
