@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -1053,3 +1054,35 @@ def test_the_shipped_default_reads_gender_twice(pipeline):
         alone = float(model.attributes.base(crop).male_probability[0])
         both = float(model.attributes(crop).male_probability[0])
     assert alone > 0.5 > both
+
+
+def test_expression_input_sets_what_f_mlp_renders_from_not_the_smile_followed(pipeline):
+    from g2face.models.fusion_anonymizer import smile_of
+    from g2face.priors.mediapipe_geometry import BLENDSHAPE_NAMES
+
+    model = pipeline.model
+    n = len(BLENDSHAPE_NAMES)
+    geometry_dim = model.gie.style_mlp.input_mean.numel() - model.gie.config.identity_dim
+    start = geometry_dim - 3 - n
+    vector = model.gie.style_mlp.input_mean[model.gie.config.identity_dim :].clone()[None]
+    vector[0, start : start + n] = torch.rand(n, generator=torch.Generator().manual_seed(0))
+    assert model._expression_input(vector) is vector  # 1, the default: as read
+    neutral = model.with_fusion(expression_input=0.0)
+    at_mean = neutral._expression_input(vector)
+    mean = model.gie.style_mlp.input_mean[model.gie.config.identity_dim + start :][:n]
+    torch.testing.assert_close(at_mean[0, start : start + n], mean)
+    torch.testing.assert_close(at_mean[:, :start], vector[:, :start])  # shape and pose kept
+    torch.testing.assert_close(at_mean[:, start + n :], vector[:, start + n :])
+    halfway = model.with_fusion(expression_input=0.5)._expression_input(vector)
+    torch.testing.assert_close(halfway, (vector + at_mean) / 2)
+    # at 0 the render does not depend on the blendshapes but for the smile the correction follows
+    identity = neutral.dummy_identities([7], vector.dtype)
+    glancing = vector.clone()
+    glancing[0, start + BLENDSHAPE_NAMES.index("eyeLookOutLeft")] = 0.9
+    assert torch.equal(smile_of(glancing), smile_of(vector))
+    with torch.no_grad():
+        torch.testing.assert_close(neutral.styles(identity, glancing), neutral.styles(identity, vector))
+        assert not torch.allclose(model.styles(identity, glancing), model.styles(identity, vector))
+        smiling = vector.clone()
+        smiling[0, start + BLENDSHAPE_NAMES.index("mouthSmileLeft")] += 0.5
+        assert not torch.allclose(neutral.styles(identity, smiling), neutral.styles(identity, vector))

@@ -85,9 +85,10 @@ class _Styles(nn.Module):
         self.gie = model.gie
         self.pose_correction = model.pose_correction if model.fusion.follow_pose else None
         self.expression_correction = model.expression_correction if model.fusion.follow_expression else None
+        self.rendered_at = model._expression_input  # (FusionSettings.expression_input)
 
     def forward(self, identity: Tensor, geometry: Tensor) -> Tensor:
-        wplus = self.gie.styles(identity, geometry)
+        wplus = self.gie.styles(identity, self.rendered_at(geometry))
         if self.pose_correction is not None:
             wplus = self.pose_correction(wplus, geometry[:, -3:-1])
         if self.expression_correction is not None:

@@ -164,6 +164,14 @@ class FusionSettings:
     follow_pose: bool = True
     """Render the dummy turned and tilted as the original is, with the model file's pose correction
     (`models.gie.PoseCorrection`; a file without one renders as f_mlp alone does)."""
+    expression_input: float = 1.0
+    """How far GIE's f_mlp is given the original's expression (its MediaPipe blendshapes in the
+    geometry vector): 1 as read, 0 GIE's training mean (a neutral face), in between by
+    interpolation. The smile correction (`follow_expression`), the lids (`follow_eyelids`) and the
+    mouth (`follow_mouth`) follow the original's either way. f_mlp learnt expression and apparent
+    gender together from the generator's bank: on LFW pair 102 (a man speaking on the phone,
+    looking aside) every one of eight dummies steered male rendered as a woman at his blendshapes
+    and 7 of 8 as men at the mean (`runs/s44/geo102.py`)."""
     follow_expression: bool = True
     """Render the dummy smiling as much as the original (the model file's expression correction,
     `models.gie.ExpressionCorrection`; a file without one renders as f_mlp alone does)."""
@@ -289,6 +297,8 @@ class FusionSettings:
             raise ValueError(f"max_yaw must be > 0 degrees, got {self.max_yaw}")
         if self.forehead_feather < 0:
             raise ValueError(f"forehead_feather must be >= 0, got {self.forehead_feather}")
+        if not 0 <= self.expression_input <= 1:
+            raise ValueError(f"expression_input must be in [0, 1], got {self.expression_input}")
         if self.mask_feather <= 0 or self.mask_grow < -0.1:
             raise ValueError("mask_feather must be > 0 and mask_grow >= -0.1")
 

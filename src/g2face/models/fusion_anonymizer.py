@@ -1019,17 +1019,34 @@ class FusionAnonymizer(nn.Module):
         geometry's yaw and pitch (`PoseCorrection`, `FusionSettings.follow_pose`)."""
         n = len(identities)
         geometry_vector = geometry_vector.expand(n, -1)
-        wplus = self.gie.styles(identities, geometry_vector)
+        rendered_at = self._expression_input(geometry_vector)
+        wplus = self.gie.styles(identities, rendered_at)
         if spread != 1.0:
             mean = self.gie.style_mlp.input_mean[: self.gie.config.identity_dim].to(identities)
-            centre = self.gie.styles(mean.expand(n, -1), geometry_vector)
+            centre = self.gie.styles(mean.expand(n, -1), rendered_at)
             wplus = torch.lerp(centre, wplus, spread)
         if self.pose_correction is not None and self.fusion.follow_pose:
             # the geometry vector ends with the pose (yaw, pitch, roll); roll is the fit's rotation
             wplus = self.pose_correction(wplus, geometry_vector[:, -3:-1])
         if self.expression_correction is not None and self.fusion.follow_expression:
-            wplus = self.expression_correction(wplus, smile_of(geometry_vector))
+            wplus = self.expression_correction(wplus, smile_of(geometry_vector))  # the original's smile
         return wplus
+
+    def _expression_input(self, geometry_vector: Tensor) -> Tensor:
+        """The geometry vectors [N, G] f_mlp renders from: their blendshapes moved
+        `FusionSettings.expression_input` of the way from GIE's training mean to the original's."""
+        strength = self.fusion.expression_input
+        if strength == 1.0:
+            return geometry_vector
+        n_expression = len(BLENDSHAPE_NAMES)
+        start = geometry_vector.shape[1] - 3 - n_expression  # [shape ⊕ expression ⊕ pose (3)]
+        offset = self.gie.config.identity_dim + start
+        mean = self.gie.style_mlp.input_mean[offset : offset + n_expression].to(geometry_vector)
+        moved = geometry_vector.clone()
+        moved[:, start : start + n_expression] = torch.lerp(
+            mean.expand(len(geometry_vector), -1), geometry_vector[:, start : start + n_expression], strength
+        )
+        return moved
 
     def render_points(self, renders: Tensor) -> np.ndarray:
         """The mesh of each rendered face [N, 3, S, S] in crop pixels [N, 478, 2]."""
