@@ -118,7 +118,9 @@ def _open_input(path: Path):
 
 def _rotation_of(frame) -> tuple[int, tuple[int, ...] | None]:
     matrix = None
-    for side in frame.side_data:
+    for entry in frame.side_data:
+        # PyAV up to 18.1.0 iterates the side data itself, 18.1.1 the types it is keyed by
+        side = entry if hasattr(entry, "type") else frame.side_data[entry]
         if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
             matrix = tuple(np.frombuffer(bytes(side), dtype="<i4").tolist())
     return int(round(frame.rotation)) % 360 if matrix is not None else 0, matrix
