@@ -171,7 +171,10 @@ class FusionSettings:
     mouth (`follow_mouth`) follow the original's either way. f_mlp learnt expression and apparent
     gender together from the generator's bank: on LFW pair 102 (a man speaking on the phone,
     looking aside) every one of eight dummies steered male rendered as a woman at his blendshapes
-    and 7 of 8 as men at the mean (`runs/s44/geo102.py`)."""
+    and 7 of 8 as men with the blendshapes at zero (`runs/s44/geo102.py`). At 0 on CelebA's 150
+    evaluation pairs FaceNet's mean cosine to another photo fell 0.020 +- 0.010 and two keys' fakes
+    matched less often (0.693 -> 0.640), but the blendshape error rose 0.0537 -> 0.0599 and gender
+    kept did not rise (docs/measurements.md, session 44): 1 by default."""
     follow_expression: bool = True
     """Render the dummy smiling as much as the original (the model file's expression correction,
     `models.gie.ExpressionCorrection`; a file without one renders as f_mlp alone does)."""
