@@ -204,6 +204,13 @@ def _shut_mouth(points: np.ndarray) -> np.ndarray:
     return shut
 
 
+def _draw_opening(image: np.ndarray, points: np.ndarray, colour: tuple[int, int, int]) -> None:
+    """Fill the mouth's opening (inside the inner lip contours of the mesh `points`) with `colour`."""
+    upper, lower = fusion._mouth_contours()
+    ring = np.round(points[upper + lower[-2:0:-1], :2] * 16).astype(np.int32)
+    cv2.fillPoly(image, [ring], colour, cv2.LINE_AA, 4)
+
+
 def _opened_mouth(points: np.ndarray, by: float) -> np.ndarray:
     """A mesh with its lower inner lip dropped `by` mouth widths further than `points` has it."""
     opened = points.copy()
@@ -257,10 +264,7 @@ def test_a_fake_of_a_closed_mouthed_original_shows_no_open_mouth():
     render_points = _opened_mouth(original_points, 0.3)
     original = np.full((SIZE * 2, SIZE * 2, 3), (200, 160, 140), np.uint8)
     render = original.copy()
-    upper = [78, *(u for u, _ in MOUTH_INNER_PAIRS), 308]
-    lower = [78, *(lo for _, lo in MOUTH_INNER_PAIRS), 308]
-    ring = np.round(render_points[upper + lower[-2:0:-1], :2] * 16).astype(np.int32)
-    cv2.fillPoly(render, [ring], (30, 20, 20), cv2.LINE_AA, 4)  # the dark of the render's open mouth
+    _draw_opening(render, render_points, (30, 20, 20))  # the dark of the render's open mouth
     # (no partial mesh warp: its interpolation across the opening blurs where the gap's edges are)
     fused = fuse_face(original, original_points, render, render_points, FusionSettings(warp_strength=0))
     parted = fuse_face(
@@ -296,15 +300,13 @@ def test_open_mouth_parts_drawn_lips_and_the_interior_is_the_originals():
     # the original's interior (here white teeth) fills the fake's opening
     original = image.copy()
     original_points = _opened_mouth(points, 0.3)
-    upper = [78, *(u for u, _ in MOUTH_INNER_PAIRS), 308]
-    lower = [78, *(lo for _, lo in MOUTH_INNER_PAIRS), 308]
-    ring = np.round(original_points[upper + lower[-2:0:-1], :2] * 16).astype(np.int32)
-    cv2.fillPoly(original, [ring], (250, 250, 250), cv2.LINE_AA, 4)
+    _draw_opening(original, original_points, (250, 250, 250))
     inside, opening = mouth_interior(original, original_points, opened)
     middle = opening > 0.99
     assert middle.sum() > 200 and opening.max() <= 1.0
     assert inside[middle].min() > 240  # the teeth, moved onto the fake's opening
-    assert opening[: int(opened[upper, 1].min()) - 3].max() < 0.01  # nothing above the lips
+    upper_lip = fusion._mouth_contours()[0]
+    assert opening[: int(opened[upper_lip, 1].min()) - 3].max() < 0.01  # nothing above the lips
 
 
 def test_a_fake_of_an_open_mouthed_original_shows_an_open_mouth():
@@ -312,10 +314,7 @@ def test_a_fake_of_an_open_mouthed_original_shows_an_open_mouth():
     original_points = _opened_mouth(render_points, 0.35)
     render = np.full((SIZE * 2, SIZE * 2, 3), (200, 160, 140), np.uint8)
     original = render.copy()
-    upper = [78, *(u for u, _ in MOUTH_INNER_PAIRS), 308]
-    lower = [78, *(lo for _, lo in MOUTH_INNER_PAIRS), 308]
-    ring = np.round(original_points[upper + lower[-2:0:-1], :2] * 16).astype(np.int32)
-    cv2.fillPoly(original, [ring], (30, 20, 20), cv2.LINE_AA, 4)  # the dark of an open mouth
+    _draw_opening(original, original_points, (30, 20, 20))  # the dark of an open mouth
     dark = original[..., 0] < 60
     fused = fuse_face(original, original_points, render, render_points, FusionSettings())
     shut = fuse_face(original, original_points, render, render_points, FusionSettings(follow_mouth=False))
