@@ -653,8 +653,8 @@ def follow_mouth(render_points: np.ndarray, original_points: np.ndarray, close: 
     # each segment of a column (above the upper lip, between the lips, below the lower lip) onto
     # where `_move_contours` puts it
     between = _stretch(v, s_up, s_low, d_up, d_low)
-    from_upper_lip = np.where(v >= s_low, _stretch(v, s_low, bottom, d_low, bottom), between)
-    moved = np.where(v <= s_up, _stretch(v, top, s_up, top, d_up), from_upper_lip)
+    below_upper_lip = np.where(v >= s_low, _stretch(v, s_low, bottom, d_low, bottom), between)
+    moved = np.where(v <= s_up, _stretch(v, top, s_up, top, d_up), below_upper_lip)
     inside = (u >= 0) & (u <= width) & (v >= top) & (v <= bottom)
     out = render_points.copy()
     out[:NUM_MESH_POINTS, :2] += np.where(inside, moved - v, 0.0)[:, None] * across
@@ -1180,16 +1180,14 @@ def match_lip_tone(
     lab_c = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB).astype(np.float32)
     lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
 
-    def redness(lab: np.ndarray, lips: np.ndarray, skin: np.ndarray) -> float:
-        return float(trimmed_lab_mean(lab[lips])[1] - trimmed_lab_mean(lab[skin])[1])
-
-    allowed = max(redness(lab_o, lips_o, original_skin), LIP_REDNESS_FLOOR) + LIP_REDNESS_MARGIN
-    found = redness(lab_c, lips_r, render_skin)
+    skin_o, skin_c = trimmed_lab_mean(lab_o[original_skin])[1], trimmed_lab_mean(lab_c[render_skin])[1]
+    allowed = max(float(trimmed_lab_mean(lab_o[lips_o])[1] - skin_o), LIP_REDNESS_FLOOR) + LIP_REDNESS_MARGIN
+    found = float(trimmed_lab_mean(lab_c[lips_r])[1] - skin_c)
     if found - allowed <= 0.5:
         return coloured
     outside = cv2.distanceTransform((~lips_r).astype(np.uint8), cv2.DIST_L2, 5)
     weight = np.clip(1 - outside / max(1.0, LIP_TONE_FEATHER * width), 0, 1)
-    above_skin = np.maximum(lab_c[..., 1] - trimmed_lab_mean(lab_c[render_skin])[1], 0)
+    above_skin = np.maximum(lab_c[..., 1] - skin_c, 0)
     shift = np.zeros_like(lab_c)
     shift[..., 1] = weight * -above_skin * (1 - allowed / found) * region  # a* only
     return _shift_lab(coloured, lab_c, shift)

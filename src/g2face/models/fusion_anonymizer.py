@@ -489,11 +489,14 @@ def probe_targets(
     return {row: t for row, t in targets.items() if row < rows}
 
 
+EXPRESSION_COLUMNS = slice(-3 - len(BLENDSHAPE_NAMES), -3)
+"""The blendshapes' columns in a geometry vector [shape ⊕ expression ⊕ pose (3)], and in GIE's
+input [identity ⊕ geometry vector], which ends the same way."""
+
+
 def smile_of(geometry_vector: Tensor) -> Tensor:
-    """The smile [B] (`models.gie.SMILE_BLENDSHAPES`, averaged) in geometry vectors [B, G] =
-    [shape ⊕ expression (the blendshapes) ⊕ pose (3)]."""
-    expression = geometry_vector[:, -3 - len(BLENDSHAPE_NAMES) : -3]
-    return expression[:, list(SMILE_BLENDSHAPES)].mean(1)
+    """The smile [B] (`models.gie.SMILE_BLENDSHAPES`, averaged) in geometry vectors [B, G]."""
+    return geometry_vector[:, EXPRESSION_COLUMNS][:, list(SMILE_BLENDSHAPES)].mean(1)
 
 
 def _probe_delta(
@@ -1038,13 +1041,10 @@ class FusionAnonymizer(nn.Module):
         strength = self.fusion.expression_input
         if strength == 1.0:
             return geometry_vector
-        n_expression = len(BLENDSHAPE_NAMES)
-        start = geometry_vector.shape[1] - 3 - n_expression  # [shape ⊕ expression ⊕ pose (3)]
-        offset = self.gie.config.identity_dim + start
-        mean = self.gie.style_mlp.input_mean[offset : offset + n_expression].to(geometry_vector)
+        mean = self.gie.style_mlp.input_mean[EXPRESSION_COLUMNS].to(geometry_vector)
         moved = geometry_vector.clone()
-        moved[:, start : start + n_expression] = torch.lerp(
-            mean.expand(len(geometry_vector), -1), geometry_vector[:, start : start + n_expression], strength
+        moved[:, EXPRESSION_COLUMNS] = torch.lerp(
+            mean.expand(len(geometry_vector), -1), geometry_vector[:, EXPRESSION_COLUMNS], strength
         )
         return moved
 
