@@ -193,7 +193,10 @@ def main() -> None:
         # whether the search pushed the kept dummy away from the original (the push is remembered
         # by dummy seed for a video track's later frames; a measurement script may look)
         pushed = anon.faces[0].dummy_seed in getattr(pipeline.model, "_pushes", {})
+        # and whether it came from the neutral round (CandidateSettings.neutral_round), remembered alike
+        neutral = anon.faces[0].dummy_seed in getattr(pipeline.model, "_neutral_seeds", {})
         anon_b = pipeline.anonymize(a1, KEY_B, detections=[f1], seeds=[name_seed(pair[0] + "/B")])
+        neutral_b = anon_b.faces[0].dummy_seed in getattr(pipeline.model, "_neutral_seeds", {})
         exact = pipeline.recover(anon.image, KEY_A, container=anon.container)
         published = _jpeg(anon.image, 90)
         back = pipeline.recover(published, KEY_A)
@@ -235,6 +238,8 @@ def main() -> None:
                 # filtered, not faked: turned beyond what the generator renders
                 "fallback": anon.faces[0].fallback_reason is not None,
                 "pushed": pushed,
+                "neutral": neutral,
+                "neutral_b": neutral_b,
                 "anonymize_seconds": anonymize_seconds,
                 "emb_original_facenet": emb_f["original"].tolist(),
                 "emb_original_sface": emb_s["original"].tolist(),
@@ -263,6 +268,8 @@ def main() -> None:
     results["exact_container"] = float(np.mean([r["exact"] for r in rows]))
     results["verified_after_strip_jpeg90"] = float(np.mean([r["verified_q90"] for r in rows]))
     results["pushed"] = int(sum(r["pushed"] for r in rows))
+    results["neutral"] = int(sum(r["neutral"] for r in rows))
+    results["neutral_b"] = int(sum(r["neutral_b"] for r in rows))
     results["anonymize_seconds_mean"] = float(np.mean([r["anonymize_seconds"] for r in rows]))
     pushed_seconds = [r["anonymize_seconds"] for r in rows if r["pushed"]]
     results["anonymize_seconds_mean_pushed"] = float(np.mean(pushed_seconds)) if pushed_seconds else None

@@ -595,7 +595,9 @@ def test_more_rounds_are_drawn_while_the_choice_would_change_the_apparent_gender
     from g2face.align import align_face
     from g2face.nn.crops import crops_to_tensor
 
-    model = pipeline.model.with_candidates(max_rounds=2, attribute_rounds=extra_rounds, away_steps=0)
+    model = pipeline.model.with_candidates(
+        max_rounds=2, attribute_rounds=extra_rounds, away_steps=0, neutral_round=False
+    )
     scores, rounds = model._scores, []
 
     def scripted(reference, attributes, faces, *args, **kwargs):
@@ -620,6 +622,61 @@ def test_more_rounds_are_drawn_while_the_choice_would_change_the_apparent_gender
         assert len(rounds) == 3 and kept == 0.99 and out.similarities == (0.2,)
     else:
         assert len(rounds) == 2 and kept == 0.01
+
+
+@pytest.mark.parametrize("neutral_round", [False, True])
+def test_a_neutral_round_is_drawn_when_every_round_renders_the_other_gender(
+    pipeline, photo, secret, monkeypatch, neutral_round
+):
+    """Every round's candidates render as women for a man (f_mlp reads some expressions as the
+    other gender): with `neutral_round`, one more round is rendered from GIE's mean expression and
+    its man is kept, and that dummy is rendered so again without a search (a video track's later
+    frames); without it the woman is kept."""
+    import dataclasses as dc
+    from collections import OrderedDict
+
+    from g2face.align import align_face
+    from g2face.nn.crops import crops_to_tensor
+
+    model = pipeline.model.with_candidates(
+        max_rounds=2, attribute_rounds=1, away_steps=0, neutral_round=neutral_round
+    )
+    scores, render = model._scores, model.render_dummies
+    rounds, inputs = [], []
+
+    def recorded(*args, expression_input=None, **kwargs):
+        inputs.append(expression_input)
+        return render(*args, expression_input=expression_input, **kwargs)
+
+    def scripted(reference, attributes, faces, *args, **kwargs):
+        found = scores(reference, attributes, faces, *args, **kwargs)
+        plain = {"second_similarity": None, "age_gap": 1.0, "adds_glasses": False, "adds_facial_hair": False}
+        man = {"same_gender": True, "sure_gender": True, "male_probability": 0.99}
+        woman = {"same_gender": False, "sure_gender": False, "male_probability": 0.01}
+        if len(faces) != model.candidates.count:  # a whole-region try or a render without search
+            rendered_neutral = inputs[-1] == 0
+            return [
+                dc.replace(s, similarity=0.2, **plain, **(man if rendered_neutral else woman)) for s in found
+            ]
+        rounds.append(inputs[-len(faces) :])
+        return [dc.replace(s, similarity=0.2, **plain, **(man if len(rounds) > 3 else woman)) for s in found]
+
+    monkeypatch.setattr(model, "render_dummies", recorded)
+    monkeypatch.setattr(model, "_neutral_seeds", OrderedDict())  # (the view's own, not the fixture's)
+    model._scores = scripted
+    crop = crops_to_tensor([align_face(photo, pipeline.detector.detect(photo)[0], model.image_size).crop])
+    out = model.anonymize(crop, secret, seeds=[11])
+    kept = out.attributes[0]["anonymized"]["male_probability"]
+    if not neutral_round:
+        assert len(rounds) == 3 and kept == 0.01
+        assert model._neutral_seeds.get(out.dummy_seeds[0], 1) == 1  # not remembered
+        return
+    assert len(rounds) == 4 and kept == 0.99
+    assert all(x is None for r in rounds[:3] for x in r) and rounds[3] == [0.0] * model.candidates.count
+    assert out.dummy_seeds[0] in model._neutral_seeds
+    inputs.clear()
+    again = model.anonymize(crop, secret, seeds=list(out.dummy_seeds), search=False)
+    assert inputs == [0.0] and again.attributes[0]["anonymized"]["male_probability"] == 0.99
 
 
 def test_fitted_tensors_are_added_to_a_fusion_file_and_the_rest_kept(tmp_path):

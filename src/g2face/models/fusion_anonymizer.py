@@ -159,6 +159,14 @@ class CandidateSettings:
     (`CandidateScore.ranking_similarity`), so the fake kept looks like someone else to two
     recognisers of different families and training data, not only to the one it is chosen with.
     The similarity bar stays SFace's. None: SFace alone."""
+    neutral_round: bool = True
+    """When the face kept after every round (`max_rounds` + `attribute_rounds`) is still not surely
+    of the original's apparent gender, one more round renders the next `count` candidates with
+    f_mlp given GIE's mean expression (`FusionSettings.expression_input` 0 for them; the smile,
+    lids and mouth still follow the original's). f_mlp learnt expression and apparent gender
+    together: on LFW pair 102 (a man speaking on the phone) every dummy steered male rendered as a
+    woman at his blendshapes and 7 of 8 as men at zero (session 44). A dummy kept from that round
+    is rendered so on a video track's later frames too (`FusionAnonymizer._neutral_seeds`)."""
     away_steps: int = 0
     """When the face kept is still more like the original than `max_similarity` (SFace, after
     fusion), this many Adam steps move its W+ away from the original's identity
@@ -661,6 +669,11 @@ class _FaceSearch:
         self.renders: dict[int, Tensor] = {}
         self.render_points: dict[int, np.ndarray] = {}
         self.widened: dict[int, tuple[CandidateScore, FusedFace]] = {}  # pool index -> whole-region try
+        self.neutral: set[int] = set()  # seeds rendered at GIE's mean expression (`neutral_round`)
+
+    def _expression_input(self, seed: int) -> float | None:
+        """What `FusionAnonymizer.styles` renders this candidate's expression from."""
+        return 0.0 if seed in self.neutral else None
 
     def _score(self, fused: list[FusedFace]) -> list[CandidateScore]:
         return self.model._scores(
@@ -688,11 +701,17 @@ class _FaceSearch:
         """How light the skin under the original's eyes reads (`under_eye_shade`)."""
         return under_eye_shade(self.original, self.points)
 
-    def _render_round(self, indices: list[int], with_pushes: bool = False) -> None:
+    def _render_round(self, indices: list[int], with_pushes: bool = False, neutral: bool = False) -> None:
         """Render, fuse and score candidates `indices` into the pool; `with_pushes`: each seed with
-        the push it got before (`FusionAnonymizer._pushes`), as a video track's later frames are."""
+        the push it got before (`FusionAnonymizer._pushes`) and at the expression it was kept at
+        (`_neutral_seeds`), as a video track's later frames are; `neutral`: at GIE's mean
+        expression (`CandidateSettings.neutral_round`)."""
         model = self.model
         candidate_seeds = [candidate_seed(self.seed, k) for k in indices]
+        if neutral:
+            self.neutral.update(candidate_seeds)
+        if with_pushes:
+            self.neutral.update(s for s in candidate_seeds if s in model._neutral_seeds)
         dummies = model.steer_dummies(model.dummy_identities(candidate_seeds, self.dtype), self.reference)
         # One at a time: a batch of candidates is slower per image on a CPU (its 512x512 feature
         # maps fall out of cache) and multiplies the peak memory.
@@ -700,8 +719,8 @@ class _FaceSearch:
         pushes = [model._pushes.get(s) if with_pushes else None for s in candidate_seeds]
         renders = torch.cat(
             [
-                model.render_dummies(d[None], self.vector, self.settings.spread, offset=p)
-                for d, p in zip(dummies, pushes, strict=True)
+                model.render_dummies(d[None], self.vector, self.settings.spread, p, self._expression_input(s))
+                for d, p, s in zip(dummies, pushes, candidate_seeds, strict=True)
             ]
         )
         self.renders |= dict(zip(candidate_seeds, renders, strict=True))
@@ -765,7 +784,7 @@ class _FaceSearch:
         is less like the original than `score`; else None."""
         settings, model = self.settings, self.model
         dummy = model.steer_dummies(model.dummy_identities([seed], self.dtype), self.reference)
-        wplus = model.styles(dummy, self.vector, settings.spread)
+        wplus = model.styles(dummy, self.vector, settings.spread, self._expression_input(seed))
         path, renders = model._push_away(
             wplus, self.original, self.points, self.render_points[seed], face.mask, self.embedding, self.width
         )
@@ -822,7 +841,7 @@ class _FaceSearch:
             self._render_round([0], with_pushes=True)
             return self._choose()
         rounds = settings.max_rounds + settings.attribute_rounds
-        order = self.model._candidate_order(self.seed, self.reference, self.dtype, rounds)
+        order = self.model._candidate_order(self.seed, self.reference, self.dtype, rounds + 1)
         for round_ in range(rounds):
             self._render_round(order[round_ * settings.count : (round_ + 1) * settings.count])
             # An original's glasses and facial hair are kept by choosing a fake that has them: while
@@ -833,7 +852,13 @@ class _FaceSearch:
             result = self._choose()
             if result[0].keeps_attributes(settings):
                 break
-        return self._push(result)
+        if settings.neutral_round and not result[0].surely_same_gender:
+            self._render_round(order[rounds * settings.count : (rounds + 1) * settings.count], neutral=True)
+            result = self._choose()
+        result = self._push(result)
+        if result[2] in self.neutral:
+            self.model._remember_neutral(result[2])
+        return result
 
 
 class FusionAnonymizer(nn.Module):
@@ -886,6 +911,8 @@ class FusionAnonymizer(nn.Module):
         self._accessories: OrderedDict[bytes, dict[int, float]] = OrderedDict()
         # dummy seed -> the W+ offset its push away from the original found (`_push_away`)
         self._pushes: OrderedDict[int, Tensor] = OrderedDict()
+        # dummy seeds kept from a search's neutral round (`CandidateSettings.neutral_round`), in use order
+        self._neutral_seeds: OrderedDict[int, None] = OrderedDict()
         # (dummy seeds, geometry vectors [N, G]) -> the vectors the faces are rendered at; None:
         # each face's own (`with_geometry_filter`)
         self.geometry_filter: Callable[[Sequence[int], Tensor], Tensor] | None = None
@@ -1006,23 +1033,37 @@ class FusionAnonymizer(nn.Module):
         return moved
 
     def render_dummies(
-        self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0, offset: Tensor | None = None
+        self,
+        identities: Tensor,
+        geometry_vector: Tensor,
+        spread: float = 1.0,
+        offset: Tensor | None = None,
+        expression_input: float | None = None,
     ) -> Tensor:
         """Identities [N, D] rendered at one geometry [1, G] or one each [N, G]; `spread` scales
         each W+ away from the average identity's at the same geometry (`CandidateSettings.spread`);
-        `offset` is added to the W+ (a remembered push, `_push_away`)."""
-        wplus = self.styles(identities, geometry_vector, spread)
+        `offset` is added to the W+ (a remembered push, `_push_away`); `expression_input` as in
+        `styles`."""
+        wplus = self.styles(identities, geometry_vector, spread, expression_input)
         if offset is not None:
             wplus = wplus + offset.to(wplus)
         return self.generator(wplus).clamp(-1, 1)
 
-    def styles(self, identities: Tensor, geometry_vector: Tensor, spread: float = 1.0) -> Tensor:
+    def styles(
+        self,
+        identities: Tensor,
+        geometry_vector: Tensor,
+        spread: float = 1.0,
+        expression_input: float | None = None,
+    ) -> Tensor:
         """The W+ [N, S, D] the identities [N, D] are rendered from at one geometry [1, G] or one
         each [N, G]: f_mlp's, `spread` away from the average identity's, then turned to the
-        geometry's yaw and pitch (`PoseCorrection`, `FusionSettings.follow_pose`)."""
+        geometry's yaw and pitch (`PoseCorrection`, `FusionSettings.follow_pose`).
+        `expression_input`: how far f_mlp is given the geometry's expression; None:
+        `FusionSettings.expression_input` (a search's neutral round passes 0)."""
         n = len(identities)
         geometry_vector = geometry_vector.expand(n, -1)
-        rendered_at = self._expression_input(geometry_vector)
+        rendered_at = self._expression_input(geometry_vector, expression_input)
         wplus = self.gie.styles(identities, rendered_at)
         if spread != 1.0:
             mean = self.gie.style_mlp.input_mean[: self.gie.config.identity_dim].to(identities)
@@ -1035,10 +1076,11 @@ class FusionAnonymizer(nn.Module):
             wplus = self.expression_correction(wplus, smile_of(geometry_vector))  # the original's smile
         return wplus
 
-    def _expression_input(self, geometry_vector: Tensor) -> Tensor:
-        """The geometry vectors [N, G] f_mlp renders from: their blendshapes moved
-        `FusionSettings.expression_input` of the way from GIE's training mean to the original's."""
-        strength = self.fusion.expression_input
+    def _expression_input(self, geometry_vector: Tensor, strength: float | None = None) -> Tensor:
+        """The geometry vectors [N, G] f_mlp renders from: their blendshapes moved `strength`
+        (None: `FusionSettings.expression_input`) of the way from GIE's training mean to the
+        original's."""
+        strength = self.fusion.expression_input if strength is None else strength
         if strength == 1.0:
             return geometry_vector
         mean = self.gie.style_mlp.input_mean[EXPRESSION_COLUMNS].to(geometry_vector)
@@ -1620,6 +1662,14 @@ class FusionAnonymizer(nn.Module):
         self._pushes[seed] = offset.detach()
         while len(self._pushes) > REFINEMENTS_KEPT:
             self._pushes.popitem(last=False)
+
+    def _remember_neutral(self, seed: int) -> None:
+        """A dummy seed kept from a neutral round, rendered so again without a search (the later
+        frames of a video track)."""
+        self._neutral_seeds.pop(seed, None)
+        self._neutral_seeds[seed] = None
+        while len(self._neutral_seeds) > REFINEMENTS_KEPT:
+            self._neutral_seeds.popitem(last=False)
 
     def _refine_scenes(
         self,
