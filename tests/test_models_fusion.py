@@ -742,8 +742,14 @@ def test_the_fakes_face_shows_no_colour_the_originals_face_does_not():
     assert np.array_equal(match_chroma_range(teal, original, points, points, np.zeros_like(region)), teal)
 
 
-def test_render_lips_are_made_no_redder_than_the_originals_but_never_redder():
-    from g2face.models.fusion import LIP_REDNESS_FLOOR, LIP_REDNESS_MARGIN, lips_mask, match_lip_tone
+def test_render_lips_are_made_about_as_red_as_the_originals():
+    from g2face.models.fusion import (
+        LIP_RAISE_MAX,
+        LIP_REDNESS_FLOOR,
+        LIP_REDNESS_MARGIN,
+        lips_mask,
+        match_lip_tone,
+    )
     from g2face.priors.skin_tone import trimmed_lab_mean
 
     points = _mean_face()
@@ -765,12 +771,26 @@ def test_render_lips_are_made_no_redder_than_the_originals_but_never_redder():
     assert redness(render) > allowed + 10
     assert abs(redness(out) - allowed) < 2.5
     assert abs(lab(out, lips)[0] - lab(render, lips)[0]) < 3  # lightness stays the render's
-    # pale render lips are not made redder, and outside the replaced region nothing moves
-    assert np.array_equal(
-        match_lip_tone(original, render, points, points, skin, skin, region, 120.0), original
-    )
+    # outside the replaced region nothing moves
     out = match_lip_tone(render, original, points, points, skin, skin, np.zeros_like(region), 120.0)
     assert np.array_equal(out, render)
+    # pale render lips under an original's red lipstick are made redder, to within the margin
+    lipstick = original.copy()
+    lipstick[lips] = (180, 90, 95)
+    wanted = redness(lipstick) - LIP_REDNESS_MARGIN
+    assert LIP_REDNESS_MARGIN + 2 < wanted - redness(original) < LIP_RAISE_MAX
+    out = match_lip_tone(original, lipstick, points, points, skin, skin, region, 120.0)
+    assert abs(redness(out) - wanted) < 2.5
+    assert abs(lab(out, lips)[0] - lab(original, lips)[0]) < 3
+    # by no more than LIP_RAISE_MAX however red the original's lip ring reads (a red microphone)
+    red_thing = original.copy()
+    red_thing[lips] = (230, 20, 40)
+    out = match_lip_tone(original, red_thing, points, points, skin, skin, region, 120.0)
+    assert redness(out) - redness(original) < LIP_RAISE_MAX + 1.5
+    # lips as red as the original's, or within the margin of it, do not move
+    assert np.array_equal(
+        match_lip_tone(original, original, points, points, skin, skin, region, 120.0), original
+    )
 
 
 def test_lip_tone_leaves_the_skin_round_the_lips_and_their_dark_edge_alone():

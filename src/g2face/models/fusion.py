@@ -75,11 +75,15 @@ redness from the skin round the lips too, 2-2.5 times the lips' own shift at the
 lips (an opened mouth's): a grey-green ring round the mouth."""
 LIP_REDNESS_FLOOR = 4.0
 LIP_REDNESS_MARGIN = 4.0
-"""A render's lips are made less red, never redder: down to this much (a*, OpenCV's 8-bit Lab)
-above the original's own lip redness over its skin, read as at least `LIP_REDNESS_FLOOR`. Real
-photos' lips (150 LFW and 150 CelebA originals) sit a* +4 to +6 above the skin for men and +8.5
-for women (medians; 95th percentile +8 to +13 and +16 to +21); the renders' at +8 to +24. Matched
-exactly, a smiling woman's misread lips (no redder than her flushed skin) came out grey."""
+"""A render's lips redder over its skin than the original's are over theirs (read as at least
+`LIP_REDNESS_FLOOR`) by more than this (a*, OpenCV's 8-bit Lab) are made less red, down to it;
+lips paler by more than this are made redder, up to it (`LIP_RAISE_MAX`). Real photos' lips (150
+LFW and 150 CelebA originals) sit a* +4 to +6 above the skin for men and +8.5 for women (medians;
+95th percentile +8 to +13 and +16 to +21: lipstick); the renders' at +8 to +24. Matched exactly, a
+smiling woman's misread lips (no redder than her flushed skin) came out grey."""
+LIP_RAISE_MAX = 12.0
+"""Largest a* a render's lips are made redder by: a lip ring that strays onto something red in
+the original (a tongue, a red microphone) must not paint the fake's lips with it."""
 
 
 # Mesh landmarks of the regions a user may keep (MediaPipe FaceLandmarksConnections, plus the lid
@@ -223,9 +227,10 @@ class FusionSettings:
     renders' cheeks sit 2.5 L* above their skin's mean and real photos' 1.5 below, so the fakes'
     cheeks came out 4.4 L* lighter, a cheek ITA 8° lighter."""
     match_lip_tone: bool = True
-    """Lips no redder over the fake's skin than the original's are over theirs (`match_lip_tone`):
-    renders' lips are redder than photos' (a* +8 to +24 over the skin against +4 to +9), and a
-    man's fake with bright red lips was read as a woman (CelebA)."""
+    """Lips about as red over the fake's skin as the original's are over theirs (`match_lip_tone`):
+    renders' lips are mostly redder than photos' (a* +8 to +24 over the skin against +4 to +9), and
+    a man's fake with bright red lips was read as a woman (CelebA); a woman's red lipstick is kept
+    on her fake."""
     match_iris_tone: bool = True
     """Each visible iris of the fake takes the colour of the original's (`match_iris_tone`): renders'
     eyes are mostly light, and pale eyes on a fake of a dark-eyed person read as another ancestry."""
@@ -1165,13 +1170,15 @@ def match_lip_tone(
     region: np.ndarray,
     width: float,
 ) -> np.ndarray:
-    """The recoloured render (uint8 RGB) with lips no redder over its own skin than the original's
-    are over theirs (`LIP_REDNESS_MARGIN`): each lip pixel's a* above the skin's scaled down by the
-    ratio that brings the lips' trimmed mean there, fading out just outside the lips
-    (`LIP_TONE_FEATHER`) and with `region`. Lightness and hue otherwise stay the render's; a lip
-    pixel no redder than the skin does not move. Lowered by one amount, the lips' dark edges (their
-    a* near the skin's) went below the skin's and showed as a grey-green line along an opened
-    mouth. Lips too small or without skin to compare against in either face are left as they are."""
+    """The recoloured render (uint8 RGB) with lips about as red over its own skin as the original's
+    are over theirs (within `LIP_REDNESS_MARGIN`), fading out just outside the lips
+    (`LIP_TONE_FEATHER`) and with `region`. Too red: each lip pixel's a* above the skin's is scaled
+    down by the ratio that brings the lips' trimmed mean there, and a lip pixel no redder than the
+    skin does not move (lowered by one amount, the lips' dark edges, their a* near the skin's, went
+    below the skin's and showed as a grey-green line along an opened mouth). Too pale (an original
+    wearing lipstick): the lips' a* is raised by one amount, at most `LIP_RAISE_MAX`. Lightness and
+    hue otherwise stay the render's. Lips too small or without skin to compare against in either
+    face are left as they are."""
     size = original.shape[0]
     lips_r = lips_mask(render_points, size)
     lips_o = lips_mask(original_points, size)
@@ -1181,15 +1188,20 @@ def match_lip_tone(
     lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
 
     skin_o, skin_c = trimmed_lab_mean(lab_o[original_skin])[1], trimmed_lab_mean(lab_c[render_skin])[1]
-    allowed = max(float(trimmed_lab_mean(lab_o[lips_o])[1] - skin_o), LIP_REDNESS_FLOOR) + LIP_REDNESS_MARGIN
+    original_redness = max(float(trimmed_lab_mean(lab_o[lips_o])[1] - skin_o), LIP_REDNESS_FLOOR)
+    allowed = original_redness + LIP_REDNESS_MARGIN
+    wanted = original_redness - LIP_REDNESS_MARGIN  # the palest the fake's lips may stay
     found = float(trimmed_lab_mean(lab_c[lips_r])[1] - skin_c)
-    if found - allowed <= 0.5:
+    if found - allowed <= 0.5 and wanted - found <= 0.5:
         return coloured
     outside = cv2.distanceTransform((~lips_r).astype(np.uint8), cv2.DIST_L2, 5)
-    weight = np.clip(1 - outside / max(1.0, LIP_TONE_FEATHER * width), 0, 1)
-    above_skin = np.maximum(lab_c[..., 1] - skin_c, 0)
+    weight = np.clip(1 - outside / max(1.0, LIP_TONE_FEATHER * width), 0, 1) * region
     shift = np.zeros_like(lab_c)
-    shift[..., 1] = weight * -above_skin * (1 - allowed / found) * region  # a* only
+    if found > allowed:
+        above_skin = np.maximum(lab_c[..., 1] - skin_c, 0)
+        shift[..., 1] = weight * -above_skin * (1 - allowed / found)  # a* only
+    else:
+        shift[..., 1] = weight * min(wanted - found, LIP_RAISE_MAX)
     return _shift_lab(coloured, lab_c, shift)
 
 
