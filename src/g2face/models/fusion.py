@@ -77,13 +77,16 @@ LIP_REDNESS_FLOOR = 4.0
 LIP_REDNESS_MARGIN = 4.0
 """A render's lips redder over its skin than the original's are over theirs (read as at least
 `LIP_REDNESS_FLOOR`) by more than this (a*, OpenCV's 8-bit Lab) are made less red, down to it;
-lips paler by more than this are made redder, up to it (`LIP_RAISE_MAX`). Real photos' lips (150
-LFW and 150 CelebA originals) sit a* +4 to +6 above the skin for men and +8.5 for women (medians;
-95th percentile +8 to +13 and +16 to +21: lipstick); the renders' at +8 to +24. Matched exactly, a
-smiling woman's misread lips (no redder than her flushed skin) came out grey."""
-LIP_RAISE_MAX = 12.0
-"""Largest a* a render's lips are made redder by: a lip ring that strays onto something red in
-the original (a tongue, a red microphone) must not paint the fake's lips with it."""
+lips paler by more than this take the original's lip colour over its skin (`LIP_RAISE_MAX`).
+Real photos' lips (150 LFW and 150 CelebA originals) sit a* +4 to +6 above the skin for men and
++8.5 for women (medians; 95th percentile +8 to +13 and +16 to +21: lipstick); the renders' at +8
+to +24. Matched exactly, a smiling woman's misread lips (no redder than her flushed skin) came out
+grey."""
+LIP_RAISE_MAX = (20.0, 16.0, 12.0)
+"""Largest shift (L*, a*, b*) of a render's lips made as red as an original's lipstick: a lip ring
+that strays onto something red in the original (a tongue, a red microphone) must not paint the
+fake's lips with it. Raised in a* alone (to the margin below the original's), CelebA's lipstick
+wearers' fakes came out pink: lipstick is darker as well as redder."""
 
 
 # Mesh landmarks of the regions a user may keep (MediaPipe FaceLandmarksConnections, plus the lid
@@ -1175,10 +1178,10 @@ def match_lip_tone(
     (`LIP_TONE_FEATHER`) and with `region`. Too red: each lip pixel's a* above the skin's is scaled
     down by the ratio that brings the lips' trimmed mean there, and a lip pixel no redder than the
     skin does not move (lowered by one amount, the lips' dark edges, their a* near the skin's, went
-    below the skin's and showed as a grey-green line along an opened mouth). Too pale (an original
-    wearing lipstick): the lips' a* is raised by one amount, at most `LIP_RAISE_MAX`. Lightness and
-    hue otherwise stay the render's. Lips too small or without skin to compare against in either
-    face are left as they are."""
+    below the skin's and showed as a grey-green line along an opened mouth); lightness and hue stay
+    the render's. Too pale (an original wearing lipstick): the lips are moved by one amount in
+    L*, a* and b* to the original lips' colour over its skin (at most `LIP_RAISE_MAX`). Lips too
+    small or without skin to compare against in either face are left as they are."""
     size = original.shape[0]
     lips_r = lips_mask(render_points, size)
     lips_o = lips_mask(original_points, size)
@@ -1187,21 +1190,23 @@ def match_lip_tone(
     lab_c = cv2.cvtColor(coloured, cv2.COLOR_RGB2LAB).astype(np.float32)
     lab_o = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
 
-    skin_o, skin_c = trimmed_lab_mean(lab_o[original_skin])[1], trimmed_lab_mean(lab_c[render_skin])[1]
-    original_redness = max(float(trimmed_lab_mean(lab_o[lips_o])[1] - skin_o), LIP_REDNESS_FLOOR)
+    skin_o, skin_c = trimmed_lab_mean(lab_o[original_skin]), trimmed_lab_mean(lab_c[render_skin])
+    lips_over_skin_o = trimmed_lab_mean(lab_o[lips_o]) - skin_o
+    lips_over_skin_c = trimmed_lab_mean(lab_c[lips_r]) - skin_c
+    original_redness = max(float(lips_over_skin_o[1]), LIP_REDNESS_FLOOR)
     allowed = original_redness + LIP_REDNESS_MARGIN
-    wanted = original_redness - LIP_REDNESS_MARGIN  # the palest the fake's lips may stay
-    found = float(trimmed_lab_mean(lab_c[lips_r])[1] - skin_c)
-    if found - allowed <= 0.5 and wanted - found <= 0.5:
+    found = float(lips_over_skin_c[1])
+    if found - allowed <= 0.5 and original_redness - LIP_REDNESS_MARGIN - found <= 0.5:
         return coloured
     outside = cv2.distanceTransform((~lips_r).astype(np.uint8), cv2.DIST_L2, 5)
     weight = np.clip(1 - outside / max(1.0, LIP_TONE_FEATHER * width), 0, 1) * region
     shift = np.zeros_like(lab_c)
     if found > allowed:
-        above_skin = np.maximum(lab_c[..., 1] - skin_c, 0)
+        above_skin = np.maximum(lab_c[..., 1] - float(skin_c[1]), 0)
         shift[..., 1] = weight * -above_skin * (1 - allowed / found)  # a* only
     else:
-        shift[..., 1] = weight * min(wanted - found, LIP_RAISE_MAX)
+        cap = np.asarray(LIP_RAISE_MAX)
+        shift[:] = weight[..., None] * np.clip(lips_over_skin_o - lips_over_skin_c, -cap, cap)
     return _shift_lab(coloured, lab_c, shift)
 
 
