@@ -671,8 +671,9 @@ class _FaceSearch:
         self.widened: dict[int, tuple[CandidateScore, FusedFace]] = {}  # pool index -> whole-region try
         self.neutral: set[int] = set()  # seeds rendered at GIE's mean expression (`neutral_round`)
 
-    def _expression_input(self, seed: int) -> float | None:
-        """What `FusionAnonymizer.styles` renders this candidate's expression from."""
+    def _expression_input_of(self, seed: int) -> float | None:
+        """The `expression_input` `FusionAnonymizer.styles` renders this candidate with (None: the
+        model's)."""
         return 0.0 if seed in self.neutral else None
 
     def _score(self, fused: list[FusedFace]) -> list[CandidateScore]:
@@ -719,7 +720,9 @@ class _FaceSearch:
         pushes = [model._pushes.get(s) if with_pushes else None for s in candidate_seeds]
         renders = torch.cat(
             [
-                model.render_dummies(d[None], self.vector, self.settings.spread, p, self._expression_input(s))
+                model.render_dummies(
+                    d[None], self.vector, self.settings.spread, p, self._expression_input_of(s)
+                )
                 for d, p, s in zip(dummies, pushes, candidate_seeds, strict=True)
             ]
         )
@@ -784,7 +787,7 @@ class _FaceSearch:
         is less like the original than `score`; else None."""
         settings, model = self.settings, self.model
         dummy = model.steer_dummies(model.dummy_identities([seed], self.dtype), self.reference)
-        wplus = model.styles(dummy, self.vector, settings.spread, self._expression_input(seed))
+        wplus = model.styles(dummy, self.vector, settings.spread, self._expression_input_of(seed))
         path, renders = model._push_away(
             wplus, self.original, self.points, self.render_points[seed], face.mask, self.embedding, self.width
         )
