@@ -721,7 +721,11 @@ class _FaceSearch:
         renders = torch.cat(
             [
                 model.render_dummies(
-                    d[None], self.vector, self.settings.spread, p, self._expression_input_of(s)
+                    d[None],
+                    self.vector,
+                    self.settings.spread,
+                    offset=p,
+                    expression_input=self._expression_input_of(s),
                 )
                 for d, p, s in zip(dummies, pushes, candidate_seeds, strict=True)
             ]
