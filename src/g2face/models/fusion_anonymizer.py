@@ -426,7 +426,18 @@ def _strength_note(level: int) -> str:
 
 
 REFINEMENTS_KEPT = 64
-"""Identities whose refinement (`FusionAnonymizer.render_identities`) is remembered for reuse."""
+"""Identities whose refinement (`FusionAnonymizer.render_identities`) is remembered for reuse (and
+dummy seeds whose push or neutral rendering is)."""
+
+
+def _keep_recent(cache: OrderedDict, key, value) -> None:
+    """`cache[key] = value` as the most recently used entry, the oldest dropped beyond
+    `REFINEMENTS_KEPT`."""
+    cache.pop(key, None)
+    cache[key] = value
+    while len(cache) > REFINEMENTS_KEPT:
+        cache.popitem(last=False)
+
 
 WHOLE_REGION_TRIES = 2
 """When no candidate is acceptable, at most this many of those that keep the attributes (least
@@ -1551,10 +1562,7 @@ class FusionAnonymizer(nn.Module):
             refined = self._refine(wplus[new], identities[new], steps, scenes(new))
             offsets |= {keys[i]: offset for i, offset in zip(new, refined - wplus[new], strict=True)}
         for key, offset in offsets.items():
-            self._refinements.pop(key, None)
-            self._refinements[key] = offset  # most recently used last
-        while len(self._refinements) > REFINEMENTS_KEPT:
-            self._refinements.popitem(last=False)
+            _keep_recent(self._refinements, key, offset)
         return torch.stack([offsets[key] for key in keys]).to(wplus)
 
     def _refine(
@@ -1665,18 +1673,12 @@ class FusionAnonymizer(nn.Module):
     def _remember_push(self, seed: int, offset: Tensor) -> None:
         """The W+ offset `_push_away` found for a dummy seed, reused when that seed is rendered
         again without a search (the later frames of a video track)."""
-        self._pushes.pop(seed, None)
-        self._pushes[seed] = offset.detach()
-        while len(self._pushes) > REFINEMENTS_KEPT:
-            self._pushes.popitem(last=False)
+        _keep_recent(self._pushes, seed, offset.detach())
 
     def _remember_neutral(self, seed: int) -> None:
         """A dummy seed kept from a neutral round, rendered so again without a search (the later
         frames of a video track)."""
-        self._neutral_seeds.pop(seed, None)
-        self._neutral_seeds[seed] = None
-        while len(self._neutral_seeds) > REFINEMENTS_KEPT:
-            self._neutral_seeds.popitem(last=False)
+        _keep_recent(self._neutral_seeds, seed, None)
 
     def _refine_scenes(
         self,
