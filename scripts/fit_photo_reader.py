@@ -4,11 +4,14 @@ eye, cross-validate it, and write it where the package ships it.
 `scripts/labels/<reader>_by_eye.csv` lists photos under the data root (`path`) and whether the face
 in them wears the thing (`glasses` / `chin_hair`: 1, 0, or empty where the session labelling them
 could not tell, e.g. a microphone over the chin; those are left out): 400 LFW people's first photos
-and 251 CelebA identities' third photos, labelled on sheets of eye bands and of lower faces
-(session 36). Each face is detected and aligned as the anonymizer does it and read on its MediaPipe
-mesh. Training faces are doubled by mirroring and each copy again by a blurred copy, the crop shrunk
-to 36-96 px and enlarged back (a small face's crop is an upsampled photo), so the reader holds on
-small faces too.
+and 251 CelebA identities' third photos, labelled on sheets of eye bands and of lower faces (session
+36); for glasses also 416 more (398 LFW people's first photos, 18 CelebA identities' fifth photos,
+none of them in the evaluations' pairs; session 46): of 1,093 faces read, every one the session-36
+reader read at P 0.02 or more and 96 of the rest, labelled on colour crops of the eyes (9 left
+empty). Each face is detected and aligned as the anonymizer does it and read on its MediaPipe mesh.
+Training faces are doubled by mirroring and each copy again by a blurred copy, the crop shrunk to
+36-96 px and enlarged back (a small face's crop is an upsampled photo), so the reader holds on small
+faces too.
 
 Written to --out: report.json (5-fold cross-validated AUC and the shipped decisions' counts, at full
 size and with crops blurred as 64/48/36-px crops would be, beside the hand-set reading the reader

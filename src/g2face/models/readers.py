@@ -165,29 +165,32 @@ def descriptor_tone(descriptor: np.ndarray) -> float:
     return tone_reader().value(np.asarray(descriptor, dtype=np.float64))
 
 
-GLASSES_SURE_PROBABILITY = 0.8
-"""At or above this a photo wears glasses and the fake should keep them: cross-validated on the 647
-labelled faces (5 folds), all 50 read at 0.8 or more wore glasses (61 % of the 82 wearers; the edge
-score's "sure" held 17 of them and 7 faces without). With each crop blurred as a face about 34 px
-wide shows it (the crop spanning 64 photo pixels), 36 of 37; about 25 px wide, 29 of 30."""
+GLASSES_SURE_PROBABILITY = 0.85
+"""At or above this a photo wears glasses and the fake should keep them. Cross-validated (5 folds) on
+the 1,063 faces labelled by eye (260 wearers; session 46 added 416 whose reading the reader of
+session 36 had been least sure of, and a sample of the rest), 208 read at 0.85 or more, 3 of them
+without glasses (205 of the wearers, 79 %); at 0.8, 6 without for 215; at 0.9, none for 190 (the
+session-36 reader on the 416 new faces, which it had never seen: 131 of 177 wearers sure, none
+without). With each crop blurred as a face about 34 px wide shows it (the crop spanning 64 photo
+pixels), 173 at 0.85, 4 without."""
 GLASSES_NONE_PROBABILITY = 0.05
-"""Below this a photo counts as without glasses, so a fake must not bring any: cross-validated, 525
-of the 565 faces without glasses read below it, and 3 of the 82 with them (the edge score read 32
-wearers as bare); 8 of the 82 blurred as a 34-px face's, 12 as a 25-px face's. In between the
-reading is unsure: glasses are neither kept nor avoided."""
+"""Below this a photo counts as without glasses, so a fake must not bring any: cross-validated, 672
+of the 803 faces without glasses read below it, and 3 of the 260 with them (one wears reading
+glasses low on the nose, under the eye band the reader looks at); 13 wearers with the crops blurred
+as a 34-px face's, 22 as a 25-px face's. In between the reading is unsure: glasses are neither kept
+nor avoided."""
 GLASSES_AGREED_PROBABILITY = 0.5
 """A photo the reader leans towards glasses (at or above this, under `GLASSES_SURE_PROBABILITY`) and
 whose nose-bridge edge reads sure (`fusion.GLASSES_SURE_ORIGINAL`) wears glasses too: two readings
-of different cues agreeing. Cross-validated, that adds 2 wearers to the reader's 50 and no face
-without (Grace Hopper's translucent frames, reader 0.55, are kept so); on crops blurred as a 34-px
-face's 3 wearers to 37 and none without, as a 25-px face's 3 wearers and 1 face without."""
+of different cues agreeing (Grace Hopper's translucent frames are kept so). Cross-validated, that
+adds 7 faces to the reader's 208, 6 of them wearers."""
 
 
 GLASSES_DOUBT_PROBABILITY = 0.2
 """A photo the reader leans against glasses (under this) and whose nose-bridge edge reads bare
-(`fusion.GLASSES_EDGE_ORIGINAL`) wears none either. Cross-validated, that spares 17 more of the 565
-faces without glasses a fake with glasses (542 in all) for 1 more wearer read as bare (4 of 82): on
-150 LFW evaluation pairs the reader alone had let three such faces' fakes put glasses on."""
+(`fusion.GLASSES_EDGE_ORIGINAL`) wears none either. Cross-validated, that spares 61 more of the 803
+faces without glasses a fake with glasses (733 in all) for 4 more wearers read as bare (7 of 260):
+on 150 LFW evaluation pairs the reader alone had let three such faces' fakes put glasses on."""
 
 
 def glasses_state(probability: float, edge_score: float) -> bool | None:
