@@ -1190,6 +1190,22 @@ def test_a_moustache_is_seen_as_dark_lost_colour_above_the_lip_and_a_shadow_is_n
     assert not blind.adds_accessory and not blind.accessories_lost
 
 
+def test_a_lip_read_bare_over_a_bearded_chin_is_unsure():
+    """A blond or red moustache is no darker than the cheeks, so the lip reads bare; where the chin
+    reader finds a beard below it the lip is unsure (a fake may keep facial hair), not bare (every
+    candidate with some forbidden). A bare chin, a face that looks female or a dark moustache read
+    as before."""
+    from g2face.models.readers import CHIN_BARE_PROBABILITY, CHIN_HAIR_LIKELY_PROBABILITY
+
+    bare_lip = FACIAL_HAIR_BARE_ORIGINAL - 1
+    assert original_facial_hair(bare_lip, 0.9, CHIN_HAIR_LIKELY_PROBABILITY) is None
+    assert original_facial_hair(bare_lip, 0.9, CHIN_HAIR_LIKELY_PROBABILITY - 0.01) is False
+    assert original_facial_hair(bare_lip, 0.9, CHIN_BARE_PROBABILITY / 2) is False
+    assert original_facial_hair(bare_lip, 0.2, 0.99) is False
+    assert original_facial_hair(FACIAL_HAIR_SURE_ORIGINAL, 0.9, 0.0) is True
+    assert original_facial_hair(FACIAL_HAIR_BARE_ORIGINAL, 0.9, 0.0) is None
+
+
 def test_the_choice_puts_anonymity_first_then_attributes_then_glasses():
     settings = CandidateSettings()  # similarity bar 0.3
     fit = dict(gender_gap=0.1, age_gap=2.0)

@@ -61,7 +61,14 @@ from g2face.models.fusion import (
     upper_lip_box,
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
-from g2face.models.readers import candidate_glasses, descriptor_tone, original_bare_chin, original_glasses
+from g2face.models.readers import (
+    CHIN_BARE_PROBABILITY,
+    CHIN_HAIR_LIKELY_PROBABILITY,
+    candidate_glasses,
+    chin_hair_probability,
+    descriptor_tone,
+    original_glasses,
+)
 from g2face.nn.crops import at_source_resolution, crops_to_tensor, tensor_to_crops
 from g2face.payload import PayloadCodec, Secret
 from g2face.priors.attributes import AttributeEstimator
@@ -335,13 +342,19 @@ def _rounded(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def original_facial_hair(score: float, male_probability: float) -> bool | None:
+def original_facial_hair(
+    score: float, male_probability: float, chin_hair: float | None = None
+) -> bool | None:
     """Whether a real photo wears a moustache or beard by its `facial_hair_score`: False (a fake
     must not bring one), True (the fake should keep it) or None (unsure: neither). A face that
     looks female counts as without: its fake is drawn female, and a dark upper lip there is
-    lipstick's edge or shadow far more often than hair."""
-    if score < FACIAL_HAIR_BARE_ORIGINAL or male_probability < 0.5:
+    lipstick's edge or shadow far more often than hair. A lip read bare over a chin whose
+    `chin_hair` (`readers.chin_hair_probability`, when given) reads hair as likely
+    (`CHIN_HAIR_LIKELY_PROBABILITY`) is unsure: light facial hair is no darker than the cheeks."""
+    if male_probability < 0.5:
         return False
+    if score < FACIAL_HAIR_BARE_ORIGINAL:
+        return None if chin_hair is not None and chin_hair >= CHIN_HAIR_LIKELY_PROBABILITY else False
     return True if score >= FACIAL_HAIR_SURE_ORIGINAL else None
 
 
@@ -1036,7 +1049,8 @@ class FusionAnonymizer(nn.Module):
                 if glasses is not None:
                     wanted[2] = float(glasses)
                 if p is not None:
-                    hair = original_facial_hair(facial_hair_score(face, points[i]), float(p))
+                    lip, chin = facial_hair_score(face, points[i]), chin_hair_probability(face, points[i])
+                    hair = original_facial_hair(lip, float(p), chin)
                     if hair is not None:
                         wanted[3] = float(hair)
                 self._accessories[keys[i]] = wanted
@@ -1362,15 +1376,15 @@ class FusionAnonymizer(nn.Module):
                     float(a),
                     # kept dark glasses stand in front of the fake: it must bring none of its own
                     False if k is not None else original_glasses(o, q, w),
-                    original_facial_hair(lip, float(p)),
+                    original_facial_hair(lip, float(p), chin),
                     t,
                     # a face that looks female is drawn female: a textured chin there is shadow or
                     # grain far more often than hair (as `original_facial_hair` reads the lip)
-                    float(p) < 0.5 or original_bare_chin(o, q),
+                    float(p) < 0.5 or chin < CHIN_BARE_PROBABILITY,
                     lip,
                     d,
                 )
-                for p, a, o, q, k, t, w, lip, d in zip(
+                for p, a, o, q, k, t, w, lip, chin, d in zip(
                     found.male_probability,
                     found.age,
                     originals,
@@ -1379,6 +1393,7 @@ class FusionAnonymizer(nn.Module):
                     tones,
                     widths,
                     [facial_hair_score(o, q) for o, q in zip(originals, original_points, strict=True)],
+                    [chin_hair_probability(o, q) for o, q in zip(originals, original_points, strict=True)],
                     self._descriptor_tones(second_embeddings),
                     strict=True,
                 )
