@@ -13,7 +13,9 @@ carriers, and apparent attributes. On genuine pairs (A1, A2 = two photos of one 
   original's gender, and cheek ITA difference.
 Thresholds: FAR 1e-3 from impostor pairs of distinct people's original photos in the same set.
 Written to --out: metrics.json, rows.json (per pair, with wrn and dlib age, gender and P(male) before/after)
-and faces.png (original | key A | key B per pair).
+and faces.png (original | key A | key B per pair). Dummy seeds and (since session 46) payload salts
+come from the file names, so two runs of the same code are the same to the bit and two runs of
+different settings are paired exactly (`--random-salts`: salts from the OS, as in the product).
 
     python scripts/evaluate_default.py --data ../shared/data --pairs 150 --out runs/eval-default
 """
@@ -21,9 +23,12 @@ and faces.png (original | key A | key B per pair).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
+import random
+import secrets
 import time
 from pathlib import Path
 
@@ -90,6 +95,21 @@ def first_photo_faces(data: Path, pairs, detector):
         face = _main_face(detector, image)
         if face is not None:
             yield n, pair[0], image, face
+
+
+@contextlib.contextmanager
+def salts_from_name(name: str):
+    """Within it, the payloads' salts (`secrets.token_bytes`) come from a generator seeded by `name`
+    instead of the OS, so two runs of the same pairs embed the same bits and a paired difference
+    is the settings', not the payload's (its random salt moved FaceNet's cosine of one render by
+    ±0.016 between runs, session 46). For measurement only: a real salt must be unpredictable."""
+    generator = random.Random(name_seed(name))
+    token_bytes = secrets.token_bytes
+    secrets.token_bytes = lambda count=32: generator.randbytes(count)
+    try:
+        yield
+    finally:
+        secrets.token_bytes = token_bytes
 
 
 def anonymized_with_key_a(pipeline: G2FacePipeline, image: np.ndarray, face, path: str):
@@ -159,6 +179,12 @@ def main() -> None:
         "--refine", type=int, default=0, help="also measure perfect-channel recovery refined N steps"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/eval-default"))
+    parser.add_argument(
+        "--random-salts",
+        action="store_true",
+        help="payload salts from the OS, as the product draws them (default: from the file name, "
+        "so two runs are paired exactly)",
+    )
     args = parser.parse_args()
     if not (args.data / DATASET_INDEX[args.dataset]).is_file():
         raise SystemExit(
@@ -185,17 +211,20 @@ def main() -> None:
         f1, f2 = _main_face(detector, a1), _main_face(detector, a2)
         if f1 is None or f2 is None:
             continue
-        # Dummy seeds from the file name and the key: reproducible, and paired across A/B runs of
-        # different settings (the salts stay random, so payloads differ run to run).
+        # Dummy seeds and payload salts from the file name and the key: reproducible, and paired
+        # across A/B runs of different settings (`salts_from_name`, unless --random-salts).
+        salts = contextlib.nullcontext() if args.random_salts else salts_from_name(pair[0] + "/A")
         timed = time.perf_counter()
-        anon = anonymized_with_key_a(pipeline, a1, f1, pair[0])
+        with salts:
+            anon = anonymized_with_key_a(pipeline, a1, f1, pair[0])
         anonymize_seconds = time.perf_counter() - timed
         # whether the search pushed the kept dummy away from the original (the push is remembered
         # by dummy seed for a video track's later frames; a measurement script may look)
         pushed = anon.faces[0].dummy_seed in getattr(pipeline.model, "_pushes", {})
         # and whether it came from the neutral round (CandidateSettings.neutral_round), remembered alike
         neutral = anon.faces[0].dummy_seed in getattr(pipeline.model, "_neutral_seeds", {})
-        anon_b = pipeline.anonymize(a1, KEY_B, detections=[f1], seeds=[name_seed(pair[0] + "/B")])
+        with contextlib.nullcontext() if args.random_salts else salts_from_name(pair[0] + "/B"):
+            anon_b = pipeline.anonymize(a1, KEY_B, detections=[f1], seeds=[name_seed(pair[0] + "/B")])
         neutral_b = anon_b.faces[0].dummy_seed in getattr(pipeline.model, "_neutral_seeds", {})
         exact = pipeline.recover(anon.image, KEY_A, container=anon.container)
         published = _jpeg(anon.image, 90)
