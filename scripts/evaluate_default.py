@@ -193,6 +193,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     pairs, person = evaluation_pairs(args.data, args.dataset, args.pairs)
 
+    def payload_salts(name: str):
+        return contextlib.nullcontext() if args.random_salts else salts_from_name(name)
+
     torch.set_grad_enabled(False)
     detector = YuNetDetector()
     options: dict = (
@@ -213,9 +216,8 @@ def main() -> None:
             continue
         # Dummy seeds and payload salts from the file name and the key: reproducible, and paired
         # across A/B runs of different settings (`salts_from_name`, unless --random-salts).
-        salts = contextlib.nullcontext() if args.random_salts else salts_from_name(pair[0] + "/A")
         timed = time.perf_counter()
-        with salts:
+        with payload_salts(pair[0] + "/A"):
             anon = anonymized_with_key_a(pipeline, a1, f1, pair[0])
         anonymize_seconds = time.perf_counter() - timed
         # whether the search pushed the kept dummy away from the original (the push is remembered
@@ -223,7 +225,7 @@ def main() -> None:
         pushed = anon.faces[0].dummy_seed in getattr(pipeline.model, "_pushes", {})
         # and whether it came from the neutral round (CandidateSettings.neutral_round), remembered alike
         neutral = anon.faces[0].dummy_seed in getattr(pipeline.model, "_neutral_seeds", {})
-        with contextlib.nullcontext() if args.random_salts else salts_from_name(pair[0] + "/B"):
+        with payload_salts(pair[0] + "/B"):
             anon_b = pipeline.anonymize(a1, KEY_B, detections=[f1], seeds=[name_seed(pair[0] + "/B")])
         neutral_b = anon_b.faces[0].dummy_seed in getattr(pipeline.model, "_neutral_seeds", {})
         exact = pipeline.recover(anon.image, KEY_A, container=anon.container)

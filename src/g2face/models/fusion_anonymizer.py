@@ -1059,9 +1059,7 @@ class FusionAnonymizer(nn.Module):
             if self._accessories[key]:  # (nothing known: nothing moves)
                 moved[i : i + 1] += _probe_delta(probe, identities[i : i + 1], self._accessories[key])
         for key in dict.fromkeys(keys):
-            self._accessories.move_to_end(key)
-        while len(self._accessories) > REFINEMENTS_KEPT:
-            self._accessories.popitem(last=False)
+            _keep_recent(self._accessories, key, self._accessories[key])
         return moved
 
     def render_dummies(
