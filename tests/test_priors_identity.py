@@ -191,3 +191,21 @@ def test_facenet_same_person_beats_different_people(facenet, faces):
     emb = facenet(torch.cat([crops, crops[:1].flip(-1)]))
     sims = emb @ emb.T
     assert sims[0, 3] > max(sims[0, 1], sims[0, 2], sims[1, 2]) + 0.2
+
+
+def test_owned_tensor_copies_a_read_only_array_without_a_warning():
+    """The converters read weights as read-only views into the model files; `owned_tensor` gives
+    each its own writable copy, so no "not writable" warning reaches a user's first run."""
+    import warnings
+
+    from g2face.priors.base import owned_tensor
+
+    source = np.frombuffer(np.arange(6, dtype=np.float64).tobytes(), np.float64).reshape(2, 3).T
+    assert not source.flags.writeable and not source.flags.c_contiguous
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = owned_tensor(source, np.float32)
+    assert tensor.dtype == torch.float32 and tensor.is_contiguous()
+    assert torch.equal(tensor, torch.tensor([[0, 3], [1, 4], [2, 5]], dtype=torch.float32))
+    tensor[0, 0] = 7  # its own memory: the source is untouched
+    assert source[0, 0] == 0

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from g2face import hub
-from g2face.priors.base import freeze
+from g2face.priors.base import freeze, owned_tensor
 from g2face.priors.crops import ffhq_box
 from g2face.priors.dlib_layers import (
     ConvAffine,
@@ -127,7 +127,7 @@ def _dlib_state_dict(onnx_path: Path, convs: dict[str, int], linears: dict[str, 
         sd[f"{name}.scale"], sd[f"{name}.offset"] = w[f"layer_{n - 1}_scale"], w[f"layer_{n - 1}_offset"]
     for name, n in linears.items():  # ONNX Gemm stores [in, out]; nn.Linear wants [out, in]
         sd[f"{name}.weight"], sd[f"{name}.bias"] = w[f"layer_{n}_weights"].T, w[f"layer_{n}_bias"]
-    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
+    return {k: owned_tensor(v, np.float32) for k, v in sd.items()}
 
 
 def convert_dlib_age_gender(age_onnx: Path, gender_onnx: Path, out_path: Path) -> None:
@@ -337,7 +337,7 @@ def convert_wideresnet(h5_path: Path, out_path: Path) -> None:
             else:
                 for torch_name, keras_name in bn_names.items():
                     sd[f"{ours}.{torch_name}"] = weights[f"{keras_name}:0"][()]
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
+    tensors = {k: owned_tensor(v, np.float32) for k, v in sd.items()}
     _load_wrn(WideResNetAgeGender(), tensors)
     save_file(tensors, str(out_path), metadata={"converter": WRN_CONVERTER_TAG})
 

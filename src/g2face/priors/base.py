@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -102,3 +103,11 @@ def freeze(module: torch.nn.Module) -> torch.nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)
     return module
+
+
+def owned_tensor(array: np.ndarray, dtype: np.dtype | type | None = None) -> torch.Tensor:
+    """A tensor of its own copy of a converter's `array` (as `dtype` where given), C-contiguous.
+    What the converters read are often read-only views into the original file (ONNX initializers,
+    protobuf buffers): `torch.from_numpy` would share them and print PyTorch's "not writable"
+    warning to a user on the first run, when the conversion happens."""
+    return torch.from_numpy(np.array(array, dtype=dtype, order="C", copy=True))

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from g2face.priors.base import Geometry, freeze
+from g2face.priors.base import Geometry, freeze, owned_tensor
 
 COEFFICIENTS = {
     "id": (0, 80),
@@ -135,7 +135,7 @@ def bfm_tensors_from_mat(mat: dict[str, np.ndarray]) -> dict[str, Tensor]:
         "tri": mat["tri"].astype(np.int64) - 1,
         "keypoints": np.squeeze(mat["keypoints"]).astype(np.int64) - 1,
     }
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    return {k: owned_tensor(v) for k, v in arrays.items()}
 
 
 @dataclass(frozen=True)

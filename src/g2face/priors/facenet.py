@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from g2face import hub
-from g2face.priors.base import freeze
+from g2face.priors.base import freeze, owned_tensor
 from g2face.priors.crops import ffhq_box
 
 CONVERTER_TAG = "v1"
@@ -257,7 +257,7 @@ def convert_facenet(pb_path: Path, out_path: Path) -> None:
             value = tf[f"{tf_scope}/weights"].transpose(3, 2, 0, 1)
         else:  # conv bias: a folded batch norm's offset, or a plain bias on the residual up-projections
             value = tf.get(f"{tf_scope}/Conv2D_bn_offset", tf.get(f"{tf_scope}/biases"))
-        sd[name] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        sd[name] = owned_tensor(value, np.float32)
     for residual in ("Repeat/block35_1", "Repeat_1/block17_1", "Repeat_2/block8_1", "Block8"):
         scale = float(tf[f"InceptionResnetV1/{residual}/mul/x"])
         module = model.get_submodule(residual.replace("/", "."))

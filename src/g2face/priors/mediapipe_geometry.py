@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from g2face import hub
-from g2face.priors.base import Geometry, freeze
+from g2face.priors.base import Geometry, freeze, owned_tensor
 
 ASSET = "face-landmarker"
 CONVERTED_FILE = "face_landmarker.safetensors"
@@ -343,7 +343,7 @@ def build_converted_weights(task_path: Path, out_path: Path) -> None:
         metadata = parse_geometry_metadata(bundle.read("geometry_pipeline_metadata_landmarks.binarypb"))
     tensors = {f"mesh.{k}": v for k, v in convert_mesh_net(mesh_graph).items()}
     tensors |= {f"blendshapes.{k}": v for k, v in convert_blendshape_net(blend_graph).items()}
-    tensors |= {f"canonical.{k}": torch.from_numpy(v) for k, v in metadata.items()}
+    tensors |= {f"canonical.{k}": owned_tensor(v) for k, v in metadata.items()}
     save_file(
         {k: v.contiguous() for k, v in tensors.items()}, str(out_path), metadata={"source": task_path.name}
     )
@@ -505,5 +505,5 @@ def save_shape_basis(
 ) -> None:
     """Write a shape basis (mean [1404], components [K, 1404], std [K]) with provenance metadata."""
     tensors = {"mean": mean, "components": components, "std": std}
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in tensors.items()}
+    tensors = {k: owned_tensor(v, np.float32) for k, v in tensors.items()}
     save_file(tensors, str(path), metadata={k: str(v) for k, v in info.items()})

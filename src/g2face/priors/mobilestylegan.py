@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from g2face.priors.base import FuseHook, freeze
+from g2face.priors.base import FuseHook, freeze, owned_tensor
 from g2face.priors.openvino_ir import IRGraph, IRNode
 
 SHIPPED_CHANNELS = (512, 512, 512, 512, 512, 256, 128, 64)  # feature channels at 4, 8, ..., 512
@@ -452,7 +452,7 @@ def convert_ir(folder: str | Path, out_path: str | Path) -> None:
     arrays |= _synthesis_state(IRGraph(folder / "SynthesisNetwork.xml"), SHIPPED_CHANNELS)
     with torch.device("meta"):  # no random init: every tensor comes from the IR
         model = MobileStyleGAN()
-    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()}
+    state = {k: owned_tensor(v, np.float32) for k, v in arrays.items()}
     expected = model.state_dict()
     for key, value in state.items():
         _check(key in expected and expected[key].shape == value.shape, f"tensor {key} {list(value.shape)}")

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from g2face import hub
 from g2face.align import estimate_similarity
-from g2face.priors.base import freeze
+from g2face.priors.base import freeze, owned_tensor
 from g2face.priors.crops import ARCFACE_TEMPLATE_112, ffhq_to_arcface, warp_affine
 
 # (in, out, stride) of the depthwise-separable blocks, named conv_2 .. conv_14 in the ONNX graph.
@@ -133,7 +133,7 @@ def _state_dict_from_onnx(onnx_path: Path) -> dict[str, Tensor]:
     bn("head_bn", "bn1")
     sd["fc.weight"], sd["fc.bias"] = w["pre_fc1_weight"], w["pre_fc1_bias"]
     bn("embedding_bn", "fc1")
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+    return {k: owned_tensor(v) for k, v in sd.items()}
 
 
 def convert_sface(onnx_path: Path, out_path: Path) -> None:
