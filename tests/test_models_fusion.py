@@ -2218,3 +2218,23 @@ def test_fuse_face_takes_the_colour_step_out_of_the_edge_its_composite_shows():
     assert before > 6 and after < 0.4 * before
     middle = (slice(120, 136), slice(120, 136))
     assert np.abs(seamless.crop[middle].astype(int) - plain.crop[middle]).max() <= 2
+
+
+def test_the_pushs_eye_reading_sees_lenses_darkened_eye_by_eye():
+    """`_push_away`'s differentiable stand-in for `sunglasses_score` (`_eye_darkness`): per eye,
+    how much darker its region is than the upper cheeks, so a push step that tints the lenses is
+    seen, and one eye's darkening is not averaged away by the other."""
+    from g2face.models.fusion_anonymizer import _eye_darkness, _eye_regions, _upper_lip_and_cheeks
+
+    face, points, centres = _face_with_eyes()
+    _, cheeks = _upper_lip_and_cheeks(points, 256, "cpu")
+    eyes = _eye_regions(points, 256, "cpu")
+
+    def darkness(image: np.ndarray) -> torch.Tensor:
+        return _eye_darkness(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1, eyes, cheeks)
+
+    assert eyes.shape == (2, 256, 256) and eyes.sum() > 0 and cheeks.any()
+    bare, tinted = darkness(face), darkness(_with_lenses(face, centres)[0])
+    assert (tinted > bare + 0.3).all()
+    one = darkness(_with_lenses(face, centres, which=(1,))[0])
+    assert abs(float(one[0] - bare[0])) < 1e-6 and float(one[1]) > float(bare[1]) + 0.3

@@ -1489,13 +1489,21 @@ def sunglasses_score(image: np.ndarray, points: np.ndarray) -> float:
     if found is None:
         return 0.0
     lightness, skin = found
-    size = image.shape[0]
-    fractions = []
+    fractions = [
+        float((lightness[eye] < SUNGLASSES_DARK * skin).mean()) if eye.any() else 0.0
+        for eye in eye_region_masks(points, image.shape[0])
+    ]
+    return min(fractions)
+
+
+def eye_region_masks(points: np.ndarray, size: int) -> list[np.ndarray]:
+    """Hard bool masks [size, size] of each eye's region (contour, lids up to the crease, iris:
+    `KEEP_REGIONS["eyes"]`) of a mesh in pixels: where dark lenses show (`sunglasses_score`)."""
+    masks = []
     for polygon in KEEP_REGIONS["eyes"]:
         present = [i for i in polygon if i < len(points)]
-        eye = _polygon_mask(points[present, :2], size) > 0.5
-        fractions.append(float((lightness[eye] < SUNGLASSES_DARK * skin).mean()) if eye.any() else 0.0)
-    return min(fractions)
+        masks.append(_polygon_mask(points[present, :2], size) > 0.5)
+    return masks
 
 
 def sunglasses_mask(

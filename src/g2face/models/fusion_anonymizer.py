@@ -47,6 +47,7 @@ from g2face.models.fusion import (
     FusedFace,
     FusionSettings,
     chin_texture,
+    eye_region_masks,
     face_region_mask,
     facial_hair_score,
     fit_render_to_original,
@@ -588,6 +589,15 @@ PUSH_DETAIL_KEPT = 0.8
 (`face_detail`) is not kept: lowering a recogniser's cosine by washing the features out is not a
 different person (LFW, session 15: a push that kept 0.5 of it left a featureless blur)."""
 
+PUSH_EYES_DARKER_MAX = 0.05
+"""A push step whose render's eye region is darker against the upper cheeks (`_eye_darkness`) by
+more than this, in either eye, than the start render's is not kept: hiding the eyes behind darker
+lenses or shadow is the quickest way away from a recogniser, and Adam's first step, taken before
+the push's own eye term can act, did just that (LFW, session 47: three clear-glasses wearers'
+pushed fakes in tinted lenses, the first step's render +0.11 darker)."""
+PUSH_EYES_WEIGHT = 10.0
+"""Weight of the push's loss term on the eyes darkening against the cheeks (`_push_away`)."""
+
 
 def face_detail(crop: np.ndarray, points: np.ndarray) -> float:
     """Mean |Laplacian| of the grey crop (uint8 RGB, lightly smoothed) over the central 60 % of its
@@ -636,6 +646,23 @@ def _upper_lip_darkness(image: Tensor, lip: Tensor, cheeks: Tensor) -> Tensor:
     darker = 1 - luma[lip].mean() / luma[cheeks].mean().clamp_min(1e-3)
     paler = 1 - colour[lip].mean() / colour[cheeks].mean().clamp_min(1e-3)
     return darker + paler
+
+
+def _eye_regions(points: np.ndarray, size: int, device) -> Tensor:
+    """Boolean masks [2, S, S] of the two eyes' regions (`eye_region_masks`) of a mesh in pixels."""
+    return torch.from_numpy(np.stack(eye_region_masks(points, size))).to(device)
+
+
+def _eye_darkness(image: Tensor, eyes: Tensor, cheeks: Tensor) -> Tensor:
+    """A differentiable stand-in for `sunglasses_score` of a render [1, 3, S, S] in [-1, 1], per
+    eye [2]: how much darker (luma) each eye's region is than the upper cheeks (0 where either
+    region is empty)."""
+    if not cheeks.any():
+        return image.new_zeros(len(eyes))
+    rgb = (image[0] + 1) / 2
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    skin = luma[cheeks].mean().clamp_min(1e-3)
+    return torch.stack([1 - luma[eye].mean() / skin if eye.any() else luma.new_zeros(()) for eye in eyes])
 
 
 def candidate_seed(dummy_seed: int, index: int) -> int:
@@ -824,14 +851,21 @@ class _FaceSearch:
             self.original, self.points, renders, fusion, keep=self.occluder, source_width=self.width
         )
         points = self.render_points[seed]  # (the push holds the render's landmarks)
-        start_detail = face_detail(tensor_to_crops(self.renders[seed][None])[0], points)
-        detailed = [
-            face_detail(crop, points) >= PUSH_DETAIL_KEPT * start_detail for crop in tensor_to_crops(renders)
+        start = self.renders[seed][None]
+        start_detail = face_detail(tensor_to_crops(start)[0], points)
+        _, cheeks = _upper_lip_and_cheeks(points, model.image_size, renders.device)
+        eyes = _eye_regions(points, model.image_size, renders.device)
+        start_eyes = _eye_darkness(start, eyes, cheeks)
+        # a render washed out or with its eyes hidden is not a different person
+        usable = [
+            face_detail(crop, points) >= PUSH_DETAIL_KEPT * start_detail
+            and float((_eye_darkness(render[None], eyes, cheeks) - start_eyes).max()) <= PUSH_EYES_DARKER_MAX
+            for crop, render in zip(tensor_to_crops(renders), renders, strict=True)
         ]
         best = None
         for k, rescored in enumerate(self._score(fused)):
             if (
-                detailed[k]
+                usable[k]
                 and _no_worse_in_attributes(rescored, score, settings)
                 and rescored.ranking_similarity < (score if best is None else best[0]).ranking_similarity
             ):
@@ -1624,8 +1658,9 @@ class FusionAnonymizer(nn.Module):
         """`CandidateSettings.away_steps` of Adam on a dummy's W+ [1, S, D] lowering SFace's cosine
         to the original (`embedding`) of the render laid onto the original crop as the fusion lays
         it (its similarity fit, differentiable; `mask` [S, S] the fused face's region), while the
-        render keeps its landmarks and expression and the identity's components along the
-        attribute probe's rows (apparent gender, age, glasses) stay where they were. (The
+        render keeps its landmarks and expression, the identity's components along the
+        attribute probe's rows (apparent gender, age, glasses) stay where they were, and neither
+        the upper lip nor the eyes darken against the cheeks. (The
         paper's away-from-original term, applied at inference to the faces the keyed search
         leaves too close; FaceNet never takes part.) Returns the W+ after each step [steps, S, D]
         and their renders [steps, 3, S, S]."""
@@ -1646,7 +1681,9 @@ class FusionAnonymizer(nn.Module):
             hold = _GeometryHold(self.geometry, image)
             start_attributes = None
             lip, cheeks = _upper_lip_and_cheeks(render_points, self.image_size, wplus.device)
+            eyes = _eye_regions(render_points, self.image_size, wplus.device)
             start_hair = _upper_lip_darkness(image, lip, cheeks).detach()
+            start_eyes = _eye_darkness(image, eyes, cheeks).detach()
             optimizer = torch.optim.Adam([w], lr=lr)
             path, renders = [], []
             for step in range(steps + 1):
@@ -1677,7 +1714,11 @@ class FusionAnonymizer(nn.Module):
                 # `facial_hair_score` reads): moving away from a clean-shaven man's identity
                 # otherwise darkens it within a step or two
                 hair = _upper_lip_darkness(image, lip, cheeks)
-                loss = loss + (hold(image) + 10 * torch.relu(hair - start_hair).sum())
+                # nor lenses darkened: hiding the eyes is the quickest way away from a recogniser,
+                # and a clear-glasses wearer's pushed fake came out in sunglasses (LFW, session 47)
+                eyes_darker = torch.relu(_eye_darkness(image, eyes, cheeks) - start_eyes).sum()
+                hair_grown = torch.relu(hair - start_hair).sum()
+                loss = loss + (hold(image) + 10 * hair_grown + PUSH_EYES_WEIGHT * eyes_darker)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
