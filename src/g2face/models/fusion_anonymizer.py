@@ -63,10 +63,10 @@ from g2face.models.fusion import (
 )
 from g2face.models.gie import GIE, SMILE_BLENDSHAPES, ExpressionCorrection, PoseCorrection
 from g2face.models.readers import (
-    CHIN_BARE_PROBABILITY,
     CHIN_HAIR_LIKELY_PROBABILITY,
     candidate_glasses,
     chin_hair_probability,
+    chin_surely_bare,
     descriptor_tone,
     original_glasses,
 )
@@ -1412,7 +1412,7 @@ class FusionAnonymizer(nn.Module):
                     t,
                     # a face that looks female is drawn female: a textured chin there is shadow or
                     # grain far more often than hair (as `original_facial_hair` reads the lip)
-                    float(p) < 0.5 or chin < CHIN_BARE_PROBABILITY,
+                    float(p) < 0.5 or chin_surely_bare(chin),
                     lip,
                     d,
                 )

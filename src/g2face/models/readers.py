@@ -272,7 +272,12 @@ def chin_hair_probability(crop: np.ndarray, points: np.ndarray) -> float:
 
 
 def original_bare_chin(crop: np.ndarray, points: np.ndarray) -> bool:
-    """Whether a real photo's chin surely has no beard, goatee or stubble (`chin_hair_probability`
-    under `CHIN_BARE_PROBABILITY`). A microphone, a hand or an open mouth in front of the chin
-    reads as unsure (False)."""
-    return chin_hair_probability(crop, points) < CHIN_BARE_PROBABILITY
+    """Whether a real photo's chin surely has no beard, goatee or stubble (`chin_hair_probability`,
+    `chin_surely_bare`). A microphone, a hand or an open mouth in front of the chin reads as unsure
+    (False)."""
+    return chin_surely_bare(chin_hair_probability(crop, points))
+
+
+def chin_surely_bare(chin_hair: float) -> bool:
+    """Whether a `chin_hair_probability` reads the chin as surely bare (`CHIN_BARE_PROBABILITY`)."""
+    return chin_hair < CHIN_BARE_PROBABILITY
